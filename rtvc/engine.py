@@ -1,0 +1,369 @@
+"""The streaming engine: device-rate blocks of any size in, the same number of samples out.
+
+Data path (one direction)::
+
+    x (device rate) -> sanitize (non-finite -> 0, counted) -> resample to the model rate
+      -> fixed hops of HOP samples: input gain -> voice stage (+ dry delay line) -> mix
+         -> look-ahead noise gate -> output gain / mute (ramped)
+      -> resample to the device rate -> output FIFO (pre-filled) -> y
+
+Every hop is a pure function of absolute input positions, so the output does not depend on
+the host block size, and ``rtvc convert`` (offline) runs exactly this code.
+
+Latency: the output FIFO starts with ``prefill`` zeros, the smallest count for which it never
+runs dry at any block size (block size 1 is the worst case: it is computed by counting). The
+algorithmic latency is ``prefill + stage_latency * device_rate / model_rate`` device samples:
+a click at input sample ``n`` through a neutral voice peaks at output ``n + latency``.
+
+Threads: ``process`` runs on one worker thread. Control requests (``request``/``update``) may
+come from any thread: they are validated and voice models are loaded in the caller's thread,
+then handed over through a bounded queue and applied at the next block boundary.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._native.gate import gate_gains
+from ._native.ring import ring_read, ring_read_available, ring_write
+from .errors import ConfigError, ControlError
+from .params import Params
+from .resampling import SUPPORTED_RATES, StreamResampler
+from .types import HOP, MODEL_RATE, Audio
+from .voices import VoiceInfo, VoiceRegistry
+
+__all__ = ["Engine", "EngineConfig"]
+
+CROSSFADE_HOPS = 4  # 20 ms voice-switch crossfade
+TIMING_WINDOW = 2048  # per-block compute times kept for p50/p99
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    device_rate: int = 48_000
+    model_rate: int = MODEL_RATE
+    hop: int = HOP
+    max_block: int = 8192  # process() splits longer inputs into chunks of this size
+    queue_size: int = 64
+
+    def __post_init__(self) -> None:
+        if self.device_rate not in SUPPORTED_RATES:
+            raise ConfigError(f"device rate {self.device_rate} Hz is not supported; expected one of {SUPPORTED_RATES}")
+        if self.model_rate != MODEL_RATE:
+            raise ConfigError(f"model rate {self.model_rate} Hz is not supported; expected {MODEL_RATE}")
+        if not (16 <= self.hop <= 1024):
+            raise ConfigError(f"hop {self.hop} samples is out of range; expected 16..1024")
+        if not (1 <= self.max_block <= 1 << 16):
+            raise ConfigError(f"max_block {self.max_block} is out of range; expected 1..65536")
+
+
+def _db_to_lin(db: float) -> float:
+    return float(10.0 ** (db / 20.0))
+
+
+def _lin_to_db(x: float) -> float:
+    return float(20.0 * math.log10(max(x, 1e-10)))
+
+
+class _Active:
+    """A loaded voice: its description, stage and stage state."""
+
+    __slots__ = ("info", "stage", "state")
+
+    def __init__(self, info: VoiceInfo, stage: Any) -> None:
+        self.info = info
+        self.stage = stage
+        self.state = stage.init_state()
+
+
+class Engine:
+    """Streaming voice engine. See the module docstring for the data path and latency."""
+
+    def __init__(self, config: EngineConfig | None = None, *, registry: VoiceRegistry | None = None,
+                 params: Params | None = None) -> None:
+        self.config = cfg = config or EngineConfig()
+        self.registry = registry or VoiceRegistry()
+        self.hop = cfg.hop
+        self._rs_in = StreamResampler(cfg.device_rate, cfg.model_rate, max_chunk=cfg.max_block)
+        self._rs_out = StreamResampler(cfg.model_rate, cfg.device_rate, max_chunk=cfg.hop)
+        self.prefill = self._compute_prefill()
+        # output FIFO (device rate)
+        per_hop_out = cfg.hop * self._rs_out.up // self._rs_out.down + 2
+        cap = 1 << int(math.ceil(math.log2(self.prefill + cfg.max_block + 4 * per_hop_out + 64)))
+        self._fifo = np.zeros(cap, np.float32)
+        self._fifo_idx = np.zeros(2, np.int64)
+        self._xin = np.zeros(cfg.max_block, np.float32)
+        self._acc = np.zeros(cfg.hop, np.float32)
+        self._acc_n = 0
+        self._dry = np.zeros(1 << 14, np.float32)  # dry delay line (model rate), >1 s
+        self._dry_w = 0
+        self._gbuf = np.zeros(1 << 14, np.float32)  # gate gain delay line
+        self._g = np.zeros(cfg.hop, np.float32)
+        self._gate_st = np.zeros(3, np.float64)
+        self._hop_buf = np.zeros(cfg.hop, np.float32)
+        self._wet = np.zeros(cfg.hop, np.float32)
+        self._y = np.zeros(cfg.hop, np.float32)
+        self._ramp = (np.arange(1, cfg.hop + 1, dtype=np.float32) / cfg.hop)
+        self._times_ns = np.zeros(TIMING_WINDOW, np.int64)
+        self._times_n = 0
+        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=cfg.queue_size)
+        self._lock = threading.Lock()  # serialises request() callers, never taken by process()
+        self.counters = {"blocks": 0, "hops": 0, "samples_in": 0, "nonfinite_samples": 0, "stage_resets": 0,
+                         "dropped_blocks": 0, "xruns": 0, "commands_applied": 0}
+        self._level_in = 0.0
+        self._level_out = 0.0
+        # parameters: ``params`` is the last accepted request, ``_live`` what the audio path uses
+        p = params or Params()
+        info = self.registry.get(p.voice)
+        self._active = self._load(info, p)
+        self._fading: _Active | None = None
+        self._fade_pos = 0
+        self.params = p
+        self._live = p
+        self._cur = self._gains(p)  # current (ramped) linear gains
+
+    # ------------------------------------------------------------------ latency
+    def _compute_prefill(self) -> int:
+        """Smallest FIFO pre-fill that never runs dry, found by counting at block size 1."""
+        cfg = self.config
+        period = cfg.device_rate * 2 + 10 * cfg.hop * 8  # > several full patterns of every ratio
+        n = np.arange(1, period + 1, dtype=np.int64)
+        m = self._rs_in.outputs_after(n)
+        hops = (m // cfg.hop) * cfg.hop
+        u = self._rs_out.outputs_after(hops)
+        return int(max(0, np.max(n - u)))
+
+    def latency_samples(self, stage_latency: int | None = None) -> float:
+        """Algorithmic latency in device samples (fractional when the rates are not multiples)."""
+        d = self._active.stage.latency if stage_latency is None else stage_latency
+        return self.prefill + d * self.config.device_rate / self.config.model_rate
+
+    @property
+    def algorithmic_latency_ms(self) -> float:
+        return 1000.0 * self.latency_samples() / self.config.device_rate
+
+    def latency_ms_for(self, stage_latency: int) -> float:
+        return 1000.0 * self.latency_samples(stage_latency) / self.config.device_rate
+
+    # ------------------------------------------------------------------ control (any thread)
+    def _load(self, info: VoiceInfo, params: Params) -> _Active:
+        stage = self.registry.make_stage(info, model_rate=self.config.model_rate, hop=self.hop)
+        stage.set_params(params)
+        return _Active(info, stage)
+
+    def request(self, params: Params) -> Params:
+        """Ask for a new parameter snapshot; applied at the next block boundary.
+
+        A voice change loads the voice here, in the caller's thread; if loading fails the
+        error is raised and the previous voice keeps playing.
+        """
+        if not isinstance(params, Params):
+            raise ControlError(f"request() takes a Params snapshot, got {type(params).__name__}")
+        with self._lock:
+            loaded = None
+            if params.voice != self.params.voice:
+                info = self.registry.get(params.voice)
+                loaded = self._load(info, params)
+            try:
+                self._queue.put_nowait(("params", (params, loaded)))
+            except queue.Full:
+                raise ControlError(f"engine command queue is full ({self.config.queue_size} pending); "
+                                   "the audio worker is not draining it") from None
+            self.params = params
+            return params
+
+    def update(self, **changes: Any) -> Params:
+        """Partial update (validated). Selecting a voice also loads its preset pitch/formant
+        unless those are given in the same update."""
+        base = self.params
+        if "voice" in changes and changes["voice"] != base.voice:
+            info = self.registry.get(changes["voice"])
+            for k, v in info.defaults.items():
+                changes.setdefault(k, v)
+        return self.request(base.replace(**changes))
+
+    def reset(self) -> None:
+        """Clear all audio state (not parameters) at the next block boundary."""
+        try:
+            self._queue.put_nowait(("reset", None))
+        except queue.Full:
+            raise ControlError("engine command queue is full; reset not queued") from None
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                kind, arg = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            self.counters["commands_applied"] += 1
+            if kind == "params":
+                p, loaded = arg
+                if loaded is not None:
+                    self._fading = self._active
+                    self._fade_pos = 0
+                    self._active = loaded
+                self._active.stage.set_params(p)
+                if self._fading is not None:
+                    self._fading.stage.set_params(p)
+                self._live = p
+            elif kind == "reset":
+                self._reset_state()
+
+    def _reset_state(self) -> None:
+        self._active.state = self._active.stage.init_state()
+        self._fading = None
+        self._dry[:] = 0.0
+        self._gbuf[:] = 0.0
+        self._gate_st[:] = 0.0
+
+    # ------------------------------------------------------------------ audio (worker thread)
+    def process(self, x: Audio) -> Audio:
+        """Process one device-rate block of any length; return as many output samples.
+
+        Allocation-free for blocks up to ``config.max_block`` except for the returned array.
+        """
+        x = np.asarray(x)
+        if x.ndim != 1:
+            raise ConfigError(f"audio block has shape {x.shape}; expected mono (n_samples,)")
+        y = np.empty(x.shape[0], np.float32)
+        mb = self.config.max_block
+        for s in range(0, x.shape[0], mb):
+            self.process_into(x[s:s + mb], y[s:s + mb])
+        return y
+
+    def process_into(self, x: Audio, y: Audio) -> None:
+        """Like :meth:`process`, writing into the caller's ``y`` (same length as ``x``)."""
+        t0 = time.perf_counter_ns()
+        n = x.shape[0]
+        if n > self.config.max_block:
+            raise ConfigError(f"block of {n} samples exceeds max_block={self.config.max_block}")
+        self._drain()
+        xin = self._xin[:n]
+        xin[:] = x
+        bad = ~np.isfinite(xin)
+        if bad.any():
+            self.counters["nonfinite_samples"] += int(bad.sum())
+            xin[bad] = 0.0
+        np.clip(xin, -4.0, 4.0, out=xin)  # a broken driver cannot blow up the state
+        m = self._rs_in.process(xin)
+        i = 0
+        while i < m.shape[0]:
+            k = min(self.hop - self._acc_n, m.shape[0] - i)
+            self._acc[self._acc_n:self._acc_n + k] = m[i:i + k]
+            self._acc_n += k
+            i += k
+            if self._acc_n == self.hop:
+                self._acc_n = 0
+                h = self._hop(self._acc)
+                ring_write(self._fifo, self._fifo_idx, self._rs_out.process(h))
+        need = n
+        # the pre-fill is "virtual": the first ``prefill`` output samples are zeros
+        pre = max(0, self.prefill - self.counters["samples_in"])
+        k0 = min(pre, need)
+        y[:k0] = 0.0
+        got = ring_read(self._fifo, self._fifo_idx, y[k0:need])
+        if got < need - k0:  # cannot happen by construction; keep the stream alive if it does
+            y[k0 + got:] = 0.0
+            self.counters["xruns"] += 1
+        self.counters["samples_in"] += n
+        self.counters["blocks"] += 1
+        self._times_ns[self._times_n % TIMING_WINDOW] = time.perf_counter_ns() - t0
+        self._times_n += 1
+
+    def _gains(self, p: Params) -> tuple[float, float, float, float]:
+        out = 0.0 if p.mute else _db_to_lin(p.output_gain_db)
+        wet = 0.0 if p.bypass else p.mix
+        return _db_to_lin(p.input_gain_db), wet, out, 0.0
+
+    def _hop(self, h: Audio) -> Audio:
+        p = self._live
+        hop = self.hop
+        g_in0, wet0, out0, _ = self._cur
+        g_in1, wet1, out1, _ = self._gains(p)
+        r = self._ramp
+        x = self._hop_buf
+        x[:] = h * (g_in0 + (g_in1 - g_in0) * r)
+        self._level_in = max(float(np.max(np.abs(x))), self._level_in * 0.5)
+        # voice stage (+ crossfade from the previous voice after a switch)
+        act = self._active
+        wet = self._step_stage(act, x)
+        if self._fading is not None:
+            old = self._step_stage(self._fading, x)
+            a = (self._fade_pos + r) / CROSSFADE_HOPS
+            self._wet[:] = old + (wet - old) * a
+            wet = self._wet
+            self._fade_pos += 1
+            if self._fade_pos >= CROSSFADE_HOPS:
+                self._fading = None
+        d = act.stage.latency
+        # dry delay line and gate gain delay line, both read ``d`` behind the write position
+        size = self._dry.shape[0]
+        mask = size - 1
+        w = self._dry_w
+        widx = (w + np.arange(hop)) & mask
+        self._dry[widx] = x
+        thr = _db_to_lin(p.gate_threshold_db)
+        sr = self.config.model_rate
+        attack_n = max(1.0, p.gate_attack_ms * sr / 1000.0)
+        gate_gains(x, thr, math.exp(-1.0 / (0.010 * sr)), 1.0 / attack_n,
+                   1.0 / max(1.0, p.gate_release_ms * sr / 1000.0), int(p.gate_hold_ms * sr / 1000.0),
+                   self._gate_st, self._g)
+        self._gbuf[widx] = self._g
+        ridx = (w - d + np.arange(hop)) & mask
+        dry = self._dry[ridx]
+        look = min(d, int(attack_n))  # the gate opens ``look`` samples before the onset arrives
+        gidx = (w - d + look + np.arange(hop)) & mask
+        gate = self._gbuf[gidx]
+        self._dry_w = (w + hop) & mask
+        mixw = wet0 + (wet1 - wet0) * r
+        y = self._y
+        y[:] = (dry + (wet - dry) * mixw) * gate * (out0 + (out1 - out0) * r)
+        self._cur = (g_in1, wet1, out1, 0.0)
+        self._level_out = max(float(np.max(np.abs(y))), self._level_out * 0.5)
+        self.counters["hops"] += 1
+        return y
+
+    def _step_stage(self, act: _Active, x: Audio) -> Audio:
+        y, act.state = act.stage.step(x, act.state)
+        if not np.all(np.isfinite(y)):
+            # bad numbers never enter state: reset this voice and output silence for the hop
+            self.counters["stage_resets"] += 1
+            act.state = act.stage.init_state()
+            return np.zeros(self.hop, np.float32)
+        return y
+
+    # ------------------------------------------------------------------ telemetry (any thread)
+    def telemetry(self) -> dict[str, Any]:
+        """A snapshot of levels, latency, compute statistics and counters (JSON-ready)."""
+        n = min(self._times_n, TIMING_WINDOW)
+        t = np.sort(self._times_ns[:n]) / 1e6 if n else np.zeros(1)
+        cfg = self.config
+        block_ms_mean = 1000.0 * self.counters["samples_in"] / max(1, self.counters["blocks"]) / cfg.device_rate
+        p50 = float(np.percentile(t, 50))
+        return {
+            "voice": self._live.voice,
+            "bypass": self._live.bypass,
+            "mute": self._live.mute,
+            "input_level_dbfs": _lin_to_db(self._level_in),
+            "output_level_dbfs": _lin_to_db(self._level_out),
+            "algorithmic_latency_ms": self.algorithmic_latency_ms,
+            "compute_ms_p50": p50,
+            "compute_ms_p99": float(np.percentile(t, 99)),
+            "compute_ms_max": float(t[-1]),
+            "rtf": p50 / block_ms_mean if block_ms_mean > 0 else 0.0,
+            **{k: int(v) for k, v in self.counters.items()},
+        }
+
+
+def voice_latency_ms(info: VoiceInfo, config: EngineConfig | None = None) -> float:
+    """Algorithmic latency of the engine with ``info`` active (loads the voice)."""
+    eng = Engine(config, params=Params(voice=info.name))
+    return eng.algorithmic_latency_ms
+
