@@ -1,0 +1,207 @@
+"""The streaming engine: exact latency, block-size invariance, bad numbers, control path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rtvc.engine import Engine, EngineConfig
+from rtvc.errors import ConfigError, ControlError
+from rtvc.params import Params
+from rtvc.voices import DSP_PRESETS, DelayStage, VoiceRegistry
+
+OPEN_GATE = dict(gate_threshold_db=-120.0)
+
+
+class DelayRegistry(VoiceRegistry):
+    """Every voice is a pure delay: isolates the engine's own mechanics from the voice stages."""
+
+    def __init__(self, latency=160):
+        super().__init__(model_dirs=[])
+        self.latency = latency
+
+    def make_stage(self, info, **kw):
+        return DelayStage(self.latency)
+
+
+class NanStage(DelayStage):
+    def step(self, x, state):
+        y, state = super().step(x, state)
+        y[3] = np.nan
+        return y, state
+
+
+class NanRegistry(DelayRegistry):
+    def make_stage(self, info, **kw):
+        return NanStage(self.latency) if info.name == "robot" else DelayStage(self.latency)
+
+
+def run_blocks(engine, x, sizes, rng=None):
+    out, i = [], 0
+    while i < len(x):
+        n = int(rng.integers(1, 5000)) if sizes == "random" else sizes
+        out.append(engine.process(x[i:i + n]))
+        i += n
+    return np.concatenate(out)
+
+
+def voiced(rate, seconds=1.0, f0=140.0, seed=0):
+    """A seeded vowel-like test signal: harmonics with a formant-ish tilt and a little noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(rate * seconds)) / rate
+    f = f0 * (1 + 0.02 * np.sin(2 * np.pi * 5 * t))
+    ph = 2 * np.pi * np.cumsum(f) / rate
+    x = sum(np.sin(k * ph) / k * (1.5 if 4 <= k <= 6 else 1.0) for k in range(1, 30) if k * f0 < rate / 2 - 500)
+    x = 0.2 * x / np.max(np.abs(x)) + 0.003 * rng.standard_normal(len(t))
+    return x.astype(np.float32)
+
+
+@pytest.mark.parametrize("rate", [16000, 44100, 48000])
+def test_click_comes_out_exactly_latency_samples_later(rate):
+    eng = Engine(EngineConfig(device_rate=rate), params=Params(voice="neutral", **OPEN_GATE))
+    lat = eng.latency_samples()
+    for n0 in (rate // 3, rate // 3 + 1, rate // 3 + 2):  # every phase of the decimator
+        eng = Engine(EngineConfig(device_rate=rate), params=Params(voice="neutral", **OPEN_GATE))
+        x = np.zeros(rate, np.float32)
+        x[n0] = 1.0
+        y = eng.process(x)
+        peak = int(np.argmax(np.abs(y)))
+        if float(lat).is_integer():
+            assert peak - n0 == lat
+        else:  # 44.1 kHz with a latency that is not a whole number of device samples
+            assert abs(peak - n0 - lat) <= 0.5 + 1e-9
+    if rate == 16000:  # no resampling: the click itself comes back, unchanged
+        assert y[peak] == pytest.approx(1.0)
+        assert np.sum(np.abs(y)) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("voice", [v.name for v in DSP_PRESETS])
+def test_every_dsp_voice_within_latency_budget(voice):
+    eng = Engine(EngineConfig(device_rate=48000), params=Params(voice=voice))
+    assert eng.algorithmic_latency_ms <= 25.0
+
+
+@pytest.mark.parametrize("rate,voice", [(44100, "higher"), (48000, "male-to-female"), (48000, "whisper"),
+                                        (16000, "robot")])
+def test_output_independent_of_host_block_size(rate, voice):
+    x = voiced(rate, 1.2)
+    rng = np.random.default_rng(7)
+    ref = None
+    for sizes in (1, 64, 65, 441, 8193, "random", len(x)):
+        eng = Engine(EngineConfig(device_rate=rate), params=Params(voice=voice, **OPEN_GATE))
+        eng.update(voice=voice)
+        y = run_blocks(eng, x, sizes, rng)
+        assert y.shape == x.shape
+        if ref is None:
+            ref = y
+            assert np.max(np.abs(ref)) > 0.01, "the voice produced silence: the comparison would be empty"
+        else:
+            np.testing.assert_array_equal(y, ref, err_msg=f"block size {sizes}")
+
+
+def test_nonfinite_input_is_replaced_and_counted():
+    eng = Engine(EngineConfig(device_rate=48000), registry=DelayRegistry(), params=Params(**OPEN_GATE))
+    x = voiced(48000, 0.5)
+    x[1000:1010] = np.nan
+    x[2000] = np.inf
+    x[3000] = -np.inf
+    y = eng.process(x)
+    assert np.all(np.isfinite(y))
+    assert eng.counters["nonfinite_samples"] == 12
+    assert eng.telemetry()["nonfinite_samples"] == 12
+
+
+def test_stage_that_returns_nan_is_reset_and_output_stays_finite():
+    eng = Engine(EngineConfig(device_rate=16000), registry=NanRegistry(), params=Params(**OPEN_GATE))
+    eng.update(voice="robot")
+    y = eng.process(voiced(16000, 0.3))
+    assert np.all(np.isfinite(y))
+    assert eng.counters["stage_resets"] > 0
+
+
+def test_bad_voice_request_keeps_previous_voice_playing():
+    eng = Engine(EngineConfig(device_rate=16000), registry=DelayRegistry(), params=Params(voice="deeper", **OPEN_GATE))
+    with pytest.raises(ConfigError, match=r"unknown voice 'nope'; expected one of \[.*'deeper'"):
+        eng.update(voice="nope")
+    assert eng.params.voice == "deeper"
+    eng.process(voiced(16000, 0.1))
+    assert eng.telemetry()["voice"] == "deeper"
+
+
+def test_out_of_range_parameter_names_value_and_range():
+    eng = Engine(EngineConfig(device_rate=16000), registry=DelayRegistry())
+    with pytest.raises(ConfigError, match=r"'pitch_st' = 13 is out of range; expected \[-12.0, 12.0\] semitones"):
+        eng.update(pitch_st=13)
+    with pytest.raises(ConfigError, match=r"'mix' = 'loud': expected a number"):
+        eng.update(mix="loud")
+    with pytest.raises(ConfigError, match=r"unknown parameter 'pitch'"):
+        eng.update(pitch=1.0)
+    assert eng.params == Params()
+
+
+def test_command_queue_is_bounded():
+    eng = Engine(EngineConfig(device_rate=16000, queue_size=4), registry=DelayRegistry())
+    for i in range(4):
+        eng.update(output_gain_db=-float(i))
+    with pytest.raises(ControlError, match="command queue is full"):
+        eng.update(output_gain_db=-10.0)
+    eng.process(np.zeros(160, np.float32))  # draining at a block boundary frees the queue
+    eng.update(output_gain_db=-10.0)
+    assert eng.counters["commands_applied"] == 4
+
+
+def test_voice_switch_is_crossfaded_without_a_jump():
+    eng = Engine(EngineConfig(device_rate=16000), registry=DelayRegistry(), params=Params(**OPEN_GATE))
+    x = voiced(16000, 1.0)
+    y1 = eng.process(x[:8000])
+    eng.update(voice="deeper")
+    y2 = eng.process(x[8000:])
+    y = np.concatenate([y1, y2])
+    assert np.max(np.abs(np.diff(y))) < 2 * np.max(np.abs(np.diff(x))) + 1e-6
+    assert eng.telemetry()["voice"] == "deeper"
+
+
+def test_mute_bypass_and_mix():
+    x = voiced(16000, 0.5)
+    eng = Engine(EngineConfig(device_rate=16000), registry=DelayRegistry(), params=Params(mute=True, **OPEN_GATE))
+    assert np.max(np.abs(eng.process(x)[400:])) == 0.0
+    # bypass: the dry path with the same latency as the voice
+    eng = Engine(EngineConfig(device_rate=16000), registry=DelayRegistry(), params=Params(bypass=True, **OPEN_GATE))
+    y = eng.process(x)
+    lat = int(eng.latency_samples())
+    np.testing.assert_allclose(y[lat:], x[:-lat], atol=1e-6)
+
+
+def test_gate_silences_noise_and_does_not_clip_onsets():
+    rate = 16000
+    rng = np.random.default_rng(5)
+    noise = (0.0005 * rng.standard_normal(rate)).astype(np.float32)  # about -66 dBFS
+    x = noise.copy()
+    onset = 8000
+    x[onset:] += voiced(rate, 0.5)
+    eng = Engine(EngineConfig(device_rate=rate), registry=DelayRegistry(), params=Params(gate_threshold_db=-40.0))
+    y = eng.process(x)
+    lat = int(eng.latency_samples())
+    assert np.max(np.abs(y[lat + 2000:lat + onset - 200])) == 0.0  # noise alone is gated to silence
+    seg = slice(onset + lat, onset + lat + 400)  # the first 25 ms of the word come through intact
+    np.testing.assert_allclose(y[seg], x[onset:onset + 400], atol=2e-3)
+
+
+def test_telemetry_is_json_ready():
+    import json
+
+    eng = Engine(EngineConfig(device_rate=48000), registry=DelayRegistry())
+    eng.process(voiced(48000, 0.2))
+    t = eng.telemetry()
+    json.dumps(t)
+    for k in ("input_level_dbfs", "output_level_dbfs", "algorithmic_latency_ms", "compute_ms_p50", "compute_ms_p99",
+              "rtf", "xruns", "dropped_blocks", "voice", "bypass", "mute"):
+        assert k in t
+    assert t["input_level_dbfs"] > -30
+
+
+def test_bad_config_values():
+    with pytest.raises(ConfigError, match=r"device rate 12345 Hz is not supported"):
+        EngineConfig(device_rate=12345)
+    with pytest.raises(ConfigError, match=r"expected mono"):
+        Engine(EngineConfig(device_rate=16000), registry=DelayRegistry()).process(np.zeros((10, 2), np.float32))
