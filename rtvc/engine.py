@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from ._native.gate import gate_gains
+from ._native.mix import apply_gain_ramp, hop_mix
 from ._native.ring import ring_read, ring_read_available, ring_write
 from .errors import ConfigError, ControlError
 from .params import Params
@@ -111,6 +112,7 @@ class Engine:
         self._wet = np.zeros(cfg.hop, np.float32)
         self._y = np.zeros(cfg.hop, np.float32)
         self._ramp = (np.arange(1, cfg.hop + 1, dtype=np.float32) / cfg.hop)
+        self._env_decay = math.exp(-1.0 / (0.010 * cfg.model_rate))  # gate level detector: 10 ms decay
         self._times_ns = np.zeros(TIMING_WINDOW, np.int64)
         self._times_n = 0
         self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=cfg.queue_size)
@@ -284,51 +286,36 @@ class Engine:
 
     def _hop(self, h: Audio) -> Audio:
         p = self._live
-        hop = self.hop
         g_in0, wet0, out0, _ = self._cur
         g_in1, wet1, out1, _ = self._gains(p)
-        r = self._ramp
         x = self._hop_buf
-        x[:] = h * (g_in0 + (g_in1 - g_in0) * r)
-        self._level_in = max(float(np.max(np.abs(x))), self._level_in * 0.5)
+        peak_in = apply_gain_ramp(h, g_in0, g_in1, x)
+        self._level_in = max(peak_in, self._level_in * 0.5)
         # voice stage (+ crossfade from the previous voice after a switch)
         act = self._active
         wet = self._step_stage(act, x)
         if self._fading is not None:
             old = self._step_stage(self._fading, x)
-            a = (self._fade_pos + r) / CROSSFADE_HOPS
+            a = (self._fade_pos + self._ramp) / CROSSFADE_HOPS
             self._wet[:] = old + (wet - old) * a
             wet = self._wet
             self._fade_pos += 1
             if self._fade_pos >= CROSSFADE_HOPS:
                 self._fading = None
         d = act.stage.latency
-        # dry delay line and gate gain delay line, both read ``d`` behind the write position
-        size = self._dry.shape[0]
-        mask = size - 1
-        w = self._dry_w
-        widx = (w + np.arange(hop)) & mask
-        self._dry[widx] = x
-        thr = _db_to_lin(p.gate_threshold_db)
         sr = self.config.model_rate
         attack_n = max(1.0, p.gate_attack_ms * sr / 1000.0)
-        gate_gains(x, thr, math.exp(-1.0 / (0.010 * sr)), 1.0 / attack_n,
+        gate_gains(x, _db_to_lin(p.gate_threshold_db), self._env_decay, 1.0 / attack_n,
                    1.0 / max(1.0, p.gate_release_ms * sr / 1000.0), int(p.gate_hold_ms * sr / 1000.0),
                    self._gate_st, self._g)
-        self._gbuf[widx] = self._g
-        ridx = (w - d + np.arange(hop)) & mask
-        dry = self._dry[ridx]
         look = min(d, int(attack_n))  # the gate opens ``look`` samples before the onset arrives
-        gidx = (w - d + look + np.arange(hop)) & mask
-        gate = self._gbuf[gidx]
-        self._dry_w = (w + hop) & mask
-        mixw = wet0 + (wet1 - wet0) * r
-        y = self._y
-        y[:] = (dry + (wet - dry) * mixw) * gate * (out0 + (out1 - out0) * r)
+        peak_out = hop_mix(x, wet, self._g, self._dry, self._gbuf, self._dry_w, d, look,
+                           wet0, wet1, out0, out1, self._y)
+        self._dry_w = (self._dry_w + self.hop) & (self._dry.shape[0] - 1)
         self._cur = (g_in1, wet1, out1, 0.0)
-        self._level_out = max(float(np.max(np.abs(y))), self._level_out * 0.5)
+        self._level_out = max(peak_out, self._level_out * 0.5)
         self.counters["hops"] += 1
-        return y
+        return self._y
 
     def _step_stage(self, act: _Active, x: Audio) -> Audio:
         y, act.state = act.stage.step(x, act.state)
