@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .intrinsics import fence
+
 __all__ = ["ring_write", "ring_read", "ring_read_available", "ring_write_available", "ring_discard"]
 
 
@@ -35,6 +37,7 @@ def ring_write(buf: np.ndarray, idx: np.ndarray, x: np.ndarray) -> int:
     n = min(free, x.shape[0])
     for i in range(n):
         buf[(w + i) & mask] = x[i]
+    fence()  # samples before the counter that publishes them
     idx[0] = w + n
     return n
 
@@ -45,8 +48,10 @@ def ring_read(buf: np.ndarray, idx: np.ndarray, out: np.ndarray) -> int:
     mask = buf.shape[0] - 1
     r = idx[1]
     n = min(idx[0] - r, out.shape[0])
+    fence()  # the producer's counter before its samples
     for i in range(n):
         out[i] = buf[(r + i) & mask]
+    fence()  # finish reading before the slots are handed back
     idx[1] = r + n
     return n
 
