@@ -44,6 +44,7 @@ __all__ = ["Engine", "EngineConfig"]
 
 CROSSFADE_HOPS = 4  # 20 ms voice-switch crossfade
 TIMING_WINDOW = 2048  # per-block compute times kept for p50/p99
+WARMUP_BLOCKS = 3  # left out of the compute statistics
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,10 @@ class Engine:
         self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=cfg.queue_size)
         self._lock = threading.Lock()  # serialises request() callers, never taken by process()
         self.counters = {"blocks": 0, "hops": 0, "samples_in": 0, "nonfinite_samples": 0, "stage_resets": 0,
-                         "dropped_blocks": 0, "xruns": 0, "commands_applied": 0}
+                         "dropped_blocks": 0, "xruns": 0, "commands_applied": 0,
+                         "commands_coalesced": 0}
+        # values the audio runner keeps current (None where there is no live stream)
+        self.gauges: dict[str, float | None] = {"buffer_age_ms": None}
         self._level_in = 0.0
         self._level_out = 0.0
         # parameters: ``params`` is the last accepted request, ``_live`` what the audio path uses
@@ -176,10 +180,30 @@ class Engine:
             try:
                 self._queue.put_nowait(("params", (params, loaded)))
             except queue.Full:
-                raise ControlError(f"engine command queue is full ({self.config.queue_size} pending); "
-                                   "the audio worker is not draining it") from None
+                self._coalesce(params, loaded)
             self.params = params
             return params
+
+    def _coalesce(self, params: Params, loaded: "_Active | None") -> None:
+        """The queue is full (nobody is draining it, e.g. the stream is stopped): parameters
+        are snapshots, so only the newest matters. Merge what is pending into one command,
+        keeping a pending voice load for the voice the newest snapshot asks for."""
+        pending: list[tuple[str, Any]] = []
+        while True:
+            try:
+                pending.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        if loaded is None:
+            for kind, arg in reversed(pending):
+                if kind == "params" and arg[1] is not None:
+                    if arg[1].info.name == params.voice:
+                        loaded = arg[1]
+                    break
+        if any(kind == "reset" for kind, _ in pending):
+            self._queue.put_nowait(("reset", None))
+        self._queue.put_nowait(("params", (params, loaded)))
+        self.counters["commands_coalesced"] += len(pending)
 
     def update(self, **changes: Any) -> Params:
         """Partial update (validated). Selecting a voice also loads its preset pitch/formant
@@ -276,8 +300,9 @@ class Engine:
             self.counters["xruns"] += 1
         self.counters["samples_in"] += n
         self.counters["blocks"] += 1
-        self._times_ns[self._times_n % TIMING_WINDOW] = time.perf_counter_ns() - t0
-        self._times_n += 1
+        if self.counters["blocks"] > WARMUP_BLOCKS:  # JIT/ONNX first-call costs are not steady state
+            self._times_ns[self._times_n % TIMING_WINDOW] = time.perf_counter_ns() - t0
+            self._times_n += 1
 
     def _gains(self, p: Params) -> tuple[float, float, float, float]:
         out = 0.0 if p.mute else _db_to_lin(p.output_gain_db)
@@ -346,6 +371,7 @@ class Engine:
             "compute_ms_max": float(t[-1]),
             "rtf": p50 / block_ms_mean if block_ms_mean > 0 else 0.0,
             **{k: int(v) for k, v in self.counters.items()},
+            **self.gauges,
         }
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rtvc.engine import Engine, EngineConfig
-from rtvc.errors import ConfigError, ControlError
+from rtvc.errors import ConfigError
 from rtvc.params import Params
 from rtvc.voices import DSP_PRESETS, DelayStage, VoiceRegistry
 
@@ -139,15 +139,17 @@ def test_out_of_range_parameter_names_value_and_range():
     assert eng.params == Params()
 
 
-def test_command_queue_is_bounded():
+def test_command_queue_is_bounded_and_coalesces_to_the_newest_snapshot():
     eng = Engine(EngineConfig(device_rate=16000, queue_size=4), registry=DelayRegistry())
-    for i in range(4):
+    eng.update(voice="deeper")  # a voice load waiting in the queue must survive coalescing
+    for i in range(10):
         eng.update(output_gain_db=-float(i))
-    with pytest.raises(ControlError, match="command queue is full"):
-        eng.update(output_gain_db=-10.0)
-    eng.process(np.zeros(160, np.float32))  # draining at a block boundary frees the queue
-    eng.update(output_gain_db=-10.0)
-    assert eng.counters["commands_applied"] == 4
+    assert eng._queue.qsize() <= 4
+    assert eng.counters["commands_coalesced"] > 0
+    eng.process(np.zeros(160, np.float32))
+    t = eng.telemetry()
+    assert t["voice"] == "deeper"
+    assert eng._live.output_gain_db == -9.0
 
 
 def test_voice_switch_is_crossfaded_without_a_jump():

@@ -1,0 +1,244 @@
+"""The action layer: everything a client, an HTTP button or a hotkey can do to the engine.
+
+The websocket server, the HTTP routes and the hotkeys all call one :class:`Controller`, so
+they validate the same way and every change is announced the same way: after any change the
+controller calls its listeners with a ``state_changed`` payload (the server broadcasts it to
+every connected client). Controller methods may be called from any thread; they are serialised
+by a lock. Voice loading happens in the caller's thread (``Engine.update``), never on the
+audio path.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Mapping
+
+from ..errors import ConfigError, ControlError, DeviceError, ModelError
+from . import protocol as P
+from .presets import DEFAULT_EXCLUDED, PresetStore
+
+__all__ = ["Controller", "ACTIONS", "PITCH_STEP_ST"]
+
+PITCH_STEP_ST = 1.0
+"""Semitones per ``pitch_up``/``pitch_down`` press."""
+
+ACTIONS: dict[str, str] = {
+    "bypass_toggle": "toggle bypass",
+    "mute_toggle": "toggle mute",
+    "voice_next": "next voice in list_voices order (wraps)",
+    "voice_prev": "previous voice (wraps)",
+    "pitch_up": f"pitch +{PITCH_STEP_ST:g} semitone (clamped to +12)",
+    "pitch_down": f"pitch -{PITCH_STEP_ST:g} semitone (clamped to -12)",
+    "monitor_toggle": "toggle the hear-yourself monitor",
+}
+"""Named one-shot actions (hotkeys and HTTP buttons)."""
+
+Listener = Callable[[dict[str, Any]], None]
+
+
+class Controller:
+    """Steers one engine (and optionally a live audio runner).
+
+    Parameters
+    ----------
+    engine : rtvc.engine.Engine
+    runner : rtvc.audio.LiveRunner or None
+        Needed by ``list_devices``/``set_devices``; ``None`` in file mode, where those methods
+        answer a ``NOT_AVAILABLE`` error.
+    presets : PresetStore or None
+        Default: the user's presets folder.
+    """
+
+    def __init__(self, engine: Any, *, runner: Any = None, presets: PresetStore | None = None) -> None:
+        self.engine = engine
+        self.runner = runner
+        self.presets = presets or PresetStore()
+        self._lock = threading.RLock()
+        self._listeners: list[Listener] = []
+
+    # ------------------------------------------------------------------ listeners
+    def add_listener(self, fn: Listener) -> None:
+        with self._lock:
+            self._listeners.append(fn)
+
+    def remove_listener(self, fn: Listener) -> None:
+        with self._lock:
+            if fn in self._listeners:
+                self._listeners.remove(fn)
+
+    def _changed(self, before: dict[str, Any], source: str) -> dict[str, Any]:
+        st = self.state()
+        after = st["params"]
+        changed = sorted(k for k in after if before.get(k) != after[k])
+        if changed:
+            payload = {"state": st, "changed": changed, "source": source}
+            for fn in list(self._listeners):
+                try:
+                    fn(payload)
+                except Exception:  # a broken listener must not break the caller's change
+                    pass
+        return st
+
+    # ------------------------------------------------------------------ queries
+    def state(self) -> dict[str, Any]:
+        """Parameters, active voice, latency and devices (the ``get_state`` result)."""
+        eng = self.engine
+        p = eng.params
+        devices = None
+        if self.runner is not None:
+            devices = dict(getattr(self.runner, "devices", {}) or {})
+        return {
+            "protocol_version": P.PROTOCOL_VERSION,
+            "params": p.as_dict(),
+            "voice": p.voice,
+            "bypass": p.bypass,
+            "mute": p.mute,
+            "algorithmic_latency_ms": float(eng.algorithmic_latency_ms),
+            "device_rate": int(eng.config.device_rate),
+            "devices": devices,
+            "live": self.runner is not None,
+        }
+
+    def telemetry(self) -> dict[str, Any]:
+        """The telemetry notification payload (see ``protocol.TELEMETRY_FIELDS``)."""
+        t = self.engine.telemetry()
+        out = {k: t.get(k) for k in P.TELEMETRY_FIELDS}
+        out["buffer_age_ms"] = t.get("buffer_age_ms")
+        return out
+
+    def list_voices(self) -> list[dict[str, Any]]:
+        active = self.engine.params.voice
+        return [{"name": v.name, "kind": v.kind, "description": v.description, "active": v.name == active}
+                for v in self.engine.registry.list()]
+
+    def list_devices(self) -> list[dict[str, Any]]:
+        self._need_runner("list_devices")
+        from .. import audio  # lazily: only the audio module imports sounddevice
+
+        return list(audio.list_devices())
+
+    def list_presets(self) -> list[dict[str, Any]]:
+        return self.presets.list()
+
+    # ------------------------------------------------------------------ changes
+    def set_params(self, changes: Mapping[str, Any], *, source: str = "api") -> dict[str, Any]:
+        """Validated partial update; raises ConfigError (bad value) or ModelError (voice load)."""
+        with self._lock:
+            before = self.engine.params.as_dict()
+            self.engine.update(**dict(changes))
+            return self._changed(before, source)
+
+    def set_voice(self, name: str, *, source: str = "api") -> dict[str, Any]:
+        return self.set_params({"voice": name}, source=source)
+
+    def set_devices(self, *, input: Any = None, output: Any = None, monitor: Any = None, rate: int | None = None,
+                    source: str = "api") -> dict[str, Any]:
+        self._need_runner("set_devices")
+        with self._lock:
+            before = dict(getattr(self.runner, "devices", {}) or {})
+            self.runner.set_devices(input=input, output=output, monitor=monitor, rate=rate)
+            st = self.state()
+            if st["devices"] != before:
+                payload = {"state": st, "changed": ["devices"], "source": source}
+                for fn in list(self._listeners):
+                    try:
+                        fn(payload)
+                    except Exception:
+                        pass
+            return st
+
+    def save_preset(self, name: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        if params is None:
+            params = {k: v for k, v in self.engine.params.as_dict().items() if k not in DEFAULT_EXCLUDED}
+        path = self.presets.save(name, params)
+        return {"name": name, "params": self.presets.load(name), "path": str(path)}
+
+    def load_preset(self, name: str, *, source: str = "api") -> dict[str, Any]:
+        return self.set_params(self.presets.load(name), source=source)
+
+    def delete_preset(self, name: str) -> dict[str, Any]:
+        self.presets.delete(name)
+        return {"name": name, "deleted": True}
+
+    # ------------------------------------------------------------------ one-shot actions
+    def toggle(self, name: str, *, source: str = "api") -> dict[str, Any]:
+        with self._lock:
+            return self.set_params({name: not getattr(self.engine.params, name)}, source=source)
+
+    def pitch_step(self, steps: float, *, source: str = "api") -> dict[str, Any]:
+        with self._lock:
+            v = min(12.0, max(-12.0, self.engine.params.pitch_st + steps * PITCH_STEP_ST))
+            return self.set_params({"pitch_st": v}, source=source)
+
+    def cycle_voice(self, direction: int, *, source: str = "api") -> dict[str, Any]:
+        with self._lock:
+            names = self.engine.registry.names()
+            cur = self.engine.params.voice
+            i = names.index(cur) if cur in names else -1
+            return self.set_voice(names[(i + direction) % len(names)], source=source)
+
+    def action(self, name: str, *, source: str = "api") -> dict[str, Any]:
+        """Run one of :data:`ACTIONS` by name; returns the new state."""
+        if name == "bypass_toggle":
+            return self.toggle("bypass", source=source)
+        if name == "mute_toggle":
+            return self.toggle("mute", source=source)
+        if name == "monitor_toggle":
+            return self.toggle("monitor", source=source)
+        if name == "voice_next":
+            return self.cycle_voice(+1, source=source)
+        if name == "voice_prev":
+            return self.cycle_voice(-1, source=source)
+        if name == "pitch_up":
+            return self.pitch_step(+1, source=source)
+        if name == "pitch_down":
+            return self.pitch_step(-1, source=source)
+        raise ControlError(f"unknown action {name!r}; expected one of {sorted(ACTIONS)}")
+
+    # ------------------------------------------------------------------ protocol dispatch
+    def execute(self, cmd: P.Command, *, source: str = "api") -> Any:
+        """Run a typed command (not subscribe/unsubscribe: those belong to the connection).
+
+        Raises
+        ------
+        protocol.RpcError
+            With the JSON-RPC code for the failure; the message names the bad value.
+        """
+        try:
+            if isinstance(cmd, P.GetState):
+                return self.state()
+            if isinstance(cmd, P.SetParams):
+                return self.set_params(cmd.changes, source=source)
+            if isinstance(cmd, P.ListVoices):
+                return self.list_voices()
+            if isinstance(cmd, P.SetVoice):
+                return self.set_voice(cmd.name, source=source)
+            if isinstance(cmd, P.ListDevices):
+                return self.list_devices()
+            if isinstance(cmd, P.SetDevices):
+                return self.set_devices(input=cmd.input, output=cmd.output, monitor=cmd.monitor, rate=cmd.rate,
+                                        source=source)
+            if isinstance(cmd, P.ListPresets):
+                return self.list_presets()
+            if isinstance(cmd, P.SavePreset):
+                return self.save_preset(cmd.name, cmd.params)
+            if isinstance(cmd, P.LoadPreset):
+                return self.load_preset(cmd.name, source=source)
+            if isinstance(cmd, P.DeletePreset):
+                return self.delete_preset(cmd.name)
+        except P.RpcError:
+            raise
+        except ConfigError as e:
+            raise P.RpcError(P.INVALID_PARAMS, f"{cmd.method}: {e}") from None
+        except ModelError as e:
+            raise P.RpcError(P.VOICE_LOAD_FAILED, f"{cmd.method}: {e}; the previous voice keeps playing") from None
+        except DeviceError as e:
+            raise P.RpcError(P.DEVICE_ERROR, f"{cmd.method}: {e}; the previous devices stay open") from None
+        except ControlError as e:
+            raise P.RpcError(P.INTERNAL_ERROR, f"{cmd.method}: {e}") from None
+        raise P.RpcError(P.METHOD_NOT_FOUND, f"method {cmd.method!r} is handled by the connection, not the controller")
+
+    def _need_runner(self, method: str) -> None:
+        if self.runner is None:
+            raise P.RpcError(P.NOT_AVAILABLE, f"{method}: no live audio runner is attached (file mode or "
+                                              "'rtvc serve --input FILE'); devices cannot be listed or changed")

@@ -1,0 +1,139 @@
+"""The action layer shared by the websocket, the HTTP buttons and the hotkeys."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rtvc.control import protocol as P
+from rtvc.control.actions import ACTIONS, Controller
+from rtvc.control.presets import PresetStore
+from rtvc.errors import ControlError
+from rtvc.params import Params
+from tests.control.helpers import make_engine
+
+
+@pytest.fixture()
+def ctl(tmp_path):
+    eng = make_engine()
+    c = Controller(eng, presets=PresetStore(tmp_path))
+    events = []
+    c.add_listener(events.append)
+    c.events = events
+    return c
+
+
+def tick(c):
+    """One audio block: the engine applies queued requests at block boundaries."""
+    c.engine.process(np.zeros(480, np.float32))
+
+
+def test_state_is_json_ready_and_complete(ctl):
+    st = ctl.state()
+    assert st["params"] == Params().as_dict() and st["voice"] == "neutral"
+    assert st["protocol_version"] == P.PROTOCOL_VERSION and st["live"] is False
+    assert st["algorithmic_latency_ms"] == pytest.approx(ctl.engine.algorithmic_latency_ms)
+    assert P.dumps(st)
+
+
+def test_toggles_pitch_steps_and_voice_cycling(ctl):
+    names = ctl.engine.registry.names()
+    ctl.action("bypass_toggle")
+    assert ctl.engine.params.bypass is True
+    ctl.action("bypass_toggle")
+    assert ctl.engine.params.bypass is False
+    ctl.action("mute_toggle")
+    ctl.action("monitor_toggle")
+    assert ctl.engine.params.mute is True and ctl.engine.params.monitor is True
+    ctl.action("voice_next")
+    assert ctl.engine.params.voice == names[1] and ctl.engine.params.pitch_st == -4.0  # deeper's preset
+    ctl.action("pitch_up")
+    assert ctl.engine.params.pitch_st == -3.0
+    tick(ctl)
+    for _ in range(20):  # clamped at the top of the range
+        ctl.action("pitch_up")
+    tick(ctl)
+    assert ctl.engine.params.pitch_st == 12.0
+    ctl.action("pitch_down")
+    assert ctl.engine.params.pitch_st == 11.0
+    ctl.action("voice_prev")
+    ctl.action("voice_prev")
+    assert ctl.engine.params.voice == names[-1]  # wraps around
+    ctl.action("voice_next")
+    assert ctl.engine.params.voice == names[0]
+    with pytest.raises(ControlError, match=r"unknown action 'explode'; expected one of"):
+        ctl.action("explode")
+    assert set(ACTIONS) == {"bypass_toggle", "mute_toggle", "monitor_toggle", "voice_next", "voice_prev", "pitch_up",
+                            "pitch_down"}
+
+
+def test_listeners_hear_every_real_change_once(ctl):
+    ctl.set_params({"mix": 0.5}, source="test")
+    ctl.set_params({"mix": 0.5})  # no change, no event
+    ctl.action("mute_toggle", source="hotkey")
+    assert [(e["changed"], e["source"]) for e in ctl.events] == [(["mix"], "test"), (["mute"], "hotkey")]
+    assert ctl.events[-1]["state"]["mute"] is True
+
+    def broken(_):
+        raise RuntimeError("listener bug")
+    ctl.add_listener(broken)
+    ctl.set_params({"mix": 0.25})  # a broken listener does not break the change
+    assert ctl.engine.params.mix == 0.25
+    ctl.remove_listener(broken)
+
+
+def test_execute_maps_errors_to_json_rpc_codes(ctl):
+    with pytest.raises(P.RpcError) as e:
+        ctl.execute(P.SetVoice("ghost"))
+    assert e.value.code == P.INVALID_PARAMS and "unknown voice 'ghost'" in e.value.message
+    with pytest.raises(P.RpcError) as e:
+        ctl.execute(P.ListDevices())
+    assert e.value.code == P.NOT_AVAILABLE
+    with pytest.raises(P.RpcError) as e:
+        ctl.execute(P.LoadPreset("none"))
+    assert e.value.code == P.INVALID_PARAMS and "no preset named 'none'" in e.value.message
+    with pytest.raises(P.RpcError) as e:
+        ctl.execute(P.Subscribe(10))
+    assert e.value.code == P.METHOD_NOT_FOUND
+    assert ctl.engine.params == Params()
+
+
+def test_voice_load_failure_keeps_the_previous_voice(tmp_path):
+    from rtvc.errors import ModelError
+    from tests.control.helpers import DelayRegistry
+
+    class Broken(DelayRegistry):
+        def make_stage(self, info, **kw):
+            if info.name == "robot":
+                raise ModelError("robot.onnx: sha256 mismatch")
+            return super().make_stage(info, **kw)
+    from rtvc.engine import Engine, EngineConfig
+
+    c = Controller(Engine(EngineConfig(), registry=Broken(), params=Params()), presets=PresetStore(tmp_path))
+    with pytest.raises(P.RpcError) as e:
+        c.execute(P.SetVoice("robot"))
+    assert e.value.code == P.VOICE_LOAD_FAILED and "sha256 mismatch" in e.value.message
+    assert "previous voice keeps playing" in e.value.message
+    assert c.engine.params.voice == "neutral"
+
+
+def test_devices_through_a_file_mode_live_runner(tmp_path):
+    """The real LiveRunner (file in, null out): list_devices works, a bad rate keeps the streams."""
+    from rtvc import audio
+    from rtvc.cli import sample_path
+
+    eng = make_engine()
+    runner = audio.LiveRunner(eng, input_file=str(sample_path()), null_output=True, loop=True, rate=48_000)
+    runner.start()
+    try:
+        c = Controller(eng, runner=runner, presets=PresetStore(tmp_path))
+        assert isinstance(c.execute(P.ListDevices()), list)
+        before = dict(runner.devices)
+        with pytest.raises(P.RpcError) as e:
+            c.execute(P.SetDevices(rate=12_345))
+        assert e.value.code == P.DEVICE_ERROR and "12345" in e.value.message
+        assert runner.devices == before and runner.running
+        st = c.state()
+        assert st["live"] is True and st["devices"] == before
+    finally:
+        runner.stop()
