@@ -1,0 +1,134 @@
+"""A private PulseAudio server for live tests (no sound card needed).
+
+``PulseServer`` starts ``pulseaudio`` with its own ``XDG_RUNTIME_DIR`` and ``HOME`` (so it never
+touches a user's server), two null sinks ``rtvc_test_in`` / ``rtvc_test_out`` and the native
+protocol; ``env`` is the environment a child process needs to reach it (PortAudio reaches it
+through ALSA's ``pulse`` device, from libasound2-plugins). ``stop()`` kills exactly the daemon
+it started (by the pid in its pid file).
+
+Use the ``pulse_server`` fixture (skips only when the ``pulseaudio`` binary is missing).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+
+__all__ = ["PulseServer", "pulse_server", "Recorder"]
+
+SINKS = ("rtvc_test_in", "rtvc_test_out")
+
+
+class PulseServer:
+    """One private pulseaudio daemon (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="rtvc-pulse-"))
+        self.runtime = self.root / "run"
+        self.home = self.root / "home"
+        self.runtime.mkdir(mode=0o700)
+        self.home.mkdir(mode=0o700)
+        self.pid: int | None = None
+        env = dict(os.environ)
+        env.update({"XDG_RUNTIME_DIR": str(self.runtime), "HOME": str(self.home),
+                    "PULSE_SERVER": f"unix:{self.runtime / 'pulse' / 'native'}"})
+        for k in ("PULSE_SINK", "PULSE_SOURCE", "PULSE_COOKIE"):
+            env.pop(k, None)
+        self.env = env
+
+    def start(self, timeout_s: float = 10.0) -> "PulseServer":
+        args = ["pulseaudio", "--daemonize=yes", "--exit-idle-time=-1", "-n", "--use-pid-file=yes",
+                "--log-target=file:" + str(self.root / "pulse.log"),
+                f"--load=module-null-sink sink_name={SINKS[0]}", f"--load=module-null-sink sink_name={SINKS[1]}",
+                "--load=module-native-protocol-unix"]
+        env = {k: v for k, v in self.env.items() if k != "PULSE_SERVER"}
+        r = subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout_s)
+        if r.returncode != 0:
+            raise RuntimeError(f"pulseaudio did not start (rc {r.returncode}): {r.stderr.strip()}")
+        t_end = time.monotonic() + timeout_s
+        while time.monotonic() < t_end:
+            if self.pactl("info", check=False).returncode == 0:
+                break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError(f"pulseaudio started but does not answer: {self.log()}")
+        self.pid = int((self.runtime / "pulse" / "pid").read_text().split()[0])
+        return self
+
+    def pactl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["pactl", *args], env=self.env, capture_output=True, text=True, check=check, timeout=10)
+
+    def child_env(self, *, sink: str | None = None, source: str | None = None) -> dict[str, str]:
+        """Environment for a client: ``PULSE_SINK`` / ``PULSE_SOURCE`` pick its sink and source."""
+        env = dict(self.env)
+        if sink:
+            env["PULSE_SINK"] = sink
+        if source:
+            env["PULSE_SOURCE"] = source
+        return env
+
+    def log(self) -> str:
+        p = self.root / "pulse.log"
+        return p.read_text()[-3000:] if p.exists() else ""
+
+    def stop(self) -> None:
+        if self.pid is not None:
+            try:
+                os.kill(self.pid, signal.SIGTERM)
+                for _ in range(50):
+                    os.kill(self.pid, 0)
+                    time.sleep(0.05)
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.pid = None
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class Recorder:
+    """``pacat -r`` of one source into a raw float32 file; ``stop()`` returns (frames, channels)."""
+
+    def __init__(self, server: PulseServer, device: str, path: Path, *, rate: int = 48_000, channels: int = 1) -> None:
+        self.path, self.channels = path, channels
+        self._f = open(path, "wb")
+        self.proc = subprocess.Popen(["pacat", "-r", "--raw", f"--device={device}", "--format=float32le",
+                                      f"--rate={rate}", f"--channels={channels}", "--latency-msec=10"],
+                                     stdout=self._f, stderr=subprocess.PIPE, env=server.env)
+
+    def stop(self) -> np.ndarray:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._f.close()
+        x = np.fromfile(self.path, dtype="<f4")
+        n = x.shape[0] // self.channels
+        return x[: n * self.channels].reshape(n, self.channels)
+
+
+@pytest.fixture
+def pulse_server() -> Iterator[PulseServer]:
+    """A started private PulseAudio server, killed at the end of the test."""
+    if shutil.which("pulseaudio") is None:
+        pytest.skip("the `pulseaudio` binary is not installed (Debian: apt-get install pulseaudio pulseaudio-utils)")
+    srv = PulseServer()
+    try:
+        srv.start()
+    except BaseException:
+        srv.stop()
+        raise
+    try:
+        yield srv
+    finally:
+        srv.stop()

@@ -1,0 +1,269 @@
+"""rtvc.audio without a sound card: device lookup on a fake device list, settings checks on a
+fake PortAudio, the callbacks and the worker step on their rings, and the file-driven runner.
+
+References: the mono mixdown is checked against ``ndarray.mean``; the file-driven runner's
+output against the same engine run offline (``Engine.process`` on the whole signal).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import rtvc.audio as audio
+from rtvc._native.ring import ring_read_available, ring_write
+from rtvc.audio import LiveRunner, check_settings, resolve_device
+from rtvc.engine import Engine, EngineConfig
+from rtvc.errors import ConfigError, DeviceError
+from rtvc.params import Params
+from tests.test_cli import FAKE_DEVICES, fake_devices  # noqa: F401  (fixture)
+
+
+class FakePortAudio:
+    """Accepts only ``rates`` and at most the listed channel counts."""
+
+    PortAudioError = RuntimeError
+
+    def __init__(self, rates: tuple[int, ...] = (44100, 48000)) -> None:
+        self.rates = rates
+
+    def _check(self, kind: str, device: int, channels: int, samplerate: float, **_: Any) -> None:
+        d = FAKE_DEVICES[device]
+        if channels > d[f"max_{kind}_channels"]:
+            raise RuntimeError("Invalid number of channels [PaErrorCode -9998]")
+        if samplerate not in self.rates:
+            raise RuntimeError("Invalid sample rate [PaErrorCode -9997]")
+
+    def check_input_settings(self, device: int, channels: int, dtype: str, samplerate: float) -> None:
+        self._check("input", device, channels, samplerate)
+
+    def check_output_settings(self, device: int, channels: int, dtype: str, samplerate: float) -> None:
+        self._check("output", device, channels, samplerate)
+
+
+@pytest.fixture
+def fake_pa(monkeypatch: pytest.MonkeyPatch, fake_devices: list) -> FakePortAudio:
+    pa = FakePortAudio()
+    monkeypatch.setattr(audio, "_sounddevice", lambda: pa)
+    return pa
+
+
+# ---------------------------------------------------------------------- device lookup
+def test_resolve_by_index_name_and_default(fake_devices: list) -> None:
+    assert resolve_device(None, "input") == 0 and resolve_device("default", "output") == 0
+    assert resolve_device(2, "input") == 2 and resolve_device("3", "output") == 3
+    assert resolve_device("usb headset mic", "input") == 2
+    assert resolve_device("USB HEADSET", "input") == 2  # two matches, one of them can capture
+    assert resolve_device("usb headset", "output") == 3
+    assert resolve_device("hdmi", "output") == 1
+
+
+def test_resolve_errors(fake_devices: list) -> None:
+    with pytest.raises(DeviceError, match=r"no input device matches 'webcam'; candidates: \[0\] .*\[2\] USB Headset Mic"):
+        resolve_device("webcam", "input")
+    with pytest.raises(DeviceError, match=r"output device 'hda intel' is ambiguous; it matches: \[0\].*; \[1\]"):
+        resolve_device("hda intel", "output")
+    with pytest.raises(DeviceError, match=r"\[1\] HDA Intel PCH: HDMI 0 .* has no input channels"):
+        resolve_device("HDMI", "input")
+    with pytest.raises(DeviceError, match=r"input device index 7 does not exist"):
+        resolve_device(7, "input")
+    with pytest.raises(ConfigError, match=r"device kind 'both' is not known"):
+        resolve_device(0, "both")
+
+
+def test_exact_name_wins_over_substring(fake_devices: list) -> None:
+    fake_devices.append({**fake_devices[2], "index": 4, "name": "USB Headset Mic (2)"})
+    assert resolve_device("usb headset mic", "input") == 2
+    with pytest.raises(DeviceError, match=r"ambiguous"):
+        resolve_device("headset mic", "input")
+
+
+def test_no_default_device(fake_devices: list) -> None:
+    for d in fake_devices:
+        d["default_input"] = d["default_output"] = False
+    with pytest.raises(DeviceError, match=r"there is no default output device; pick one of: \[0\]"):
+        resolve_device(None, "output")
+    fake_devices[:] = [d for d in fake_devices if d["index"] != 0]
+    assert resolve_device(None, "input") == 2  # the only capture device
+
+
+def test_check_settings_says_what_works(fake_pa: FakePortAudio) -> None:
+    check_settings(input=0, output=0, rate=48000, input_channels=2)
+    with pytest.raises(DeviceError, match=r"refuses 16000 Hz .* default rate is 44100 Hz and it accepts "
+                                          r"\[44100, 48000\] of the supported rates"):
+        check_settings(input=0, output=3, rate=16000)
+    with pytest.raises(DeviceError, match=r"USB Headset Mic .* cannot open 2 channels; it has 1"):
+        check_settings(input=2, rate=48000, input_channels=2)
+    with pytest.raises(DeviceError, match=r"device rate 12345 Hz is not supported; expected one of"):
+        check_settings(input=0, rate=12345)
+
+
+# ---------------------------------------------------------------------- callbacks and worker
+def _file_runner(tmp_path: Path, *, rate: int = 16000, seconds: float = 0.5, **kw: Any) -> LiveRunner:
+    p = tmp_path / "in.wav"
+    t = np.arange(int(rate * seconds)) / rate
+    sf.write(p, (0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32), rate, subtype="FLOAT")
+    eng = Engine(EngineConfig(device_rate=rate), params=kw.pop("params", Params()))
+    return LiveRunner(eng, input_file=p, null_output=True, **kw)
+
+
+def test_input_callback_mixes_down_or_selects(tmp_path: Path) -> None:
+    r = _file_runner(tmp_path)
+    r._allocate()
+    data = np.random.default_rng(0).standard_normal((37, 3)).astype(np.float32)
+    for ch, ref in ((-1, data.mean(axis=1)), (2, data[:, 2])):
+        r._ch_sel = ch
+        r._in.idx[:] = 0
+        r._input_cb(data, 37, None, None)
+        got = np.zeros(37, np.float32)
+        assert audio.ring_read(r._in.buf, r._in.idx, got) == 37
+        np.testing.assert_allclose(got, ref, atol=1e-6)
+
+
+def test_callbacks_count_status_and_underflow(tmp_path: Path) -> None:
+    r = _file_runner(tmp_path)
+    r._allocate()
+    r._ch_sel = -1
+    b = r.block
+    out = np.full((2 * b, 2), 9.0, np.float32)
+    r._output_cb(out, 2 * b, None, None)  # one block of pre-fill, then dry
+    assert np.all(out == 0.0)
+    r._input_cb(np.zeros((b, 1), np.float32), b, None, "input overflow")
+    r._collect()
+    assert r.stats["output_underflows"] == 1 and r.stats["input_status_flags"] == 1
+    assert r.engine.counters["xruns"] == 2
+    y = np.arange(b, dtype=np.float32)
+    ring_write(r._out.buf, r._out.idx, y)
+    out = np.zeros((b, 2), np.float32)
+    r._output_cb(out, b, None, None)
+    np.testing.assert_array_equal(out, np.stack([y, y], axis=1))
+    r._collect()
+    assert r.engine.counters["xruns"] == 2
+
+
+def test_worker_drops_the_oldest_blocks(tmp_path: Path) -> None:
+    r = _file_runner(tmp_path, params=Params(bypass=True, gate_threshold_db=-120.0), max_backlog_blocks=2)
+    r._allocate()
+    b = r.block
+    assert not r.step()  # nothing waiting
+    for k in range(6):
+        ring_write(r._in.buf, r._in.idx, np.full(b, 0.01 * (k + 1), np.float32))
+    assert r.step()
+    assert r.engine.counters["dropped_blocks"] == 5 and ring_read_available(r._in.idx) == 0
+    np.testing.assert_array_equal(r._x, np.full(b, 0.06, np.float32))  # the newest block was kept
+    for k in range(3):  # within the bound: nothing dropped
+        ring_write(r._in.buf, r._in.idx, np.full(b, 0.1, np.float32))
+    assert r.step() and r.step() and r.step() and not r.step()
+    assert r.engine.counters["dropped_blocks"] == 5
+    assert r.stats["worker_blocks"] == 4
+
+
+# ---------------------------------------------------------------------- file-driven runner
+@pytest.mark.parametrize("rate,block_ms", [(16000, 10.0), (48000, 5.0), (44100, 20.0)])
+def test_file_runner_equals_offline_engine(tmp_path: Path, rate: int, block_ms: float) -> None:
+    src = tmp_path / "speech.wav"
+    t = np.arange(int(0.8 * rate)) / rate
+    x = (0.2 * sum(np.sin(2 * np.pi * k * 130 * t) / k for k in range(1, 15))).astype(np.float32)
+    sf.write(src, x, rate, subtype="FLOAT")
+    params = Params(voice="higher", pitch_st=4.0, formant_ratio=1.12)
+    eng = Engine(EngineConfig(device_rate=rate), params=params)
+    out = tmp_path / "out.wav"
+    with LiveRunner(eng, input_file=src, output_file=out, block_ms=block_ms, realtime=False) as r:
+        assert r.finished.wait(60.0)
+        assert r.running
+    assert not r.running
+    r.stop()  # idempotent
+    y, sr = sf.read(out, dtype="float32")
+    assert sr == rate
+    # reference: a fresh engine, offline, on [one warm-up block of silence] + x; the runner's output
+    # file starts with its one block of output pre-fill
+    b = r.block
+    ref_eng = Engine(EngineConfig(device_rate=rate), params=params)
+    ref = ref_eng.process(np.concatenate([np.zeros(b, np.float32), x, np.zeros(rate, np.float32)]))[b:]
+    n = min(y.shape[0] - b, x.shape[0])
+    assert n > x.shape[0] - b
+    np.testing.assert_allclose(y[b:b + n], np.clip(ref[:n], -1, 1), atol=1.0 / 32768 + 1e-6)
+    assert np.max(np.abs(y)) > 0.05
+    assert eng.counters["dropped_blocks"] == 0 and eng.counters["xruns"] == 0
+
+
+def test_runner_option_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"block size 1 ms is out of range; expected 2\.5\.\.100"):
+        _file_runner(tmp_path, block_ms=1)
+    with pytest.raises(ConfigError, match=r"input channel -1 is out of range"):
+        _file_runner(tmp_path, channel=-1)
+    eng = Engine(EngineConfig(device_rate=16000))
+    with pytest.raises(ConfigError, match=r"exclude each other"):
+        LiveRunner(eng, input_file=tmp_path / "in.wav", output_file=tmp_path / "o.wav", null_output=True)
+    with pytest.raises(ConfigError, match=r"realtime=False"):
+        LiveRunner(eng, input_file=tmp_path / "in.wav", realtime=False)
+
+
+def test_set_devices_keeps_running_on_a_bad_combination(tmp_path: Path, fake_pa: FakePortAudio) -> None:
+    r = _file_runner(tmp_path, rate=16000, loop=True)
+    before = r.devices
+    assert before == {"input": f"file:{tmp_path / 'in.wav'}", "output": "null", "monitor": None, "rate": 16000}
+    with r:
+        with pytest.raises(DeviceError, match=r"no output device matches 'nope'"):
+            r.set_devices(monitor="nope")
+        with pytest.raises(DeviceError, match=r"refuses 16000 Hz"):
+            r.set_devices(monitor="usb headset")  # FakePortAudio accepts 44100 / 48000 only
+        assert r.running and r.devices == before
+        with pytest.raises(DeviceError, match=r"device rate 1000 Hz is not supported"):
+            r.set_devices(rate=1000)
+        assert r.running and r.devices == before
+        # a valid change of rate: same engine, resampled at the device edge
+        assert r.set_devices(rate=48000)["rate"] == 48000
+        assert r.running and r.engine.config.device_rate == 16000
+        n0 = r.stats["worker_blocks"]
+        import time
+
+        t_end = time.monotonic() + 20.0
+        while r.stats["worker_blocks"] < n0 + 5 and time.monotonic() < t_end:
+            time.sleep(0.01)
+        assert r.stats["worker_blocks"] >= n0 + 5
+    assert not r.running
+
+
+def test_worker_failure_is_reported_not_silent(tmp_path: Path) -> None:
+    r = _file_runner(tmp_path, realtime=False)
+    r.engine.process(np.zeros(160, np.float32))  # the engine is warm: start() will not call it
+    calls = []
+
+    def broken(x: np.ndarray, y: np.ndarray) -> None:
+        calls.append(x.shape[0])
+        raise FloatingPointError("stage exploded")
+
+    r.engine.process_into = broken
+    r.start()
+    try:
+        assert r.finished.wait(30.0)
+    finally:
+        r.stop()
+    assert calls and isinstance(r.error, FloatingPointError) and "stage exploded" in str(r.error)
+
+
+def test_dead_stream_is_reopened(tmp_path: Path) -> None:
+    class DeadStream:
+        active = False
+        closed = False
+
+        def stop(self) -> None:
+            pass
+
+        def close(self) -> None:
+            self.closed = True
+
+    r = _file_runner(tmp_path, loop=True)
+    with r:
+        assert not r.restart_dead_streams()  # nothing wrong
+        dead = DeadStream()
+        r._streams.append(dead)  # as if PortAudio had stopped a stream after a host API error
+        assert r.restart_dead_streams()
+        assert dead.closed and r.running and r.stats["stream_restarts"] == 1
+        assert dead not in r._streams and not r.restart_dead_streams()
+    assert not r.running

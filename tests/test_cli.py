@@ -1,0 +1,309 @@
+"""rtvc.cli: every subcommand through ``main([...])``, user errors as exit code 2 + a message.
+
+Device lists are monkeypatched (``rtvc.audio.list_devices``), so nothing here needs a sound
+card; the live path through a real audio server is in test_live_pulse.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import rtvc.audio as audio
+from rtvc.cli import SUBCOMMANDS, main, make_parser
+from rtvc.engine import Engine, EngineConfig
+from rtvc.params import Params
+
+FAKE_DEVICES = [
+    {"index": 0, "name": "HDA Intel PCH: ALC3246 Analog (hw:0,0)", "hostapi": "ALSA", "max_input_channels": 2,
+     "max_output_channels": 2, "default_samplerate": 44100.0, "default_input": True, "default_output": True},
+    {"index": 1, "name": "HDA Intel PCH: HDMI 0 (hw:0,3)", "hostapi": "ALSA", "max_input_channels": 0,
+     "max_output_channels": 8, "default_samplerate": 48000.0, "default_input": False, "default_output": False},
+    {"index": 2, "name": "USB Headset Mic", "hostapi": "ALSA", "max_input_channels": 1,
+     "max_output_channels": 0, "default_samplerate": 48000.0, "default_input": False, "default_output": False},
+    {"index": 3, "name": "USB Headset Speaker", "hostapi": "ALSA", "max_input_channels": 0,
+     "max_output_channels": 2, "default_samplerate": 48000.0, "default_input": False, "default_output": False},
+]
+
+
+@pytest.fixture
+def fake_devices(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    devs = [dict(d) for d in FAKE_DEVICES]
+    monkeypatch.setattr(audio, "list_devices", lambda: [dict(d) for d in devs])
+    return devs
+
+
+def _speech(tmp_path: Path, *, rate: int = 16000, seconds: float = 1.0, name: str = "in.wav",
+            subtype: str = "FLOAT") -> tuple[Path, np.ndarray]:
+    """A voiced test signal: 140 Hz harmonics (below 3 kHz, inside the model band) with a
+    syllable-like envelope."""
+    t = np.arange(int(seconds * rate)) / rate
+    x = sum(np.sin(2 * np.pi * k * 140 * t) / k for k in range(1, 20))
+    x = 0.2 * x * (0.55 - 0.45 * np.cos(2 * np.pi * 3 * t))
+    p = tmp_path / name
+    sf.write(p, x.astype(np.float32), rate, subtype=subtype)
+    return p, x.astype(np.float32)
+
+
+def _err(capsys: pytest.CaptureFixture[str]) -> tuple[str, str]:
+    c = capsys.readouterr()
+    assert "Traceback" not in c.err
+    return c.out, c.err
+
+
+# ---------------------------------------------------------------------- table / parser
+def test_subcommand_table_and_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert {"devices", "voices", "run", "convert"} <= set(SUBCOMMANDS)
+    for name, (add, handler) in SUBCOMMANDS.items():
+        assert callable(add) and callable(handler), name
+    assert main(["--help"]) == 0
+    out, _ = _err(capsys)
+    assert "convert" in out and "run" in out
+    assert main(["frobnicate"]) == 2
+    args = make_parser().parse_args(["run", "--voice", "higher", "--pitch", "2", "--input", "usb"])
+    assert (args.voice, args.pitch, args.input, args.block_ms) == ("higher", 2.0, "usb", 10.0)
+
+
+# ---------------------------------------------------------------------- voices / devices
+def test_voices_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["voices", "--json"]) == 0
+    rows = json.loads(_err(capsys)[0])
+    names = [r["name"] for r in rows]
+    assert {"neutral", "higher", "deeper"} <= set(names)
+    for r in rows:
+        assert r["kind"] in ("dsp", "neural") and isinstance(r["description"], str)
+    for name in ("neutral", "higher"):
+        ref = Engine(EngineConfig(device_rate=48000), params=Params(voice=name)).algorithmic_latency_ms
+        assert rows[names.index(name)]["latency_ms"] == pytest.approx(ref, abs=1e-9)
+
+
+def test_devices_json_and_text(fake_devices: list, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["devices", "--json"]) == 0
+    assert json.loads(_err(capsys)[0]) == FAKE_DEVICES
+    assert main(["devices"]) == 0
+    out, _ = _err(capsys)
+    assert "USB Headset Mic" in out and "HDMI 0" in out
+
+
+# ---------------------------------------------------------------------- convert
+def test_convert_json_fields_and_alignment(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src, x = _speech(tmp_path, rate=48000)
+    out = tmp_path / "out.wav"
+    assert main(["convert", str(src), str(out), "--json", "--bypass", "--gate-db", "-120", "--float"]) == 0
+    res = json.loads(_err(capsys)[0])
+    for k in ("algorithmic_latency_ms", "rtf", "blocks", "dropped_blocks", "nonfinite_samples", "input_rate",
+              "voice", "output"):
+        assert k in res, k
+    assert res["input_rate"] == 48000 and res["voice"] == "neutral" and res["output"] == str(out)
+    assert res["dropped_blocks"] == 0 and res["nonfinite_samples"] == 0 and res["rtf"] > 0
+    n_total = x.shape[0] + round(res["latency_samples"])
+    assert res["blocks"] == -(-n_total // 480)  # 10 ms blocks at 48 kHz, latency flushed
+    ref = Engine(EngineConfig(device_rate=48000)).algorithmic_latency_ms
+    assert res["algorithmic_latency_ms"] == pytest.approx(ref)
+    y, rate = sf.read(out, dtype="float32")
+    assert rate == 48000 and y.shape == x.shape
+    # bypass through the same streaming engine, latency removed: the input, aligned
+    np.testing.assert_allclose(y[2000:-2000], x[2000:-2000], atol=2e-3)
+
+
+def test_convert_keep_latency_is_the_raw_stream(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src, x = _speech(tmp_path, rate=16000)
+    out = tmp_path / "raw.wav"
+    assert main(["convert", str(src), str(out), "--json", "--bypass", "--gate-db", "-120", "--float",
+                 "--keep-latency", "--block-ms", "7"]) == 0
+    res = json.loads(_err(capsys)[0])
+    lat = int(round(res["latency_samples"]))
+    y, _ = sf.read(out, dtype="float32")
+    assert y.shape == x.shape and np.max(np.abs(y[:lat])) < 1e-4
+    np.testing.assert_allclose(y[lat + 1000:], x[1000:-lat], atol=2e-3)
+
+
+def test_convert_voice_preset_and_override(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src, _ = _speech(tmp_path)
+    assert main(["convert", str(src), str(tmp_path / "a.wav"), "--json", "--voice", "higher"]) == 0
+    p = json.loads(_err(capsys)[0])["params"]
+    assert (p["voice"], p["pitch_st"], p["formant_ratio"]) == ("higher", 4.0, pytest.approx(1.12))
+    assert main(["convert", str(src), str(tmp_path / "b.wav"), "--json", "--voice", "higher", "--pitch", "-2"]) == 0
+    p = json.loads(_err(capsys)[0])["params"]
+    assert (p["pitch_st"], p["formant_ratio"]) == (-2.0, pytest.approx(1.12))
+
+
+def test_convert_stereo_is_mixed_down(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, x = _speech(tmp_path, rate=16000)
+    st = tmp_path / "st.wav"
+    sf.write(st, np.stack([x, 0.5 * x], axis=1), 16000, subtype="FLOAT")
+    assert main(["convert", str(st), str(tmp_path / "o.wav"), "--json", "--bypass", "--gate-db", "-120",
+                 "--float"]) == 0
+    _err(capsys)
+    y, _ = sf.read(tmp_path / "o.wav", dtype="float32")
+    np.testing.assert_allclose(y[1000:-1000], 0.75 * x[1000:-1000], atol=2e-3)
+
+
+def test_convert_counts_nan_samples(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src, x = _speech(tmp_path)
+    x[[100, 5000, 9000, 9001]] = [np.nan, np.inf, np.nan, -np.inf]
+    sf.write(src, x, 16000, subtype="FLOAT")
+    assert main(["convert", str(src), str(tmp_path / "o.wav"), "--json"]) == 0
+    out, err = _err(capsys)
+    assert json.loads(out)["nonfinite_samples"] == 4
+    assert "4 non-finite samples" in err
+    y, _ = sf.read(tmp_path / "o.wav", dtype="float32")
+    assert np.all(np.isfinite(y))
+
+
+@pytest.mark.parametrize("kind,expect", [
+    ("missing", r"does not exist"),
+    ("corrupt", r"cannot be read"),
+    ("empty", r"holds 0 samples"),
+    ("8k", r"sample rate 8000 Hz; expected one of \(16000"),
+])
+def test_convert_bad_files(kind: str, expect: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+
+    p = tmp_path / f"{kind}.wav"
+    if kind == "corrupt":
+        p.write_bytes(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes())
+    elif kind == "empty":
+        sf.write(p, np.zeros(0, np.float32), 16000)
+    elif kind == "8k":
+        sf.write(p, np.zeros(800, np.float32), 8000)
+    assert main(["convert", str(p), str(tmp_path / "o.wav")]) == 2
+    _, err = _err(capsys)
+    assert err.startswith("rtvc: error: ") and re.search(expect, err), err
+    assert not (tmp_path / "o.wav").exists()
+
+
+@pytest.mark.parametrize("args,expect", [
+    (["--pitch", "20"], r"'pitch_st' = 20\.0 is out of range; expected \[-12\.0, 12\.0\] semitones"),
+    (["--formant", "2"], r"'formant_ratio' = 2\.0 is out of range; expected \[0\.7, 1\.4\]"),
+    (["--voice", "no-such-voice"], r"unknown voice 'no-such-voice'; expected one of \[.*'neutral'"),
+    (["--block-ms", "1"], r"--block-ms 1 is out of range; expected 2\.5\.\.100"),
+    (["--mix", "1.5"], r"'mix' = 1\.5 is out of range"),
+])
+def test_convert_bad_options(args: list[str], expect: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+
+    src, _ = _speech(tmp_path, seconds=0.2)
+    assert main(["convert", str(src), str(tmp_path / "o.wav"), *args]) == 2
+    _, err = _err(capsys)
+    assert err.startswith("rtvc: error: ") and re.search(expect, err), err
+
+
+# ---------------------------------------------------------------------- run
+def test_run_headless_file_to_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import rtvc.cli
+
+    monkeypatch.setattr(rtvc.cli, "STATUS_EVERY_S", 0.3)
+    src, _ = _speech(tmp_path, seconds=3.0)
+    out = tmp_path / "live.wav"
+    assert main(["run", "--input-file", str(src), "--output-file", str(out), "--duration", "1"]) == 0
+    text, _ = _err(capsys)
+    assert "algorithmic latency" in text and "stopped (duration)" in text
+    status = [ln for ln in text.splitlines() if "compute p50" in ln and "stopped" not in ln]
+    assert len(status) >= 2 and all("xruns" in ln and "dropped" in ln and "dBFS" in ln for ln in status)
+    y, rate = sf.read(out, dtype="float32")
+    assert rate == 16000 and 0.8 * 16000 <= y.shape[0] <= 1.5 * 16000
+    assert np.max(np.abs(y)) > 0.01  # the converted signal, not silence
+
+
+def test_run_fast_json_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src, x = _speech(tmp_path, seconds=1.0, rate=48000)
+    out = tmp_path / "fast.wav"
+    assert main(["run", "--input-file", str(src), "--output-file", str(out), "--fast", "--json",
+                 "--bypass", "--gate-db", "-120"]) == 0
+    text, err = _err(capsys)
+    s = json.loads(text)
+    assert s["stopped_by"] == "end of input" and s["xruns"] == 0 and s["dropped_blocks"] == 0
+    assert s["devices"] == {"input": f"file:{src}", "output": f"file:{out}", "monitor": None, "rate": 48000}
+    assert "algorithmic latency" in err  # human lines go to stderr with --json
+    y, _ = sf.read(out, dtype="float32")
+    # one block of output pre-fill + the algorithmic latency, then the input exactly (PCM16)
+    d = 480 + round(s["latency_samples"]) if "latency_samples" in s else None
+    lat = 480 + round(s["algorithmic_latency_ms"] * 48)
+    assert d is None or d == lat
+    np.testing.assert_allclose(y[lat + 1000:lat + x.shape[0] - 1000], x[1000:-1000], atol=2e-3)
+
+
+def test_run_without_sound_card_falls_back_to_demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(audio, "list_devices", lambda: [])
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--voice", "deeper"]) == 0
+    out, _ = _err(capsys)
+    assert "no sound card found" in out and "rtvc-demo-out.wav" in out
+    y, rate = sf.read(tmp_path / "rtvc-demo-out.wav", dtype="float32")
+    x, rate_in = sf.read(Path(audio.__file__).parent / "data" / "sample.wav", dtype="float32")
+    assert rate == rate_in and y.shape == x.shape and np.max(np.abs(y)) > 0.05
+
+
+def test_run_demo_when_portaudio_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from rtvc.errors import DeviceError
+
+    def broken() -> list:
+        raise DeviceError("PortAudio cannot be loaded (test)")
+
+    monkeypatch.setattr(audio, "list_devices", broken)
+    dest = tmp_path / "demo.wav"
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--output-file", str(dest), "--json"]) == 0
+    text, err = _err(capsys)
+    assert "PortAudio cannot be loaded (test)" in err and str(dest.resolve()) in err
+    s = json.loads(text)
+    assert s["demo"] is True and s["output"] == str(dest) and dest.exists()
+    assert not (tmp_path / "rtvc-demo-out.wav").exists()
+    # an input file needs no capture device, but its output does: a clear error, no demo
+    assert main(["run", "--input-file", str(dest)]) == 2
+    _, err = _err(capsys)
+    assert err.startswith("rtvc: error: PortAudio cannot be loaded (test)")
+
+
+@pytest.mark.parametrize("args,expect", [
+    (["--input", "webcam"], r"no input device matches 'webcam'; candidates: \[0\] HDA Intel.*\[2\] USB Headset Mic"),
+    (["--input", "usb headset", "--output", "usb headset"], None),  # resolved by direction: works up to the stream
+    (["--output", "HDA"], r"output device 'HDA' is ambiguous; it matches: \[0\] .*\[1\] "),
+    (["--input", "hdmi"], r"has no input channels"),
+    (["--input", "9"], r"input device index 9 does not exist"),
+])
+def test_run_device_errors(args: list[str], expect: str | None, fake_devices: list, tmp_path: Path,
+                           monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+
+    def no_stream(**kw: Any) -> None:
+        raise audio.DeviceError("stop here: check_settings reached")
+
+    monkeypatch.setattr(audio, "check_settings", no_stream)
+    assert main(["run", *args, "--duration", "0.1"]) == 2
+    _, err = _err(capsys)
+    assert err.startswith("rtvc: error: ")
+    assert re.search(expect or "check_settings reached", err), err
+
+
+def test_run_ctrl_c_stops_cleanly(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    src, _ = _speech(tmp_path, seconds=0.5)
+    proc = subprocess.Popen([sys.executable, "-m", "rtvc", "run", "--input-file", str(src), "--loop", "--null-output",
+                             "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=str(Path(__file__).resolve().parents[1]))
+    assert proc.stderr is not None
+    lines = []
+    for line in proc.stderr:  # wait until the streams run
+        lines.append(line)
+        if "algorithmic latency" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    err = "".join(lines) + err
+    assert proc.returncode == 0, err
+    assert "stopped (ctrl-c)" in err and "Traceback" not in err, err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["stopped_by"] == "ctrl-c" and summary["devices"]["output"] == "null"
