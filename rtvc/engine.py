@@ -250,6 +250,14 @@ class Engine:
         self._gate_st[:] = 0.0
 
     # ------------------------------------------------------------------ audio (worker thread)
+    def warm_up(self) -> None:
+        """Run every code path once (JIT compilation, ONNX first run) in a throwaway engine
+        with the same config, registry and parameters, so this engine's first real block is on
+        time. This engine's stream position, state, counters and statistics are untouched."""
+        probe = Engine(self.config, registry=self.registry, params=self._live)
+        x = np.zeros(4 * self.hop * self.config.device_rate // self.config.model_rate, np.float32)
+        probe.process_into(x, np.zeros_like(x))
+
     def process(self, x: Audio) -> Audio:
         """Process one device-rate block of any length; return as many output samples.
 
