@@ -29,7 +29,7 @@ AddArguments = Callable[[argparse.ArgumentParser], None]
 
 # ---------------------------------------------------------------------------- run options
 def add_control_arguments(p: argparse.ArgumentParser, *, with_control_flag: bool = True) -> None:
-    from .server import DEFAULT_PORT
+    from .protocol import DEFAULT_PORT
 
     g = p.add_argument_group("live control")
     if with_control_flag:

@@ -34,6 +34,8 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION = "1.0"
+DEFAULT_PORT = 8765
+"""Default control port (websocket and HTTP on the same port)."""
 MAX_BATCH = 32
 MAX_MESSAGE_BYTES = 64 * 1024
 MIN_RATE_HZ, MAX_RATE_HZ = 1.0, 60.0

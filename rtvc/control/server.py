@@ -48,12 +48,12 @@ from websockets.http11 import Request, Response
 
 from ..errors import ConfigError
 from . import protocol as P
+from .protocol import DEFAULT_PORT
 from .actions import Controller
 from .auth import check_bind_host, default_origins, origin_allowed, token_from_request, tokens_equal
 
 __all__ = ["ControlServer", "ServerHandle", "DEFAULT_PORT", "SEND_QUEUE", "overlay_html"]
 
-DEFAULT_PORT = 8765
 SEND_QUEUE = 64
 log = logging.getLogger("rtvc.control")
 
