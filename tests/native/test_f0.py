@@ -1,0 +1,230 @@
+"""Causal YIN kernels and the CausalF0 / track_f0 wrappers.
+
+References: a pure-NumPy YIN written from the paper's equations (vectorised, no shared code with
+the kernels), and librosa's ``yin`` / ``pyin``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import librosa
+import numpy as np
+import pytest
+
+from rtvc._native.f0 import yin_cmndf, yin_difference, yin_frame
+from rtvc.errors import ConfigError
+from rtvc.f0 import CausalF0, track_f0
+
+SR = 16_000
+HOP = 80
+
+
+# ---------------------------------------------------------------- NumPy reference
+def ref_difference(x: np.ndarray, tau_max: int) -> np.ndarray:
+    """d(tau) between the last ``window`` samples and the same span ``tau`` samples earlier."""
+    x = x.astype(np.float64)
+    w = x.shape[0] - tau_max
+    seg = x[tau_max:]
+    lagged = np.stack([x[tau_max - tau:tau_max - tau + w] for tau in range(tau_max + 1)])
+    return ((seg[None, :] - lagged) ** 2).sum(axis=1)
+
+
+def ref_cmndf(d: np.ndarray) -> np.ndarray:
+    taus = np.arange(d.shape[0])
+    cum = np.cumsum(d)
+    out = np.ones_like(d)
+    ok = (taus > 0) & (cum > 0)
+    out[ok] = d[ok] * taus[ok] / cum[ok]
+    return out
+
+
+def ref_yin(x: np.ndarray, *, fmin_hz: float = 60.0, fmax_hz: float = 600.0, threshold: float = 0.15,
+            silence_ms: float = 1e-9) -> tuple[float, float]:
+    tau_min = max(2, int(math.floor(SR / fmax_hz)))
+    tau_max = int(math.ceil(SR / fmin_hz))
+    if np.mean(x[tau_max:].astype(np.float64) ** 2) < silence_ms:
+        return 0.0, 0.0
+    c = ref_cmndf(ref_difference(x, tau_max))
+    rng = c[tau_min:tau_max + 1]
+    below = np.nonzero(rng < threshold)[0]
+    if below.size:
+        tau = tau_min + below[0]
+        while tau < tau_max and c[tau + 1] < c[tau]:
+            tau += 1
+        voiced = True
+    else:
+        tau = tau_min + int(np.argmin(rng))
+        voiced = False
+    # parabola through the three points around the integer minimum
+    y0, y1, y2 = c[tau - 1], c[tau], c[tau + 1] if tau + 1 < c.shape[0] else c[tau]
+    lag = float(tau)
+    if tau + 1 < c.shape[0]:
+        coef = np.polyfit([-1.0, 0.0, 1.0], [y0, y1, y2], 2)
+        if coef[0] > 0:
+            lag += float(np.clip(-coef[1] / (2 * coef[0]), -1.0, 1.0))
+    per = float(np.clip(1.0 - c[tau], 0.0, 1.0))
+    return (SR / lag if voiced else 0.0), per
+
+
+# ---------------------------------------------------------------- signals
+@pytest.fixture(scope="module")
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
+
+
+def harmonic(f0_hz: float, n: int, *, n_harm: int = 8, seed: int = 0) -> np.ndarray:
+    r = np.random.default_rng(seed)
+    t = np.arange(n) / SR
+    y = sum((0.6 / k) * np.sin(2 * np.pi * k * f0_hz * t + r.uniform(0, 2 * np.pi)) for k in range(1, n_harm + 1))
+    return (0.5 * y / np.max(np.abs(y))).astype(np.float32)
+
+
+def chirp(f_lo: float, f_hi: float, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Harmonic chirp (geometric sweep) and its instantaneous F0 per sample."""
+    t = np.arange(n) / SR
+    dur = n / SR
+    f = f_lo * (f_hi / f_lo) ** (t / dur)
+    ph = 2 * np.pi * np.cumsum(f) / SR
+    y = sum((0.6 / k) * np.sin(k * ph) for k in range(1, 6))
+    return (0.5 * y / np.max(np.abs(y))).astype(np.float32), f
+
+
+# ---------------------------------------------------------------- kernels vs reference
+def test_difference_and_cmndf_match_numpy_reference(rng):
+    tau_max = 267
+    x = rng.standard_normal(320 + tau_max).astype(np.float32)
+    x += harmonic(147.0, x.shape[0])
+    d = np.zeros(tau_max + 1)
+    c = np.zeros(tau_max + 1)
+    yin_difference(x, tau_max, d)
+    yin_cmndf(d, c)
+    np.testing.assert_allclose(d, ref_difference(x, tau_max), rtol=1e-10, atol=1e-9)
+    np.testing.assert_allclose(c, ref_cmndf(ref_difference(x, tau_max)), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("f0_hz", [70.0, 118.3, 220.0, 440.0, 590.0])
+def test_frame_matches_numpy_reference(f0_hz):
+    f = CausalF0()
+    x = harmonic(f0_hz, f.frame_len, seed=int(f0_hz))
+    d = np.zeros(f.tau_max + 1)
+    c = np.zeros(f.tau_max + 1)
+    got = yin_frame(x, f.tau_min, f.tau_max, f.threshold, f.silence_ms, float(SR), d, c)
+    want = ref_yin(x)
+    # same equations, different arithmetic order: agreement to rounding
+    assert got[0] == pytest.approx(want[0], rel=1e-9)
+    assert got[1] == pytest.approx(want[1], abs=1e-9)
+    # and the estimate itself is right (parabolic refinement: well under 0.5 %)
+    assert got[0] == pytest.approx(f0_hz, rel=5e-3)
+
+
+def test_frame_matches_reference_on_noise_and_silence(rng):
+    f = CausalF0()
+    d = np.zeros(f.tau_max + 1)
+    c = np.zeros(f.tau_max + 1)
+    for _ in range(5):
+        x = (0.3 * rng.standard_normal(f.frame_len)).astype(np.float32)
+        got = yin_frame(x, f.tau_min, f.tau_max, f.threshold, f.silence_ms, float(SR), d, c)
+        want = ref_yin(x)
+        assert got[0] == 0.0 and want[0] == 0.0
+        assert got[1] == pytest.approx(want[1], abs=1e-9)
+    got = yin_frame(np.zeros(f.frame_len, np.float32), f.tau_min, f.tau_max, f.threshold, f.silence_ms,
+                    float(SR), d, c)
+    assert got == (0.0, 0.0)
+
+
+# ---------------------------------------------------------------- wrappers
+def test_streaming_equals_offline_exactly(rng):
+    x = np.concatenate([harmonic(130.0, 4000), 0.1 * rng.standard_normal(2000).astype(np.float32),
+                        chirp(90.0, 300.0, 6037)[0]])
+    f = CausalF0()
+    st = f.init_state()
+    n_frames = -(-x.shape[0] // HOP)
+    xp = np.zeros(n_frames * HOP, np.float32)
+    xp[:x.shape[0]] = x
+    stream = np.array([f.step(xp[i * HOP:(i + 1) * HOP], st)[0] for i in range(n_frames)])
+    f0_hz, per = track_f0(x)
+    assert f0_hz.shape == (n_frames,) and per.shape == (n_frames,)
+    np.testing.assert_array_equal(f0_hz, stream[:, 0])
+    np.testing.assert_array_equal(per, stream[:, 1])
+    assert np.all((per >= 0) & (per <= 1))
+
+
+def test_restart_after_init_state_is_identical():
+    x = harmonic(200.0, 3200)
+    f = CausalF0()
+    runs = []
+    for _ in range(2):
+        st = f.init_state()
+        runs.append([f.step(x[i * HOP:(i + 1) * HOP], st)[0] for i in range(40)])
+    assert runs[0] == runs[1]
+
+
+def test_harmonic_tone_against_librosa_yin():
+    x = harmonic(155.0, SR)
+    f0_hz, per = track_f0(x)
+    lib = librosa.yin(x.astype(np.float64), fmin=60, fmax=600, sr=SR, frame_length=1024, hop_length=HOP)
+    ours = f0_hz[10:]  # skip the start-up frames (history still zeros)
+    assert np.all(ours > 0)
+    # both within 0.5 % of each other (median) and of the truth
+    assert np.median(ours) == pytest.approx(np.median(lib[10:-10]), rel=5e-3)
+    assert np.median(ours) == pytest.approx(155.0, rel=5e-3)
+    assert np.min(per[10:]) > 0.9
+
+
+def test_chirp_against_librosa_pyin():
+    x, f_true = chirp(90.0, 320.0, 2 * SR)
+    f0_hz, _ = track_f0(x)
+    lib, voiced, _ = librosa.pyin(x.astype(np.float64), fmin=60, fmax=600, sr=SR, frame_length=1024,
+                                  hop_length=HOP, center=True)
+    f = CausalF0()
+    # our frame i ends at (i + 1) * HOP and describes about the middle of its reference window
+    t_ours = (np.arange(f0_hz.shape[0]) + 1) * HOP - f.window / 2 - 0.5 * SR / np.maximum(f0_hz, 60.0)
+    t_lib = np.arange(lib.shape[0]) * HOP
+    ok = (f0_hz > 0) & (t_ours > 1024) & (t_ours < x.shape[0] - 1024)
+    lib_at = np.interp(t_ours[ok], t_lib[voiced.astype(bool)], lib[voiced.astype(bool)])
+    rel = np.abs(f0_hz[ok] / lib_at - 1.0)
+    assert ok.mean() > 0.8
+    # pyin quantises to 10-cent bins (0.6 %); the sweep moves 2 % per 30 ms frame
+    assert np.median(rel) < 0.01
+    assert np.quantile(rel, 0.95) < 0.03
+    truth = np.interp(t_ours[ok], np.arange(x.shape[0]), f_true)
+    assert np.median(np.abs(f0_hz[ok] / truth - 1.0)) < 0.01
+
+
+def test_white_noise_and_silence_are_unvoiced(rng):
+    noise = (0.3 * rng.standard_normal(SR)).astype(np.float32)
+    f0_hz, per = track_f0(noise)
+    assert np.mean(f0_hz > 0) < 0.05
+    assert np.median(per) < 0.5
+    f0_hz, per = track_f0(np.zeros(SR, np.float32))
+    assert np.all(f0_hz == 0.0) and np.all(per == 0.0)
+
+
+def test_nonfinite_input_gives_finite_output():
+    x = harmonic(150.0, 4000)
+    x[1000:1010] = np.nan
+    f0_hz, per = track_f0(x)
+    assert np.all(np.isfinite(f0_hz)) and np.all(np.isfinite(per))
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"fmin_hz": 0.0}, "fmin_hz=0.0"),
+    ({"fmin_hz": 300.0, "fmax_hz": 200.0}, "fmin_hz=300.0"),
+    ({"fmax_hz": 9000.0}, "fmax_hz=9000.0"),
+    ({"window": 10}, "window=10"),
+    ({"hop": 0}, "hop=0"),
+    ({"threshold": 1.5}, "threshold=1.5"),
+    ({"sample_rate": 100}, "sample_rate=100"),
+])
+def test_bad_settings_are_refused(kw, match):
+    with pytest.raises(ConfigError, match=match):
+        CausalF0(**kw)
+
+
+def test_wrong_hop_shape_is_refused():
+    f = CausalF0()
+    with pytest.raises(ConfigError, match=r"shape \(81,\); expected \(80,\)"):
+        f.step(np.zeros(81, np.float32), f.init_state())
+    with pytest.raises(ConfigError, match=r"expected \(n_samples,\)"):
+        track_f0(np.zeros((2, 80), np.float32))
