@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["apply_gain_ramp", "hop_mix"]
+__all__ = ["apply_gain_ramp", "hop_mix", "soft_limit"]
 
 
 @njit(cache=True, nogil=True)
@@ -55,3 +55,22 @@ def hop_mix(x: np.ndarray, wet: np.ndarray, gate_g: np.ndarray, dry_buf: np.ndar
         if a > peak:
             peak = a
     return peak
+
+
+@njit(cache=True, nogil=True)
+def soft_limit(y: np.ndarray, knee: float) -> int:
+    """In place: identity up to ``knee``, then a tanh knee that never exceeds 1.0.
+
+    ``|y| <= knee`` is untouched (so the neutral path stays exact for normal levels); above
+    it ``sign(y) * (knee + (1 - knee) * tanh((|y| - knee) / (1 - knee)))``. Returns how many
+    samples were limited.
+    """
+    span = 1.0 - knee
+    n = 0
+    for i in range(y.shape[0]):
+        a = abs(y[i])
+        if a > knee:
+            v = knee + span * np.tanh((a - knee) / span)
+            y[i] = v if y[i] > 0 else -v
+            n += 1
+    return n

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ._native.gate import gate_gains
-from ._native.mix import apply_gain_ramp, hop_mix
+from ._native.mix import apply_gain_ramp, hop_mix, soft_limit
 from ._native.ring import ring_read, ring_read_available, ring_write
 from .errors import ConfigError, ControlError
 from .params import Params
@@ -45,6 +45,7 @@ __all__ = ["Engine", "EngineConfig"]
 CROSSFADE_HOPS = 4  # 20 ms voice-switch crossfade
 TIMING_WINDOW = 2048  # per-block compute times kept for p50/p99
 WARMUP_BLOCKS = 3  # left out of the compute statistics
+LIMIT_KNEE = 0.95  # output soft limiter: identity below, tanh knee to 1.0 above
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ class Engine:
         self._lock = threading.Lock()  # serialises request() callers, never taken by process()
         self.counters = {"blocks": 0, "hops": 0, "samples_in": 0, "nonfinite_samples": 0, "stage_resets": 0,
                          "dropped_blocks": 0, "xruns": 0, "commands_applied": 0,
-                         "commands_coalesced": 0}
+                         "commands_coalesced": 0, "limited_samples": 0}
         # values the audio runner keeps current (None where there is no live stream)
         self.gauges: dict[str, float | None] = {"buffer_age_ms": None}
         self._level_in = 0.0
@@ -344,6 +345,9 @@ class Engine:
         look = min(d, int(attack_n))  # the gate opens ``look`` samples before the onset arrives
         peak_out = hop_mix(x, wet, self._g, self._dry, self._gbuf, self._dry_w, d, look,
                            wet0, wet1, out0, out1, self._y)
+        if peak_out > LIMIT_KNEE:  # pitch-shifted grains can peak above full scale
+            self.counters["limited_samples"] += soft_limit(self._y, LIMIT_KNEE)
+            peak_out = min(peak_out, 1.0)
         self._dry_w = (self._dry_w + self.hop) & (self._dry.shape[0] - 1)
         self._cur = (g_in1, wet1, out1, 0.0)
         self._level_out = max(peak_out, self._level_out * 0.5)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from rtvc._native.mix import apply_gain_ramp, hop_mix
+from rtvc._native.mix import apply_gain_ramp, hop_mix, soft_limit
 
 
 def test_gain_ramp_matches_numpy():
@@ -41,3 +41,13 @@ def test_hop_mix_matches_numpy_stream(d, look):
         m = mixes[k] + (mixes[k + 1] - mixes[k]) * r
         o = outs[k] + (outs[k + 1] - outs[k]) * r
         np.testing.assert_allclose(y, (dry + (wets[k] - dry) * m) * gate * o, rtol=1e-5, atol=1e-6)
+
+
+def test_soft_limit_matches_numpy_and_never_exceeds_full_scale():
+    y = np.linspace(-4, 4, 2001).astype(np.float32)
+    ref = np.where(np.abs(y) <= 0.95, y, np.sign(y) * (0.95 + 0.05 * np.tanh((np.abs(y) - 0.95) / 0.05)))
+    out = y.copy()
+    n = soft_limit(out, 0.95)
+    np.testing.assert_allclose(out, ref, atol=1e-6)
+    assert n == int(np.sum(np.abs(y) > 0.95))
+    assert np.max(np.abs(out)) <= 1.0
