@@ -1,0 +1,176 @@
+"""Synthesis kernels: pulse + noise excitation in the time domain, and spectral shaping of an
+excitation frame by a target log envelope.
+
+State arrays are caller-allocated:
+- ``st``: float64 ``[phase_cycles, pending_pulse]``.
+- ``rng``: uint64 ``(1,)`` xorshift64* state (never 0); the noise is deterministic per seed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+__all__ = ["pulse_noise_step", "mix_excitation", "reshape_spectrum", "shift_flat_spectrum"]
+
+
+@njit(cache=True, nogil=True)
+def _uniform(rng: np.ndarray) -> float:
+    x = rng[0]
+    x ^= x >> np.uint64(12)
+    x ^= x << np.uint64(25)
+    x ^= x >> np.uint64(27)
+    rng[0] = x
+    r = x * np.uint64(2685821657736338717)
+    return ((r >> np.uint64(11)) + np.uint64(1)) * (1.0 / 9007199254740994.0)  # (0, 1)
+
+
+@njit(cache=True, nogil=True)
+def pulse_noise_step(f0_hz: float, sample_rate: float, st: np.ndarray, rng: np.ndarray,
+                     pulses: np.ndarray, noise: np.ndarray) -> None:
+    """One hop of a unit pulse train at ``f0_hz`` and of unit-variance Gaussian noise.
+
+    A pulse falls where the phase wraps; its fractional position is kept by splitting it
+    linearly between that sample and the next (the next may be in the next hop: ``pending``).
+    ``f0_hz <= 0`` (unvoiced) emits no new pulses and freezes the phase.
+
+    Parameters
+    ----------
+    pulses, noise : (hop,) float32
+        Outputs, overwritten.
+    """
+    phase = st[0]
+    pending = st[1]
+    inc = f0_hz / sample_rate if f0_hz > 0.0 else 0.0
+    for i in range(pulses.shape[0]):
+        v = pending
+        pending = 0.0
+        if inc > 0.0:
+            phase += inc
+            if phase >= 1.0:
+                phase -= 1.0
+                d = phase / inc  # the wrap happened ``d`` samples before this one (0 <= d < 1)
+                if d > 1.0:
+                    d = 1.0
+                v += 1.0 - d
+                pending = d
+        pulses[i] = v
+        # Box-Muller, one value per call keeps the stream independent of the hop size
+        u1 = _uniform(rng)
+        u2 = _uniform(rng)
+        noise[i] = np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+    st[0] = phase
+    st[1] = pending
+
+
+@njit(cache=True, nogil=True)
+def mix_excitation(p_spec: np.ndarray, n_spec: np.ndarray, p_logenv: np.ndarray, n_logenv: np.ndarray,
+                   voicing: float, cutoff_bin: float, width_bins: float, out: np.ndarray) -> None:
+    """Flatten pulse and noise spectra by their own log envelopes and mix them per bin.
+
+    The voiced weight is ``voicing`` below ``cutoff_bin`` and falls to 0 over ``width_bins``
+    above it (speech is noisier at high frequencies); powers add up to 1 in every bin.
+
+    Parameters
+    ----------
+    p_spec, n_spec : (n_bins,) complex
+        Spectra of the windowed pulse and noise frames.
+    p_logenv, n_logenv : (n_bins,) float32
+        Their natural-log cepstral envelopes.
+    out : (n_bins,) complex
+        Flat excitation spectrum (smoothed log magnitude ~ 0), overwritten.
+    """
+    for k in range(out.shape[0]):
+        t = (k - cutoff_bin) / width_bins
+        hf = 1.0 if t <= 0.0 else (0.0 if t >= 1.0 else 0.5 + 0.5 * np.cos(np.pi * t))
+        v = voicing * hf
+        a = np.sqrt(v) * np.exp(-p_logenv[k])
+        b = np.sqrt(1.0 - v) * np.exp(-n_logenv[k])
+        out[k] = p_spec[k] * a + n_spec[k] * b
+
+
+@njit(cache=True, nogil=True)
+def reshape_spectrum(spec: np.ndarray, logenv_from: np.ndarray, logenv_to: np.ndarray,
+                     max_gain_log: float, out: np.ndarray) -> None:
+    """``out = spec * exp(clip(logenv_to - logenv_from, -max_gain_log, max_gain_log))``.
+
+    With ``logenv_from = 0`` this applies the envelope ``logenv_to`` to a flat excitation.
+    """
+    for k in range(out.shape[0]):
+        g = logenv_to[k] - logenv_from[k]
+        if g > max_gain_log:
+            g = max_gain_log
+        elif g < -max_gain_log:
+            g = -max_gain_log
+        out[k] = spec[k] * np.exp(g)
+
+
+@njit(cache=True, nogil=True)
+def shift_flat_spectrum(spec: np.ndarray, logenv: np.ndarray, ratio: float, hop: int, n_fft: int,
+                        theta: np.ndarray, mag: np.ndarray, peaks: np.ndarray, out: np.ndarray) -> None:
+    """Pitch-shift the flattened spectrum ``spec / exp(logenv)`` by ``ratio`` with peak-locked
+    bin shifting (Laroche & Dolson, 1999).
+
+    Peaks are local maxima of the flat magnitude (over +-2 bins); each peak's region of
+    influence (bins up to the midpoint to the next peak) moves as a block by the integer shift
+    ``d = round((ratio - 1) * p)`` of its peak ``p`` (at fractional position ``pf``, parabolic
+    fit), so the main-lobe shape is kept, and is rotated by ``theta[p]``, which grows by
+    ``2 pi hop (ratio - 1) pf / n_fft`` per frame: the moved component advances its phase as a
+    component at exactly ``ratio`` times its frequency would (harmonics stay harmonic). Overlapping
+    regions add; bins nothing lands on stay zero. ``ratio == 1`` gives ``spec / exp(logenv)``.
+
+    Parameters
+    ----------
+    spec : (n_bins,) complex
+    logenv : (n_bins,) float32
+    theta : (n_bins,) float64, state (phase rotation per bin)
+    mag : (n_bins,) float32, work
+    peaks : (n_bins,) int64, work
+    out : (n_bins,) complex, overwritten
+    """
+    nb = spec.shape[0]
+    two_pi = 2.0 * np.pi
+    for j in range(nb):
+        mag[j] = abs(spec[j]) * np.exp(-logenv[j])
+        out[j] = 0.0
+    n_pk = 0
+    for j in range(nb):
+        m = mag[j]
+        is_pk = True
+        for o in range(-2, 3):
+            q = j + o
+            if o != 0 and 0 <= q < nb and (mag[q] > m or (mag[q] == m and q < j)):
+                is_pk = False
+                break
+        if is_pk:
+            peaks[n_pk] = j
+            n_pk += 1
+    if n_pk == 0:
+        return
+    for q in range(n_pk):
+        p = peaks[q]
+        lo = 0 if q == 0 else (peaks[q - 1] + p) // 2 + 1
+        hi = nb if q == n_pk - 1 else (p + peaks[q + 1]) // 2 + 1
+        # the true peak position (parabolic fit on log magnitude) sets the phase advance, so the
+        # moved component lands exactly at ratio * its frequency; the block moves by whole bins
+        pf = float(p)
+        if 0 < p < nb - 1 and mag[p - 1] > 0.0 and mag[p] > 0.0 and mag[p + 1] > 0.0:
+            a0 = np.log(mag[p - 1])
+            a1 = np.log(mag[p])
+            a2 = np.log(mag[p + 1])
+            den = a0 - 2.0 * a1 + a2
+            if den < 0.0:
+                pf = p + 0.5 * (a0 - a2) / den
+        d = int(np.floor((ratio - 1.0) * pf + 0.5))
+        th = theta[p] + two_pi * hop * (ratio - 1.0) * pf / n_fft
+        th -= two_pi * np.floor(th / two_pi)
+        c = np.cos(th)
+        s = np.sin(th)
+        for j in range(lo, hi):
+            theta[j] = th  # the region inherits its peak's rotation: a peak moving inside it stays coherent
+            k = j + d
+            if 0 <= k < nb:
+                a = mag[j] / max(abs(spec[j]), 1e-30)
+                re = spec[j].real * a
+                im = spec[j].imag * a
+                out[k] += (re * c - im * s) + 1j * (re * s + im * c)

@@ -1,0 +1,193 @@
+"""``NeuralVoice``: the streaming ONNX voice stage (features -> GRU -> envelope -> synthesis).
+
+Per hop of 80 samples at 16 kHz::
+
+    x -> FeatureExtractor (causal STFT, MFCC, F0)            -> features [1, 1, F]
+      -> ONNX GRU (state in/out, one frame per step)          -> target cepstrum [1, 1, E]
+      -> F0 map: log2 f0 - running source mean + target mean + pitch_st / 12
+      -> Synthesizer (pulse+noise or source excitation, target envelope, short OLA) -> y
+
+The stage latency is the synthesis OLA delay (``syn_len - hop`` = 80 samples, 5 ms): the
+analysis window ends at the current hop and the GRU looks at no future frame.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ModelError
+from .features import FeatureConfig, FeatureExtractor
+from .manifest import read_manifest, sha256_file
+from .synthesis import Synthesizer
+from .types import HOP, MODEL_RATE, Audio
+
+__all__ = ["NeuralVoice", "F0Mapper", "select_providers"]
+
+log = logging.getLogger(__name__)
+
+F0_WARMUP_FRAMES = 200  # plain running mean over the first voiced frames, then an EMA
+F0_EMA_FRAMES = 600.0  # ~3 s of voiced speech
+
+
+def select_providers(device: str = "cpu", providers: list[str] | None = None) -> list[str]:
+    """Execution providers for ``device`` ('cpu', 'cuda' or 'auto'); the choice is logged."""
+    import onnxruntime as ort
+
+    if providers:
+        return list(providers)
+    avail = ort.get_available_providers()
+    if device in ("cuda", "auto"):
+        if "CUDAExecutionProvider" in avail:
+            log.info("onnxruntime: using CUDAExecutionProvider (asked %r)", device)
+            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        log.info("onnxruntime: CUDA asked (%r) but available providers are %s; using CPU", device, avail)
+    elif device != "cpu":
+        raise ModelError(f"device {device!r}; expected 'cpu', 'cuda' or 'auto'")
+    return ["CPUExecutionProvider"]
+
+
+class F0Mapper:
+    """Causal statistical F0 mapping: shift the source log2-F0 mean onto the target's.
+
+    The source mean is the plain mean of the first voiced frames, then an exponential moving
+    average; the shift is ``target_mean - source_mean + pitch_st / 12`` octaves.
+    """
+
+    def __init__(self, target_log2_mean: float) -> None:
+        self.target = float(target_log2_mean)
+
+    @staticmethod
+    def init_state() -> np.ndarray:
+        return np.zeros(2, np.float64)  # [source mean (log2 Hz), voiced frames seen]
+
+    def map(self, f0_hz: float, pitch_st: float, st: np.ndarray) -> float:
+        if f0_hz <= 0.0:
+            return 0.0
+        lf = math.log2(f0_hz)
+        n = st[1] + 1.0
+        st[0] += (lf - st[0]) / (n if n <= F0_WARMUP_FRAMES else F0_EMA_FRAMES)
+        st[1] = n
+        return 2.0 ** (lf - st[0] + self.target + pitch_st / 12.0)
+
+
+class NeuralVoice:
+    """A neural voice stage; build it with :meth:`load`."""
+
+    def __init__(self, session: Any, manifest: dict[str, Any], *, path: Path) -> None:
+        self.session = session
+        self.manifest = manifest
+        self.path = path
+        fc = manifest["features"]["config"]
+        self.config = FeatureConfig(**{k: int(v) for k, v in fc.items()})
+        self.fx = FeatureExtractor(self.config)
+        self.synth = Synthesizer(manifest["synthesis"], config=self.config)
+        self.latency = self.synth.latency
+        t = manifest["tensors"]
+        self.names = (t["features"], t["state_in"], t["envelope"], t["state_out"])
+        self.state_shape = tuple(t["state_shape"])
+        self.n_input = int(manifest["features"]["n_input"])
+        self.f0map = F0Mapper(float(manifest["f0"]["log2_mean"]))
+        self.pitch_st = 0.0
+        self.formant_ratio = 1.0
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(cls, path: str | Path, *, model_rate: int = MODEL_RATE, hop: int = HOP,
+             providers: list[str] | None = None, threads: int = 1, device: str = "cpu") -> "NeuralVoice":
+        """Load ``path`` (.onnx) and its manifest (same stem, .json); check everything.
+
+        Raises
+        ------
+        ModelError
+            Missing files, manifest problems, sha256 mismatch, rate/hop other than asked,
+            tensor names or shapes other than the manifest's, bytes onnxruntime cannot load.
+        """
+        import onnxruntime as ort
+
+        path = Path(path)
+        if path.suffix != ".onnx":
+            path = path.with_suffix(".onnx")
+        m = read_manifest(path.with_suffix(".json"), model_rate=model_rate, hop=hop)
+        if not path.is_file():
+            raise ModelError(f"voice model {path} is missing; expected it beside {path.with_suffix('.json').name}")
+        digest = sha256_file(path)
+        if digest != m["onnx_sha256"]:
+            raise ModelError(f"voice model {path} has sha256 {digest}; expected {m['onnx_sha256']} "
+                             "(from the manifest): the file is damaged or was replaced")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = int(threads)
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        provs = select_providers(device, providers)
+        try:
+            sess = ort.InferenceSession(str(path), sess_options=opts, providers=provs)
+        except Exception as e:  # onnxruntime raises its own exception types for bad bytes
+            raise ModelError(f"voice model {path} cannot be loaded by onnxruntime: {e}") from e
+        log.info("voice %s: providers %s, %d thread(s)", m["name"], sess.get_providers(), threads)
+        t = m["tensors"]
+        ins = {i.name: i.shape for i in sess.get_inputs()}
+        outs = {o.name: o.shape for o in sess.get_outputs()}
+        if set(ins) != {t["features"], t["state_in"]} or set(outs) != {t["envelope"], t["state_out"]}:
+            raise ModelError(f"voice model {path}: tensors in={sorted(ins)} out={sorted(outs)}; expected "
+                             f"in={sorted([t['features'], t['state_in']])} out={sorted([t['envelope'], t['state_out']])}")
+        n_in = m["features"]["n_input"]
+        if ins[t["features"]][-1] != n_in:
+            raise ModelError(f"voice model {path}: features width {ins[t['features']][-1]}; expected {n_in}")
+        if list(ins[t["state_in"]]) != list(t["state_shape"]):
+            raise ModelError(f"voice model {path}: state shape {ins[t['state_in']]}; expected {t['state_shape']}")
+        voice = cls(sess, m, path=path)
+        voice._warm_up()
+        return voice
+
+    def _warm_up(self) -> None:
+        st = self.init_state()
+        z = np.zeros(self.config.hop, np.float32)
+        for _ in range(3):
+            y, st = self.step(z, st)
+        if not np.all(np.isfinite(y)):
+            raise ModelError(f"voice model {self.path} gives non-finite output on silence")
+        n_out = self.manifest["features"]["n_output"]
+        if st["cep_out"].shape[0] != n_out:
+            raise ModelError(f"voice model {self.path}: envelope width {st['cep_out'].shape[0]}; expected {n_out}")
+
+    # ------------------------------------------------------------------ stage contract
+    def set_params(self, params: Any) -> None:
+        self.pitch_st = float(params.pitch_st)
+        self.formant_ratio = float(params.formant_ratio)
+
+    def init_state(self) -> dict[str, Any]:
+        return {
+            "fx": self.fx.init_state(),
+            "syn": self.synth.init_state(),
+            "feed": {self.names[0]: np.zeros((1, 1, self.n_input), np.float32),
+                     self.names[1]: np.zeros(self.state_shape, np.float32)},
+            "cep_out": np.zeros(self.manifest["features"]["n_output"], np.float32),
+            "f0": self.f0map.init_state(),
+            "resets": 0,
+        }
+
+    def step(self, x: Audio, state: dict[str, Any]) -> tuple[Audio, dict[str, Any]]:
+        feats, fs = self.fx.step(x, state["fx"])
+        feed = state["feed"]
+        feed[self.names[0]][0, 0] = feats
+        env, h = self.session.run(self.names[2:], feed)
+        if not (np.all(np.isfinite(h)) and np.all(np.isfinite(env))):
+            # bad numbers never enter the recurrent state: start it again from zeros
+            feed[self.names[1]][:] = 0.0
+            state["resets"] += 1
+            env = np.zeros_like(env)
+            env[0, 0, 0] = math.log(1e-5)  # silence
+        else:
+            feed[self.names[1]][:] = h
+        cep = state["cep_out"]
+        cep[:] = env[0, 0]
+        f0_out = self.f0map.map(fs["f0_hz"], self.pitch_st, state["f0"])
+        y = self.synth.step(cep, state["syn"], f0_hz=f0_out, voicing=fs["periodicity"],
+                            formant_ratio=self.formant_ratio, src_spec=fs["spec"], src_cep=fs["cep"],
+                            src_f0_hz=fs["f0_hz"])
+        return y, state

@@ -1,0 +1,60 @@
+"""One call from audio to a finished voice: analyse, train, export, manifest, preview."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..features import FeatureConfig
+from .dataset import AugmentConfig, analyse_files, load_audio_16k, log_f0_stats
+from .export import write_voice
+from .train import TrainConfig, train_converter
+
+__all__ = ["build_voice", "pick_preview"]
+
+
+def pick_preview(audio: Sequence[np.ndarray], *, min_s: float = 3.0, max_s: float = 8.0) -> np.ndarray:
+    """3-8 s of the target's own (unconverted) speech: whole utterances joined by 0.2 s pauses."""
+    out: list[np.ndarray] = []
+    total = 0
+    gap = np.zeros(3200, np.float32)
+    for x in audio:
+        if total + len(x) > max_s * 16000:
+            if total >= min_s * 16000:
+                break
+            x = x[: int(max_s * 16000) - total]
+        out += [x, gap]
+        total += len(x) + len(gap)
+        if total >= min_s * 16000:
+            break
+    y = np.concatenate(out)[: int(max_s * 16000)] if out else np.zeros(int(min_s * 16000), np.float32)
+    peak = float(np.max(np.abs(y))) or 1.0
+    return (y * min(1.0, 0.9 / peak)).astype(np.float32)
+
+
+def build_voice(sources: Sequence[Path] | Sequence[np.ndarray], out_dir: str | Path, name: str, *,
+                description: str, gender: str, data: str, licence: str, command: str = "",
+                synthesis: str = "pulse-noise", train: TrainConfig | None = None, aug: AugmentConfig | None = None,
+                progress: bool = True, extra: dict[str, Any] | None = None) -> Path:
+    """Train a voice on ``sources`` (the target's speech) and write it into ``out_dir``.
+
+    Returns the path of the ``.onnx`` file.
+    """
+    t0 = time.perf_counter()
+    audio = [s if isinstance(s, np.ndarray) else load_audio_16k(s) for s in sources]
+    fc = FeatureConfig()
+    frames = analyse_files(audio, config=fc)
+    t_an = time.perf_counter() - t0
+    mean, std = log_f0_stats(frames.f0_hz)
+    model, info = train_converter(frames, config=train, feature_config=fc, aug=aug, progress=progress)
+    tc = train or TrainConfig()
+    training = {"data": data, "licence": licence, "minutes": round(frames.minutes, 2), "command": command,
+                "steps": tc.steps, "batch": tc.batch, "frames": tc.frames, "hidden": tc.hidden, "layers": tc.layers,
+                "seed": tc.seed, "final_loss": round(info["final_loss"], 5), "analysis_s": round(t_an, 1),
+                "train_s": round(info["train_s"], 1), **(extra or {})}
+    return write_voice(model, out_dir, name, description=description, gender=gender, f0_log2_mean=mean,
+                       f0_log2_std=std, synthesis=synthesis, training=training, preview=pick_preview(audio),
+                       feature_config=fc)

@@ -1,0 +1,102 @@
+"""Training subcommands merged into the ``rtvc`` CLI (and ``python -m rtvc.train``).
+
+``SUBCOMMANDS`` maps a name to ``(add_arguments(parser), handler(args) -> int)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from ..errors import RtvcError
+
+__all__ = ["SUBCOMMANDS", "holdout_split"]
+
+
+def holdout_split(items: list, share: float) -> tuple[list, list]:
+    """Deterministic split: every ``round(1/share)``-th item is held out (none for share 0)."""
+    if share <= 0:
+        return list(items), []
+    k = max(2, int(round(1.0 / share)))
+    return [x for i, x in enumerate(items) if i % k != k - 1], [x for i, x in enumerate(items) if i % k == k - 1]
+
+
+def add_clone_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("folder", help="folder of one speaker's recordings (wav/flac/ogg/mp3, any rate)")
+    p.add_argument("--name", required=True, help="name of the new voice")
+    p.add_argument("--minutes", type=float, default=None, help="use at most this many minutes of speech")
+    p.add_argument("--epochs", type=float, default=None, help="passes over the data (default: by data size)")
+    p.add_argument("--steps", type=int, default=None, help="training steps (overrides --epochs)")
+    p.add_argument("--min-minutes", type=float, default=5.0, help="refuse less speech than this (default 5)")
+    p.add_argument("--gender", default="unknown")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: the user voices folder)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def clone_handler(args: argparse.Namespace) -> int:
+    from .clone import clone_voice
+
+    t0 = time.perf_counter()
+    try:
+        path = clone_voice(args.folder, args.name, minutes_limit=args.minutes, epochs=args.epochs, steps=args.steps,
+                           min_minutes=args.min_minutes, progress=not args.quiet, out_dir=args.out, gender=args.gender)
+    except RtvcError as e:
+        print(f"rtvc clone: {e}")
+        return 2
+    print(f"voice {args.name!r} written to {path} in {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--corpus", required=True, help="corpus name (see rtvc.train.corpus.list_corpora)")
+    p.add_argument("--name", required=True)
+    p.add_argument("--gender", required=True, choices=["female", "male", "other"])
+    p.add_argument("--description", default="")
+    p.add_argument("--max-utterances", type=int, default=None)
+    p.add_argument("--holdout", type=float, default=0.1, help="share of utterances kept out of training")
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--synthesis", default="pulse-noise", choices=["pulse-noise", "source"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache-dir", type=Path, default=None, help="corpora cache (default: the rtvc data folder)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: the shipped models folder)")
+    p.add_argument("--quiet", action="store_true")
+
+
+def train_handler(args: argparse.Namespace) -> int:
+    import sys
+
+    from ..paths import shipped_models_dir
+    from .build import build_voice
+    from .corpus import build_corpus
+    from .train import TrainConfig
+
+    t0 = time.perf_counter()
+    try:
+        utts = build_corpus(args.corpus, cache_dir=args.cache_dir, max_utterances=args.max_utterances,
+                            progress=not args.quiet)
+        if "mbrola" in args.corpus:
+            print("rtvc train: note: MBROLA data may be used for experiments only, never for shipped voices")
+        train, held = holdout_split(utts, args.holdout)
+        licences = sorted({u.licence for u in train})
+        path = build_voice([u.path for u in train], args.out or shipped_models_dir(), args.name,
+                           description=args.description or f"trained on {args.corpus}", gender=args.gender,
+                           data=f"corpus {args.corpus!r} (rtvc.train.corpus), {len(train)} utterances; "
+                                f"{len(held)} held out (every {max(2, round(1 / args.holdout)) if args.holdout > 0 else 0}th)",
+                           licence=" | ".join(licences), command="python -m rtvc.train " + " ".join(sys.argv[1:]),
+                           synthesis=args.synthesis,
+                           train=TrainConfig(steps=args.steps, hidden=args.hidden, threads=args.threads, seed=args.seed),
+                           progress=not args.quiet, extra={"heldout": [u.path.name for u in held]})
+    except RtvcError as e:
+        print(f"rtvc train: {e}")
+        return 2
+    print(f"voice {args.name!r} written to {path} in {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+SUBCOMMANDS = {
+    "clone": (add_clone_arguments, clone_handler),
+    "train": (add_train_arguments, train_handler),
+}

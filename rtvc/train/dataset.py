@@ -1,0 +1,188 @@
+"""Training data for any-to-one conversion without parallel data.
+
+Only the target's own speech is needed. Its frames are analysed once (natural-log magnitude
+spectra, clean cepstral envelope, F0, periodicity); every training batch then builds *input*
+features from a randomly disguised version of those spectra, in the spectral domain:
+
+- vocal-tract length: the cepstral envelope is warped in frequency by ``alpha``;
+- pitch: the fine structure (log magnitude minus envelope) is warped by ``p`` and F0 scaled by it;
+- microphone / room: a spectral tilt, a level change and additive noise at a random SNR.
+
+The *output* stays the clean target envelope (with the same level change in ``c0``, so the
+output level follows the input), so at run time any speaker's features map to the target.
+Everything is seeded.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..features import F0_REF_HZ, POWER_AMIN, FeatureConfig, FeatureExtractor, dct_matrix, mel_filterbank
+from .._native.cepstrum import cepstrum_matrices
+
+__all__ = ["FrameSet", "AugmentConfig", "Augmenter", "load_audio_16k", "analyse_files", "log_f0_stats"]
+
+
+def load_audio_16k(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read any soundfile-readable file (or mp3 through ffmpeg), mix to mono, resample to 16 kHz."""
+    import soundfile as sf
+    import soxr
+
+    try:
+        x, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception:  # libsndfile without mp3 support, or another container: let ffmpeg decode
+        import subprocess
+
+        r = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-ac", "1", "-ar", "16000", "-f", "f32le", "-"],
+                           capture_output=True, check=False)
+        if r.returncode != 0:
+            raise
+        return np.frombuffer(r.stdout, np.float32).copy()
+    x = x.mean(axis=1)
+    if sr != 16000:
+        x = soxr.resample(x, sr, 16000).astype(np.float32)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+@dataclass
+class FrameSet:
+    """All analysed frames of a speaker, concatenated in time.
+
+    Attributes
+    ----------
+    logmag : (n, n_bins) float16
+    cepstrum : (n, n_cep) float32
+    f0_hz, periodicity : (n,) float32
+    """
+
+    logmag: np.ndarray
+    cepstrum: np.ndarray
+    f0_hz: np.ndarray
+    periodicity: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.cepstrum.shape[0])
+
+    @property
+    def minutes(self) -> float:
+        return len(self) * 80 / 16000 / 60
+
+
+def analyse_files(paths: Sequence[Path] | Sequence[np.ndarray], *, config: FeatureConfig | None = None) -> FrameSet:
+    """Analyse files (or 16 kHz arrays) with the streaming-identical offline analysis."""
+    fx = FeatureExtractor(config)
+    parts = []
+    for p in paths:
+        x = p if isinstance(p, np.ndarray) else load_audio_16k(p)
+        a = fx.analyze(x, keep_logmag=True)
+        assert a.logmag is not None
+        parts.append(a)
+    return FrameSet(np.concatenate([a.logmag for a in parts]).astype(np.float16),
+                    np.concatenate([a.cepstrum for a in parts]),
+                    np.concatenate([a.f0_hz for a in parts]),
+                    np.concatenate([a.periodicity for a in parts]))
+
+
+def log_f0_stats(f0_hz: np.ndarray) -> tuple[float, float]:
+    """Mean and std of log2 F0 over voiced frames."""
+    v = f0_hz[f0_hz > 0]
+    if v.size < 10:
+        return float(np.log2(F0_REF_HZ)), 0.25
+    lf = np.log2(v)
+    return float(lf.mean()), float(lf.std())
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    alpha_range: tuple[float, float] = (0.78, 1.25)  # vocal-tract warp (target -> disguise)
+    pitch_octaves: float = 1.0  # pitch ratio 2**U(-1, 1)
+    tilt_nepers: float = 1.5  # +- across the band
+    level_nepers: tuple[float, float] = (-2.5, 1.0)
+    noise_prob: float = 0.5
+    snr_db: tuple[float, float] = (5.0, 40.0)
+    clean_prob: float = 0.15  # a share of batches is the target itself
+
+
+class Augmenter:
+    """Builds (input features, target cepstra) batches from a :class:`FrameSet`."""
+
+    def __init__(self, frames: FrameSet, *, config: FeatureConfig | None = None,
+                 aug: AugmentConfig | None = None, seed: int = 0) -> None:
+        self.frames = frames
+        self.config = c = config or FeatureConfig()
+        self.aug = aug or AugmentConfig()
+        self.gen = torch.Generator().manual_seed(seed)
+        fwd, inv = cepstrum_matrices(c.n_fft, c.n_cep)
+        self.lift = torch.from_numpy(fwd.T @ inv.T)  # (n_bins, n_bins): log magnitude -> envelope
+        self.fb_t = torch.from_numpy(mel_filterbank(sample_rate=c.sample_rate, n_fft=c.n_fft, n_mels=c.n_mels).T.copy())
+        self.dct_t = torch.from_numpy(dct_matrix(c.n_mfcc, c.n_mels).T.copy())
+        self.n_bins = c.n_fft // 2 + 1
+        self.logmag = torch.from_numpy(frames.logmag)
+        self.cep = torch.from_numpy(frames.cepstrum)
+        self.f0 = torch.from_numpy(frames.f0_hz)
+        self.per = torch.from_numpy(frames.periodicity)
+
+    def _u(self, b: int, lo: float, hi: float) -> torch.Tensor:
+        return lo + (hi - lo) * torch.rand(b, generator=self.gen)
+
+    @staticmethod
+    def _warp(x: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
+        """``x(k / ratio)`` per batch row, linear interpolation, last bin held. x: (B, T, K)."""
+        b, t, k = x.shape
+        pos = torch.arange(k, dtype=torch.float32)[None, :] / ratio[:, None]
+        pos = pos.clamp(max=k - 1)
+        i0 = pos.floor().long().clamp(max=k - 2)
+        f = (pos - i0).unsqueeze(1)
+        i0 = i0.unsqueeze(1).expand(b, t, k)
+        return x.gather(2, i0) * (1 - f) + x.gather(2, i0 + 1) * f
+
+    def features_from_logmag(self, logmag: torch.Tensor, f0: torch.Tensor, per: torch.Tensor) -> torch.Tensor:
+        """Input features from log magnitudes, as :class:`~rtvc.features.FeatureExtractor` computes them."""
+        power = torch.exp(2.0 * logmag)
+        return self._features_from_power(power, f0, per)
+
+    def _features_from_power(self, power: torch.Tensor, f0: torch.Tensor, per: torch.Tensor) -> torch.Tensor:
+        mel = 10.0 * torch.log10(torch.clamp(power @ self.fb_t, min=POWER_AMIN))
+        mfcc = mel @ self.dct_t
+        voiced = (f0 > 0).float()
+        logf0 = torch.where(f0 > 0, torch.log2(torch.clamp(f0, min=1.0) / F0_REF_HZ), torch.zeros_like(f0))
+        return torch.cat([mfcc, logf0[..., None], voiced[..., None], per[..., None]], dim=-1)
+
+    def batch(self, batch: int, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One random batch: inputs ``(B, T, F)``, targets ``(B, T, E)`` (raw, not normalised)."""
+        n = len(self.frames)
+        start = torch.randint(0, max(1, n - frames), (batch,), generator=self.gen)
+        idx = start[:, None] + torch.arange(frames)[None, :]
+        idx = idx.clamp(max=n - 1)
+        lm = self.logmag[idx].float()
+        cep = self.cep[idx].clone()
+        f0 = self.f0[idx].clone()
+        per = self.per[idx]
+        a = self.aug
+        clean = torch.rand(batch, generator=self.gen) < a.clean_prob
+        alpha = torch.where(clean, torch.ones(batch), self._u(batch, *a.alpha_range))
+        p = torch.where(clean, torch.ones(batch), 2.0 ** self._u(batch, -a.pitch_octaves, a.pitch_octaves))
+        tilt = torch.where(clean, torch.zeros(batch), self._u(batch, -a.tilt_nepers, a.tilt_nepers))
+        level = self._u(batch, *a.level_nepers)
+        env = lm @ self.lift
+        fine = lm - env
+        aug = self._warp(env, alpha) + self._warp(fine, p)
+        ramp = torch.linspace(-0.5, 0.5, self.n_bins)
+        aug = aug + tilt[:, None, None] * ramp + level[:, None, None]
+        power = torch.exp(2.0 * aug)
+        noisy = (~clean) & (torch.rand(batch, generator=self.gen) < a.noise_prob)
+        snr = self._u(batch, *a.snr_db)
+        mean_pow = power.mean(dim=(1, 2))
+        npow = torch.where(noisy, mean_pow * 10.0 ** (-snr / 10.0), torch.zeros(batch))
+        noise = -torch.log(torch.rand(power.shape, generator=self.gen).clamp(min=1e-12))  # exponential
+        power = power + npow[:, None, None] * noise
+        f0 = f0 * p[:, None]
+        inputs = self._features_from_power(power, f0, per)
+        cep[..., 0] += level[:, None]
+        return inputs, cep

@@ -1,0 +1,157 @@
+"""NeuralVoice: loading checks (ModelError for every kind of damage), stage contract, latency."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from rtvc.converter import F0Mapper, NeuralVoice, select_providers
+from rtvc.errors import ModelError
+from rtvc.manifest import sha256_file
+from rtvc.params import Params
+
+pytest.importorskip("torch")
+
+
+def _speech_like(seconds=2.0, f0=120.0, seed=0):
+    rng = np.random.default_rng(seed)
+    n = int(seconds * 16000)
+    t = np.arange(n) / 16000
+    ph = 2 * np.pi * np.cumsum(f0 * (1 + 0.1 * np.sin(2 * np.pi * 0.7 * t))) / 16000
+    am = 0.5 + 0.5 * np.sin(2 * np.pi * 2.5 * t) ** 2
+    x = am * sum(np.sin(k * ph) / k for k in range(1, 25)) * 0.15 + 0.002 * rng.standard_normal(n)
+    return x.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def tiny_voice(tmp_path_factory):
+    from rtvc.train.build import build_voice
+    from rtvc.train.train import TrainConfig
+
+    d = tmp_path_factory.mktemp("voices")
+    build_voice([_speech_like(seed=1), _speech_like(f0=200.0, seed=2)], d, "tiny", description="test voice",
+                gender="other", data="synthetic harmonics", licence="none (generated in the test)",
+                train=TrainConfig(steps=3, batch=2, frames=40, hidden=16, threads=1), progress=False)
+    return d / "tiny.onnx"
+
+
+def _copy(tiny_voice, tmp_path, name="bad"):
+    onnx = tmp_path / f"{name}.onnx"
+    shutil.copy(tiny_voice, onnx)
+    m = json.loads(tiny_voice.with_suffix(".json").read_text())
+    m["name"] = name
+    return onnx, m
+
+
+def _write(onnx, m):
+    onnx.with_suffix(".json").write_text(json.dumps(m))
+
+
+def test_loads_and_runs_with_fixed_latency(tiny_voice):
+    v = NeuralVoice.load(tiny_voice, model_rate=16000, hop=80)
+    assert v.latency == 80
+    v.set_params(Params(pitch_st=3.0, formant_ratio=1.1))
+    st = v.init_state()
+    x = _speech_like(1.0, seed=3)
+    out = []
+    for i in range(len(x) // 80):
+        y, st = v.step(x[i * 80:(i + 1) * 80], st)
+        assert y.shape == (80,) and y.dtype == np.float32
+        out.append(y.copy())
+    y = np.concatenate(out)
+    assert np.all(np.isfinite(y)) and np.abs(y).max() > 0
+
+
+def test_streaming_is_deterministic_per_state(tiny_voice):
+    v = NeuralVoice.load(tiny_voice)
+    x = _speech_like(0.5, seed=4)
+
+    def run():
+        st = v.init_state()
+        return np.concatenate([v.step(x[i * 80:(i + 1) * 80], st)[0].copy() for i in range(len(x) // 80)])
+
+    np.testing.assert_array_equal(run(), run())
+
+
+def test_sha256_mismatch_is_refused(tiny_voice, tmp_path):
+    onnx, m = _copy(tiny_voice, tmp_path)
+    m["onnx_sha256"] = "0" * 64
+    _write(onnx, m)
+    with pytest.raises(ModelError, match="sha256 .* expected 0000"):
+        NeuralVoice.load(onnx)
+
+
+def test_garbage_bytes_are_refused(tiny_voice, tmp_path):
+    onnx, m = _copy(tiny_voice, tmp_path)
+    onnx.write_bytes(np.random.default_rng(0).bytes(4000))
+    m["onnx_sha256"] = sha256_file(onnx)  # the manifest matches: onnxruntime itself must refuse
+    _write(onnx, m)
+    with pytest.raises(ModelError, match="cannot be loaded by onnxruntime"):
+        NeuralVoice.load(onnx)
+
+
+def test_wrong_tensor_names_are_refused(tiny_voice, tmp_path):
+    onnx, m = _copy(tiny_voice, tmp_path)
+    m["tensors"]["state_in"] = "h0"
+    _write(onnx, m)
+    with pytest.raises(ModelError, match=r"tensors in=.*expected in=\['features', 'h0'\]"):
+        NeuralVoice.load(onnx)
+
+
+def test_wrong_state_shape_is_refused(tiny_voice, tmp_path):
+    onnx, m = _copy(tiny_voice, tmp_path)
+    m["tensors"]["state_shape"] = [3, 1, 16]
+    _write(onnx, m)
+    with pytest.raises(ModelError, match=r"state shape .* expected \[3, 1, 16\]"):
+        NeuralVoice.load(onnx)
+
+
+def test_wrong_rate_is_refused(tiny_voice, tmp_path):
+    onnx, m = _copy(tiny_voice, tmp_path)
+    m["model_rate"] = 22050
+    _write(onnx, m)
+    with pytest.raises(ModelError, match="model_rate 22050 Hz; expected 16000 Hz"):
+        NeuralVoice.load(onnx)
+
+
+def test_missing_files_are_refused(tiny_voice, tmp_path):
+    onnx, m = _copy(tiny_voice, tmp_path)
+    with pytest.raises(ModelError, match="manifest .* is missing"):
+        NeuralVoice.load(onnx)
+    _write(onnx, m)
+    onnx.unlink()
+    with pytest.raises(ModelError, match="bad.onnx is missing"):
+        NeuralVoice.load(onnx)
+
+
+def test_manifest_missing_key_is_refused(tiny_voice, tmp_path):
+    onnx, m = _copy(tiny_voice, tmp_path)
+    del m["training"]
+    _write(onnx, m)
+    with pytest.raises(ModelError, match="missing key 'training'"):
+        NeuralVoice.load(onnx)
+
+
+def test_non_finite_state_is_reset(tiny_voice):
+    v = NeuralVoice.load(tiny_voice)
+    st = v.init_state()
+    st["feed"]["state_in"][:] = np.nan
+    y, st = v.step(np.zeros(80, np.float32), st)
+    assert st["resets"] == 1 and np.all(np.isfinite(y)) and np.all(np.isfinite(st["feed"]["state_in"]))
+
+
+def test_f0_mapper_moves_the_source_mean_onto_the_target():
+    m = F0Mapper(np.log2(220.0))
+    st = m.init_state()
+    out = [m.map(110.0, 0.0, st) for _ in range(50)]
+    np.testing.assert_allclose(out[-1], 220.0, rtol=1e-6)
+    np.testing.assert_allclose(m.map(110.0, 12.0, st), 440.0, rtol=1e-6)
+    assert m.map(0.0, 0.0, st) == 0.0
+
+
+def test_provider_selection_falls_back_to_cpu():
+    assert select_providers("cpu") == ["CPUExecutionProvider"]
+    assert select_providers("auto")[-1] == "CPUExecutionProvider"
+    with pytest.raises(ModelError, match="device 'tpu'"):
+        select_providers("tpu")
