@@ -21,7 +21,7 @@ from numba import carray, cfunc, njit, types
 
 from .intrinsics import fence, int_to_voidptr as _int_to_voidptr, voidptr_to_int as _voidptr_to_int
 
-__all__ = ["CTL_SIZE", "CTL", "CNT", "make_control_block", "pa_callback"]
+__all__ = ["CTL_SIZE", "CTL", "CNT", "N_COUNTERS", "make_control_block", "pa_callback"]
 
 # control block layout (int64 words)
 CTL = {"in_buf": 0, "in_size": 1, "in_idx": 2, "out_buf": 3, "out_size": 4, "out_idx": 5,
@@ -29,8 +29,10 @@ CTL = {"in_buf": 0, "in_size": 1, "in_idx": 2, "out_buf": 3, "out_size": 4, "out
 CTL_SIZE = 12
 # counters layout (int64 words)
 CNT = {"callbacks": 0, "frames": 1, "in_ring_full": 2, "out_ring_empty": 3, "pa_input_underflow": 4,
-       "pa_input_overflow": 5, "pa_output_underflow": 6, "pa_output_overflow": 7, "pa_priming": 8}
-N_COUNTERS = 10
+       "pa_input_overflow": 5, "pa_output_underflow": 6, "pa_output_overflow": 7, "pa_priming": 8,
+       "in_ring_full_events": 9, "out_ring_empty_events": 10}
+"""``in_ring_full`` / ``out_ring_empty`` count frames; the ``*_events`` count callbacks that hit it."""
+N_COUNTERS = 12
 
 # PaStreamCallbackFlags bits
 _IN_UNDER, _IN_OVER, _OUT_UNDER, _OUT_OVER, _PRIMING = 1, 2, 4, 8, 16
@@ -78,6 +80,7 @@ def _callback_body(inp: int, outp: int, frames: int, flags: int, ctl_addr: int) 
             buf[(w + i) & mask] = v
         if n < frames:
             cnt[2] += frames - n
+            cnt[9] += 1
         fence()
         idx[0] = w + n
     if outp != 0:
@@ -98,6 +101,7 @@ def _callback_body(inp: int, outp: int, frames: int, flags: int, ctl_addr: int) 
                 y[i * och + c] = np.float32(0.0)
         if n < frames:
             cnt[3] += frames - n
+            cnt[10] += 1
         fence()
         idx[1] = r + n
     return 0  # paContinue

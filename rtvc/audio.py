@@ -2,17 +2,29 @@
 
 Threads and who owns what::
 
-    PortAudio callback(s)          worker thread                      file clock thread
-    ---------------------          -------------                      -----------------
+    PortAudio callback(s)          worker thread                      file clock / writer threads
+    ---------------------          -------------                      ---------------------------
     device -> input ring  (write)  input ring (read) -> engine         file -> input ring
     output ring (read) -> device   -> output ring / monitor ring       output ring -> file / null
+                                                                        supervisor: stream health
 
 The callbacks only copy samples between the device buffers and preallocated float32 rings
-(``rtvc._native.ring``) and bump preallocated counters: no allocation of audio buffers, no
-locks, no logging, no model calls. The worker reads fixed blocks of ``block`` samples; when
-more than ``max_backlog_blocks`` blocks are waiting it drops the oldest ones (and counts them
-in ``engine.counters['dropped_blocks']``), so latency never creeps up. The output ring starts
-with one block of silence.
+(``rtvc._native.ring``) and bump preallocated counters: no allocation, no locks, no logging,
+no model calls. By default (``callback="native"``) the callback is the compiled
+``rtvc._native.pa_callback`` registered with PortAudio directly, so it never takes the GIL: a
+garbage collection, the control server or a model load cannot delay it. ``callback="python"``
+uses sounddevice's Python callback (the fallback).
+
+Never creep: the worker reads fixed blocks of ``block`` samples; when more than
+``max_backlog_blocks`` blocks wait it drops the oldest (``engine.counters['dropped_blocks']``).
+A device output ring is trimmed to its margin (the lowest level over ~0.5 s above
+``out_margin_blocks`` is left out of the next writes), so the delay through the runner
+returns to its target after any disturbance. ``engine.gauges['buffer_age_ms']`` is the audio
+held in the rings after each block.
+
+Faults: a supervisor thread closes the streams when one stops or stalls (device unplugged,
+audio server gone) and reopens them with backoff until the device is back; the output file is
+written while running and a write error (disk full) is reported, not fatal.
 
 A file can stand in for either device (``input_file`` is played in real time, paced by a
 clock at the block rate; ``output_file`` / ``null_output`` consume the output at the same
@@ -21,27 +33,45 @@ rate), so headless runs and tests go through exactly the same worker and engine 
 
 from __future__ import annotations
 
+import gc
+import logging
 import math
+import sys
 import threading
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numba import njit
 
+from ._native.pa_callback import CNT, N_COUNTERS, make_control_block, pa_callback
 from ._native.ring import ring_discard, ring_read, ring_read_available, ring_write, ring_write_available
-from .errors import ConfigError, DeviceError, RtvcError
+from .errors import AudioFileError, ConfigError, DeviceError, RtvcError
 from .resampling import SUPPORTED_RATES, StreamResampler
 from .types import Audio
 
 __all__ = ["list_devices", "resolve_device", "check_settings", "default_rate", "has_devices", "device_name",
-           "LiveRunner", "BLOCK_MS_RANGE"]
+           "LiveRunner", "BLOCK_MS_RANGE", "CALLBACKS", "PROFILES"]
 
 BLOCK_MS_RANGE = (2.5, 100.0)
 _KIND_KEY = {"input": "max_input_channels", "output": "max_output_channels"}
 # callback counters (indices into LiveRunner._cb): written only by the callbacks / file clock
-_IN_STATUS, _OUT_STATUS, _IN_OVERFLOW, _OUT_UNDERFLOW, _MON_UNDERFLOW, _MON_STATUS = range(6)
+(_IN_STATUS, _OUT_STATUS, _IN_OVERFLOW, _OUT_UNDERFLOW, _MON_UNDERFLOW, _MON_STATUS,
+ _IN_CALLS, _OUT_CALLS, _MON_CALLS) = range(9)
+_N_CB = 9
+CALLBACKS = ("native", "python")
+"""``native``: the compiled GIL-free PortAudio callback; ``python``: sounddevice's Python callback."""
+PROFILES: dict[str, dict[str, Any]] = {
+    "live": {"max_backlog_blocks": 2, "out_margin_blocks": 0.5, "margin_max_blocks": 0.5, "device_latency": "low"},
+    "gaming": {"max_backlog_blocks": 6, "out_margin_blocks": 2.0, "margin_max_blocks": 8.0, "device_latency": "high"},
+}
+"""Buffering profiles: ``live`` keeps the buffers small; ``gaming`` starts wider and widens
+the output margin by one block after each underflow (up to ``margin_max_blocks``)."""
+_log = logging.getLogger("rtvc.audio")
+START_TIMEOUT_S = 5.0
+"""A device stream that has not called back this long after opening counts as dead."""
 
 
 def _sounddevice() -> Any:
@@ -273,6 +303,140 @@ class _Ring:
         self.idx = np.zeros(2, np.int64)
 
 
+class _NativeStream:
+    """One PortAudio stream whose callback is the GIL-free cfunc ``pa_callback``.
+
+    Opened through the PortAudio library sounddevice loaded (its cffi ``_ffi`` / ``_lib``).
+    ``ctl`` is the control block (``make_control_block``); it and every array it points to are
+    referenced from ``keep`` for the stream's life. The interface is the subset of
+    ``sounddevice.Stream`` the runner uses: ``start``, ``stop``, ``abort``, ``close``, ``active``,
+    ``latency`` (s).
+    """
+
+    def __init__(self, sd: Any, *, kind: str, device: int, channels: int, rate: int, block: int,
+                 latency: float, ctl: np.ndarray, keep: tuple[Any, ...]) -> None:
+        ffi, lib = sd._ffi, sd._lib
+        self._sd, self._ffi, self._lib, self.kind = sd, ffi, lib, kind
+        self._keep = (ctl, keep)
+        par = ffi.new("PaStreamParameters*")
+        par.device = int(device)
+        par.channelCount = int(channels)
+        par.sampleFormat = lib.paFloat32
+        par.suggestedLatency = float(latency)
+        par.hostApiSpecificStreamInfo = ffi.NULL
+        self._par = par
+        self._cb = ffi.cast("PaStreamCallback*", pa_callback.address)
+        pp = ffi.new("PaStream**")
+        err = lib.Pa_OpenStream(pp, par if kind == "input" else ffi.NULL, par if kind != "input" else ffi.NULL,
+                                float(rate), int(block), 0, self._cb, ffi.cast("void*", ctl.ctypes.data))
+        self._check(err, "Pa_OpenStream")
+        self._s = pp[0]
+        info = lib.Pa_GetStreamInfo(self._s)
+        self.latency = float(info.inputLatency if kind == "input" else info.outputLatency) if info != ffi.NULL else 0.0
+        self.closed = False
+
+    def _check(self, err: int, what: str) -> None:
+        if err < 0:
+            msg = self._ffi.string(self._lib.Pa_GetErrorText(err)).decode("utf-8", "replace")
+            raise self._sd.PortAudioError(f"{what} failed: {msg} [PaErrorCode {err}]")
+
+    def start(self) -> None:
+        self._check(self._lib.Pa_StartStream(self._s), "Pa_StartStream")
+
+    @property
+    def active(self) -> bool:
+        return (not self.closed) and self._lib.Pa_IsStreamActive(self._s) == 1
+
+    def stop(self) -> None:
+        if not self.closed:
+            self._lib.Pa_StopStream(self._s)
+
+    def abort(self) -> None:
+        if not self.closed:
+            self._lib.Pa_AbortStream(self._s)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._lib.Pa_CloseStream(self._s)
+
+
+class _FileWriter:
+    """Streams the output into a WAV file while running (the file-clock thread ``put``s blocks,
+    the writer thread ``flush``es them), so a crash or a full disk keeps everything written
+    before it. The WAV header is brought up to date after every flush.
+
+    A write error (disk full) is recorded in ``error``; the blocks not yet written stay queued
+    (up to ``max_pending_s``) and are retried, so nothing is dropped silently: ``lost_samples``
+    counts what could not be kept.
+    """
+
+    def __init__(self, path: Path, rate: int, *, max_pending_s: float = 120.0) -> None:
+        import soundfile as sf
+
+        ext = path.suffix.lstrip(".").upper()
+        fmt = ext if ext in sf.available_formats() else "WAV"
+        if not path.parent.is_dir():
+            raise AudioFileError(f"cannot write {str(path)!r}: folder {str(path.parent)!r} does not exist")
+        try:
+            self._f = sf.SoundFile(str(path), "w", samplerate=int(rate), channels=1, subtype="PCM_16", format=fmt)
+        except Exception as e:
+            raise AudioFileError(f"cannot create output file {str(path)!r}: {e}") from e
+        self.path, self.rate = path, int(rate)
+        self._pending: deque[np.ndarray] = deque()
+        self._max_pending = int(max_pending_s * rate)
+        self.pending_samples = 0
+        self.accepted_samples = 0
+        self.written_samples = 0
+        self.lost_samples = 0
+        self.error: str | None = None
+        self.closed = False
+
+    def put(self, block: np.ndarray) -> None:
+        """Queue a copy of ``block`` (file-clock thread)."""
+        self._pending.append(np.clip(block, -1.0, 1.0))
+        self.accepted_samples += block.shape[0]
+        self.pending_samples += block.shape[0]
+        while self.pending_samples > self._max_pending and self._pending:
+            old = self._pending.popleft()
+            self.pending_samples -= old.shape[0]
+            self.lost_samples += old.shape[0]
+
+    def flush(self) -> bool:
+        """Write what is queued (writer thread); return False on a write error (kept queued)."""
+        while self._pending and not self.closed:
+            blk = self._pending[0]
+            try:
+                self._f.write(blk)
+                self._f.flush()  # sf_write_sync: the header now covers everything written
+            except Exception as e:  # ENOSPC arrives as LibsndfileError or OSError
+                self.error = (f"writing {str(self.path)!r} failed after {self.written_samples / self.rate:.2f} s "
+                              f"of audio: {e} (disk full?); {self.pending_samples / self.rate:.2f} s waiting "
+                              f"in memory, retried")
+                return False
+            self._pending.popleft()
+            self.pending_samples -= blk.shape[0]
+            self.written_samples += blk.shape[0]
+        if self.error is not None and not self._pending:
+            self.error = None
+        return True
+
+    def close(self) -> str | None:
+        """Final flush and close; return an error message if audio could not be written."""
+        ok = self.flush()
+        self.closed = True
+        try:
+            self._f.close()
+        except Exception as e:
+            ok = False
+            self.error = f"closing {str(self.path)!r} failed: {e}"
+        if ok and not self.lost_samples:
+            return None
+        return (f"output file {str(self.path)!r} is incomplete: {self.written_samples / self.rate:.2f} s of "
+                f"{self.accepted_samples / self.rate:.2f} s written ({self.error or 'queue overflow'}); "
+                f"the {self.written_samples / self.rate:.2f} s written are a valid file")
+
+
 # ---------------------------------------------------------------------- the runner
 class LiveRunner:
     """Run an :class:`~rtvc.engine.Engine` on live devices and/or files.
@@ -294,33 +458,74 @@ class LiveRunner:
     input_file, loop
         Play this file in real time instead of capturing (``loop``: start again at the end).
     output_file, null_output
-        Collect the output into this WAV (written at :meth:`stop`) or discard it.
+        Stream the output into this WAV (16-bit, written while running) or discard it.
+    callback
+        ``"native"`` (default): the PortAudio callback is the compiled ``pa_callback`` and
+        never takes the GIL. ``"python"``: sounddevice's Python callback (the fallback).
+    profile
+        ``"live"`` (default): smallest buffers. ``"gaming"``: a larger device latency hint, a
+        longer input backlog and an output margin that widens after each underflow (up to
+        8 blocks) instead of stuttering again when the machine is busy.
     max_backlog_blocks
-        Input blocks allowed to wait before the oldest are dropped.
+        Input blocks allowed to wait before the oldest are dropped (default: the profile's).
+    out_margin_blocks
+        Output audio (in blocks) kept queued beyond what the device needs right now; more
+        is trimmed (default: the profile's). Only for device outputs.
     device_latency
-        PortAudio latency hint (``"low"``, ``"high"`` or seconds).
+        PortAudio latency hint (``"low"``, ``"high"`` or seconds; default: the profile's).
     duplex
-        Open one full-duplex stream when input and output are the same device. Off by
-        default: through ALSA's ``pulse`` plugin a full-duplex PortAudio stream stops for good
-        after its first xrun (PortAudio's ALSA poll fails), while two streams recover.
+        Open one full-duplex stream when input and output are the same device (Python
+        callback only). Off by default: through ALSA's ``pulse`` plugin a full-duplex stream
+        stops for good after its first xrun, while two streams recover.
     realtime
         File to file only: ``False`` runs the file clock in lockstep with the worker instead of
         pacing it (as fast as possible, no xruns, deterministic output).
+    stall_timeout_s
+        A device stream whose callback has not run for this long (or that PortAudio stopped)
+        is closed and reopened with backoff (0.25 s doubling to 4 s) until the device is back.
+    device_block_ms
+        Frames per device callback in ms (default: ``block_ms``); see :attr:`device_block`.
+    switch_interval_ms
+        While running, the interpreter's thread switch interval (``sys.setswitchinterval``;
+        restored at stop). The worker takes the GIL back after every compiled kernel; with
+        Python's default 5 ms, a busy Python thread can make it wait 5 ms each time. ``None``
+        leaves it alone.
+    freeze_gc
+        At start, after the warm-up, collect once and move every object that exists then
+        (numba's and NumPy's millions of import-time objects) to the garbage collector's
+        permanent generation (``gc.freeze``). A full collection then walks only newer objects:
+        measured here, a forced ``gc.collect()`` held the GIL for ~400 ms without it (the worker
+        cannot run meanwhile) and a few ms with it.
     """
 
     def __init__(self, engine: Any, *, input: int | str | None = None, output: int | str | None = None,
                  monitor: int | str | None = None, rate: int | None = None, block_ms: float = 10.0,
                  channel: int | None = None, input_file: str | Path | None = None, loop: bool = False,
-                 output_file: str | Path | None = None, null_output: bool = False, max_backlog_blocks: int = 2,
-                 device_latency: str | float = "low", duplex: bool = False, realtime: bool = True) -> None:
+                 output_file: str | Path | None = None, null_output: bool = False,
+                 callback: str = "native", profile: str = "live", max_backlog_blocks: int | None = None,
+                 out_margin_blocks: float | None = None, device_latency: str | float | None = None,
+                 duplex: bool = False, realtime: bool = True, stall_timeout_s: float = 2.0,
+                 device_block_ms: float | None = None, switch_interval_ms: float | None = 1.0,
+                 freeze_gc: bool = True) -> None:
         if not (BLOCK_MS_RANGE[0] <= block_ms <= BLOCK_MS_RANGE[1]):
             raise ConfigError(f"block size {block_ms} ms is out of range; expected {BLOCK_MS_RANGE[0]}..{BLOCK_MS_RANGE[1]} ms")
         if channel is not None and channel < 0:
             raise ConfigError(f"input channel {channel} is out of range; expected 0 or more (or none for a mixdown)")
         if output_file is not None and null_output:
             raise ConfigError("--output-file and --null-output exclude each other; give one")
+        if callback not in CALLBACKS:
+            raise ConfigError(f"callback {callback!r} is not known; expected one of {CALLBACKS}")
+        if profile not in PROFILES:
+            raise ConfigError(f"profile {profile!r} is not known; expected one of {tuple(PROFILES)}")
+        prof = PROFILES[profile]
+        max_backlog_blocks = prof["max_backlog_blocks"] if max_backlog_blocks is None else max_backlog_blocks
+        out_margin_blocks = prof["out_margin_blocks"] if out_margin_blocks is None else out_margin_blocks
         if max_backlog_blocks < 1:
             raise ConfigError(f"max_backlog_blocks {max_backlog_blocks} is out of range; expected >= 1")
+        if not (0.0 <= out_margin_blocks <= 16.0):
+            raise ConfigError(f"out_margin_blocks {out_margin_blocks} is out of range; expected 0..16")
+        if not (0.05 <= stall_timeout_s <= 60.0):
+            raise ConfigError(f"stall_timeout_s {stall_timeout_s} is out of range; expected 0.05..60 s")
         self.engine = engine
         self.block_ms = float(block_ms)
         self.channel = channel
@@ -328,10 +533,21 @@ class LiveRunner:
         self.input_file = Path(input_file) if input_file is not None else None
         self.output_file = Path(output_file) if output_file is not None else None
         self.null_output = bool(null_output)
+        self.callback = callback
+        self.profile = profile
         self.max_backlog_blocks = int(max_backlog_blocks)
-        self.device_latency = device_latency
+        self.out_margin_blocks = float(out_margin_blocks)
+        self._margin_max_blocks = float(prof["margin_max_blocks"]) if profile == "gaming" else self.out_margin_blocks
+        self.device_latency = prof["device_latency"] if device_latency is None else device_latency
         self.duplex = bool(duplex)
         self.realtime = bool(realtime)
+        self.stall_timeout_s = float(stall_timeout_s)
+        self.device_block_ms = device_block_ms
+        if switch_interval_ms is not None and not (0.05 <= switch_interval_ms <= 100.0):
+            raise ConfigError(f"switch_interval_ms {switch_interval_ms} is out of range; expected 0.05..100 ms")
+        self.switch_interval_ms = switch_interval_ms
+        self.freeze_gc = bool(freeze_gc)
+        self._saved_switch: float | None = None
         if not realtime and (input_file is None or not (output_file is not None or null_output)):
             raise ConfigError("realtime=False (--fast) needs an input file and an output file or null output")
         self._spec = {"input": input, "output": output, "monitor": monitor}
@@ -350,17 +566,27 @@ class LiveRunner:
         """Set when a non-looping input file has been played and its tail flushed, or the worker failed."""
         self.error: Exception | None = None
         """What stopped the worker, if it failed (the run loop reports it)."""
+        self.file_error: str | None = None
+        """Set by :meth:`stop` when the output file could not be written completely (disk full)."""
         self.running = False
+        self.stream_state = "stopped"
+        """``"running"``, ``"reconnecting"`` (a device is gone; retrying with backoff) or ``"stopped"``."""
+        self.faults: deque[dict[str, Any]] = deque(maxlen=50)
+        """The latest fault reports: ``{"t_s", "kind", "message"}`` (device lost / back, file errors)."""
         self.stream_latency_s = {"input": 0.0, "output": 0.0}
         self.stats = {"input_status_flags": 0, "output_status_flags": 0, "input_overflows": 0,
                       "output_underflows": 0, "monitor_underflows": 0, "output_overflows": 0,
-                      "worker_blocks": 0, "stream_restarts": 0}
-        self._cb = np.zeros(6, np.int64)
-        self._cb_seen = np.zeros(6, np.int64)
-        self._sink: list[np.ndarray] = []  # output-file blocks; kept across set_devices
+                      "worker_blocks": 0, "stream_restarts": 0, "device_losses": 0, "reconnect_attempts": 0,
+                      "trimmed_samples": 0, "callbacks": 0}
+        self._cb = np.zeros(_N_CB, np.int64)
+        self._cb_seen = np.zeros(_N_CB, np.int64)
         self._file_pos = 0  # input-file position (samples at ``rate``); kept across set_devices
         self._file_done_at = -1
-        self._lock = threading.Lock()  # serialises start/stop/set_devices (never taken by audio threads)
+        self._writer: _FileWriter | None = None
+        self._restarts_reported = 0
+        self._t0 = time.monotonic()
+        self._lock = threading.Lock()  # serialises start/stop/set_devices/reconnects (never taken by audio threads)
+        self._gauges_init()
 
     # ------------------------------------------------------------------ configuration
     def _load_input_file(self) -> None:
@@ -389,7 +615,9 @@ class LiveRunner:
             if self.channel >= d["max_input_channels"]:
                 raise DeviceError(f"input channel {self.channel} does not exist on {_describe(d)}; "
                                   f"expected 0..{d['max_input_channels'] - 1}")
-            return self.channel + 1
+            # open at least two channels where there are two: a server asked for one channel of a
+            # stereo source mixes both down, and channel 0 would then carry channel 1 too
+            return max(self.channel + 1, min(2, d["max_input_channels"]))
         return min(2, d["max_input_channels"])
 
     def _check_args(self, dev: dict[str, int | None], rate: int) -> dict[str, Any] | None:
@@ -416,15 +644,52 @@ class LiveRunner:
 
     @property
     def buffering_bound_ms(self) -> float:
-        """Most audio the runner itself can hold, in ms: the input backlog before the oldest
-        blocks are dropped (``max_backlog_blocks + 1``) plus the output ring's cap
-        (``max_backlog_blocks + 2``). Device buffers and the algorithmic latency come on top."""
-        return (2 * self.max_backlog_blocks + 3) * self.block * 1000.0 / self.rate
+        """Most audio the runner itself holds in steady state, in ms: the input backlog before
+        the oldest blocks are dropped (``max_backlog_blocks + 1``) plus the output ring at its
+        widest (one block being written + the largest output margin + one block of jitter).
+        Device buffers and the algorithmic latency come on top."""
+        return (self.max_backlog_blocks + 3 + self._margin_max_blocks) * self.block * 1000.0 / self.rate
+
+    @property
+    def target_buffer_age_ms(self) -> float:
+        """Buffer age the runner steers to: the block just written, the output margin, one block
+        of callback jitter and one block of input arriving while the worker computes. After an
+        overload burst the age returns below this (the oldest input is dropped)."""
+        return (3.0 + self._margin_blocks) * self.block * 1000.0 / self.rate
 
     @property
     def block(self) -> int:
-        """Host block in samples at the device rate."""
+        """Host block in samples at the device rate (what the worker processes at a time)."""
         return max(1, int(round(self.rate * self.block_ms / 1000.0)))
+
+    @property
+    def device_block(self) -> int:
+        """Frames per device callback (0: PortAudio chooses). The rings decouple it from
+        :attr:`block`; a smaller device block shortens the device buffers (PortAudio's ALSA
+        backend keeps at least two periods per direction)."""
+        if self.device_block_ms is None:
+            return self.block
+        return max(0, int(round(self.rate * self.device_block_ms / 1000.0)))
+
+    def _gauges_init(self) -> None:
+        self._margin_blocks = self.out_margin_blocks
+        self._age_max = 0
+        g = self.engine.gauges
+        g["buffer_age_ms"] = None
+        g["buffer_age_max_ms"] = None
+        g["target_buffer_age_ms"] = self.target_buffer_age_ms
+        g["stream_state"] = self.stream_state
+        g["last_fault"] = None
+
+    def _fault(self, kind: str, message: str, *, level: int = logging.WARNING) -> None:
+        """Record a fault: the log, :attr:`faults` and the engine telemetry (``last_fault``)."""
+        _log.log(level, "%s", message)
+        self.faults.append({"t_s": round(time.monotonic() - self._t0, 3), "kind": kind, "message": message})
+        self.engine.gauges["last_fault"] = f"{kind}: {message}"
+
+    def _set_state(self, state: str) -> None:
+        self.stream_state = state
+        self.engine.gauges["stream_state"] = state
 
     # ------------------------------------------------------------------ allocation
     def _allocate(self) -> None:
@@ -436,6 +701,9 @@ class LiveRunner:
         self._cb_mono = np.zeros(max(8192, 4 * b), np.float32)  # callback scratch (device blocks may vary)
         self._cb_mono2 = np.zeros(max(8192, 4 * b), np.float32)
         self._cb_mono3 = np.zeros(max(8192, 4 * b), np.float32)
+        # native callback counters, one array per stream role; kept across reopenings (monotonic)
+        self._ncnt = {k: np.zeros(N_COUNTERS, np.int64) for k in ("input", "output", "monitor")}
+        self._ncnt_seen = np.zeros(_N_CB, np.int64)
         self._x = np.zeros(b, np.float32)
         self._edge = eng_rate != self.rate
         if self._edge:
@@ -451,6 +719,10 @@ class LiveRunner:
         ring_write(self._mon.buf, self._mon.idx, np.zeros(b, np.float32))
         self._cb[:] = 0
         self._cb_seen[:] = 0
+        self._gauges_init()
+        # output trimming: the lowest pre-write output level over a window of ~0.5 s
+        self._win_blocks = max(4, int(round(0.5 * self.rate / b)))
+        self._win = {"out": [1 << 62, 0, 0], "mon": [1 << 62, 0, 0]}  # [min level, blocks seen, trim pending]
         # warm up every kernel signature the audio threads use, before any stream starts
         _to_mono(np.zeros((4, 2), np.float32), -1, self._cb_mono[:4])
         _fan_out(self._cb_mono[:4], 1.0, np.zeros((4, 2), np.float32))
@@ -458,8 +730,9 @@ class LiveRunner:
         ring_write_available(self._in.buf, self._in.idx)
         ring_discard(self._in.idx, 0)
 
-    # ------------------------------------------------------------------ callbacks (PortAudio threads)
+    # ------------------------------------------------------------------ Python callbacks (fallback)
     def _input_cb(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+        self._cb[_IN_CALLS] += 1
         if status:
             self._cb[_IN_STATUS] += 1
         mono = self._cb_mono[:frames]
@@ -468,6 +741,7 @@ class LiveRunner:
             self._cb[_IN_OVERFLOW] += 1
 
     def _output_cb(self, outdata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+        self._cb[_OUT_CALLS] += 1
         if status:
             self._cb[_OUT_STATUS] += 1
         mono = self._cb_mono2[:frames]
@@ -482,6 +756,7 @@ class LiveRunner:
         self._output_cb(outdata, frames, time_info, None)
 
     def _monitor_cb(self, outdata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+        self._cb[_MON_CALLS] += 1
         if status:
             self._cb[_MON_STATUS] += 1
         mono = self._cb_mono3[:frames]
@@ -520,6 +795,7 @@ class LiveRunner:
                     src[:] = 0.0
                     if ticks - self._file_done_at >= flush_blocks:
                         self.finished.set()
+                self._cb[_IN_CALLS] += 1
                 if ring_write(self._in.buf, self._in.idx, src) < b:
                     self._cb[_IN_OVERFLOW] += 1
             if self._dev["output"] is None:
@@ -528,12 +804,13 @@ class LiveRunner:
                         time.sleep(0.0002)
                     if self._stop.is_set():
                         break
+                self._cb[_OUT_CALLS] += 1
                 got = ring_read(self._out.buf, self._out.idx, snk)
                 if got < b:
                     snk[got:] = 0.0
                     self._cb[_OUT_UNDERFLOW] += 1
-                if self.output_file is not None and not self.finished.is_set():
-                    self._sink.append(snk.copy())  # file side only: not a PortAudio callback
+                if self._writer is not None and not self.finished.is_set():
+                    self._writer.put(snk)  # copies; file side only: not a PortAudio callback
             ticks += 1
             if not self.realtime:
                 continue
@@ -544,9 +821,23 @@ class LiveRunner:
             elif delay < -10 * period:  # we were suspended: do not try to catch up a burst
                 t_next = time.perf_counter()
 
+    def _file_writer(self) -> None:
+        """Writer thread: flush the output file every 100 ms (retry every 1 s after an error)."""
+        w = self._writer
+        assert w is not None
+        had_error = False
+        while not self._stop.wait(1.0 if had_error else 0.1):
+            ok = w.flush()
+            if not ok and not had_error:
+                self._fault("output_file", w.error or "write failed", level=logging.ERROR)
+            elif ok and had_error:
+                self._fault("output_file", f"writing {str(w.path)!r} works again; the queued audio was written")
+            had_error = not ok
+
     # ------------------------------------------------------------------ worker thread
     def _worker(self) -> None:
-        sleep_s = max(0.0005, self.block / self.rate / 4.0) if self.realtime else 0.0002
+        # poll often: with the native callback the worker cannot be woken without the GIL
+        sleep_s = min(0.001, max(0.0002, self.block / self.rate / 8.0)) if self.realtime else 0.0002
         try:
             while not self._stop.is_set():
                 self._collect()
@@ -557,11 +848,28 @@ class LiveRunner:
             self.finished.set()
         self._collect()
 
+    def _trim(self, key: str, ring: _Ring, n: int) -> int:
+        """Samples of the next ``n`` to leave out of ``ring`` (producer side) so that its lowest
+        level over the last window comes down to the output margin: latency never creeps."""
+        w = self._win[key]
+        level = ring_read_available(ring.idx)
+        if level < w[0]:
+            w[0] = level
+        w[1] += 1
+        if w[1] >= self._win_blocks:
+            w[2] = max(0, w[0] - int(self._margin_blocks * self.block))
+            w[0], w[1] = 1 << 62, 0
+        skip = min(w[2], n)
+        w[2] -= skip
+        return skip
+
     def step(self) -> bool:
         """Process one block if one is waiting (worker side); return whether one was processed.
 
         When more than ``max_backlog_blocks`` blocks wait, all but the newest are dropped first
-        and counted in ``engine.counters['dropped_blocks']``.
+        and counted in ``engine.counters['dropped_blocks']``. A device output ring is kept near
+        its margin (``out_margin_blocks``) by leaving samples out; ``engine.gauges
+        ['buffer_age_ms']`` is the audio held in both rings after the block.
         """
         b = self.block
         eng = self.engine
@@ -583,29 +891,52 @@ class LiveRunner:
         else:
             eng.process_into(x, y)
             out = y
-        # the output side is bounded too (clock drift between two devices)
-        out_cap = (self.max_backlog_blocks + 2) * b
+        device_out = self._dev["output"] is not None
+        skip = self._trim("out", self._out, out.shape[0]) if device_out else 0
+        self.stats["trimmed_samples"] += skip
+        # the output side is bounded too (clock drift between two devices, a stream that is gone)
+        out_cap = (self.max_backlog_blocks + 2 + int(self._margin_blocks)) * b
         queued = ring_read_available(self._out.idx)
         if queued > out_cap:
-            k = ring_discard(self._out.idx, queued - b)
-            counters["dropped_blocks"] += max(1, k // b)
-        if ring_write(self._out.buf, self._out.idx, out) < out.shape[0]:
+            counters["dropped_blocks"] += 1
+        elif ring_write(self._out.buf, self._out.idx, out[skip:]) < out.shape[0] - skip:
             self.stats["output_overflows"] += 1
         if self._dev["monitor"] is not None:
             p = eng.params
             mon = self._ymon[:out.shape[0]]
             g = 10.0 ** (p.monitor_gain_db / 20.0) if p.monitor else 0.0
             np.multiply(out, np.float32(g), out=mon)
-            queued = ring_read_available(self._mon.idx)
-            if queued > out_cap:
-                ring_discard(self._mon.idx, queued - b)
-            ring_write(self._mon.buf, self._mon.idx, mon)
+            skip_m = self._trim("mon", self._mon, mon.shape[0])
+            if ring_read_available(self._mon.idx) <= out_cap:
+                ring_write(self._mon.buf, self._mon.idx, mon[skip_m:])
+        age = ring_read_available(self._in.idx) + ring_read_available(self._out.idx)
+        self._age_max = max(self._age_max, age)
+        g = eng.gauges
+        g["buffer_age_ms"] = 1000.0 * age / self.rate
+        g["buffer_age_max_ms"] = 1000.0 * self._age_max / self.rate
         self.stats["worker_blocks"] += 1
         return True
 
+    def _counts(self) -> np.ndarray:
+        """Python-callback counters plus the native ones, in the ``_cb`` layout."""
+        c = self._cb.copy()
+        n = getattr(self, "_ncnt", None)
+        if n is not None:
+            ni, no, nm = n["input"], n["output"], n["monitor"]
+            c[_IN_STATUS] += ni[CNT["pa_input_underflow"]] + ni[CNT["pa_input_overflow"]]
+            c[_IN_OVERFLOW] += ni[CNT["in_ring_full_events"]]
+            c[_IN_CALLS] += ni[CNT["callbacks"]]
+            c[_OUT_STATUS] += no[CNT["pa_output_underflow"]] + no[CNT["pa_output_overflow"]]
+            c[_OUT_UNDERFLOW] += no[CNT["out_ring_empty_events"]]
+            c[_OUT_CALLS] += no[CNT["callbacks"]]
+            c[_MON_STATUS] += nm[CNT["pa_output_underflow"]] + nm[CNT["pa_output_overflow"]]
+            c[_MON_UNDERFLOW] += nm[CNT["out_ring_empty_events"]]
+            c[_MON_CALLS] += nm[CNT["callbacks"]]
+        return c
+
     def _collect(self) -> None:
         """Move callback counters into ``stats`` and ``engine.counters['xruns']`` (worker side)."""
-        cb = self._cb.copy()
+        cb = self._counts()
         d = cb - self._cb_seen
         if not d.any():
             return
@@ -616,21 +947,53 @@ class LiveRunner:
         s["input_overflows"] += int(d[_IN_OVERFLOW])
         s["output_underflows"] += int(d[_OUT_UNDERFLOW])
         s["monitor_underflows"] += int(d[_MON_UNDERFLOW])
-        self.engine.counters["xruns"] += int(d[_IN_STATUS] + d[_OUT_STATUS] + d[_MON_STATUS] + d[_IN_OVERFLOW]
-                                             + d[_OUT_UNDERFLOW])
+        s["callbacks"] += int(d[_IN_CALLS] + d[_OUT_CALLS] + d[_MON_CALLS])
+        xr = int(d[_IN_STATUS] + d[_OUT_STATUS] + d[_MON_STATUS] + d[_IN_OVERFLOW] + d[_OUT_UNDERFLOW])
+        self.engine.counters["xruns"] += xr
+        if d[_OUT_UNDERFLOW] and self._margin_blocks < self._margin_max_blocks:
+            # gaming profile: widen the output margin rather than stutter again
+            self._margin_blocks = min(self._margin_max_blocks, self._margin_blocks + 1.0)
+            self.engine.gauges["target_buffer_age_ms"] = self.target_buffer_age_ms
 
     # ------------------------------------------------------------------ streams
+    def _latency_s(self, sd: Any, index: int, kind: str) -> float:
+        if isinstance(self.device_latency, (int, float)):
+            return float(self.device_latency)
+        info = sd.query_devices(index)
+        return float(info[f"default_{self.device_latency}_{kind}_latency"])
+
+    def _open_native(self, sd: Any, kind: str, index: int, channels: int) -> _NativeStream:
+        ring = self._in if kind == "input" else (self._out if kind == "output" else self._mon)
+        cnt = self._ncnt[kind]
+        ctl = make_control_block(ring.buf, ring.idx, ring.buf, ring.idx, cnt, in_channels=channels,
+                                 in_select=self._ch_sel, out_channels=channels)
+        return _NativeStream(sd, kind=kind, device=index, channels=channels, rate=self.rate, block=self.device_block,
+                             latency=self._latency_s(sd, index, "input" if kind == "input" else "output"),
+                             ctl=ctl, keep=(ring, cnt))
+
     def _open_streams(self) -> None:
         sd = _sounddevice()
         b, rate = self.block, self.rate
         di, do, dm = self._dev["input"], self._dev["output"], self._dev["monitor"]
+        if di is None and do is None and dm is None:
+            self._streams = []
+            return
         n_in = self._in_channels(di)
         self._ch_sel = -1 if self.channel is None else int(self.channel)
         _to_mono(np.zeros((4, n_in), np.float32), self._ch_sel, self._cb_mono[:4])
-        common = dict(samplerate=rate, blocksize=b, dtype="float32", latency=self.device_latency)
-        streams = []
+        lat = self.device_latency
+        common = dict(samplerate=rate, blocksize=self.device_block, dtype="float32", latency=lat)
+        streams: list[Any] = []
         try:
-            if self.duplex and di is not None and do is not None and di == do:
+            if self.callback == "native":
+                for kind, index, ch in (("input", di, n_in), ("output", do, 1), ("monitor", dm, 1)):
+                    if index is None:
+                        continue
+                    s = self._open_native(sd, kind, index, ch)
+                    streams.append(s)
+                    if kind != "monitor":
+                        self.stream_latency_s[kind] = s.latency
+            elif self.duplex and di is not None and do is not None and di == do:
                 s = sd.Stream(device=(di, do), channels=(n_in, 1), callback=self._duplex_cb, **common)
                 streams.append(s)
                 self.stream_latency_s = {"input": float(s.latency[0]), "output": float(s.latency[1])}
@@ -643,7 +1006,7 @@ class LiveRunner:
                     s = sd.OutputStream(device=do, channels=1, callback=self._output_cb, **common)
                     streams.append(s)
                     self.stream_latency_s["output"] = float(s.latency)
-            if dm is not None:
+            if dm is not None and self.callback == "python":
                 streams.append(sd.OutputStream(device=dm, channels=1, callback=self._monitor_cb, **common))
             for s in streams:
                 s.start()
@@ -658,32 +1021,146 @@ class LiveRunner:
             raise
         self._streams = streams
 
-    def _close_streams(self) -> None:
+    def _close_streams(self, *, abort: bool = False) -> None:
         for s in self._streams:
             try:
-                s.stop()
+                if abort and hasattr(s, "abort"):
+                    s.abort()
+                else:
+                    s.stop()
+            except Exception:
+                pass  # a stream whose device is gone may refuse to stop; closing it is what matters
             finally:
-                s.close()
+                try:
+                    s.close()
+                except Exception:
+                    pass
         self._streams = []
+
+    # ------------------------------------------------------------------ supervisor thread
+    def _supervise(self) -> None:
+        """Watch the device streams; when one stops or stalls, close them and reopen with backoff.
+
+        A stream is dead when PortAudio says it is inactive, or when its callback count has not
+        moved for ``stall_timeout_s`` of this thread's own wall time (a stall of this thread
+        itself, e.g. behind the GIL, restarts the measurement rather than counting). A freshly
+        opened stream gets ``START_TIMEOUT_S`` for its first callback (PulseAudio takes a
+        second or two to start a capture stream)."""
+        tick = 0.05
+        roles = ((_IN_CALLS, "input"), (_OUT_CALLS, "output"), (_MON_CALLS, "monitor"))
+        opened = last = time.monotonic()
+        seen = self._counts()
+        at_open = seen.copy()
+        still_since = {k: last for k, _ in roles}
+        backoff, next_try = 0.25, 0.0
+        while not self._stop.wait(tick):
+            now = time.monotonic()
+            starved = now - last > max(0.2, self.stall_timeout_s / 2)
+            last = now
+            if self.stream_state == "running":
+                if not self._streams:
+                    continue
+                c = self._counts()
+                reason = None
+                for s in list(self._streams):
+                    try:
+                        alive = bool(getattr(s, "active", True))
+                    except Exception:  # closed under our feet by stop()/set_devices()
+                        alive = True
+                    if not alive:
+                        reason = f"the {getattr(s, 'kind', 'audio')} stream stopped (host API error or device gone)"
+                for k, name in roles:
+                    if self._dev[name] is None or reason is not None:
+                        continue
+                    if c[k] - at_open[k] < 10:  # not started yet (PulseAudio starts in fits)
+                        if now - opened > START_TIMEOUT_S:
+                            reason = f"the {name} stream did not start within {START_TIMEOUT_S:g} s"
+                        still_since[k] = now
+                    elif c[k] != seen[k] or starved:
+                        still_since[k] = now
+                    elif now - still_since[k] > self.stall_timeout_s:
+                        reason = f"the {name} device stopped calling back for {now - still_since[k]:.1f} s"
+                seen = c
+                if reason is None:
+                    continue
+                if not self._lock.acquire(timeout=0.5):
+                    continue
+                try:
+                    if self._stop.is_set():
+                        return
+                    self._close_streams(abort=True)
+                    self.stats["device_losses"] += 1
+                    self._set_state("reconnecting")
+                    self._fault("device_lost", f"{reason}; {self.devices_text()}: reopening with backoff")
+                finally:
+                    self._lock.release()
+                backoff, next_try = 0.25, now + 0.25
+            elif self.stream_state == "reconnecting" and now >= next_try:
+                if not self._lock.acquire(timeout=0.5):
+                    continue
+                try:
+                    if self._stop.is_set():
+                        return
+                    self.stats["reconnect_attempts"] += 1
+                    try:
+                        self._reset_output_rings()
+                        self._open_streams()
+                    except RtvcError as e:
+                        next_try = time.monotonic() + backoff
+                        if backoff >= 1.0:
+                            _log.info("still waiting for the audio device (%s); next try in %.2f s", e, backoff)
+                        backoff = min(4.0, backoff * 2)
+                        continue
+                    self.stats["stream_restarts"] += 1
+                    self._set_state("running")
+                    self._fault("device_back", f"audio resumed on {self.devices_text()} after "
+                                f"{self.stats['reconnect_attempts']} attempt(s) in total")
+                    opened = last = time.monotonic()
+                    seen = self._counts()
+                    at_open = seen.copy()
+                    still_since = {k: last for k in still_since}
+                finally:
+                    self._lock.release()
+
+    def _reset_output_rings(self) -> None:
+        """Streams closed: leave one block of output queued, as at start (we own both ends now)."""
+        b = self.block
+        for ring in (self._out, self._mon):
+            n = ring_read_available(ring.idx)
+            if n > b:
+                ring_discard(ring.idx, n - b)
+            elif n < b:
+                ring_write(ring.buf, ring.idx, np.zeros(b - n, np.float32))
+
+    def devices_text(self) -> str:
+        try:
+            d = self.devices
+        except RtvcError:
+            d = dict(self._dev)
+        return f"{d.get('input')} -> {d.get('output')}" + (f" (+ monitor {d['monitor']})" if d.get("monitor") else "")
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> "LiveRunner":
-        """Allocate, warm up, open the streams and start the worker (and the file clock)."""
+        """Allocate, warm up, open the streams and start the worker, supervisor, file clock and
+        file writer threads. An output file is created here (and written while running)."""
         with self._lock:
             if self.running:
                 return self
             self._allocate()
             if self.engine.counters["blocks"] == 0:
-                # first use: load every kernel and code path once, so the first real block is on time
-                # (silence in a stream that has not started yet: only shifts where it starts)
-                w = np.zeros(self._x.shape[0], np.float32)
-                self.engine.process_into(w, w.copy())
+                # compile every kernel and code path once in a throwaway engine, so the first real
+                # block is on time and this engine's stream starts at sample 0
+                self.engine.warm_up()
+            if self.output_file is not None and self._writer is None:
+                self._writer = _FileWriter(self.output_file, self.rate)
             self._stop.clear()
             self.finished.clear()
             self.error = None
             self._threads = [threading.Thread(target=self._worker, name="rtvc-worker", daemon=True)]
             if self.input_file is not None or self._dev["output"] is None:
                 self._threads.append(threading.Thread(target=self._file_clock, name="rtvc-file-clock", daemon=True))
+            if self._writer is not None:
+                self._threads.append(threading.Thread(target=self._file_writer, name="rtvc-file-writer", daemon=True))
             for t in self._threads:
                 t.start()
             try:
@@ -694,6 +1171,16 @@ class LiveRunner:
                     t.join()
                 self._threads = []
                 raise
+            if self.freeze_gc:
+                gc.collect()
+                gc.freeze()
+            if self.switch_interval_ms is not None and self._saved_switch is None:
+                self._saved_switch = sys.getswitchinterval()
+                sys.setswitchinterval(min(self._saved_switch, self.switch_interval_ms / 1000.0))
+            sup = threading.Thread(target=self._supervise, name="rtvc-supervisor", daemon=True)
+            self._threads.append(sup)
+            self._set_state("running")
+            sup.start()
             self.running = True
             return self
 
@@ -707,34 +1194,40 @@ class LiveRunner:
         finally:
             self._stop.set()
             for t in self._threads:
-                t.join(timeout=5.0)
+                if t is not threading.current_thread():
+                    t.join(timeout=5.0)
             self._threads = []
+        self._set_state("stopped")
         self._collect()
+        if self._saved_switch is not None:
+            sys.setswitchinterval(self._saved_switch)
+            self._saved_switch = None
         return True
 
     def stop(self) -> None:
-        """Stop streams and threads (idempotent); write the output file if there is one."""
+        """Stop streams and threads (idempotent); finish the output file if there is one.
+
+        Never raises for a file problem: :attr:`file_error` (also logged, and in
+        :attr:`faults`) says what could not be written; everything written before is kept.
+        """
         with self._lock:
             if not self._halt():
                 return
-            if self.output_file is not None:
-                from .wavio import write_audio
-
-                y = np.concatenate(self._sink) if self._sink else np.zeros(0, np.float32)
-                write_audio(self.output_file, y, self.rate)
+            if self._writer is not None:
+                err = self._writer.close()
+                self._writer = None
+                if err is not None:
+                    self.file_error = err
+                    self._fault("output_file", err, level=logging.ERROR)
 
     def restart_dead_streams(self) -> bool:
-        """Reopen the streams if PortAudio stopped one on its own (a host API error after an
-        xrun); return whether it did. Call it from a control thread now and then (``rtvc run``
-        does, every 50 ms). Counted in ``stats['stream_restarts']``."""
-        if not self.running or all(bool(getattr(st, "active", True)) for st in self._streams):
-            return False
-        with self._lock:
-            if not self._halt():
-                return False
-        self.start()
-        self.stats["stream_restarts"] += 1
-        return True
+        """Whether the supervisor reopened the streams since the last call (the run loop prints
+        a warning). Dead or stalled streams are detected and reopened by the supervisor thread,
+        with backoff, while the runner runs; see :attr:`stream_state` and :attr:`faults`."""
+        n = self.stats["stream_restarts"]
+        changed = n != self._restarts_reported
+        self._restarts_reported = n
+        return changed
 
     def set_devices(self, *, input: int | str | None = None, output: int | str | None = None,
                     monitor: int | str | None = None, rate: int | None = None) -> dict[str, Any]:
@@ -759,6 +1252,9 @@ class LiveRunner:
         new_rate = int(rate) if rate is not None else self.rate
         if new_rate not in SUPPORTED_RATES:
             raise DeviceError(f"device rate {new_rate} Hz is not supported; expected one of {SUPPORTED_RATES}")
+        if new_rate != self.rate and self._writer is not None:
+            raise DeviceError(f"the device rate cannot change from {self.rate} to {new_rate} Hz while writing "
+                              f"{str(self.output_file)!r}; stop first")
         old = (self._spec, self._dev, self.rate)
         self._spec, self.rate = spec, new_rate
         try:
@@ -794,8 +1290,15 @@ class LiveRunner:
         self.stop()
 
     def summary(self) -> dict[str, Any]:
-        """Telemetry + counters + runner stats + devices (JSON-ready)."""
-        return {**self.engine.telemetry(), "runner": dict(self.stats), "devices": self.devices,
-                "block_ms": self.block_ms, "block": self.block, "max_backlog_blocks": self.max_backlog_blocks,
-                "buffering_bound_ms": self.buffering_bound_ms,
-                "stream_latency_ms": {k: 1000.0 * v for k, v in self.stream_latency_s.items()}}
+        """Telemetry + counters + runner stats + devices + faults (JSON-ready)."""
+        w = self._writer
+        out = {**self.engine.telemetry(), "runner": dict(self.stats), "devices": self.devices,
+               "block_ms": self.block_ms, "block": self.block, "max_backlog_blocks": self.max_backlog_blocks,
+               "callback": self.callback, "profile": self.profile, "stream_state": self.stream_state,
+               "buffering_bound_ms": self.buffering_bound_ms, "target_buffer_age_ms": self.target_buffer_age_ms,
+               "out_margin_blocks": self._margin_blocks,
+               "stream_latency_ms": {k: 1000.0 * v for k, v in self.stream_latency_s.items()},
+               "faults": list(self.faults), "file_error": self.file_error}
+        if w is not None:
+            out["output_file_written_s"] = w.written_samples / w.rate
+        return out

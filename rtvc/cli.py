@@ -77,8 +77,17 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--fast", action="store_true",
                    help="with --input-file and --output-file/--null-output: do not pace by the clock, "
                         "run as fast as possible")
-    g.add_argument("--device-latency", default="low", metavar="low|high|MS",
-                   help="PortAudio buffer size hint: low (default), high, or milliseconds")
+    g.add_argument("--device-latency", default=None, metavar="low|high|MS",
+                   help="PortAudio buffer size hint: low, high, or milliseconds (default: the profile's)")
+    g.add_argument("--callback", choices=("native", "python"), default="native",
+                   help="audio callback: native (default; compiled, never waits for the Python interpreter) "
+                        "or python (sounddevice's Python callback, the fallback)")
+    g.add_argument("--device-block-ms", type=float, default=None, metavar="MS",
+                   help="frames per device callback in ms (default: --block-ms); smaller shortens the device "
+                        "buffers (PortAudio's ALSA backend keeps two periods per direction)")
+    g.add_argument("--profile", choices=("live", "gaming"), default="live",
+                   help="buffering: live (default; smallest delay) or gaming (wider buffers that widen further "
+                        "instead of stuttering when the machine is busy)")
     g.add_argument("--duplex", action="store_true",
                    help="one full-duplex stream when input and output are the same device (default: two streams; "
                         "through ALSA's pulse plugin a duplex stream dies at its first xrun)")
@@ -159,11 +168,21 @@ def build_runner(args: argparse.Namespace, engine: Any) -> Any:
                       input_file=args.input_file, loop=args.loop, output_file=args.output_file,
                       null_output=args.null_output, realtime=not getattr(args, "fast", False),
                       duplex=getattr(args, "duplex", False),
-                      device_latency=_device_latency(getattr(args, "device_latency", "low")))
+                      callback=getattr(args, "callback", "native"), profile=getattr(args, "profile", "live"),
+                      device_block_ms=_device_block_ms(getattr(args, "device_block_ms", None), args.block_ms),
+                      device_latency=_device_latency(getattr(args, "device_latency", None)))
 
 
-def _device_latency(spec: str) -> str | float:
-    if spec in ("low", "high"):
+def _device_block_ms(ms: float | None, block_ms: float) -> float | None:
+    if ms is None:
+        return None
+    if not (math.isfinite(ms) and 1.0 <= ms <= block_ms):
+        raise ConfigError(f"--device-block-ms {ms:g} is out of range; expected 1..{block_ms:g} (the --block-ms)")
+    return float(ms)
+
+
+def _device_latency(spec: str | None) -> str | float | None:
+    if spec is None or spec in ("low", "high"):
         return spec
     try:
         ms = float(spec)
@@ -321,7 +340,9 @@ def _add_run(p: argparse.ArgumentParser) -> None:
 def _status_line(t: dict[str, Any]) -> str:
     return (f"in {t['input_level_dbfs']:6.1f} dBFS  out {t['output_level_dbfs']:6.1f} dBFS  "
             f"compute p50 {t['compute_ms_p50']:.2f} ms p99 {t['compute_ms_p99']:.2f} ms  "
-            f"xruns {t['xruns']}  dropped {t['dropped_blocks']}")
+            f"xruns {t['xruns']}  dropped {t['dropped_blocks']}"
+            + (f"  buffer age {t['buffer_age_ms']:.0f} ms" if t.get("buffer_age_ms") is not None else "")
+            + (f"  [{t['stream_state']}]" if t.get("stream_state") not in (None, "running", "stopped") else ""))
 
 
 def _demo(args: argparse.Namespace, reason: str, out: TextIO) -> int:
@@ -394,7 +415,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 stopped_by = "end of input"
                 break
             if runner.restart_dead_streams():
-                print("rtvc: warning: an audio stream stopped (host API error); reopened it", file=sys.stderr, flush=True)
+                print("rtvc: warning: an audio stream stopped (device gone or host API error); reopened it",
+                      file=sys.stderr, flush=True)
             if not args.quiet and now >= next_status:
                 print("rtvc: " + _status_line(engine.telemetry()), file=out, flush=True)
                 next_status = now + STATUS_EVERY_S
@@ -407,6 +429,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 handle.stop()
         finally:
             runner.stop()
+    if runner.file_error is not None:
+        print(f"rtvc: error: {runner.file_error}", file=sys.stderr)
     if runner.error is not None:
         stopped_by = "error"
         print(f"rtvc: error: the audio worker stopped: {type(runner.error).__name__}: {runner.error}", file=sys.stderr)

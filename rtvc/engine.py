@@ -123,7 +123,7 @@ class Engine:
                          "dropped_blocks": 0, "xruns": 0, "commands_applied": 0,
                          "commands_coalesced": 0, "limited_samples": 0}
         # values the audio runner keeps current (None where there is no live stream)
-        self.gauges: dict[str, float | None] = {"buffer_age_ms": None}
+        self.gauges: dict[str, float | str | None] = {"buffer_age_ms": None}
         self._level_in = 0.0
         self._level_out = 0.0
         # parameters: ``params`` is the last accepted request, ``_live`` what the audio path uses

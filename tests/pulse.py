@@ -4,7 +4,8 @@
 touches a user's server), two null sinks ``rtvc_test_in`` / ``rtvc_test_out`` and the native
 protocol; ``env`` is the environment a child process needs to reach it (PortAudio reaches it
 through ALSA's ``pulse`` device, from libasound2-plugins). ``stop()`` kills exactly the daemon
-it started (by the pid in its pid file).
+it started (by the pid in its pid file); ``kill()`` + ``start()`` crash and restart it on the
+same socket (the fault tests).
 
 Use the ``pulse_server`` fixture (skips only when the ``pulseaudio`` binary is missing).
 """
@@ -79,6 +80,19 @@ class PulseServer:
     def log(self) -> str:
         p = self.root / "pulse.log"
         return p.read_text()[-3000:] if p.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL the daemon (a crash), keeping its folders so that :meth:`start` can bring the
+        same server (same socket path) back."""
+        if self.pid is not None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+                for _ in range(100):
+                    os.kill(self.pid, 0)
+                    time.sleep(0.05)
+            except ProcessLookupError:
+                pass
+            self.pid = None
 
     def stop(self) -> None:
         if self.pid is not None:

@@ -179,11 +179,12 @@ def test_file_runner_equals_offline_engine(tmp_path: Path, rate: int, block_ms: 
     r.stop()  # idempotent
     y, sr = sf.read(out, dtype="float32")
     assert sr == rate
-    # reference: a fresh engine, offline, on [one warm-up block of silence] + x; the runner's output
-    # file starts with its one block of output pre-fill
+    # reference: a fresh engine, offline, on x (the runner warms up a throwaway engine, so this
+    # engine's stream starts at sample 0); the runner's output file starts with its one block of
+    # output pre-fill
     b = r.block
     ref_eng = Engine(EngineConfig(device_rate=rate), params=params)
-    ref = ref_eng.process(np.concatenate([np.zeros(b, np.float32), x, np.zeros(rate, np.float32)]))[b:]
+    ref = ref_eng.process(np.concatenate([x, np.zeros(rate, np.float32)]))
     n = min(y.shape[0] - b, x.shape[0])
     assert n > x.shape[0] - b
     np.testing.assert_allclose(y[b:b + n], np.clip(ref[:n], -1, 1), atol=1.0 / 32768 + 1e-6)
@@ -247,23 +248,128 @@ def test_worker_failure_is_reported_not_silent(tmp_path: Path) -> None:
     assert calls and isinstance(r.error, FloatingPointError) and "stage exploded" in str(r.error)
 
 
-def test_dead_stream_is_reopened(tmp_path: Path) -> None:
+def test_dead_stream_is_reopened_by_the_supervisor(tmp_path: Path) -> None:
     class DeadStream:
         active = False
         closed = False
+        kind = "output"
 
         def stop(self) -> None:
-            pass
+            raise RuntimeError("the device is gone")  # a dead stream may refuse to stop
 
         def close(self) -> None:
             self.closed = True
+
+    import time
 
     r = _file_runner(tmp_path, loop=True)
     with r:
         assert not r.restart_dead_streams()  # nothing wrong
         dead = DeadStream()
         r._streams.append(dead)  # as if PortAudio had stopped a stream after a host API error
-        assert r.restart_dead_streams()
-        assert dead.closed and r.running and r.stats["stream_restarts"] == 1
-        assert dead not in r._streams and not r.restart_dead_streams()
-    assert not r.running
+        t_end = time.monotonic() + 20.0
+        while r.stats["stream_restarts"] < 1 and time.monotonic() < t_end:
+            time.sleep(0.02)
+        assert r.stats["stream_restarts"] == 1 and r.stats["device_losses"] == 1
+        assert dead.closed and r.running and dead not in r._streams
+        assert r.restart_dead_streams() and not r.restart_dead_streams()  # reported once
+        assert [f["kind"] for f in r.faults] == ["device_lost", "device_back"]
+        assert "output stream stopped" in r.faults[0]["message"]
+        assert r.summary()["stream_state"] == "running" and r.engine.telemetry()["stream_state"] == "running"
+        assert r.engine.telemetry()["last_fault"].startswith("device_back")
+    assert not r.running and r.stream_state == "stopped"
+
+
+# ---------------------------------------------------------------------- never creep, profiles, counters
+def test_new_option_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"callback 'c' is not known; expected one of \('native', 'python'\)"):
+        _file_runner(tmp_path, callback="c")
+    with pytest.raises(ConfigError, match=r"profile 'quiet' is not known; expected one of \('live', 'gaming'\)"):
+        _file_runner(tmp_path, profile="quiet")
+    with pytest.raises(ConfigError, match=r"out_margin_blocks 20 is out of range; expected 0\.\.16"):
+        _file_runner(tmp_path, out_margin_blocks=20)
+    with pytest.raises(ConfigError, match=r"stall_timeout_s 0 is out of range"):
+        _file_runner(tmp_path, stall_timeout_s=0)
+    with pytest.raises(ConfigError, match=r"switch_interval_ms 0 is out of range"):
+        _file_runner(tmp_path, switch_interval_ms=0)
+    g = _file_runner(tmp_path, profile="gaming")
+    assert g.max_backlog_blocks == 6 and g.out_margin_blocks == 2.0 and g.device_latency == "high"
+
+
+def test_output_ring_is_trimmed_to_its_margin(tmp_path: Path) -> None:
+    """A device output ring that holds too much (as after a burst of input) comes back to the
+    margin: the level seen before each write, minimised over a window, ends at the margin."""
+    r = _file_runner(tmp_path, params=Params(bypass=True, gate_threshold_db=-120.0), out_margin_blocks=0.5)
+    r._allocate()
+    r._dev["output"] = 0  # as if a device consumed the output ring
+    b = r.block
+    ring_write(r._out.buf, r._out.idx, np.zeros(3 * b, np.float32))  # 4 blocks queued in all (the cap)
+    sink = np.zeros(b, np.float32)
+    levels = []
+    for _ in range(4 * r._win_blocks):
+        ring_write(r._in.buf, r._in.idx, np.full(b, 0.1, np.float32))
+        assert r.step()
+        levels.append(ring_read_available(r._out.idx))
+        audio.ring_read(r._out.buf, r._out.idx, sink)  # the device takes one block per block
+    # reference: after trimming, the level right after a write is one block + the margin
+    assert levels[-1] == b + b // 2, levels[-5:]
+    assert r.stats["trimmed_samples"] == 4 * b - b // 2  # the pre-write level went from 4 blocks to the margin
+    assert r.engine.gauges["buffer_age_ms"] == pytest.approx(1000.0 * (b + b // 2) / r.rate)
+    assert r.engine.gauges["buffer_age_ms"] <= r.target_buffer_age_ms
+    assert r.engine.counters["dropped_blocks"] == 0
+
+
+def test_native_counters_become_stats_and_gaming_widens(tmp_path: Path) -> None:
+    from rtvc._native.pa_callback import CNT
+
+    r = _file_runner(tmp_path, profile="gaming")
+    r._allocate()
+    t0 = r.target_buffer_age_ms
+    r._ncnt["output"][CNT["out_ring_empty_events"]] = 2
+    r._ncnt["output"][CNT["pa_output_underflow"]] = 1
+    r._ncnt["input"][CNT["in_ring_full_events"]] = 3
+    r._ncnt["input"][CNT["callbacks"]] = 10
+    r._collect()
+    s = r.stats
+    assert (s["output_underflows"], s["output_status_flags"], s["input_overflows"], s["callbacks"]) == (2, 1, 3, 10)
+    assert r.engine.counters["xruns"] == 6
+    # an underflow widened the output margin by one block (gaming profile), and the target with it
+    assert r._margin_blocks == 3.0 and r.target_buffer_age_ms == pytest.approx(t0 + r.block_ms)
+    r._collect()  # nothing new: nothing counted twice
+    assert r.engine.counters["xruns"] == 6
+    live = _file_runner(tmp_path)
+    live._allocate()
+    live._ncnt["output"][CNT["out_ring_empty_events"]] = 5
+    live._collect()
+    assert live._margin_blocks == 0.5  # the live profile keeps its buffers small
+
+
+def test_file_writer_accounts_for_every_sample(tmp_path: Path) -> None:
+    w = audio._FileWriter(tmp_path / "o.wav", 16000, max_pending_s=0.01)  # 160 samples may wait
+    w.put(np.full(100, 0.5, np.float32))
+    assert w.flush() and w.written_samples == 100
+    w.put(np.full(100, 0.25, np.float32))
+    w.put(np.full(100, 2.0, np.float32))  # over the pending cap: the oldest waiting block is lost, counted
+    assert w.lost_samples == 100 and w.pending_samples == 100
+    err = w.close()
+    assert err is not None and "incomplete" in err and "0.01 s of 0.02 s written" in err
+    y, sr = sf.read(tmp_path / "o.wav", dtype="float32")
+    np.testing.assert_allclose(y, np.r_[np.full(100, 0.5), np.full(100, 1.0)], atol=1 / 32768)  # clipped
+    with pytest.raises(audio.AudioFileError, match=r"folder .* does not exist"):
+        audio._FileWriter(tmp_path / "nope" / "o.wav", 16000)
+
+
+def test_cli_run_flags_reach_the_runner(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from rtvc.cli import main
+
+    wav = tmp_path / "in.wav"
+    sf.write(wav, np.zeros(8000, np.float32), 16000, subtype="FLOAT")
+    assert main(["run", "--input-file", str(wav), "--null-output", "--callback", "python", "--profile", "gaming",
+                 "--device-block-ms", "5", "--duration", "0.3", "--json", "--quiet"]) == 0
+    s = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (s["callback"], s["profile"], s["max_backlog_blocks"]) == ("python", "gaming", 6)
+    assert s["stream_state"] == "stopped" and s["faults"] == [] and s["file_error"] is None
+    assert main(["run", "--input-file", str(wav), "--null-output", "--device-block-ms", "20", "--duration", "0.3"]) == 2
+    assert "--device-block-ms 20 is out of range; expected 1..10" in capsys.readouterr().err

@@ -10,10 +10,11 @@
    then holds the clicks and rtvc's output on the same clock, so the lag between the channels
    is the true loopback delay through the server. It must be at least the engine's algorithmic
    latency and at most: algorithmic latency + the PortAudio stream latencies rtvc reports +
-   the runner's own buffering bound (input backlog before drops + output ring cap, 7 blocks
-   at the default 2-block backlog) + 25 ms of server buffering. On an idle machine it sits
-   near algorithmic latency + stream latencies + ~1 block; on a loaded one xruns move it
-   around inside the bound (the spread is printed, not asserted).
+   the runner's own buffering bound (``LiveRunner.buffering_bound_ms``: input backlog before
+   drops + the output ring at its widest, 5.5 blocks in the live profile) + 25 ms of server
+   buffering. On an idle machine it sits near algorithmic latency + stream latencies + ~1
+   block; on a loaded one xruns move it around inside the bound (the spread is printed, not
+   asserted; ``bench/loopback.py`` publishes the distribution).
 """
 
 from __future__ import annotations

@@ -45,15 +45,17 @@ def test_output_duplicates_mono_and_zero_fills_an_empty_ring():
     r.call(None, y, 8)
     np.testing.assert_array_equal(y[:, 0], [1, 2, 3, 4, 5, 0, 0, 0])
     np.testing.assert_array_equal(y[:, 1], y[:, 0])
-    assert r.cnt[CNT["out_ring_empty"]] == 3
+    assert r.cnt[CNT["out_ring_empty"]] == 3 and r.cnt[CNT["out_ring_empty_events"]] == 1
     assert r.outi[1] == 5
+    r.call(None, y, 8)  # a second empty callback: one more event, 8 more frames
+    assert r.cnt[CNT["out_ring_empty"]] == 11 and r.cnt[CNT["out_ring_empty_events"]] == 2
 
 
 def test_full_input_ring_counts_dropped_frames_and_keeps_order():
     r = Rig(in_ch=1, size=16)
     x = np.arange(24, dtype=np.float32)[:, None].copy()
     r.call(x, None, 24)
-    assert r.ini[0] == 16 and r.cnt[CNT["in_ring_full"]] == 8
+    assert r.ini[0] == 16 and r.cnt[CNT["in_ring_full"]] == 8 and r.cnt[CNT["in_ring_full_events"]] == 1
     np.testing.assert_array_equal(r.inb, np.arange(16))
 
 

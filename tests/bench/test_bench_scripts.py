@@ -1,0 +1,102 @@
+"""The analysis inside bench/loopback.py, bench/load.py and bench/soak.py, on synthetic signals
+with known answers, and one short live run of the loopback benchmark's command line."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.load import discontinuities
+from bench.loopback import RATE, click_train, measure_delays
+from bench.soak import Bursts, random_change, rss_mb
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _sine(seconds: float, f_hz: float = 375.0) -> np.ndarray:
+    t = np.arange(int(seconds * RATE)) / RATE
+    return (0.4 * np.sin(2 * np.pi * f_hz * t)).astype(np.float32)
+
+
+def test_a_clean_sine_has_no_discontinuity() -> None:
+    y = _sine(3.0) + np.random.default_rng(0).normal(0, 1e-3, int(3.0 * RATE)).astype(np.float32)
+    d = discontinuities(y, f_hz=375.0)
+    assert d["count"] == 0 and d["windows"] == 0
+    assert abs(d["amplitude"] - 0.2) < 0.01  # |demodulated| of 0.4 sin = 0.2
+    assert abs(d["seconds"] - 2.6) < 0.01
+
+
+def test_dropouts_skips_and_repeats_are_each_counted_once() -> None:
+    x = _sine(4.0)
+    # the reference: the sample positions where the stream breaks, built independently of the detector
+    y = np.concatenate([x[:RATE],                          # 1.0 s
+                        np.zeros(240, np.float32),         # a 5 ms dropout (an underflow)
+                        x[RATE:2 * RATE],
+                        x[2 * RATE + 100:3 * RATE],        # 100 samples skipped (a trim / drop)
+                        x[3 * RATE - 300:]])               # 300 samples played twice (a repeat)
+    breaks_s = np.array([RATE, 2 * RATE + 240, 3 * RATE + 140]) / RATE
+    d = discontinuities(y, f_hz=375.0)
+    assert d["count"] == 3, d
+    np.testing.assert_allclose(d["at_s"], breaks_s, atol=0.003)
+
+
+def test_click_delays_are_measured_to_the_sample() -> None:
+    x, starts = click_train(12, period_s=0.15, seed=3)
+    delays_samples = np.random.default_rng(1).integers(800, 3000, starts.shape[0])
+    right = np.zeros_like(x)
+    for s, d in zip(starts, delays_samples):
+        right[s + d:s + d + 96] = 0.7 * x[s:s + 96]  # an answer: the click, scaled
+    right[starts[5] + delays_samples[5]:starts[5] + delays_samples[5] + 96] = 0.0  # one answer lost
+    got, lost = measure_delays(x, right, period_s=0.15)
+    want = [1000.0 * d / RATE for i, d in enumerate(delays_samples) if i != 5]
+    assert lost == 1
+    np.testing.assert_allclose(got, want, atol=1000.0 / RATE)
+
+
+def test_soak_helpers() -> None:
+    rng = random.Random(0)
+    kinds = [random_change(rng, ["neutral", "higher"]) for _ in range(200)]
+    assert {k for k, _ in kinds} == {"voice", "params"}
+    for k, arg in kinds:
+        if k == "params" and "pitch_st" in arg:
+            assert -12 <= arg["pitch_st"] <= 12 and 0.7 <= arg["formant_ratio"] <= 1.4
+    assert 1.0 < rss_mb() < 1e6
+
+    class Eng:
+        calls: list[int] = []
+
+        def process_into(self, x: np.ndarray, y: np.ndarray) -> None:
+            self.calls.append(x.shape[0])
+
+    e = Eng()
+    b = Bursts(e)
+    e.process_into(np.zeros(4), np.zeros(4))
+    b.stall(1.0)
+    e.process_into(np.zeros(5), np.zeros(5))
+    assert Eng.calls == [4, 5] and b.count == 1
+
+
+@pytest.mark.live
+def test_loopback_command_line_gives_one_json_object(tmp_path: Path) -> None:
+    if shutil.which("pulseaudio") is None:
+        pytest.skip("the `pulseaudio` binary is not installed")
+    p = subprocess.run([sys.executable, "bench/loopback.py", "--json", "--clicks", "6", "--blocks", "10",
+                        "--out", str(tmp_path)], cwd=str(ROOT), capture_output=True, text=True, timeout=180)
+    assert p.returncode == 0, p.stderr[-3000:]
+    doc = json.loads(p.stdout)
+    assert doc["benchmark"] == "loopback" and "logical cores" in doc["machine"]
+    kinds = {r["kind"] for r in doc["results"]}
+    assert {"bypass", "dsp"} <= kinds
+    assert ("neural" in kinds) != any(m.startswith("neural") for m in doc["missing"])
+    for r in doc["results"]:
+        assert r["measured"] >= 4, r
+        # at least the engine's algorithmic latency, and not absurdly more
+        assert r["algorithmic_latency_ms"] - 1.0 <= r["delay_ms_p50"] <= r["delay_ms_max"] < 500.0
+    assert (tmp_path / "loopback.json").is_file() and (tmp_path / "loopback.png").is_file()
