@@ -453,6 +453,8 @@ SUBCOMMANDS: dict[str, tuple[AddArguments, Handler]] = {
     "convert": (_add_convert, _cmd_convert),
 }
 _HELP = {"devices": "list audio devices", "voices": "list voices with their latency",
+         "clone": "train a new voice from a folder of your recordings (train extra)",
+         "train": "train a shipped voice from an offline corpus (train extra)",
          "run": "live voice changing (devices or files)", "convert": "convert a file with the streaming engine"}
 
 
@@ -531,6 +533,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(args._handler(args) or 0)
     except RtvcError as e:
         print(f"rtvc: error: {e}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as e:  # an optional extra that is not installed
+        extra = {"torch": "train", "onnx": "train", "pynput": "hotkeys"}.get((e.name or "").split(".")[0])
+        if extra is None:
+            raise
+        print(f"rtvc: error: `{args.command}` needs the `{extra}` extra ({e.name} is not installed); "
+              f"install it with `pip install -e '.[{extra}]'`", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("rtvc: interrupted", file=sys.stderr)

@@ -307,3 +307,16 @@ def test_run_ctrl_c_stops_cleanly(tmp_path: Path) -> None:
     assert "stopped (ctrl-c)" in err and "Traceback" not in err, err
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["stopped_by"] == "ctrl-c" and summary["devices"]["output"] == "null"
+
+
+def test_missing_optional_extra_is_a_clear_error(monkeypatch, capsys):
+    import rtvc.cli as cli
+
+    def handler(args):
+        raise ModuleNotFoundError("No module named 'torch'", name="torch")
+
+    add, _ = cli.SUBCOMMANDS["voices"]
+    monkeypatch.setitem(cli.SUBCOMMANDS, "voices", (add, handler))
+    assert cli.main(["voices"]) == 2
+    err = capsys.readouterr().err
+    assert "needs the `train` extra (torch is not installed)" in err
