@@ -22,7 +22,6 @@ for _v in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -31,15 +30,10 @@ import numpy as np
 
 
 def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+    """The machine, named in every figure."""
+    from rtvc.sysinfo import machine_description
+
+    return machine_description()
 
 
 def test_audio(rate: int, seconds: float) -> np.ndarray:

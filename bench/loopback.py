@@ -26,7 +26,6 @@ for _v in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import time
@@ -45,18 +44,10 @@ RATE = 48_000
 
 
 def machine() -> str:
-    """CPU model, cores, OS, Python and the current load average (figures name the machine)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    la = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
-    return (f"{cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}, load average {la[0]:.1f}")
+    """The machine, named in every figure."""
+    from rtvc.sysinfo import machine_description
+
+    return machine_description()
 
 
 class pulse_rig:

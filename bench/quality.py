@@ -31,7 +31,6 @@ for _v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 import argparse
 import json
 import math
-import platform
 import sys
 import time
 from dataclasses import dataclass, field
@@ -85,15 +84,10 @@ class Source:
 
 
 def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+    """The machine, named in every figure."""
+    from rtvc.sysinfo import machine_description
+
+    return machine_description()
 
 
 def _log(msg: str) -> None:

@@ -973,7 +973,7 @@ class LiveRunner:
 
     def _open_streams(self) -> None:
         sd = _sounddevice()
-        b, rate = self.block, self.rate
+        rate = self.rate
         di, do, dm = self._dev["input"], self._dev["output"], self._dev["monitor"]
         if di is None and do is None and dm is None:
             self._streams = []

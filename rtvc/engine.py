@@ -33,7 +33,7 @@ import numpy as np
 
 from ._native.gate import gate_gains
 from ._native.mix import apply_gain_ramp, hop_mix, soft_limit
-from ._native.ring import ring_read, ring_read_available, ring_write
+from ._native.ring import ring_read, ring_write
 from .errors import ConfigError, ControlError
 from .params import Params
 from .resampling import SUPPORTED_RATES, StreamResampler

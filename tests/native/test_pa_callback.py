@@ -1,6 +1,5 @@
 """The GIL-free PortAudio callback, called the way PortAudio calls it (through its C address)."""
 
-import ctypes
 
 import numpy as np
 import pytest
