@@ -38,6 +38,11 @@ Handler = Callable[[argparse.Namespace], int]
 AddArguments = Callable[[argparse.ArgumentParser], None]
 
 
+DEFAULT_VOICE = "deeper"
+"""The voice ``rtvc run`` starts with: a DSP voice until the neural voices reach their
+quality targets (see the README's status table)."""
+
+
 def sample_path() -> Path:
     """The bundled speech sample (espeak-ng, en-us, 16 kHz mono)."""
     return Path(__file__).parent / "data" / "sample.wav"
@@ -47,7 +52,8 @@ def sample_path() -> Path:
 def add_engine_arguments(p: argparse.ArgumentParser) -> None:
     """Voice and engine options shared by ``run``, ``convert`` (and ``serve``)."""
     g = p.add_argument_group("voice and engine")
-    g.add_argument("--voice", default="neutral", help="voice name (see `rtvc voices`); default neutral")
+    g.add_argument("--voice", default=DEFAULT_VOICE,
+                   help=f"voice name (see `rtvc voices`); default {DEFAULT_VOICE}")
     g.add_argument("--pitch", type=float, default=None, metavar="SEMITONES",
                    help="pitch shift in semitones, -12..12 (default: the voice's preset)")
     g.add_argument("--formant", type=float, default=None, metavar="RATIO",
