@@ -9,6 +9,10 @@ after each hop (tested bit for bit).
 The frame is ``window + ceil(sample_rate / fmin_hz)`` samples long: with the defaults
 (16 kHz, 60 Hz, window 320) that is 587 samples (36.7 ms), and the estimate describes, on
 average, the signal about ``(window + lag) / 2`` samples before the end of the hop.
+
+Cost per step: one YIN difference function (``window * tau_max`` float64 terms, 85 440 with the
+defaults), the same for voiced, unvoiced and noise frames; frames below ``silence_db`` skip it.
+``bench/f0_speed.py`` measures it against the first, unvectorised kernel in the same run.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._native.f0 import yin_frame, yin_track
+from ._native.f0 import yin_step, yin_track
 from .errors import ConfigError
 from .types import HOP, MODEL_RATE
 
@@ -29,7 +33,8 @@ __all__ = ["CausalF0", "F0State", "track_f0"]
 class F0State:
     """Buffers of one ``CausalF0`` stream (allocated once, reused every step)."""
 
-    frame: np.ndarray  # float32 (window + tau_max,), oldest first
+    frame: np.ndarray  # float64 (window + tau_max,), oldest first (float32 values, held in float64: the
+    #                    difference kernel then skips a conversion per term; results are identical)
     d: np.ndarray  # float64 (tau_max + 1,)
     cmndf: np.ndarray  # float64 (tau_max + 1,)
 
@@ -85,9 +90,10 @@ class CausalF0:
         self.tau_min = max(2, int(math.floor(sample_rate / fmax_hz)))
         self.tau_max = int(math.ceil(sample_rate / fmin_hz))
         self.frame_len = window + self.tau_max
+        self._rate_f = float(sample_rate)
 
     def init_state(self) -> F0State:
-        return F0State(np.zeros(self.frame_len, np.float32), np.zeros(self.tau_max + 1, np.float64),
+        return F0State(np.zeros(self.frame_len, np.float64), np.zeros(self.tau_max + 1, np.float64),
                        np.zeros(self.tau_max + 1, np.float64))
 
     def step(self, x: np.ndarray, state: F0State) -> tuple[tuple[float, float], F0State]:
@@ -97,12 +103,11 @@ class CausalF0:
         """
         if x.shape != (self.hop,):
             raise ConfigError(f"CausalF0.step got shape {x.shape}; expected ({self.hop},)")
-        fr = state.frame
-        h = self.hop
-        fr[:-h] = fr[h:]
-        fr[-h:] = x
-        f, p = yin_frame(fr, self.tau_min, self.tau_max, self.threshold, self.silence_ms,
-                         float(self.sample_rate), state.d, state.cmndf)
+        if x.dtype != np.float32 or not x.flags.c_contiguous:
+            # one compiled kernel signature; the offline path rounds to float32 too
+            x = np.ascontiguousarray(x, dtype=np.float32)
+        f, p = yin_step(state.frame, x, self.tau_min, self.tau_max, self.threshold, self.silence_ms,
+                        self._rate_f, state.d, state.cmndf)
         return (f, p), state
 
     def track(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -112,7 +117,7 @@ class CausalF0:
             raise ConfigError(f"track_f0 got audio of shape {x.shape}; expected (n_samples,)")
         n_frames = -(-x.shape[0] // self.hop)
         pad_front = self.frame_len - self.hop
-        xpad = np.zeros(pad_front + n_frames * self.hop, np.float32)
+        xpad = np.zeros(pad_front + n_frames * self.hop, np.float64)  # float32 values, as in the stream
         xpad[pad_front:pad_front + x.shape[0]] = x
         f0_hz = np.zeros(n_frames, np.float64)
         per = np.zeros(n_frames, np.float64)
