@@ -77,11 +77,13 @@ def test_native_callback_runs_while_the_gil_is_held(pulse_server: PulseServer) -
     print(f"GIL held {nat['held_s']:.2f} s: native callbacks in/out {nat['in_calls']}/{nat['out_calls']}; "
           f"GIL held {py['held_s']:.2f} s: python callbacks in/out {py['in_calls']}/{py['out_calls']}\n{nat}\n{py}")
     expected = nat["held_s"] / nat["block_s"]  # callbacks per direction if nothing waited
-    # the native callback kept running (at least a third of its blocks: a loaded machine may
-    # delay PortAudio's thread, never stop it); the Python one ran at most a couple of times
-    assert nat["out_calls"] >= expected / 3 and nat["in_calls"] >= expected / 3, nat
+    # the native callbacks kept running (together at least two thirds of one direction's
+    # blocks: a loaded PulseAudio may serve the output side in fewer, larger requests, and a
+    # loaded machine may delay PortAudio's thread, never stop it); the Python one ran at most a
+    # couple of times
+    assert nat["out_calls"] + nat["in_calls"] >= 2 * expected / 3 and max(nat["out_calls"], nat["in_calls"]) >= expected / 3, nat
     assert py["out_calls"] <= 2 and py["in_calls"] <= 2, py
-    assert nat["out_calls"] > py["out_calls"] + 20
+    assert nat["out_calls"] + nat["in_calls"] > py["out_calls"] + py["in_calls"] + 20
     # never creep (native path): during the held second the input ring filled up (the worker
     # could not run); afterwards the oldest blocks were dropped: the age comes back to its target
     # and stays within the runner's buffering bound. (The Python fallback is only printed: after
