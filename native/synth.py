@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["pulse_noise_step", "mix_excitation", "reshape_spectrum", "shift_flat_spectrum"]
+__all__ = ["pulse_noise_step", "mix_excitation", "reshape_spectrum", "apply_envelope", "adaptive_voicing",
+           "shift_flat_spectrum"]
 
 
 @njit(cache=True, nogil=True)
@@ -103,6 +104,52 @@ def reshape_spectrum(spec: np.ndarray, logenv_from: np.ndarray, logenv_to: np.nd
         elif g < -max_gain_log:
             g = -max_gain_log
         out[k] = spec[k] * np.exp(g)
+
+
+@njit(cache=True, nogil=True)
+def apply_envelope(spec: np.ndarray, logenv: np.ndarray, phase: np.ndarray, max_gain_log: float,
+                   out: np.ndarray) -> None:
+    """``out = spec * exp(clip(logenv, -max_gain_log, max_gain_log) + 1j * phase)``.
+
+    With ``phase`` the minimum phase of the envelope (see
+    :func:`rtvc._native.cepstrum.minimum_phase_matrix`) each excitation pulse becomes a causal,
+    front-loaded vocal-tract response instead of the symmetric zero-phase one (less buzzy).
+
+    Parameters
+    ----------
+    spec : (n_bins,) complex
+    logenv, phase : (n_bins,) float32
+    out : (n_bins,) complex, overwritten
+    """
+    for k in range(out.shape[0]):
+        g = logenv[k]
+        if g > max_gain_log:
+            g = max_gain_log
+        elif g < -max_gain_log:
+            g = -max_gain_log
+        a = np.exp(g)
+        out[k] = spec[k] * (a * np.cos(phase[k]) + 1j * (a * np.sin(phase[k])))
+
+
+@njit(cache=True, nogil=True)
+def adaptive_voicing(periodicity: float, lo: float, hi: float, min_cutoff_hz: float, max_cutoff_hz: float,
+                     out: np.ndarray) -> None:
+    """Voicing strength and voiced-band cutoff from the periodicity (a one-band aperiodicity).
+
+    ``v = clip((periodicity - lo) / (hi - lo), 0, 1)``; strongly periodic frames get a fully
+    harmonic low band (no hoarse noise under the harmonics) and harmonics up to high
+    frequencies, weakly periodic ones a low cutoff (breathy):
+    ``cutoff_hz = min_cutoff_hz + v * (max_cutoff_hz - min_cutoff_hz)``.
+
+    Parameters
+    ----------
+    out : (2,) float64
+        ``[v, cutoff_hz]``, overwritten.
+    """
+    v = (periodicity - lo) / (hi - lo)
+    v = 0.0 if v < 0.0 else (1.0 if v > 1.0 else v)
+    out[0] = v
+    out[1] = min_cutoff_hz + v * (max_cutoff_hz - min_cutoff_hz)
 
 
 @njit(cache=True, nogil=True)

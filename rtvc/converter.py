@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ModelError
+from .errors import ConfigError, ModelError
 from .features import FeatureConfig, FeatureExtractor
 from .manifest import read_manifest, sha256_file
 from .synthesis import Synthesizer
@@ -85,7 +85,11 @@ class NeuralVoice:
         fc = manifest["features"]["config"]
         self.config = FeatureConfig(**{k: int(v) for k, v in fc.items()})
         self.fx = FeatureExtractor(self.config)
-        self.synth = Synthesizer(manifest["synthesis"], config=self.config)
+        try:
+            self.synth = Synthesizer(manifest["synthesis"], config=self.config,
+                                     options=manifest.get("synthesis_options"))
+        except ConfigError as e:
+            raise ModelError(f"voice model {path}: {e}") from e
         self.latency = self.synth.latency
         t = manifest["tensors"]
         self.names = (t["features"], t["state_in"], t["envelope"], t["state_out"])

@@ -29,7 +29,7 @@ REQUIRED_KEYS: dict[str, type | tuple[type, ...]] = {
     "features": dict,  # {"config": FeatureConfig.as_dict(), "input_names": [...], "n_input", "n_output", means/stds}
     "tensors": dict,  # {"features": "features", "state_in": ..., "envelope": ..., "state_out": ..., "state_shape": [L,1,H]}
     "f0": dict,  # {"log2_mean": float, "log2_std": float}
-    "synthesis": str,
+    "synthesis": str,  # optional "synthesis_options": {"phase", "voicing", "postfilter"} (rtvc.synthesis)
     "onnx_sha256": str,
     "training": dict,  # {"data": str, "licence": str, "minutes": float, "command": str, ...}
     "onnxruntime_version": str,
@@ -86,6 +86,9 @@ def check_manifest(m: Any, *, source: str = "manifest", model_rate: int | None =
     for key in ("log2_mean", "log2_std"):
         if not isinstance(m["f0"].get(key), (int, float)):
             raise ModelError(f"{source}: f0.{key} = {m['f0'].get(key)!r}; expected a number")
+    if not isinstance(m.get("synthesis_options", {}), dict):
+        raise ModelError(f"{source}: synthesis_options = {m['synthesis_options']!r}; expected an object "
+                         "(phase, voicing, postfilter) or no key")
     for key in ("data", "licence"):
         if not isinstance(m["training"].get(key), str):
             raise ModelError(f"{source}: training.{key} missing; expected the training data and its licence")

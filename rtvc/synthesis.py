@@ -9,6 +9,16 @@ Two excitation methods, chosen per voice by measurement (see the manifest's ``sy
   by peak-locked bin shifting of the flat spectrum (ratio ``f0_hz / src_f0_hz`` on voiced
   frames, Laroche-Dolson phase rotation), then re-shaped by the target envelope.
 
+Options (per voice, the manifest's ``synthesis_options``; absent keys keep the defaults, which
+are the behaviour voices were first shipped with):
+
+- ``phase``: ``"zero"`` (the envelope is applied as a real gain) or ``"minimum"`` (its minimum
+  phase from the causal cepstrum: pulses become causal vocal-tract responses).
+- ``voicing``: ``"fixed"`` (voiced weight = periodicity below ``VOICED_CUTOFF_HZ``) or
+  ``"adaptive"`` (weight and cutoff from the periodicity, :func:`adaptive_voicing`).
+- ``postfilter``: cepstral emphasis ``beta`` >= 1 of ``c2..`` with the power kept (1 = off);
+  applied to the target envelope only (the converter's output is over-smoothed).
+
 Both run through one causal STFT (long asymmetric analysis window, short synthesis window) so
 the delay is ``syn_len - hop`` samples whatever the method: :attr:`Synthesizer.latency`.
 """
@@ -19,18 +29,48 @@ from typing import Any
 
 import numpy as np
 
-from ._native.cepstrum import cepstrum_matrices, cepstrum_to_logenv, spectrum_envelope, warp_bins
+from ._native.cepstrum import (cepstrum_matrices, cepstrum_to_logenv, minimum_phase_matrix, postfilter_logenv,
+                               spectrum_envelope, warp_bins)
 from ._native.spectral import asymmetric_windows, ola_step, push_window
-from ._native.synth import mix_excitation, pulse_noise_step, reshape_spectrum, shift_flat_spectrum
+from ._native.synth import (adaptive_voicing, apply_envelope, mix_excitation, pulse_noise_step, reshape_spectrum,
+                            shift_flat_spectrum)
 from .errors import ConfigError
 from .features import MAG_FLOOR, FeatureConfig
 
-__all__ = ["Synthesizer", "METHODS", "VOICED_CUTOFF_HZ"]
+__all__ = ["Synthesizer", "METHODS", "VOICED_CUTOFF_HZ", "DEFAULT_OPTIONS", "check_options"]
 
 METHODS = ("pulse-noise", "source")
 VOICED_CUTOFF_HZ = 4500.0
 VOICED_WIDTH_HZ = 2000.0
 MAX_GAIN_LOG = 12.0  # +-104 dB: a broken envelope cannot blow the output up
+DEFAULT_OPTIONS: dict[str, Any] = {"phase": "zero", "voicing": "fixed", "postfilter": 1.0}
+# adaptive voicing: periodicity -> voiced weight 0..1, cutoff between these (Hz)
+ADAPT_LO, ADAPT_HI = 0.35, 0.8
+ADAPT_MIN_CUTOFF_HZ, ADAPT_MAX_CUTOFF_HZ = 1500.0, 6000.0
+
+
+def check_options(options: dict[str, Any] | None) -> dict[str, Any]:
+    """Synthesis options with defaults filled in; :class:`ConfigError` names a bad key or value."""
+    opts = dict(DEFAULT_OPTIONS)
+    for k, v in (options or {}).items():
+        if k not in DEFAULT_OPTIONS:
+            raise ConfigError(f"synthesis option {k!r}; expected one of {sorted(DEFAULT_OPTIONS)}")
+        opts[k] = v
+    if opts["phase"] not in ("zero", "minimum"):
+        raise ConfigError(f"synthesis phase {opts['phase']!r}; expected 'zero' or 'minimum'")
+    if opts["voicing"] not in ("fixed", "adaptive"):
+        raise ConfigError(f"synthesis voicing {opts['voicing']!r}; expected 'fixed' or 'adaptive'")
+    pf = opts["postfilter"]
+    if isinstance(pf, bool) or not isinstance(pf, (int, float)) or not 1.0 <= float(pf) <= 2.0:
+        raise ConfigError(f"synthesis postfilter {pf!r}; expected a number in [1, 2]")
+    opts["postfilter"] = float(pf)
+    return opts
+
+
+def _scale_phase(phase: np.ndarray, cep: np.ndarray, beta: float, sin_m: np.ndarray) -> None:
+    """Minimum phase of the postfiltered cepstrum (``c1`` kept, ``c2..`` scaled by ``beta``)."""
+    phase *= beta
+    phase -= (beta - 1.0) * cep[1] * sin_m[:, 1]
 
 
 class Synthesizer:
@@ -43,16 +83,25 @@ class Synthesizer:
         Same analysis constants as the features (window pair, cepstrum order).
     seed : int
         Noise seed (the output is deterministic).
+    options : dict, optional
+        ``phase``, ``voicing``, ``postfilter`` (see the module docstring); defaults
+        :data:`DEFAULT_OPTIONS`.
     """
 
-    def __init__(self, method: str = "pulse-noise", *, config: FeatureConfig | None = None, seed: int = 0) -> None:
+    def __init__(self, method: str = "pulse-noise", *, config: FeatureConfig | None = None, seed: int = 0,
+                 options: dict[str, Any] | None = None) -> None:
         if method not in METHODS:
             raise ConfigError(f"synthesis method {method!r}; expected one of {METHODS}")
         self.method = method
+        self.options = check_options(options)
+        self.min_phase = self.options["phase"] == "minimum"
+        self.adaptive = self.options["voicing"] == "adaptive"
+        self.postfilter = self.options["postfilter"]
         self.config = c = config or FeatureConfig()
         self.seed = int(seed)
         self.w_a, self.w_s = asymmetric_windows(c.n_fft, c.syn_len, c.hop)
         self.cep_fwd, self.cep_inv = cepstrum_matrices(c.n_fft, c.n_cep)
+        self.cep_phase = minimum_phase_matrix(c.n_fft, c.n_cep)
         self.n_bins = c.n_fft // 2 + 1
         self.latency = c.syn_len - c.hop
         self.cutoff_bin = VOICED_CUTOFF_HZ * c.n_fft / c.sample_rate
@@ -72,10 +121,18 @@ class Synthesizer:
             "src_env": z(nb), "tgt_env": z(nb), "tgt_warp": z(nb), "zero_env": z(nb),
             "ola": z(c.syn_len), "out": z(c.hop), "theta": np.zeros(nb, np.float64),
             "mag": z(nb), "peaks": np.zeros(nb, np.int64),
+            "phase": z(nb), "phase_warp": z(nb), "env_a": z(nb),
+            "voicing": np.zeros(2, np.float64),
         }
 
     def _envelope(self, spec: np.ndarray, st: dict[str, Any], out: np.ndarray) -> None:
         spectrum_envelope(spec, MAG_FLOOR, self.cep_fwd, self.cep_inv, st["logmag"], st["cep"], out)
+
+    def _shape(self, exc: np.ndarray, logenv: np.ndarray, phase: np.ndarray, st: dict[str, Any]) -> None:
+        if self.min_phase:
+            apply_envelope(exc, logenv, phase, MAX_GAIN_LOG, st["out_spec"])
+        else:
+            reshape_spectrum(exc, st["zero_env"], logenv, MAX_GAIN_LOG, st["out_spec"])
 
     def step(self, cep_target: np.ndarray, state: dict[str, Any], *, f0_hz: float = 0.0, voicing: float = 0.0,
              formant_ratio: float = 1.0, src_spec: np.ndarray | None = None,
@@ -96,9 +153,21 @@ class Synthesizer:
         st = state
         tgt = st["tgt_env"]
         cepstrum_to_logenv(cep_target, self.cep_inv, tgt)
+        if self.postfilter != 1.0:
+            postfilter_logenv(tgt, cep_target, self.postfilter, self.cep_inv, st["env_a"])
+            tgt = st["env_a"]
+        phase = st["phase"]
+        if self.min_phase:
+            # the phase is linear in the cepstrum, so the postfiltered one follows without a product
+            cepstrum_to_logenv(cep_target, self.cep_phase, phase)
+            if self.postfilter != 1.0:
+                _scale_phase(phase, cep_target, self.postfilter, self.cep_phase)
         if formant_ratio != 1.0:
             warp_bins(tgt, formant_ratio, st["tgt_warp"])
             tgt = st["tgt_warp"]
+            if self.min_phase:
+                warp_bins(phase, formant_ratio, st["phase_warp"])
+                phase = st["phase_warp"]
         if self.method == "pulse-noise":
             pulse_noise_step(f0_hz, float(self.config.sample_rate), st["st"], st["rng"], st["pulses"], st["noise"])
             push_window(st["pbuf"], st["pulses"], self.w_a, st["frame"])
@@ -108,9 +177,15 @@ class Synthesizer:
             self._envelope(st["p_spec"], st, st["p_env"])
             self._envelope(st["n_spec"], st, st["n_env"])
             v = voicing if f0_hz > 0.0 else 0.0
-            mix_excitation(st["p_spec"], st["n_spec"], st["p_env"], st["n_env"], v, self.cutoff_bin,
+            cutoff_bin = self.cutoff_bin
+            if self.adaptive:
+                vc = st["voicing"]
+                adaptive_voicing(v, ADAPT_LO, ADAPT_HI, ADAPT_MIN_CUTOFF_HZ, ADAPT_MAX_CUTOFF_HZ, vc)
+                v = vc[0] if f0_hz > 0.0 else 0.0
+                cutoff_bin = vc[1] * self.config.n_fft / self.config.sample_rate
+            mix_excitation(st["p_spec"], st["n_spec"], st["p_env"], st["n_env"], v, cutoff_bin,
                            self.width_bins, st["exc"])
-            reshape_spectrum(st["exc"], st["zero_env"], tgt, MAX_GAIN_LOG, st["out_spec"])
+            self._shape(st["exc"], tgt, phase, st)
         else:
             if src_spec is None or src_cep is None:
                 raise ConfigError("synthesis method 'source' needs src_spec and src_cep; got None")
@@ -119,7 +194,7 @@ class Synthesizer:
             ratio = min(4.0, max(0.25, ratio))
             shift_flat_spectrum(src_spec, st["src_env"], ratio, self.config.hop, self.config.n_fft, st["theta"],
                                 st["mag"], st["peaks"], st["exc"])
-            reshape_spectrum(st["exc"], st["zero_env"], tgt, MAX_GAIN_LOG, st["out_spec"])
+            self._shape(st["exc"], tgt, phase, st)
         frame = np.fft.irfft(st["out_spec"], n=self.config.n_fft)
         ola_step(frame, self.w_s, st["ola"], st["out"])
         return st["out"]

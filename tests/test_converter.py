@@ -133,6 +133,26 @@ def test_manifest_missing_key_is_refused(tiny_voice, tmp_path):
         NeuralVoice.load(onnx)
 
 
+def test_synthesis_options_are_read_from_the_manifest_and_checked(tiny_voice, tmp_path):
+    onnx, m = _copy(tiny_voice, tmp_path)
+    assert m["synthesis_options"]["voicing"] == "adaptive"  # what build_voice writes by default
+    del m["synthesis_options"]  # a manifest from before the options: the original synthesis
+    _write(onnx, m)
+    assert NeuralVoice.load(onnx).synth.options == {"phase": "zero", "voicing": "fixed", "postfilter": 1.0}
+    m["synthesis_options"] = {"voicing": "adaptive"}
+    _write(onnx, m)
+    v = NeuralVoice.load(onnx)
+    assert v.synth.adaptive and v.synth.options["phase"] == "zero"
+    m["synthesis_options"] = {"voicing": "sometimes"}
+    _write(onnx, m)
+    with pytest.raises(ModelError, match="synthesis voicing 'sometimes'"):
+        NeuralVoice.load(onnx)
+    m["synthesis_options"] = "adaptive"
+    _write(onnx, m)
+    with pytest.raises(ModelError, match="synthesis_options = 'adaptive'; expected an object"):
+        NeuralVoice.load(onnx)
+
+
 def test_non_finite_state_is_reset(tiny_voice):
     v = NeuralVoice.load(tiny_voice)
     st = v.init_state()

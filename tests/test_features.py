@@ -2,7 +2,9 @@
 
 import librosa
 import numpy as np
+import pytest
 
+from rtvc.errors import ConfigError
 from rtvc.features import N_CEP, N_INPUT, FeatureExtractor, analyze
 from rtvc.synthesis import Synthesizer
 
@@ -63,11 +65,12 @@ def test_source_resynthesis_with_own_envelope_is_a_pure_delay():
     np.testing.assert_allclose(y[d:], x[:-d], atol=1e-4)
 
 
-def test_pulse_noise_resynthesis_keeps_envelope_and_pitch():
+@pytest.mark.parametrize("options", [None, {"phase": "minimum", "voicing": "adaptive"}])
+def test_pulse_noise_resynthesis_keeps_envelope_and_pitch(options):
     x = _voice(16000, f0=150.0, seed=7)
     fx = FeatureExtractor()
     an = fx.analyze(x)
-    syn = Synthesizer("pulse-noise")
+    syn = Synthesizer("pulse-noise", options=options)
     ss = syn.init_state()
     y = np.concatenate([syn.step(an.cepstrum[t], ss, f0_hz=float(an.f0_hz[t]), voicing=1.0).copy()
                         for t in range(len(an.cepstrum))])
@@ -154,3 +157,55 @@ def test_source_method_moves_the_pitch_coherently():
     # coherent: the 300 Hz line holds most of the energy (no smearing from phase jumps)
     band = (freqs > 280) & (freqs < 320)
     assert (spec[band] ** 2).sum() / (spec ** 2).sum() > 0.9
+
+
+def test_apply_envelope_and_adaptive_voicing_against_numpy():
+    from rtvc._native.synth import adaptive_voicing, apply_envelope
+
+    rng = np.random.default_rng(1)
+    p = (rng.standard_normal(257) + 1j * rng.standard_normal(257)).astype(np.complex64)
+    env = (3 * rng.standard_normal(257)).astype(np.float32)
+    ph = rng.uniform(-4, 4, 257).astype(np.float32)
+    out = np.zeros(257, np.complex64)
+    apply_envelope(p, env, ph, 2.0, out)
+    np.testing.assert_allclose(out, p * np.exp(np.clip(env, -2, 2) + 1j * ph), rtol=1e-5, atol=1e-6)
+    vc = np.zeros(2)
+    for per, v in [(0.1, 0.0), (0.35, 0.0), (0.575, 0.5), (0.8, 1.0), (0.95, 1.0)]:
+        adaptive_voicing(per, 0.35, 0.8, 1500.0, 6000.0, vc)
+        np.testing.assert_allclose(vc, [v, 1500.0 + v * 4500.0], atol=1e-12)
+
+
+def test_minimum_phase_pulse_is_causal_and_zero_phase_is_symmetric():
+    """A pulse through a formant envelope, as the synthesis shapes a frame: the zero-phase
+    response rings on both sides of the pulse, the minimum-phase one only after it."""
+    from rtvc._native.cepstrum import cepstrum_matrices, cepstrum_to_logenv, minimum_phase_matrix
+    from rtvc._native.synth import apply_envelope, reshape_spectrum
+
+    k = np.arange(257)
+    full = np.fft.irfft(2.0 * np.exp(-0.5 * ((k - 25) / 3.0) ** 2))  # a formant near 780 Hz
+    cep = full[:32].astype(np.float32)
+    _, inv = cepstrum_matrices(512, 32)
+    env, ph = np.zeros(257, np.float32), np.zeros(257, np.float32)
+    cepstrum_to_logenv(cep, inv, env)
+    cepstrum_to_logenv(cep, minimum_phase_matrix(512, 32), ph)
+    pulse = np.zeros(512, np.float32)
+    pulse[300] = 1.0
+    spec = np.fft.rfft(pulse).astype(np.complex64)
+    zs, ms = np.zeros(257, np.complex64), np.zeros(257, np.complex64)
+    reshape_spectrum(spec, np.zeros(257, np.float32), env, 12.0, zs)
+    apply_envelope(spec, env, ph, 12.0, ms)
+    z, m = np.fft.irfft(zs, n=512), np.fft.irfft(ms, n=512)
+    before = lambda y: np.sum(y[:300] ** 2) / np.sum(y ** 2)  # noqa: E731
+    assert before(m) < 1e-3
+    assert before(z) > 0.05
+    np.testing.assert_allclose(z[300 - 40:300][::-1], z[301:341], atol=1e-6)  # symmetric about the pulse
+    np.testing.assert_allclose(np.sum(m ** 2), np.sum(z ** 2), rtol=1e-3)  # same magnitude
+
+
+@pytest.mark.parametrize("options, match", [({"phase": "maximum"}, "phase 'maximum'"),
+                                            ({"voicing": 1}, "voicing 1"),
+                                            ({"postfilter": 3.0}, r"postfilter 3.0; expected a number in \[1, 2\]"),
+                                            ({"colour": "red"}, "option 'colour'")])
+def test_bad_synthesis_options_are_refused(options, match):
+    with pytest.raises(ConfigError, match=match):
+        Synthesizer("pulse-noise", options=options)

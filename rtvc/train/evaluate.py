@@ -43,10 +43,11 @@ def run_stage(voice: NeuralVoice, x: np.ndarray, *, pitch_st: float = 0.0) -> np
     return y[lat:lat + len(x)]
 
 
-def resynthesize(x: np.ndarray, method: str = "pulse-noise") -> np.ndarray:
-    """Analysis-resynthesis of ``x`` with its own envelope and F0 (the vocoder ceiling)."""
+def resynthesize(x: np.ndarray, method: str = "pulse-noise", *, options: dict[str, Any] | None = None) -> np.ndarray:
+    """Analysis-resynthesis of ``x`` with its own envelope and F0 (the vocoder ceiling); the
+    ``postfilter`` option is left out (it is meant for converted envelopes)."""
     fx = FeatureExtractor()
-    syn = Synthesizer(method)
+    syn = Synthesizer(method, options={k: v for k, v in (options or {}).items() if k != "postfilter"})
     fs, ss = fx.init_state(), syn.init_state()
     xp = np.concatenate([x, np.zeros(syn.latency + 80, np.float32)])
     out = []
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
 
     voice = NeuralVoice.load(args.voice)
     m = voice.manifest
+    options = m.get("synthesis_options")
     held_names = set(m["training"].get("heldout", []))
     tgt_utts = [u for u in build_corpus(args.heldout_corpus, cache_dir=args.cache_dir, progress=False,
                                              max_utterances=args.heldout_max)
@@ -106,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         x = load_audio_16k(u.path)
         rows.setdefault("target (held-out, unprocessed)", []).append(score(x, u.text))
         rows.setdefault("target resynthesised, pulse-noise (vocoder ceiling)", []).append(
-            score(resynthesize(x, "pulse-noise"), u.text))
+            score(resynthesize(x, "pulse-noise", options=options), u.text))
     methods = args.methods.split(",")
     for spec in args.sources.split(","):
         utts = [u for u in build_corpus(spec, cache_dir=args.cache_dir, progress=False, max_utterances=60)
@@ -115,17 +117,19 @@ def main(argv: list[str] | None = None) -> int:
             x = load_audio_16k(u.path)
             rows.setdefault("source (unconverted)", []).append(score(x, u.text))
             for meth in methods:
-                voice.synth = Synthesizer(meth, config=voice.config)
+                voice.synth = Synthesizer(meth, config=voice.config, options=options)
                 y = run_stage(voice, x)
                 rows.setdefault(f"converted, {meth}", []).append(score(y, u.text))
             print(f"  {spec} {u.path.name} done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
     summary = {k: {mk: float(np.mean([r[mk] for r in v if mk in r])) for mk in sorted({kk for r in v for kk in r})}
                | {"n": len(v)} for k, v in rows.items()}
-    print(f"voice {m['name']} (sources {args.sources}; reference: {len(ref)} held-out target utterances)")
+    print(f"voice {m['name']} (sources {args.sources}; reference: {len(ref)} held-out target utterances; "
+          f"synthesis options {options or 'defaults'})")
     for k, v in summary.items():
         print(f"  {k:<55} " + "  ".join(f"{mk}={vv:.3f}" for mk, vv in v.items() if mk != "n") + f"  n={v['n']}")
     if args.json:
-        args.json.write_text(json.dumps({"voice": m["name"], "sources": args.sources, "summary": summary}, indent=2))
+        args.json.write_text(json.dumps({"voice": m["name"], "sources": args.sources, "synthesis_options": options,
+                                                "summary": summary}, indent=2))
     return 0
 
 

@@ -13,6 +13,7 @@ import torch
 
 from ..features import FeatureConfig, input_feature_names
 from ..manifest import MANIFEST_VERSION, sha256_file, write_manifest
+from ..synthesis import check_options
 from .model import Converter
 
 __all__ = ["TENSORS", "OPSET", "export_onnx", "write_voice"]
@@ -41,8 +42,11 @@ def export_onnx(model: Converter, path: str | Path) -> Path:
 
 def write_voice(model: Converter, out_dir: str | Path, name: str, *, description: str, gender: str,
                 f0_log2_mean: float, f0_log2_std: float, synthesis: str, training: dict[str, Any],
-                preview: np.ndarray | None = None, feature_config: FeatureConfig | None = None) -> Path:
+                preview: np.ndarray | None = None, feature_config: FeatureConfig | None = None,
+                synthesis_options: dict[str, Any] | None = None) -> Path:
     """Write ``NAME.onnx``, ``NAME.json`` (manifest) and ``NAME.preview.wav`` into ``out_dir``.
+
+    ``synthesis_options`` (see :mod:`rtvc.synthesis`) go into the manifest when given.
 
     Returns the path of the .onnx file.
     """
@@ -76,6 +80,7 @@ def write_voice(model: Converter, out_dir: str | Path, name: str, *, description
         "f0": {"log2_mean": float(f0_log2_mean), "log2_std": float(f0_log2_std),
                "mean_hz": float(2.0 ** f0_log2_mean)},
         "synthesis": synthesis,
+        **({"synthesis_options": check_options(synthesis_options)} if synthesis_options else {}),
         "onnx_sha256": sha256_file(onnx_path),
         "training": training,
         "onnxruntime_version": onnxruntime.__version__,

@@ -56,3 +56,50 @@ def test_warp_matches_np_interp():
         warp_bins(x, r, out)
         ref = np.interp(np.arange(257) / r, np.arange(257), x)
         np.testing.assert_allclose(out, ref, atol=1e-6)
+
+
+def test_minimum_phase_matches_the_causal_cepstrum_fft():
+    # reference: exp(rfft(causal cepstrum)) is the minimum-phase filter; tolerance 1e-4 rad (float32)
+    from rtvc._native.cepstrum import minimum_phase_matrix
+
+    rng = np.random.default_rng(4)
+    c = (rng.standard_normal(N_CEP) / (1.0 + np.arange(N_CEP))).astype(np.float32)
+    causal = np.zeros(N_FFT)
+    causal[0] = c[0]
+    causal[1:N_CEP] = 2.0 * c[1:]
+    ref = np.fft.rfft(causal)
+    phase = np.zeros(N_FFT // 2 + 1, np.float32)
+    cepstrum_to_logenv(c, minimum_phase_matrix(N_FFT, N_CEP), phase)
+    np.testing.assert_allclose(phase, ref.imag, atol=1e-4)
+    # the filter is causal and front-loaded: almost no energy at negative times (the wrapped half)
+    h = np.fft.irfft(np.exp(ref), n=N_FFT)
+    assert np.sum(h[N_FFT // 2:] ** 2) < 1e-6 * np.sum(h ** 2)
+
+
+def test_postfilter_equals_the_envelope_of_the_emphasised_cepstrum_at_the_same_power():
+    from rtvc._native.cepstrum import postfilter_logenv
+
+    rng = np.random.default_rng(5)
+    c = (rng.standard_normal(N_CEP) / (1.0 + np.arange(N_CEP))).astype(np.float32)
+    c[0] = -3.0
+    _, inv = cepstrum_matrices(N_FFT, N_CEP)
+    nb = N_FFT // 2 + 1
+
+    def env(cc):  # numpy reference: the rfft of the liftered symmetric cepstrum
+        full = np.zeros(N_FFT)
+        full[:N_CEP] = cc
+        full[-N_CEP + 1:] = cc[1:][::-1]
+        return np.fft.rfft(full).real
+
+    e = np.zeros(nb, np.float32)
+    cepstrum_to_logenv(c, inv, e)
+    out = np.zeros(nb, np.float32)
+    postfilter_logenv(e, c, 1.3, inv, out)
+    emph = c.astype(np.float64).copy()
+    emph[2:] *= 1.3
+    ref = env(emph)
+    ref += 0.5 * np.log(np.sum(np.exp(2 * env(c.astype(np.float64)))) / np.sum(np.exp(2 * ref)))
+    # tolerance 1e-4 nepers: float32 matrices on envelopes of magnitude ~3
+    np.testing.assert_allclose(out, ref, atol=1e-4)
+    postfilter_logenv(e, c, 1.0, inv, out)
+    np.testing.assert_allclose(out, e, atol=1e-6)
