@@ -94,7 +94,8 @@ def test_devices_json_and_text(fake_devices: list, capsys: pytest.CaptureFixture
 def test_convert_json_fields_and_alignment(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     src, x = _speech(tmp_path, rate=48000)
     out = tmp_path / "out.wav"
-    assert main(["convert", str(src), str(out), "--json", "--bypass", "--gate-db", "-120", "--float"]) == 0
+    assert main(["convert", str(src), str(out), "--json", "--voice", "neutral", "--bypass", "--gate-db", "-120",
+                 "--float"]) == 0
     res = json.loads(_err(capsys)[0])
     for k in ("algorithmic_latency_ms", "rtf", "blocks", "dropped_blocks", "nonfinite_samples", "input_rate",
               "voice", "output"):
