@@ -30,7 +30,6 @@ for _v in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -102,15 +101,9 @@ class OldF0:
 
 # ---------------------------------------------------------------- measurement
 def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+    from rtvc.sysinfo import machine_description
+
+    return machine_description()
 
 
 def signals(seconds: float | None) -> dict[str, np.ndarray]:
