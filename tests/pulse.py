@@ -15,11 +15,14 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import json
 import subprocess
+import sys
+import threading
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import pytest
@@ -129,6 +132,41 @@ class Recorder:
         x = np.fromfile(self.path, dtype="<f4")
         n = x.shape[0] // self.channels
         return x[: n * self.channels].reshape(n, self.channels)
+
+
+
+class RtvcProcess:
+    """``python -m rtvc run --input pulse --output pulse --rate RATE --json --quiet ARGS`` as a child
+    process of the test server; waits until its streams are open (it prints the latency)."""
+
+    def __init__(self, server: PulseServer, args: list[str], *, sink: str, source: str, rate: int) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "rtvc", "run", "--input", "pulse", "--output", "pulse",
+                                      "--rate", str(rate), "--json", "--quiet", *args],
+                                     env=server.child_env(sink=sink, source=source),
+                                     cwd=str(Path(__file__).resolve().parents[1]),
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.err: list[str] = []
+        self.ready = threading.Event()
+        self._t = threading.Thread(target=self._read_err, daemon=True)
+        self._t.start()
+        if not self.ready.wait(60.0):
+            self.proc.kill()
+            raise AssertionError("rtvc did not open its streams within 60 s:\n" + "".join(self.err))
+
+    def _read_err(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.err.append(line)
+            if "algorithmic latency" in line:
+                self.ready.set()
+        self.ready.set()
+
+    def finish(self, timeout_s: float = 60.0) -> dict[str, Any]:
+        """Wait for the run to end; return its final JSON summary (exit code 0 asserted)."""
+        out, _ = self.proc.communicate(timeout=timeout_s)
+        self._t.join(timeout=5)
+        assert self.proc.returncode == 0, f"rtvc exited {self.proc.returncode}:\n" + "".join(self.err)
+        return json.loads(out.strip().splitlines()[-1])
 
 
 @pytest.fixture

@@ -13,8 +13,6 @@ import json
 import shutil
 import socket
 import subprocess
-import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -29,7 +27,7 @@ from rtvc.engine import Engine, EngineConfig
 from rtvc.errors import ConfigError, ModelError
 from rtvc.params import Params
 from rtvc.voices import VoiceRegistry
-from tests.pulse import PulseServer, Recorder, pulse_server  # noqa: F401  (fixture)
+from tests.pulse import PulseServer, Recorder, RtvcProcess, pulse_server  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 RATE = 48_000
@@ -47,42 +45,21 @@ def _tone(seconds: float, f_hz: float = 300.0) -> np.ndarray:
     return (0.3 * np.sin(2 * np.pi * f_hz * t)).astype(np.float32)
 
 
-class _Run:
+class _Run(RtvcProcess):
     """``rtvc run`` (bypass, control server on) as a child process."""
 
     def __init__(self, srv: PulseServer, duration_s: float, extra: tuple[str, ...] | list[str] = ()) -> None:
         self.port = _free_port()
-        env = srv.child_env(sink="rtvc_test_out", source="rtvc_test_in.monitor")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "rtvc", "run", "--input", "pulse", "--output", "pulse", "--rate", str(RATE),
-             "--bypass", "--gate-db", "-120", "--duration", str(duration_s), "--json", "--quiet",
-             "--control", "--port", str(self.port), "--token", "faults-test", *extra],
-            env=env, cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.err: list[str] = []
-        self.ready = threading.Event()
-        self._t = threading.Thread(target=self._read, daemon=True)
-        self._t.start()
-        if not self.ready.wait(60.0):
-            self.proc.kill()
-            raise AssertionError("rtvc did not start:\n" + "".join(self.err))
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.err.append(line)
-            if "algorithmic latency" in line:
-                self.ready.set()
-        self.ready.set()
+        super().__init__(srv, ["--bypass", "--gate-db", "-120", "--duration", str(duration_s),
+                               "--control", "--port", str(self.port), "--token", "faults-test", *extra],
+                         sink="rtvc_test_out", source="rtvc_test_in.monitor", rate=RATE)
 
     def healthy(self) -> bool:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=5) as r:
             return r.status == 200 and json.loads(r.read())["status"] == "ok"
 
-    def finish(self) -> dict[str, Any]:
-        out, _ = self.proc.communicate(timeout=90)
-        self._t.join(timeout=5)
-        assert self.proc.returncode == 0, f"rtvc exited {self.proc.returncode}:\n" + "".join(self.err)
-        return json.loads(out.strip().splitlines()[-1])
+    def finish(self, timeout_s: float = 90.0) -> dict[str, Any]:
+        return super().finish(timeout_s)
 
 
 def _audio_comes_through(srv: PulseServer, tmp_path: Path, *, within_s: float = 8.0) -> float:

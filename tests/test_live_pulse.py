@@ -19,10 +19,7 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
@@ -30,7 +27,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.pulse import PulseServer, Recorder, pulse_server  # noqa: F401  (fixture)
+from tests.pulse import PulseServer, Recorder, RtvcProcess, pulse_server  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.live
 
@@ -60,38 +57,6 @@ def _f0_hz(x: np.ndarray, *, rate: int = RATE, context: str = "") -> float:
     return float(np.median(voiced))
 
 
-class _Rtvc:
-    """``python -m rtvc run ...`` as a child process; waits until its streams are open."""
-
-    def __init__(self, server: PulseServer, args: list[str], *, sink: str, source: str) -> None:
-        env = server.child_env(sink=sink, source=source)
-        self.proc = subprocess.Popen([sys.executable, "-m", "rtvc", "run", "--input", "pulse", "--output", "pulse",
-                                      "--rate", str(RATE), "--json", "--quiet", *args],
-                                     env=env, cwd=str(Path(__file__).resolve().parents[1]),
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.err: list[str] = []
-        self.ready = threading.Event()
-        self._t = threading.Thread(target=self._read_err, daemon=True)
-        self._t.start()
-        if not self.ready.wait(60.0):
-            self.proc.kill()
-            raise AssertionError("rtvc did not open its streams within 60 s:\n" + "".join(self.err))
-
-    def _read_err(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.err.append(line)
-            if "algorithmic latency" in line:
-                self.ready.set()
-        self.ready.set()
-
-    def finish(self) -> dict:
-        out, _ = self.proc.communicate(timeout=60)
-        self._t.join(timeout=5)
-        assert self.proc.returncode == 0, f"rtvc exited {self.proc.returncode}:\n" + "".join(self.err)
-        return json.loads(out.strip().splitlines()[-1])
-
-
 def _play(server: PulseServer, x: np.ndarray, sink: str, tmp_path: Path) -> None:
     path = tmp_path / f"play-{sink}.wav"
     sf.write(path, x, RATE, subtype="FLOAT")
@@ -103,7 +68,8 @@ def test_live_pitch_conversion(pulse_server: PulseServer, tmp_path: Path) -> Non
     x = _tone(150.0, 2.5)
     rec = Recorder(srv, "rtvc_test_out.monitor", tmp_path / "out.raw", rate=RATE, channels=1)
     try:
-        rtvc = _Rtvc(srv, ["--voice", "higher", "--duration", "6"], sink="rtvc_test_out", source="rtvc_test_in.monitor")
+        rtvc = RtvcProcess(srv, ["--voice", "higher", "--duration", "6"], sink="rtvc_test_out",
+                           source="rtvc_test_in.monitor", rate=RATE)
         time.sleep(0.5)
         _play(srv, x, "rtvc_test_in", tmp_path)
         summary = rtvc.finish()
@@ -135,8 +101,8 @@ def test_live_loopback_delay(pulse_server: PulseServer, tmp_path: Path) -> None:
         x[c:c + burst.shape[0]] = burst
     rec = Recorder(srv, "rtvc_test_in.monitor", tmp_path / "loop.raw", rate=RATE, channels=2)
     try:
-        rtvc = _Rtvc(srv, ["--voice", "neutral", "--channel", "0", "--duration", "6"],
-                     sink="rtvc_test_ret", source="rtvc_test_in.monitor")
+        rtvc = RtvcProcess(srv, ["--voice", "neutral", "--channel", "0", "--duration", "6"],
+                           sink="rtvc_test_ret", source="rtvc_test_in.monitor", rate=RATE)
         time.sleep(1.0)
         _play(srv, x, "rtvc_test_src", tmp_path)
         summary = rtvc.finish()
@@ -174,8 +140,9 @@ def test_live_monitor_stream_and_gain(pulse_server: PulseServer, tmp_path: Path)
     x = _tone(200.0, 2.0)
     rec = Recorder(srv, "rtvc_test_out.monitor", tmp_path / "mon.raw", rate=RATE, channels=1)
     try:
-        rtvc = _Rtvc(srv, ["--null-output", "--monitor", "pulse", "--monitor-gain-db", "-6", "--bypass",
-                           "--gate-db", "-120", "--duration", "4.5"], sink="rtvc_test_out", source="rtvc_test_in.monitor")
+        rtvc = RtvcProcess(srv, ["--null-output", "--monitor", "pulse", "--monitor-gain-db", "-6", "--bypass",
+                           "--gate-db", "-120", "--duration", "4.5"],
+                           sink="rtvc_test_out", source="rtvc_test_in.monitor", rate=RATE)
         time.sleep(0.5)
         _play(srv, x, "rtvc_test_in", tmp_path)
         summary = rtvc.finish()
