@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .linalg import matvec
+
 __all__ = ["cepstrum_matrices", "minimum_phase_matrix", "log_magnitude", "logmag_to_cepstrum",
            "cepstrum_to_logenv", "warp_bins", "spectrum_envelope", "postfilter_logenv"]
 
@@ -61,21 +63,13 @@ def log_magnitude(spec: np.ndarray, floor: float, out: np.ndarray) -> None:
 @njit(cache=True, nogil=True)
 def logmag_to_cepstrum(logmag: np.ndarray, fwd: np.ndarray, out: np.ndarray) -> None:
     """``out = fwd @ logmag``: ``(n_bins,)`` log magnitude -> ``(n_cep,)`` cepstrum."""
-    for q in range(fwd.shape[0]):
-        acc = 0.0
-        for k in range(fwd.shape[1]):
-            acc += fwd[q, k] * logmag[k]
-        out[q] = acc
+    matvec(fwd, logmag, out)
 
 
 @njit(cache=True, nogil=True)
 def cepstrum_to_logenv(cep: np.ndarray, inv: np.ndarray, out: np.ndarray) -> None:
     """``out = inv @ cep``: ``(n_cep,)`` cepstrum -> ``(n_bins,)`` natural-log envelope."""
-    for k in range(inv.shape[0]):
-        acc = 0.0
-        for q in range(inv.shape[1]):
-            acc += inv[k, q] * cep[q]
-        out[k] = acc
+    matvec(inv, cep, out)
 
 
 @njit(cache=True, nogil=True)

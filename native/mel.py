@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .linalg import matvec
+
 __all__ = ["power_spectrum", "mel_apply", "log_db", "dct_apply", "mfcc_frame"]
 
 
@@ -22,11 +24,7 @@ def power_spectrum(spec: np.ndarray, out: np.ndarray) -> None:
 @njit(cache=True, nogil=True)
 def mel_apply(power: np.ndarray, fb: np.ndarray, out: np.ndarray) -> None:
     """``out = fb @ power``; ``fb`` is ``(n_mels, n_bins)``, ``power`` ``(n_bins,)``."""
-    for m in range(fb.shape[0]):
-        acc = 0.0
-        for k in range(fb.shape[1]):
-            acc += fb[m, k] * power[k]
-        out[m] = acc
+    matvec(fb, power, out)
 
 
 @njit(cache=True, nogil=True)
@@ -40,11 +38,7 @@ def log_db(x: np.ndarray, amin: float, out: np.ndarray) -> None:
 @njit(cache=True, nogil=True)
 def dct_apply(x: np.ndarray, dct: np.ndarray, out: np.ndarray) -> None:
     """``out = dct @ x``: ``dct`` is the first ``n_out`` rows of the orthonormal DCT-II matrix."""
-    for i in range(dct.shape[0]):
-        acc = 0.0
-        for j in range(dct.shape[1]):
-            acc += dct[i, j] * x[j]
-        out[i] = acc
+    matvec(dct, x, out)
 
 
 @njit(cache=True, nogil=True)
