@@ -10,12 +10,17 @@ recorded. Meanwhile:
   ms);
 - a second process loads both cores (two threads of NumPy matrix products).
 
-For each block size (5 and 10 ms) and callback (native, python), in the same run, it counts
+For each block size (5 and 10 ms) and configuration, in the same run, it counts
 xruns (rtvc's counters: PortAudio status flags and ring under/overflows) and output
 discontinuities: the recording is demodulated at the sine's frequency in 1 ms windows, and a
 phase jump over 0.25 rad or an amplitude dip below half the median is a discontinuity
 (consecutive windows within 20 ms count once). Any dropout, repeat or skip of samples shows
 up there, whatever caused it.
+
+Configurations (``--configs``): ``native`` (the default path: compiled GIL-free callback, the
+engine in its own worker process), ``python`` (the Python-callback fallback, worker process),
+``native-thread`` (native callback, the engine in a thread of the hogged process: the design
+before the worker process). ``--quick`` runs ``native,python``.
 
     python bench/load.py [--quick] [--json] [--seconds 60] [--out bench/out]
 
@@ -150,8 +155,13 @@ def cpu_hog(seconds: float, threads: int = 2) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-c", CPU_HOG, str(threads), str(seconds)])
 
 
+CONFIGS = {"native": ("native", "auto"), "python": ("python", "auto"), "native-thread": ("native", "thread"),
+           "python-thread": ("python", "thread")}
+
+
 def run_config(srv: Any, tmp: Path, *, callback: str, block_ms: float, seconds: float, load: bool = True,
-               profile: str = "live", device_block_ms: float | None = None, cpu_hog_on: bool = True) -> dict[str, Any]:
+               profile: str = "live", device_block_ms: float | None = None, cpu_hog_on: bool = True,
+               worker: str = "auto") -> dict[str, Any]:
     from rtvc.audio import LiveRunner
     from rtvc.engine import Engine, EngineConfig
     from rtvc.params import Params
@@ -159,7 +169,7 @@ def run_config(srv: Any, tmp: Path, *, callback: str, block_ms: float, seconds: 
 
     eng = Engine(EngineConfig(device_rate=RATE), params=Params(bypass=True, gate_threshold_db=-120.0))
     runner = LiveRunner(eng, input="pulse", output="pulse", rate=RATE, block_ms=block_ms, callback=callback,
-                        profile=profile, device_block_ms=device_block_ms)
+                        profile=profile, device_block_ms=device_block_ms, worker=worker)
     runner.start()
     try:
         t0 = time.monotonic()
@@ -170,6 +180,7 @@ def run_config(srv: Any, tmp: Path, *, callback: str, block_ms: float, seconds: 
         rec = Recorder(srv, "rtvc_test_out.monitor", tmp / f"load-{callback}-{block_ms}.raw", rate=RATE, channels=1)
         time.sleep(0.3)
         x0, d0, r0 = eng.counters["xruns"], eng.counters["dropped_blocks"], runner.stats["stream_restarts"]
+        st0 = dict(runner.stats)
         hog = GilHog() if load else None
         try:
             if hog is not None:
@@ -187,7 +198,11 @@ def run_config(srv: Any, tmp: Path, *, callback: str, block_ms: float, seconds: 
         runner.stop()
     disc = discontinuities(y, f_hz=SINE_HZ)
     minutes = max(1e-9, disc["seconds"] / 60.0)
-    return {"callback": callback, "block_ms": block_ms, "seconds": seconds, "load": load,
+    st = s["runner"]
+    return {"callback": callback, "worker": s["worker"], "worker_priority": s.get("worker_priority"),
+            "block_ms": block_ms, "seconds": seconds, "load": load,
+            "xrun_kinds": {k: st[k] - st0.get(k, 0) for k in ("input_status_flags", "output_status_flags",
+                                                             "input_overflows", "output_underflows")},
             "xruns": s["xruns"] - x0, "dropped_blocks": s["dropped_blocks"] - d0,
             "stream_restarts": s["runner"]["stream_restarts"] - r0,
             "discontinuities": disc["count"], "discontinuities_per_min": disc["count"] / minutes,
@@ -204,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     ap.add_argument("--seconds", type=float, default=None, help="seconds per configuration (default 60, quick 6)")
     ap.add_argument("--blocks", default="5,10")
+    ap.add_argument("--configs", default=None,
+                    help=f"comma-separated, of {', '.join(CONFIGS)} (default: native,python,native-thread; quick: native,python)")
     ap.add_argument("--profile", choices=("live", "gaming"), default="live")
     ap.add_argument("--device-block", default=None, help="device callback size: ms, or 'half' (of the block)")
     ap.add_argument("--no-cpu-hog", action="store_true", help="the GIL hog only (no second process)")
@@ -211,6 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(ROOT / "bench" / "out"))
     a = ap.parse_args(argv)
     seconds = a.seconds or (6.0 if a.quick else 60.0)
+    configs = (a.configs or ("native,python" if a.quick else "native,python,native-thread")).split(",")
+    for c in configs:
+        if c not in CONFIGS:
+            ap.error(f"--configs: {c!r} is not known; expected some of {', '.join(CONFIGS)}")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     import tempfile
@@ -225,14 +246,17 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.update(srv.child_env(sink="rtvc_test_out", source="rtvc_test_in.monitor"))
         with tempfile.TemporaryDirectory(prefix="rtvc-load-") as td:
             for block_ms in [float(b) for b in a.blocks.split(",")]:
-                for cb in ("native", "python"):
+                for name in configs:
+                    cb, worker = CONFIGS[name]
                     dev_block = None if a.device_block is None else (
                         block_ms / 2 if a.device_block == "half" else float(a.device_block))
                     r = run_config(srv, Path(td), callback=cb, block_ms=block_ms, seconds=seconds, load=not a.no_load,
-                                   profile=a.profile, device_block_ms=dev_block, cpu_hog_on=not a.no_cpu_hog)
-                    print(f"load {cb:<6} {block_ms:4g} ms: xruns {r['xruns']}, discontinuities {r['discontinuities']} "
+                                   profile=a.profile, device_block_ms=dev_block, cpu_hog_on=not a.no_cpu_hog,
+                                   worker=worker)
+                    r["config"] = name
+                    print(f"load {name:<13} {block_ms:4g} ms: xruns {r['xruns']}, discontinuities {r['discontinuities']} "
                           f"({r['discontinuities_per_min']:.1f}/min), dropped {r['dropped_blocks']}, gc pause max "
-                          f"{r['gc_pause_ms_max']} ms", file=sys.stderr, flush=True)
+                          f"{r['gc_pause_ms_max']} ms, {r['xrun_kinds']}, worker priority {r['worker_priority']}", file=sys.stderr, flush=True)
                     results.append(r)
     finally:
         srv.stop()

@@ -5,10 +5,11 @@ process) captures its monitor and plays into ``rtvc_test_out``. Every 200..600 m
 control change goes through the control layer (:class:`rtvc.control.actions.Controller`, the
 object the websocket server and the HTTP buttons call): a voice switch among the DSP voices,
 a pitch / formant / mix change, bypass on or off. Every ``--burst-every`` seconds the worker is
-stalled for 150..400 ms (an overload burst: the stall is injected in the engine call, as a
-slow model would be). The benchmark reports xruns, dropped blocks, the largest and final
-buffer age, the time the buffer age took to come back to its target after each burst, and
-the memory (RSS) at the start and the end.
+stalled for 150..400 ms (an overload burst: ``LiveRunner.inject_stall`` makes the worker's next
+block wait, as a slow model would, in the worker process or thread). The benchmark reports
+xruns, dropped blocks, the largest and final buffer age, the time the buffer age took to come
+back to its target after each burst, and the memory (RSS) at the start and the end: this process
+plus the worker process.
 
     python bench/soak.py [--quick] [--json] [--seconds 120] [--out bench/out]
 
@@ -44,12 +45,18 @@ __all__ = ["rss_mb", "random_change", "Bursts", "main"]
 RATE = 48_000
 
 
-def rss_mb() -> float:
-    """Resident set size of this process in MB (``VmRSS`` from ``/proc/self/status``)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
+def rss_mb(pid: int | str = "self") -> float:
+    """Resident set size of a process in MB (``VmRSS`` from ``/proc/PID/status``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024.0
-    raise RuntimeError("VmRSS not found in /proc/self/status")
+    raise RuntimeError(f"VmRSS not found in /proc/{pid}/status")
+
+
+def rss_total_mb(runner: Any) -> tuple[float, float]:
+    """RSS of this process and of the runner's worker process (0 when it is a thread), MB."""
+    pid = runner.worker_pid
+    return rss_mb(), (rss_mb(pid) if pid is not None else 0.0)
 
 
 def random_change(rng: random.Random, voices: list[str]) -> tuple[str, dict[str, Any]]:
@@ -65,23 +72,15 @@ def random_change(rng: random.Random, voices: list[str]) -> tuple[str, dict[str,
 
 
 class Bursts:
-    """Wraps ``engine.process_into`` so that :meth:`stall` makes the next call take ``ms``."""
+    """Overload bursts: :meth:`stall` makes the worker's next block take ``ms`` longer."""
 
-    def __init__(self, engine: Any) -> None:
-        self._inner = engine.process_into
-        self._pending_s = 0.0
-        engine.process_into = self
+    def __init__(self, runner: Any) -> None:
+        self.runner = runner
         self.count = 0
 
     def stall(self, ms: float) -> None:
-        self._pending_s = ms / 1000.0
+        self.runner.inject_stall(ms)
         self.count += 1
-
-    def __call__(self, x: np.ndarray, y: np.ndarray) -> None:
-        if self._pending_s:
-            s, self._pending_s = self._pending_s, 0.0
-            time.sleep(s)
-        self._inner(x, y)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--burst-every", type=float, default=10.0, help="seconds between overload bursts")
     ap.add_argument("--callback", choices=("native", "python"), default="native")
     ap.add_argument("--profile", choices=("live", "gaming"), default="live")
+    ap.add_argument("--worker", choices=("auto", "process", "thread"), default="auto")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(ROOT / "bench" / "out"))
     a = ap.parse_args(argv)
@@ -116,9 +116,9 @@ def main(argv: list[str] | None = None) -> int:
         eng = Engine(EngineConfig(device_rate=RATE), params=Params(voice="neutral"))
         voices = [v.name for v in eng.registry.list() if v.kind == "dsp"]
         runner = LiveRunner(eng, input="pulse", output="pulse", rate=RATE, block_ms=a.block_ms,
-                            callback=a.callback, profile=a.profile)
+                            callback=a.callback, profile=a.profile, worker=a.worker)
         ctl = Controller(eng, runner=runner)
-        bursts = Bursts(eng)
+        bursts = Bursts(runner)
         runner.start()
         t0 = time.monotonic()
         while runner.stats["worker_blocks"] < 50 and time.monotonic() - t0 < 15:
@@ -128,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
             ctl.set_voice(v)
             time.sleep(0.1)
         gc.collect()
-        rss0 = rss_mb()
+        rss0_main, rss0_worker = rss_total_mb(runner)
+        rss0 = rss0_main + rss0_worker
         x0, d0 = eng.counters["xruns"], eng.counters["dropped_blocks"]
         t_run = time.monotonic()
         next_change = t_run
@@ -165,16 +166,18 @@ def main(argv: list[str] | None = None) -> int:
                     recoveries.append(float("inf"))
                     pending_burst = None
             if not rss_track or now - rss_track[-1][0] >= 10.0:
-                rss_track.append((now, rss_mb()))
+                rss_track.append((now, sum(rss_total_mb(runner))))
             time.sleep(0.01)
         s = runner.summary()
         gc.collect()
-        rss1 = rss_mb()
+        rss1_main, rss1_worker = rss_total_mb(runner)
+        rss1 = rss1_main + rss1_worker
         runner.stop()
     finally:
         srv.stop()
     rec = [r for r in recoveries if np.isfinite(r)]
-    doc = {"benchmark": "soak", "machine": machine(), "rate_hz": RATE, "block_ms": a.block_ms, "callback": a.callback,
+    doc = {"benchmark": "soak", "machine": machine(), "rate_hz": RATE, "block_ms": a.block_ms, "callback": a.callback, "worker": s["worker"],
+           "worker_priority": s.get("worker_priority"),
            "profile": a.profile, "seconds": seconds, "quick": a.quick, "control_changes": changes,
            "control_errors": errors, "bursts": bursts.count, "xruns": s["xruns"] - x0,
            "dropped_blocks": s["dropped_blocks"] - d0, "buffer_age_ms_max": age_max,
@@ -183,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
            "recovery_s_p50": float(np.median(rec)) if rec else None,
            "recoveries_over_1s": sum(1 for r in recoveries if r > 1.0),
            "rss_mb_start": rss0, "rss_mb_end": rss1, "rss_growth_mb": rss1 - rss0,
+           "rss_mb_main": [rss0_main, rss1_main], "rss_mb_worker": [rss0_worker, rss1_worker],
            "rss_mb_track": [round(m, 2) for _, m in rss_track], "stream_restarts": s["runner"]["stream_restarts"],
            "faults": s["faults"], "wall_s": time.monotonic() - t_start}
     (out / "soak.json").write_text(json.dumps(doc, indent=1))

@@ -33,34 +33,57 @@ rate), so headless runs and tests go through exactly the same worker and engine 
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import math
+import os
 import sys
 import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 from numba import njit
 
-from ._native.pa_callback import CNT, N_COUNTERS, make_control_block, pa_callback
-from ._native.ring import ring_discard, ring_read, ring_read_available, ring_write, ring_write_available
+from ._native.pa_callback import make_control_block, pa_callback
+from ._native.ring import (
+    ring_discard,
+    ring_read,
+    ring_read_available,
+    ring_write,
+    ring_write_available,
+)
 from .errors import AudioFileError, ConfigError, DeviceError, RtvcError
-from .resampling import SUPPORTED_RATES, StreamResampler
+from .resampling import SUPPORTED_RATES
 from .types import Audio
+from .worker import IN_CALLS as _IN_CALLS
+from .worker import IN_OVERFLOW as _IN_OVERFLOW
+from .worker import IN_STATUS as _IN_STATUS
+from .worker import MON_CALLS as _MON_CALLS
+from .worker import MON_STATUS as _MON_STATUS
+from .worker import MON_UNDERFLOW as _MON_UNDERFLOW
+from .worker import OUT_CALLS as _OUT_CALLS
+from .worker import OUT_STATUS as _OUT_STATUS
+from .worker import OUT_UNDERFLOW as _OUT_UNDERFLOW
+from .worker import (
+    WORKER_STATS,
+    WORKERS,
+    BlockWorker,
+    Rings,
+    SharedBlock,
+    WorkerProcess,
+    callback_counts,
+    poll_interval_s,
+)
 
 __all__ = ["list_devices", "resolve_device", "check_settings", "default_rate", "has_devices", "device_name",
            "LiveRunner", "BLOCK_MS_RANGE", "CALLBACKS", "PROFILES"]
 
 BLOCK_MS_RANGE = (2.5, 100.0)
 _KIND_KEY = {"input": "max_input_channels", "output": "max_output_channels"}
-# callback counters (indices into LiveRunner._cb): written only by the callbacks / file clock
-(_IN_STATUS, _OUT_STATUS, _IN_OVERFLOW, _OUT_UNDERFLOW, _MON_UNDERFLOW, _MON_STATUS,
- _IN_CALLS, _OUT_CALLS, _MON_CALLS) = range(9)
-_N_CB = 9
 CALLBACKS = ("native", "python")
 """``native``: the compiled GIL-free PortAudio callback; ``python``: sounddevice's Python callback."""
 PROFILES: dict[str, dict[str, Any]] = {
@@ -291,18 +314,6 @@ def _fan_out(mono: np.ndarray, gain: float, outdata: np.ndarray) -> None:
             outdata[i, c] = v
 
 
-def _pow2(n: int) -> int:
-    return 1 << int(math.ceil(math.log2(max(2, n))))
-
-
-class _Ring:
-    """A float32 SPSC ring (``buf``, ``idx``); the docstring of each user names its threads."""
-
-    def __init__(self, n: int) -> None:
-        self.buf = np.zeros(_pow2(n), np.float32)
-        self.idx = np.zeros(2, np.int64)
-
-
 class _NativeStream:
     """One PortAudio stream whose callback is the GIL-free cfunc ``pa_callback``.
 
@@ -314,7 +325,7 @@ class _NativeStream:
     """
 
     def __init__(self, sd: Any, *, kind: str, device: int, channels: int, rate: int, block: int,
-                 latency: float, ctl: np.ndarray, keep: tuple[Any, ...]) -> None:
+                 latency: float, ctl: np.ndarray, keep: tuple[Any, ...], realtime: bool = False) -> None:
         ffi, lib = sd._ffi, sd._lib
         self._sd, self._ffi, self._lib, self.kind = sd, ffi, lib, kind
         self._keep = (ctl, keep)
@@ -331,9 +342,29 @@ class _NativeStream:
                                 float(rate), int(block), 0, self._cb, ffi.cast("void*", ctl.ctypes.data))
         self._check(err, "Pa_OpenStream")
         self._s = pp[0]
+        self.realtime = realtime and self._enable_alsa_realtime(device)
         info = lib.Pa_GetStreamInfo(self._s)
         self.latency = float(info.inputLatency if kind == "input" else info.outputLatency) if info != ffi.NULL else 0.0
         self.closed = False
+
+    def _enable_alsa_realtime(self, device: int) -> bool:
+        """ALSA host API: ask PortAudio to run this stream's callback thread with ``SCHED_FIFO``
+        (``PaAlsa_EnableRealtimeScheduling``; PortAudio falls back to normal scheduling where it
+        is not permitted). Safe because the callback never takes the GIL; other host APIs
+        (CoreAudio, WASAPI) already run their callbacks at a raised priority."""
+        try:
+            api = self._sd.query_hostapis(self._sd.query_devices(device)["hostapi"])["name"]
+            if api != "ALSA":
+                return False
+            import ctypes
+
+            fn = ctypes.CDLL(self._sd._libname).PaAlsa_EnableRealtimeScheduling
+            fn.argtypes = [ctypes.c_void_p, ctypes.c_int]
+            fn(int(self._ffi.cast("uintptr_t", self._s)), 1)
+            return True
+        except (OSError, AttributeError, KeyError, ValueError) as e:
+            _log.info("realtime scheduling of the PortAudio callback not enabled: %s", e)
+            return False
 
     def _check(self, err: int, what: str) -> None:
         if err < 0:
@@ -359,6 +390,25 @@ class _NativeStream:
         if not self.closed:
             self.closed = True
             self._lib.Pa_CloseStream(self._s)
+
+
+@contextlib.contextmanager
+def _inheritable_priority(rt_priority: int | None) -> Iterator[None]:
+    """Run the body with the calling thread at ``SCHED_FIFO rt_priority`` (where permitted), so
+    threads started inside inherit it; restore normal scheduling after."""
+    if rt_priority is None or not hasattr(os, "sched_setscheduler"):
+        yield
+        return
+    try:
+        before = os.sched_getscheduler(0), os.sched_getparam(0)
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(rt_priority))
+    except OSError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        os.sched_setscheduler(0, before[0], before[1])
 
 
 class _FileWriter:
@@ -490,6 +540,15 @@ class LiveRunner:
         restored at stop). The worker takes the GIL back after every compiled kernel; with
         Python's default 5 ms, a busy Python thread can make it wait 5 ms each time. ``None``
         leaves it alone.
+    worker
+        Where the block worker (engine and ring bookkeeping) runs: ``"process"``, its own
+        interpreter fed through shared-memory rings (:mod:`rtvc.worker`), so nothing in this
+        process (a garbage collection, the control server, a busy Python thread) can hold a lock
+        it needs; ``"thread"``, a thread of this process; ``"auto"`` (default): ``process`` when a
+        device stream is open, ``thread`` for files only.
+    rt_priority
+        Worker process only: ``SCHED_FIFO`` priority to ask for (else nice -10 is tried);
+        ``None`` leaves its priority alone. What it got is in ``summary()['worker_priority']``.
     freeze_gc
         At start, after the warm-up, collect once and move every object that exists then
         (numba's and NumPy's millions of import-time objects) to the garbage collector's
@@ -506,7 +565,7 @@ class LiveRunner:
                  out_margin_blocks: float | None = None, device_latency: str | float | None = None,
                  duplex: bool = False, realtime: bool = True, stall_timeout_s: float = 2.0,
                  device_block_ms: float | None = None, switch_interval_ms: float | None = 1.0,
-                 freeze_gc: bool = True) -> None:
+                 freeze_gc: bool = True, worker: str = "auto", rt_priority: int | None = 10) -> None:
         if not (BLOCK_MS_RANGE[0] <= block_ms <= BLOCK_MS_RANGE[1]):
             raise ConfigError(f"block size {block_ms} ms is out of range; expected {BLOCK_MS_RANGE[0]}..{BLOCK_MS_RANGE[1]} ms")
         if channel is not None and channel < 0:
@@ -517,6 +576,10 @@ class LiveRunner:
             raise ConfigError(f"callback {callback!r} is not known; expected one of {CALLBACKS}")
         if profile not in PROFILES:
             raise ConfigError(f"profile {profile!r} is not known; expected one of {tuple(PROFILES)}")
+        if worker not in WORKERS:
+            raise ConfigError(f"worker {worker!r} is not known; expected one of {WORKERS}")
+        if rt_priority is not None and not (1 <= rt_priority <= 99):
+            raise ConfigError(f"rt_priority {rt_priority} is out of range; expected 1..99 or none")
         prof = PROFILES[profile]
         max_backlog_blocks = prof["max_backlog_blocks"] if max_backlog_blocks is None else max_backlog_blocks
         out_margin_blocks = prof["out_margin_blocks"] if out_margin_blocks is None else out_margin_blocks
@@ -547,6 +610,16 @@ class LiveRunner:
             raise ConfigError(f"switch_interval_ms {switch_interval_ms} is out of range; expected 0.05..100 ms")
         self.switch_interval_ms = switch_interval_ms
         self.freeze_gc = bool(freeze_gc)
+        self.worker = worker
+        self.rt_priority = rt_priority
+        self.worker_home: str | None = None
+        """Where the block worker runs now: ``"process"`` or ``"thread"`` (``None`` before start)."""
+        self._rings: Rings | None = None
+        self._core: BlockWorker | None = None
+        self._shm: SharedBlock | None = None
+        self._wp: WorkerProcess | None = None
+        self._wp_stats_base: dict[str, int] = {}
+        self._margin_mirror = self.out_margin_blocks
         self._saved_switch: float | None = None
         if not realtime and (input_file is None or not (output_file is not None or null_output)):
             raise ConfigError("realtime=False (--fast) needs an input file and an output file or null output")
@@ -577,9 +650,7 @@ class LiveRunner:
         self.stats = {"input_status_flags": 0, "output_status_flags": 0, "input_overflows": 0,
                       "output_underflows": 0, "monitor_underflows": 0, "output_overflows": 0,
                       "worker_blocks": 0, "stream_restarts": 0, "device_losses": 0, "reconnect_attempts": 0,
-                      "trimmed_samples": 0, "callbacks": 0}
-        self._cb = np.zeros(_N_CB, np.int64)
-        self._cb_seen = np.zeros(_N_CB, np.int64)
+                      "trimmed_samples": 0, "callbacks": 0, "worker_restarts": 0}
         self._file_pos = 0  # input-file position (samples at ``rate``); kept across set_devices
         self._file_done_at = -1
         self._writer: _FileWriter | None = None
@@ -658,6 +729,16 @@ class LiveRunner:
         return (3.0 + self._margin_blocks) * self.block * 1000.0 / self.rate
 
     @property
+    def _margin_blocks(self) -> float:
+        """The output margin now (blocks): the block worker's, or its mirror from the worker process."""
+        return self._core.margin_blocks if self._core is not None else self._margin_mirror
+
+    @property
+    def _win_blocks(self) -> int:
+        assert self._core is not None
+        return self._core.win_blocks
+
+    @property
     def block(self) -> int:
         """Host block in samples at the device rate (what the worker processes at a time)."""
         return max(1, int(round(self.rate * self.block_ms / 1000.0)))
@@ -672,8 +753,7 @@ class LiveRunner:
         return max(0, int(round(self.rate * self.device_block_ms / 1000.0)))
 
     def _gauges_init(self) -> None:
-        self._margin_blocks = self.out_margin_blocks
-        self._age_max = 0
+        self._margin_mirror = self.out_margin_blocks
         g = self.engine.gauges
         g["buffer_age_ms"] = None
         g["buffer_age_max_ms"] = None
@@ -692,43 +772,72 @@ class LiveRunner:
         self.engine.gauges["stream_state"] = state
 
     # ------------------------------------------------------------------ allocation
+    def _home(self) -> str:
+        if self.worker != "auto":
+            return self.worker
+        return "process" if any(v is not None for v in self._dev.values()) else "thread"
+
     def _allocate(self) -> None:
         b = self.block
-        eng_rate = self.engine.config.device_rate
-        self._in = _Ring(16 * b + 8192)
-        self._out = _Ring(16 * b + 8192)
-        self._mon = _Ring(16 * b + 8192)
+        self.worker_home = home = self._home()
+        ring_samples = 16 * b + 8192
+        if home == "process":
+            self._shm = SharedBlock.create(ring_samples)
+            rings = self._shm.rings
+        else:
+            rings = Rings.local(ring_samples)
+        self._rings = rings
+        self._in, self._out, self._mon = rings.input, rings.output, rings.monitor
+        self._cb = rings.cb  # Python-callback / file-clock counters
+        self._ncnt = rings.ncnt  # native callback counters, one array per stream role
         self._cb_mono = np.zeros(max(8192, 4 * b), np.float32)  # callback scratch (device blocks may vary)
         self._cb_mono2 = np.zeros(max(8192, 4 * b), np.float32)
         self._cb_mono3 = np.zeros(max(8192, 4 * b), np.float32)
-        # native callback counters, one array per stream role; kept across reopenings (monotonic)
-        self._ncnt = {k: np.zeros(N_COUNTERS, np.int64) for k in ("input", "output", "monitor")}
-        self._ncnt_seen = np.zeros(_N_CB, np.int64)
-        self._x = np.zeros(b, np.float32)
-        self._edge = eng_rate != self.rate
-        if self._edge:
-            self._rs_in = StreamResampler(self.rate, eng_rate, max_chunk=b)
-            n_eng = b * eng_rate // self.rate + 8
-            self._rs_out = StreamResampler(eng_rate, self.rate, max_chunk=n_eng)
-            self._y = np.zeros(n_eng, np.float32)
-        else:
-            self._y = np.zeros(b, np.float32)
-        self._ymon = np.zeros(self._y.shape[0] * 2 + 16, np.float32)
         # one block of silence in each output ring, so the first callback does not run dry
         ring_write(self._out.buf, self._out.idx, np.zeros(b, np.float32))
         ring_write(self._mon.buf, self._mon.idx, np.zeros(b, np.float32))
-        self._cb[:] = 0
-        self._cb_seen[:] = 0
         self._gauges_init()
-        # output trimming: the lowest pre-write output level over a window of ~0.5 s
-        self._win_blocks = max(4, int(round(0.5 * self.rate / b)))
-        self._win = {"out": [1 << 62, 0, 0], "mon": [1 << 62, 0, 0]}  # [min level, blocks seen, trim pending]
+        self._core = None
+        if home == "thread":
+            self._core = BlockWorker(self.engine, rings, rate=self.rate, block=b,
+                                     max_backlog_blocks=self.max_backlog_blocks, out_margin_blocks=self.out_margin_blocks,
+                                     margin_max_blocks=self._margin_max_blocks, device_out=self._dev["output"] is not None,
+                                     monitor=self._dev["monitor"] is not None, stats=self.stats)
         # warm up every kernel signature the audio threads use, before any stream starts
         _to_mono(np.zeros((4, 2), np.float32), -1, self._cb_mono[:4])
         _fan_out(self._cb_mono[:4], 1.0, np.zeros((4, 2), np.float32))
         ring_read_available(self._in.idx)
         ring_write_available(self._in.buf, self._in.idx)
         ring_discard(self._in.idx, 0)
+
+    def _start_worker_process(self) -> None:
+        """Spawn the worker process on the current rings (start, or a restart after it died)."""
+        assert self._shm is not None
+        self._wp_stats_base = {k: self.stats[k] for k in WORKER_STATS}
+        spec = {"rate": self.rate, "block": self.block, "max_backlog_blocks": self.max_backlog_blocks,
+                "margin_blocks": self._margin_mirror, "margin_max_blocks": self._margin_max_blocks,
+                "device_out": self._dev["output"] is not None, "monitor": self._dev["monitor"] is not None,
+                "rt_priority": self.rt_priority}
+        wp = WorkerProcess(self._shm, self.engine, spec, on_report=self._on_report,
+                           on_fault=lambda kind, msg: self._fault(kind, msg), on_error=self._on_worker_error)
+        wp.start()
+        self._wp = wp
+        self.engine.gauges["worker_priority"] = wp.info.get("priority")
+
+    def _on_report(self, snap: dict[str, Any]) -> None:
+        """Mirror thread: a snapshot from the worker process becomes this runner's telemetry."""
+        self.engine.mirror(snap)
+        base = self._wp_stats_base
+        for k, v in snap["stats"].items():
+            self.stats[k] = base.get(k, 0) + int(v)
+        self._margin_mirror = float(snap["margin_blocks"])
+
+    def _on_worker_error(self, e: Exception) -> None:
+        if "exited unexpectedly" in str(e):
+            self._fault("worker", f"{e}; restarting it", level=logging.ERROR)  # the supervisor does
+            return
+        self.error = e
+        self.finished.set()
 
     # ------------------------------------------------------------------ Python callbacks (fallback)
     def _input_cb(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
@@ -837,123 +946,30 @@ class LiveRunner:
     # ------------------------------------------------------------------ worker thread
     def _worker(self) -> None:
         # poll often: with the native callback the worker cannot be woken without the GIL
-        sleep_s = min(0.001, max(0.0002, self.block / self.rate / 8.0)) if self.realtime else 0.0002
+        sleep_s = poll_interval_s(self.block, self.rate) if self.realtime else 0.0002
+        assert self._core is not None
         try:
-            while not self._stop.is_set():
-                self._collect()
-                if not self.step():
-                    time.sleep(sleep_s)
+            self._core.run(self._stop.is_set, sleep_s=sleep_s)
         except Exception as e:  # the streams would play silence forever: stop and say why
             self.error = e
             self.finished.set()
-        self._collect()
-
-    def _trim(self, key: str, ring: _Ring, n: int) -> int:
-        """Samples of the next ``n`` to leave out of ``ring`` (producer side) so that its lowest
-        level over the last window comes down to the output margin: latency never creeps."""
-        w = self._win[key]
-        level = ring_read_available(ring.idx)
-        if level < w[0]:
-            w[0] = level
-        w[1] += 1
-        if w[1] >= self._win_blocks:
-            w[2] = max(0, w[0] - int(self._margin_blocks * self.block))
-            w[0], w[1] = 1 << 62, 0
-        skip = min(w[2], n)
-        w[2] -= skip
-        return skip
 
     def step(self) -> bool:
-        """Process one block if one is waiting (worker side); return whether one was processed.
-
-        When more than ``max_backlog_blocks`` blocks wait, all but the newest are dropped first
-        and counted in ``engine.counters['dropped_blocks']``. A device output ring is kept near
-        its margin (``out_margin_blocks``) by leaving samples out; ``engine.gauges
-        ['buffer_age_ms']`` is the audio held in both rings after the block.
-        """
-        b = self.block
-        eng = self.engine
-        counters = eng.counters
-        avail = ring_read_available(self._in.idx)
-        if avail < b:
-            return False
-        if avail > (self.max_backlog_blocks + 1) * b:
-            n_drop = ((avail - b) // b) * b
-            ring_discard(self._in.idx, n_drop)
-            counters["dropped_blocks"] += n_drop // b
-        x, y = self._x, self._y
-        ring_read(self._in.buf, self._in.idx, x)
-        if self._edge:
-            m = self._rs_in.process(x)
-            yy = y[:m.shape[0]]
-            eng.process_into(m, yy)
-            out = self._rs_out.process(yy)
-        else:
-            eng.process_into(x, y)
-            out = y
-        device_out = self._dev["output"] is not None
-        skip = self._trim("out", self._out, out.shape[0]) if device_out else 0
-        self.stats["trimmed_samples"] += skip
-        # the output side is bounded too (clock drift between two devices, a stream that is gone)
-        out_cap = (self.max_backlog_blocks + 2 + int(self._margin_blocks)) * b
-        queued = ring_read_available(self._out.idx)
-        if queued > out_cap:
-            counters["dropped_blocks"] += 1
-        elif ring_write(self._out.buf, self._out.idx, out[skip:]) < out.shape[0] - skip:
-            self.stats["output_overflows"] += 1
-        if self._dev["monitor"] is not None:
-            p = eng.params
-            mon = self._ymon[:out.shape[0]]
-            g = 10.0 ** (p.monitor_gain_db / 20.0) if p.monitor else 0.0
-            np.multiply(out, np.float32(g), out=mon)
-            skip_m = self._trim("mon", self._mon, mon.shape[0])
-            if ring_read_available(self._mon.idx) <= out_cap:
-                ring_write(self._mon.buf, self._mon.idx, mon[skip_m:])
-        age = ring_read_available(self._in.idx) + ring_read_available(self._out.idx)
-        self._age_max = max(self._age_max, age)
-        g = eng.gauges
-        g["buffer_age_ms"] = 1000.0 * age / self.rate
-        g["buffer_age_max_ms"] = 1000.0 * self._age_max / self.rate
-        self.stats["worker_blocks"] += 1
-        return True
+        """Process one block if one is waiting (thread home; see :meth:`BlockWorker.step`)."""
+        if self._core is None:
+            raise ConfigError("step() drives the thread-home worker; this runner's worker runs in its own process")
+        return self._core.step()
 
     def _counts(self) -> np.ndarray:
-        """Python-callback counters plus the native ones, in the ``_cb`` layout."""
-        c = self._cb.copy()
-        n = getattr(self, "_ncnt", None)
-        if n is not None:
-            ni, no, nm = n["input"], n["output"], n["monitor"]
-            c[_IN_STATUS] += ni[CNT["pa_input_underflow"]] + ni[CNT["pa_input_overflow"]]
-            c[_IN_OVERFLOW] += ni[CNT["in_ring_full_events"]]
-            c[_IN_CALLS] += ni[CNT["callbacks"]]
-            c[_OUT_STATUS] += no[CNT["pa_output_underflow"]] + no[CNT["pa_output_overflow"]]
-            c[_OUT_UNDERFLOW] += no[CNT["out_ring_empty_events"]]
-            c[_OUT_CALLS] += no[CNT["callbacks"]]
-            c[_MON_STATUS] += nm[CNT["pa_output_underflow"]] + nm[CNT["pa_output_overflow"]]
-            c[_MON_UNDERFLOW] += nm[CNT["out_ring_empty_events"]]
-            c[_MON_CALLS] += nm[CNT["callbacks"]]
-        return c
+        """Callback counters, Python and native, in the ``cb`` layout."""
+        if self._rings is None:
+            return np.zeros(9, np.int64)
+        return callback_counts(self._rings)
 
     def _collect(self) -> None:
-        """Move callback counters into ``stats`` and ``engine.counters['xruns']`` (worker side)."""
-        cb = self._counts()
-        d = cb - self._cb_seen
-        if not d.any():
-            return
-        self._cb_seen[:] = cb
-        s = self.stats
-        s["input_status_flags"] += int(d[_IN_STATUS])
-        s["output_status_flags"] += int(d[_OUT_STATUS] + d[_MON_STATUS])
-        s["input_overflows"] += int(d[_IN_OVERFLOW])
-        s["output_underflows"] += int(d[_OUT_UNDERFLOW])
-        s["monitor_underflows"] += int(d[_MON_UNDERFLOW])
-        s["callbacks"] += int(d[_IN_CALLS] + d[_OUT_CALLS] + d[_MON_CALLS])
-        xr = int(d[_IN_STATUS] + d[_OUT_STATUS] + d[_MON_STATUS] + d[_IN_OVERFLOW] + d[_OUT_UNDERFLOW])
-        self.engine.counters["xruns"] += xr
-        if d[_OUT_UNDERFLOW] and self._margin_blocks < self._margin_max_blocks:
-            # gaming profile: widen the output margin rather than stutter again
-            self._margin_blocks = min(self._margin_max_blocks, self._margin_blocks + 1.0)
-            self.engine.gauges["target_buffer_age_ms"] = self.target_buffer_age_ms
+        """Move callback counters into ``stats`` and ``engine.counters['xruns']`` (thread home)."""
+        if self._core is not None:
+            self._core.collect()
 
     # ------------------------------------------------------------------ streams
     def _latency_s(self, sd: Any, index: int, kind: str) -> float:
@@ -969,9 +985,18 @@ class LiveRunner:
                                  in_select=self._ch_sel, out_channels=channels)
         return _NativeStream(sd, kind=kind, device=index, channels=channels, rate=self.rate, block=self.device_block,
                              latency=self._latency_s(sd, index, "input" if kind == "input" else "output"),
-                             ctl=ctl, keep=(ring, cnt))
+                             ctl=ctl, keep=(ring, cnt), realtime=self.rt_priority is not None)
 
     def _open_streams(self) -> None:
+        """Open and start the device streams. With the native callback and ``rt_priority``, the
+        threads the audio libraries start meanwhile (libpulse's mainloop behind ALSA's ``pulse``
+        plugin moves every sample to and from the server) inherit ``SCHED_FIFO`` from this
+        thread, raised for the duration; PortAudio's callback thread gets it by its own flag."""
+        raise_ = self.callback == "native" and self.rt_priority is not None
+        with _inheritable_priority(1 if raise_ else None):
+            self._open_streams_now()
+
+    def _open_streams_now(self) -> None:
         sd = _sounddevice()
         rate = self.rate
         di, do, dm = self._dev["input"], self._dev["output"], self._dev["monitor"]
@@ -1057,6 +1082,8 @@ class LiveRunner:
             now = time.monotonic()
             starved = now - last > max(0.2, self.stall_timeout_s / 2)
             last = now
+            if self._wp is not None and not self._wp.alive() and self.error is None:
+                self._respawn_worker()
             if self.stream_state == "running":
                 if not self._streams:
                     continue
@@ -1122,6 +1149,29 @@ class LiveRunner:
                 finally:
                     self._lock.release()
 
+    def _respawn_worker(self) -> None:
+        """Supervisor: the worker process died (killed, crashed): start another on the same
+        rings; the streams never stopped, so audio resumes where the rings stand."""
+        if not self._lock.acquire(timeout=0.5):
+            return
+        try:
+            if self._stop.is_set() or self._wp is None or self._wp.alive():
+                return
+            old = self._wp
+            old.stop(timeout_s=0.5)
+            self._wp = None
+            self.stats["worker_restarts"] += 1
+            try:
+                self._start_worker_process()
+            except RtvcError as e:
+                self.error = e
+                self.finished.set()
+                self._fault("worker", f"the audio worker process could not be restarted: {e}", level=logging.ERROR)
+                return
+            self._fault("worker", f"audio worker process restarted (pid {self._wp.pid})")
+        finally:
+            self._lock.release()
+
     def _reset_output_rings(self) -> None:
         """Streams closed: leave one block of output queued, as at start (we own both ends now)."""
         b = self.block
@@ -1129,7 +1179,7 @@ class LiveRunner:
             n = ring_read_available(ring.idx)
             if n > b:
                 ring_discard(ring.idx, n - b)
-            elif n < b:
+            elif n < b and self._wp is None:  # a worker process is the producer: leave its end alone
                 ring_write(ring.buf, ring.idx, np.zeros(b - n, np.float32))
 
     def devices_text(self) -> str:
@@ -1147,7 +1197,13 @@ class LiveRunner:
             if self.running:
                 return self
             self._allocate()
-            if self.engine.counters["blocks"] == 0:
+            if self.worker_home == "process":
+                try:
+                    self._start_worker_process()  # imports, loads the voice and warms up there
+                except BaseException:
+                    self._release_shm()
+                    raise
+            elif self.engine.counters["blocks"] == 0:
                 # compile every kernel and code path once in a throwaway engine, so the first real
                 # block is on time and this engine's stream starts at sample 0
                 self.engine.warm_up()
@@ -1156,7 +1212,9 @@ class LiveRunner:
             self._stop.clear()
             self.finished.clear()
             self.error = None
-            self._threads = [threading.Thread(target=self._worker, name="rtvc-worker", daemon=True)]
+            self._threads = []
+            if self._core is not None:
+                self._threads.append(threading.Thread(target=self._worker, name="rtvc-worker", daemon=True))
             if self.input_file is not None or self._dev["output"] is None:
                 self._threads.append(threading.Thread(target=self._file_clock, name="rtvc-file-clock", daemon=True))
             if self._writer is not None:
@@ -1170,6 +1228,7 @@ class LiveRunner:
                 for t in self._threads:
                     t.join()
                 self._threads = []
+                self._stop_worker_process()
                 raise
             if self.freeze_gc:
                 gc.collect()
@@ -1183,6 +1242,18 @@ class LiveRunner:
             sup.start()
             self.running = True
             return self
+
+    def _stop_worker_process(self) -> None:
+        """Stop the worker process (its final snapshot is mirrored first) and free the rings' file."""
+        if self._wp is not None:
+            self._wp.stop()
+            self._wp = None
+        self._release_shm()
+
+    def _release_shm(self) -> None:
+        if self._shm is not None:
+            self._shm.close()
+            self._shm = None
 
     def _halt(self) -> bool:
         """Close the streams and join the threads; return whether anything was running."""
@@ -1199,6 +1270,7 @@ class LiveRunner:
             self._threads = []
         self._set_state("stopped")
         self._collect()
+        self._stop_worker_process()
         if self._saved_switch is not None:
             sys.setswitchinterval(self._saved_switch)
             self._saved_switch = None
@@ -1219,6 +1291,21 @@ class LiveRunner:
                 if err is not None:
                     self.file_error = err
                     self._fault("output_file", err, level=logging.ERROR)
+
+    def inject_stall(self, ms: float) -> None:
+        """Fault injection for benchmarks and tests: the worker's next block first waits ``ms``
+        (an overload burst, as a slow model or a busy machine would cause), wherever it runs."""
+        if not (0.0 <= ms <= 10_000.0):
+            raise ConfigError(f"stall of {ms} ms is out of range; expected 0..10000 ms")
+        if self._wp is not None:
+            self._wp.send(("stall", float(ms)))
+        elif self._core is not None:
+            self._core.stall_s = ms / 1000.0
+
+    @property
+    def worker_pid(self) -> int | None:
+        """Process id of the worker process (``None`` when the worker is a thread or stopped)."""
+        return self._wp.pid if self._wp is not None else None
 
     def restart_dead_streams(self) -> bool:
         """Whether the supervisor reopened the streams since the last call (the run loop prints
@@ -1295,6 +1382,7 @@ class LiveRunner:
         out = {**self.engine.telemetry(), "runner": dict(self.stats), "devices": self.devices,
                "block_ms": self.block_ms, "block": self.block, "max_backlog_blocks": self.max_backlog_blocks,
                "callback": self.callback, "profile": self.profile, "stream_state": self.stream_state,
+               "worker": self.worker_home, "worker_pid": self._wp.pid if self._wp is not None else None,
                "buffering_bound_ms": self.buffering_bound_ms, "target_buffer_age_ms": self.target_buffer_age_ms,
                "out_margin_blocks": self._margin_blocks,
                "stream_latency_ms": {k: 1000.0 * v for k, v in self.stream_latency_s.items()},

@@ -88,6 +88,13 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--callback", choices=("native", "python"), default="native",
                    help="audio callback: native (default; compiled, never waits for the Python interpreter) "
                         "or python (sounddevice's Python callback, the fallback)")
+    g.add_argument("--worker", choices=("auto", "process", "thread"), default="auto",
+                   help="where the engine runs: process (its own interpreter, fed by shared-memory rings: nothing "
+                        "else in rtvc can stall it), thread, or auto (default: process with a sound device, "
+                        "thread for files only)")
+    g.add_argument("--rt-priority", type=int, default=10, metavar="N",
+                   help="worker process: SCHED_FIFO priority to ask for (1..99; default 10; 0: do not raise it); "
+                        "where not permitted it tries nice -10")
     g.add_argument("--device-block-ms", type=float, default=None, metavar="MS",
                    help="frames per device callback in ms (default: --block-ms); smaller shortens the device "
                         "buffers (PortAudio's ALSA backend keeps two periods per direction)")
@@ -176,7 +183,14 @@ def build_runner(args: argparse.Namespace, engine: Any) -> Any:
                       duplex=getattr(args, "duplex", False),
                       callback=getattr(args, "callback", "native"), profile=getattr(args, "profile", "live"),
                       device_block_ms=_device_block_ms(getattr(args, "device_block_ms", None), args.block_ms),
-                      device_latency=_device_latency(getattr(args, "device_latency", None)))
+                      device_latency=_device_latency(getattr(args, "device_latency", None)),
+                      worker=getattr(args, "worker", "auto"), rt_priority=_rt_priority(getattr(args, "rt_priority", 10)))
+
+
+def _rt_priority(n: int) -> int | None:
+    if not (0 <= n <= 99):
+        raise ConfigError(f"--rt-priority {n} is out of range; expected 0 (do not raise) or 1..99")
+    return n or None
 
 
 def _device_block_ms(ms: float | None, block_ms: float) -> float | None:
@@ -384,7 +398,8 @@ def _no_device_reason(*, need_output: bool) -> str | None:
     return None
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
+def run_live(args: argparse.Namespace) -> int:
+    """``rtvc run`` (and ``rtvc serve``, which is ``run --control``): the live loop."""
     out = sys.stderr if args.json else sys.stdout
     if args.duration is not None and not (args.duration > 0 and math.isfinite(args.duration)):
         raise ConfigError(f"--duration {args.duration} is out of range; expected a positive number of seconds")
@@ -455,7 +470,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 SUBCOMMANDS: dict[str, tuple[AddArguments, Handler]] = {
     "devices": (_add_devices, _cmd_devices),
     "voices": (_add_voices, _cmd_voices),
-    "run": (_add_run, _cmd_run),
+    "run": (_add_run, run_live),
     "convert": (_add_convert, _cmd_convert),
 }
 _HELP = {"devices": "list audio devices", "voices": "list voices with their latency",

@@ -27,7 +27,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -119,6 +119,8 @@ class Engine:
         self._times_n = 0
         self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=cfg.queue_size)
         self._lock = threading.Lock()  # serialises request() callers, never taken by process()
+        self._remote: Callable[[tuple[Any, ...]], None] | None = None
+        self._mirror_base: dict[str, int] = {}
         self.counters = {"blocks": 0, "hops": 0, "samples_in": 0, "nonfinite_samples": 0, "stage_resets": 0,
                          "dropped_blocks": 0, "xruns": 0, "commands_applied": 0,
                          "commands_coalesced": 0, "limited_samples": 0}
@@ -178,6 +180,12 @@ class Engine:
             if params.voice != self.params.voice:
                 info = self.registry.get(params.voice)
                 loaded = self._load(info, params)
+            if self._remote is not None:
+                self._remote(("params", params.as_dict()))
+                if loaded is not None:
+                    self._active = loaded  # latency and telemetry name the voice the worker plays
+                self.params = self._live = params
+                return params
             try:
                 self._queue.put_nowait(("params", (params, loaded)))
             except queue.Full:
@@ -218,6 +226,9 @@ class Engine:
 
     def reset(self) -> None:
         """Clear all audio state (not parameters) at the next block boundary."""
+        if self._remote is not None:
+            self._remote(("reset",))
+            return
         try:
             self._queue.put_nowait(("reset", None))
         except queue.Full:
@@ -362,6 +373,41 @@ class Engine:
             act.state = act.stage.init_state()
             return np.zeros(self.hop, np.float32)
         return y
+
+    # ------------------------------------------------------------------ remote worker
+    def attach_remote(self, send: Callable[[tuple[Any, ...]], None] | None) -> None:
+        """Run the audio in another process (see :mod:`rtvc.worker`): from now on, accepted
+        parameter snapshots (``("params", dict)``) and resets (``("reset",)``) go to ``send``
+        instead of this engine's queue; a voice change is still loaded (and refused) here
+        first. ``None`` detaches. The worker's statistics come back through :meth:`mirror`."""
+        with self._lock:
+            self._remote = send
+            self._mirror_base = dict(self.counters) if send is not None else {}
+
+    def snapshot(self, since: int) -> tuple[dict[str, Any], int]:
+        """Counters, gauges, levels and the compute times recorded after the ``since``-th
+        (at most a window), for :meth:`mirror` in another process; and the new ``since``."""
+        n = self._times_n
+        k = min(n - since, TIMING_WINDOW)
+        times = [int(self._times_ns[i % TIMING_WINDOW]) for i in range(n - k, n)]
+        gauges = {k2: v for k2, v in self.gauges.items() if isinstance(v, (int, float)) or v is None}
+        return {"counters": dict(self.counters), "gauges": gauges, "times_ns": times,
+                "levels": (self._level_in, self._level_out)}, n
+
+    def mirror(self, snap: dict[str, Any], *, gauges: tuple[str, ...] = ("buffer_age_ms", "buffer_age_max_ms",
+                                                                         "target_buffer_age_ms")) -> None:
+        """Take a worker engine's :meth:`snapshot` as this engine's statistics (counters are
+        added to what this engine had counted when the worker was attached)."""
+        base = self._mirror_base
+        for k, v in snap["counters"].items():
+            self.counters[k] = base.get(k, 0) + int(v)
+        for k in gauges:
+            if k in snap["gauges"]:
+                self.gauges[k] = snap["gauges"][k]
+        for t in snap["times_ns"]:
+            self._times_ns[self._times_n % TIMING_WINDOW] = t
+            self._times_n += 1
+        self._level_in, self._level_out = snap["levels"]
 
     # ------------------------------------------------------------------ telemetry (any thread)
     def telemetry(self) -> dict[str, Any]:

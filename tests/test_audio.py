@@ -154,7 +154,7 @@ def test_worker_drops_the_oldest_blocks(tmp_path: Path) -> None:
         ring_write(r._in.buf, r._in.idx, np.full(b, 0.01 * (k + 1), np.float32))
     assert r.step()
     assert r.engine.counters["dropped_blocks"] == 5 and ring_read_available(r._in.idx) == 0
-    np.testing.assert_array_equal(r._x, np.full(b, 0.06, np.float32))  # the newest block was kept
+    np.testing.assert_array_equal(r._core._x, np.full(b, 0.06, np.float32))  # the newest block was kept
     for k in range(3):  # within the bound: nothing dropped
         ring_write(r._in.buf, r._in.idx, np.full(b, 0.1, np.float32))
     assert r.step() and r.step() and r.step() and not r.step()
@@ -301,7 +301,7 @@ def test_output_ring_is_trimmed_to_its_margin(tmp_path: Path) -> None:
     margin: the level seen before each write, minimised over a window, ends at the margin."""
     r = _file_runner(tmp_path, params=Params(bypass=True, gate_threshold_db=-120.0), out_margin_blocks=0.5)
     r._allocate()
-    r._dev["output"] = 0  # as if a device consumed the output ring
+    r._core.device_out = True  # as if a device consumed the output ring
     b = r.block
     ring_write(r._out.buf, r._out.idx, np.zeros(3 * b, np.float32))  # 4 blocks queued in all (the cap)
     sink = np.zeros(b, np.float32)

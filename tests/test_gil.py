@@ -1,4 +1,5 @@
-"""The native audio path does not need the GIL; the Python-callback fallback does.
+"""The native audio path does not need the GIL; the Python-callback fallback does; the worker
+process does not need this process's GIL either.
 
 A child process (so that PortAudio enumerates the private PulseAudio server's devices when it
 loads) runs a :class:`~rtvc.audio.LiveRunner` through null sinks, then holds the GIL for about
@@ -8,8 +9,11 @@ callback keeps being called by PortAudio's thread (it never enters the interpret
 Python callback cannot run at all until the loop ends. A count, not a timing: robust on a
 loaded machine.
 
-The same runs confirm the never-creep rule on a live stream: after the stall the worker drops
-the stale input and the buffer age comes back below its target.
+The worker (engine) runs in its own process by default: during the held second it keeps
+producing output blocks (counted on the shared output ring's producer index, which only it
+writes) and drops nothing. With ``worker="thread"`` it stops with the interpreter, and the run
+confirms the never-creep rule on a live stream: after the stall the worker drops the stale input
+and the buffer age comes back below its target.
 """
 
 from __future__ import annotations
@@ -31,20 +35,25 @@ from rtvc.audio import LiveRunner, _IN_CALLS, _OUT_CALLS
 from rtvc.engine import Engine, EngineConfig
 from rtvc.params import Params
 
-cb = sys.argv[1]
+cb, home = sys.argv[1], sys.argv[2]
 eng = Engine(EngineConfig(device_rate=48000), params=Params(bypass=True))
-r = LiveRunner(eng, input="pulse", output="pulse", rate=48000, block_ms=10, callback=cb, stall_timeout_s=30)
+r = LiveRunner(eng, input="pulse", output="pulse", rate=48000, block_ms=10, callback=cb, stall_timeout_s=30,
+               worker=home)
 r.start()
 t_end = time.monotonic() + 20
 while r._counts()[_OUT_CALLS] < 50 and time.monotonic() < t_end:  # streams flowing
     time.sleep(0.05)
 time.sleep(0.3)
 sys.setswitchinterval(1.0)
+time.sleep(0.1)  # the latest worker snapshot is mirrored
+d0 = eng.counters["dropped_blocks"]
 c0 = r._counts().copy()
+w0 = int(r._out.idx[0])
 t0 = time.perf_counter()
 while time.perf_counter() - t0 < 0.9:  # pure Python: holds the GIL the whole time
     pass
 c1 = r._counts().copy()
+w1 = int(r._out.idx[0])
 held_s = time.perf_counter() - t0
 sys.setswitchinterval(0.001)
 ages = []
@@ -55,17 +64,17 @@ while time.monotonic() - t1 < 2.0:  # the worker catches up: stale input dropped
 s = r.summary()
 blocks_after = s["runner"]["worker_blocks"]
 r.stop()
-print(json.dumps({"held_s": held_s, "in_calls": int(c1[_IN_CALLS] - c0[_IN_CALLS]),
+print(json.dumps({"held_s": held_s, "worker": s["worker"], "produced_blocks": (w1 - w0) / r.block, "in_calls": int(c1[_IN_CALLS] - c0[_IN_CALLS]),
                   "out_calls": int(c1[_OUT_CALLS] - c0[_OUT_CALLS]), "block_s": r.block / r.rate,
                   "age_min_ms": min(ages[20:]), "age_max_tail_ms": max(ages[-50:]),
                   "buffering_bound_ms": s["buffering_bound_ms"], "target_buffer_age_ms": s["target_buffer_age_ms"],
-                  "dropped_blocks": s["dropped_blocks"], "stream_state": s["stream_state"], "runner": s["runner"]}))
+                  "dropped_blocks": s["dropped_blocks"] - d0, "stream_state": s["stream_state"], "runner": s["runner"]}))
 """
 
 
-def _run(srv: PulseServer, cb: str) -> dict:
+def _run(srv: PulseServer, cb: str, home: str = "auto") -> dict:
     env = srv.child_env(sink="rtvc_test_out", source="rtvc_test_in.monitor")
-    p = subprocess.run([sys.executable, "-c", CHILD, cb], env=env, cwd=str(Path(__file__).resolve().parents[1]),
+    p = subprocess.run([sys.executable, "-c", CHILD, cb, home], env=env, cwd=str(Path(__file__).resolve().parents[1]),
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr[-3000:]
     return json.loads(p.stdout.strip().splitlines()[-1])
@@ -84,11 +93,22 @@ def test_native_callback_runs_while_the_gil_is_held(pulse_server: PulseServer) -
     assert nat["out_calls"] + nat["in_calls"] >= 2 * expected / 3 and max(nat["out_calls"], nat["in_calls"]) >= expected / 3, nat
     assert py["out_calls"] <= 2 and py["in_calls"] <= 2, py
     assert nat["out_calls"] + nat["in_calls"] > py["out_calls"] + py["in_calls"] + 20
-    # never creep (native path): during the held second the input ring filled up (the worker
-    # could not run); afterwards the oldest blocks were dropped: the age comes back to its target
-    # and stays within the runner's buffering bound. (The Python fallback is only printed: after
-    # such a stall its ALSA output stream may stop consuming until the supervisor reopens it.)
-    assert nat["dropped_blocks"] >= 10, nat
-    assert nat["age_min_ms"] <= nat["target_buffer_age_ms"], nat
-    assert nat["age_max_tail_ms"] <= nat["buffering_bound_ms"] + 1000.0 * nat["block_s"], nat
+    # the worker process went on converting while this process's GIL was held: it produced
+    # output blocks all along (at least two thirds of the held second's worth) and dropped nothing
+    assert nat["worker"] == "process" and nat["produced_blocks"] >= 2 * expected / 3, nat
+    assert nat["dropped_blocks"] == 0, nat
+    assert nat["age_max_tail_ms"] <= nat["target_buffer_age_ms"] + 1000.0 * nat["block_s"], nat
     assert nat["stream_state"] == "running"
+
+
+def test_a_thread_worker_stalls_with_the_gil_and_never_creeps(pulse_server: PulseServer) -> None:
+    """The worker as a thread of the held process: it stops for the held second (nothing
+    produced), then drops the stale input, and the buffer age comes back to its target and stays
+    within the runner's buffering bound (never creep on a live stream)."""
+    th = _run(pulse_server, "native", "thread")
+    print(th)
+    assert th["worker"] == "thread" and th["produced_blocks"] <= 2, th
+    assert th["dropped_blocks"] >= 10, th
+    assert th["age_min_ms"] <= th["target_buffer_age_ms"], th
+    assert th["age_max_tail_ms"] <= th["buffering_bound_ms"] + 1000.0 * th["block_s"], th
+    assert th["stream_state"] == "running"

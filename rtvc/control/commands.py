@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
-import time
 from typing import Any, Callable
 
 from ..errors import ConfigError, RtvcError
@@ -105,7 +103,12 @@ _PREPARED: dict[str, Any] = {}
 
 def prepare_run(args: argparse.Namespace) -> None:
     """Before the runner opens its streams: create the virtual mic and point new PulseAudio
-    playback streams at it (``PULSE_SINK``), so the output lands there from the first sample."""
+    playback streams at it (``PULSE_SINK``), so the output lands there from the first sample.
+    A control bind address that is not allowed is refused here, before any stream opens."""
+    if getattr(args, "control", False):
+        from .auth import check_bind_host
+
+        check_bind_host(args.host, allow_remote=args.allow_remote)
     if getattr(args, "virtual_mic", False):
         from ..route import create_virtual_mic
 
@@ -180,40 +183,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     """run the voice changer with the control server on (websocket, HTTP, overlay)"""
     from .. import cli
 
-    from .auth import check_bind_host
-
     args.control = True
-    check_bind_host(args.host, allow_remote=args.allow_remote)  # before any stream opens
-    if args.duration is not None and not (args.duration > 0 and math.isfinite(args.duration)):
-        raise ConfigError(f"--duration {args.duration} is out of range; expected a positive number of seconds")
-    prepare_run(args)
-    engine = cli.build_engine(args)
-    runner = cli.build_runner(args, engine)
-    handle: RunHandle | None = None
-    try:
-        runner.start()
-        handle = start_for_run(args, engine, runner)
-        d = runner.devices
-        print(f"rtvc: {d['input']} -> {d['output']} at {runner.rate} Hz, voice {engine.params.voice!r}, "
-              f"algorithmic latency {engine.algorithmic_latency_ms:.2f} ms; Ctrl-C stops", file=sys.stderr, flush=True)
-        t0 = time.monotonic()
-        while True:
-            if args.duration is not None and time.monotonic() - t0 >= args.duration:
-                break
-            if runner.finished.is_set():
-                break
-            time.sleep(0.05)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        try:
-            if handle is not None:
-                handle.stop()
-        finally:
-            runner.stop()
-    if args.json:
-        print(json.dumps(runner.summary()))
-    return 0
+    return cli.run_live(args)  # `rtvc run --control`: one run loop for both commands
 
 
 # ---------------------------------------------------------------------------- route / selftest

@@ -69,18 +69,16 @@ def test_soak_helpers() -> None:
             assert -12 <= arg["pitch_st"] <= 12 and 0.7 <= arg["formant_ratio"] <= 1.4
     assert 1.0 < rss_mb() < 1e6
 
-    class Eng:
-        calls: list[int] = []
+    class Runner:
+        stalls: list[float] = []
 
-        def process_into(self, x: np.ndarray, y: np.ndarray) -> None:
-            self.calls.append(x.shape[0])
+        def inject_stall(self, ms: float) -> None:
+            self.stalls.append(ms)
 
-    e = Eng()
-    b = Bursts(e)
-    e.process_into(np.zeros(4), np.zeros(4))
-    b.stall(1.0)
-    e.process_into(np.zeros(5), np.zeros(5))
-    assert Eng.calls == [4, 5] and b.count == 1
+    b = Bursts(Runner())
+    b.stall(150.0)
+    b.stall(400.0)
+    assert Runner.stalls == [150.0, 400.0] and b.count == 2
 
 
 @pytest.mark.live

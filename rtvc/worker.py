@@ -1,0 +1,594 @@
+"""The audio worker: fixed blocks from the input ring through the engine into the output ring(s).
+
+:class:`BlockWorker` is the per-block work (drop the oldest input past the backlog, resample at
+the device edge, run the engine, trim the output ring to its margin, count callback xruns). It
+runs in one of two homes, chosen by :class:`~rtvc.audio.LiveRunner` (``worker=``):
+
+``thread``
+    A thread of the runner's own process (files, tests, ``--worker thread``).
+``process``
+    Its own interpreter (:class:`WorkerProcess`, the default for live devices). The rings and
+    the callback counters live in one shared-memory block (:class:`SharedBlock`) that both
+    processes map: the PortAudio callbacks (in the runner's process, compiled, GIL-free) and the
+    worker (in the child) meet only there, through the same fenced single-producer /
+    single-consumer rings. Nothing the runner's process does -- a garbage collection, the control
+    server, a model load, a Python thread spinning -- holds an interpreter lock the worker needs.
+    Parameter snapshots and resets go to the child through a pipe (the engine forwards them, see
+    :meth:`rtvc.engine.Engine.attach_remote`); counters, gauges and compute times come back as
+    snapshots every 50 ms and are mirrored into the runner's engine, so telemetry reads the same
+    in both homes. The child raises its scheduling priority (``SCHED_FIFO`` where permitted,
+    else a lower nice value) so a busy machine does not preempt it, and says which it got.
+
+Threads and processes, process home::
+
+    runner process                                   worker process
+    --------------                                   --------------
+    PortAudio callbacks: device <-> rings  <-shm->   worker thread: in ring -> engine -> out ring
+    control server, hotkeys, run loop                control thread: parameter snapshots (pipe),
+    mirror thread: snapshots -> engine telemetry      voice loads, snapshots back every 50 ms
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import math
+import mmap
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ._native.pa_callback import CNT, N_COUNTERS
+from ._native.ring import ring_discard, ring_read, ring_read_available, ring_write
+from .errors import ConfigError, DeviceError, RtvcError
+from .resampling import StreamResampler
+
+__all__ = ["BlockWorker", "SharedBlock", "WorkerProcess", "Rings", "WORKERS", "callback_counts",
+           "WORKER_STATS"]
+
+WORKERS = ("auto", "process", "thread")
+"""Where the block worker runs: ``process`` (its own interpreter), ``thread`` (the runner's
+process) or ``auto`` (``process`` when a device stream is open, else ``thread``)."""
+
+# callback counters (indices into the ``cb`` array): written only by the callbacks / file clock
+(IN_STATUS, OUT_STATUS, IN_OVERFLOW, OUT_UNDERFLOW, MON_UNDERFLOW, MON_STATUS,
+ IN_CALLS, OUT_CALLS, MON_CALLS) = range(9)
+N_CB = 9
+WORKER_STATS = ("input_status_flags", "output_status_flags", "input_overflows", "output_underflows",
+                "monitor_underflows", "output_overflows", "worker_blocks", "trimmed_samples", "callbacks")
+"""The runner statistics the block worker keeps (the rest are the runner's own)."""
+REPORT_EVERY_S = 0.05
+START_TIMEOUT_S = 60.0
+"""Longest wait for a worker process to import, load its voice and warm up."""
+_CTL_STOP, _CTL_LOOPS, _CTL_N = 0, 1, 8
+_ROLES = ("input", "output", "monitor")
+_log = logging.getLogger("rtvc.worker")
+
+
+def _pow2(n: int) -> int:
+    return 1 << int(math.ceil(math.log2(max(2, n))))
+
+
+class Ring:
+    """A float32 SPSC ring (``buf``, ``idx``); the docstring of each user names its threads."""
+
+    def __init__(self, buf: np.ndarray, idx: np.ndarray) -> None:
+        self.buf = buf
+        self.idx = idx
+
+
+class Rings:
+    """Everything the callbacks and the worker share: the input, output and monitor rings, the
+    Python-callback / file-clock counters ``cb`` (int64, ``N_CB``), the native callback counters
+    ``ncnt[role]`` (int64, ``N_COUNTERS``) and a small control array ``ctl`` (stop flag, loop
+    count). Plain process memory (:meth:`local`) or a shared-memory block (:class:`SharedBlock`)."""
+
+    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
+        self.arrays = arrays
+        self.input = Ring(arrays["in_buf"], arrays["in_idx"])
+        self.output = Ring(arrays["out_buf"], arrays["out_idx"])
+        self.monitor = Ring(arrays["mon_buf"], arrays["mon_idx"])
+        self.cb = arrays["cb"]
+        self.ncnt = {k: arrays[f"ncnt_{k}"] for k in _ROLES}
+        self.ctl = arrays["ctl"]
+
+    @staticmethod
+    def layout(ring_samples: int) -> list[tuple[str, Any, int]]:
+        """``(name, dtype, length)`` of every shared array, in order."""
+        n = _pow2(ring_samples)
+        return ([("in_buf", np.float32, n), ("in_idx", np.int64, 2), ("out_buf", np.float32, n), ("out_idx", np.int64, 2),
+                 ("mon_buf", np.float32, n), ("mon_idx", np.int64, 2), ("cb", np.int64, N_CB)]
+                + [(f"ncnt_{k}", np.int64, N_COUNTERS) for k in _ROLES] + [("ctl", np.int64, _CTL_N)])
+
+    @classmethod
+    def local(cls, ring_samples: int) -> "Rings":
+        return cls({name: np.zeros(n, dt) for name, dt, n in cls.layout(ring_samples)})
+
+
+class SharedBlock:
+    """The :class:`Rings` in one shared-memory mapping (a file in ``/dev/shm`` where it exists).
+
+    Every array starts on its own 64-byte cache line, so the two ends of a ring do not share
+    one. The creator owns the file: :meth:`close` unlinks it.
+    """
+
+    ALIGN = 64
+
+    def __init__(self, path: Path, ring_samples: int, *, create: bool) -> None:
+        self.path = Path(path)
+        self.ring_samples = int(ring_samples)
+        self.owner = create
+        spans, off = [], 0
+        for name, dt, n in Rings.layout(ring_samples):
+            spans.append((name, dt, n, off))
+            off += -(-(n * np.dtype(dt).itemsize) // self.ALIGN) * self.ALIGN
+        self.size = off
+        mode = "w+b" if create else "r+b"
+        with open(self.path, mode) as f:
+            if create:
+                f.truncate(self.size)
+            self._mm = mmap.mmap(f.fileno(), self.size)
+        arrays = {name: np.frombuffer(self._mm, dtype=dt, count=n, offset=o) for name, dt, n, o in spans}
+        if create:
+            for a in arrays.values():
+                a[:] = 0
+        self.rings = Rings(arrays)
+
+    @classmethod
+    def create(cls, ring_samples: int) -> "SharedBlock":
+        d = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+        fd, name = tempfile.mkstemp(prefix="rtvc-rings-", dir=d)
+        os.close(fd)
+        return cls(Path(name), ring_samples, create=True)
+
+    def close(self) -> None:
+        """Unmap (where no array view is left) and, for the creator, remove the file."""
+        self.rings = None  # type: ignore[assignment]
+        try:
+            self._mm.close()
+        except BufferError:
+            pass  # a view is still alive (e.g. a stream not yet collected); the mapping goes with it
+        if self.owner:
+            try:
+                self.path.unlink()
+            except FileNotFoundError:
+                pass
+
+
+def callback_counts(rings: Rings) -> np.ndarray:
+    """Python-callback counters plus the native ones, in the ``cb`` layout (a copy)."""
+    c = rings.cb.copy()
+    ni, no, nm = rings.ncnt["input"], rings.ncnt["output"], rings.ncnt["monitor"]
+    c[IN_STATUS] += ni[CNT["pa_input_underflow"]] + ni[CNT["pa_input_overflow"]]
+    c[IN_OVERFLOW] += ni[CNT["in_ring_full_events"]]
+    c[IN_CALLS] += ni[CNT["callbacks"]]
+    c[OUT_STATUS] += no[CNT["pa_output_underflow"]] + no[CNT["pa_output_overflow"]]
+    c[OUT_UNDERFLOW] += no[CNT["out_ring_empty_events"]]
+    c[OUT_CALLS] += no[CNT["callbacks"]]
+    c[MON_STATUS] += nm[CNT["pa_output_underflow"]] + nm[CNT["pa_output_overflow"]]
+    c[MON_UNDERFLOW] += nm[CNT["out_ring_empty_events"]]
+    c[MON_CALLS] += nm[CNT["callbacks"]]
+    return c
+
+
+class BlockWorker:
+    """One block at a time: input ring -> (device-edge resampling) -> engine -> output ring(s).
+
+    Parameters
+    ----------
+    engine
+        The :class:`~rtvc.engine.Engine` (its ``config.device_rate`` may differ from ``rate``:
+        the worker resamples at the device edge).
+    rings
+        The shared rings and counters; the worker is the consumer of ``input`` and the
+        producer of ``output`` and ``monitor``.
+    rate, block
+        Device rate (Hz) and worker block (samples at ``rate``).
+    max_backlog_blocks
+        Input blocks allowed to wait before all but the newest are dropped.
+    out_margin_blocks, margin_max_blocks
+        Output margin (blocks) kept queued beyond what the device takes; after each output
+        underflow it widens by one block up to ``margin_max_blocks`` (the gaming profile).
+    device_out, monitor
+        Whether a device consumes the output ring (then it is trimmed to its margin) and
+        whether a monitor ring is fed.
+    stats
+        The statistics dict to count into (:data:`WORKER_STATS` keys); a new one by default.
+    """
+
+    def __init__(self, engine: Any, rings: Rings, *, rate: int, block: int, max_backlog_blocks: int,
+                 out_margin_blocks: float, margin_max_blocks: float, device_out: bool, monitor: bool,
+                 stats: dict[str, int] | None = None) -> None:
+        self.engine = engine
+        self.rings = rings
+        self.rate = int(rate)
+        self.block = b = int(block)
+        self.max_backlog_blocks = int(max_backlog_blocks)
+        self.margin_blocks = float(out_margin_blocks)
+        self.margin_max_blocks = float(margin_max_blocks)
+        self.device_out = bool(device_out)
+        self.monitor = bool(monitor)
+        self.stats = stats if stats is not None else {k: 0 for k in WORKER_STATS}
+        for k in WORKER_STATS:
+            self.stats.setdefault(k, 0)
+        eng_rate = engine.config.device_rate
+        self._x = np.zeros(b, np.float32)
+        self._edge = eng_rate != self.rate
+        if self._edge:
+            self._rs_in = StreamResampler(self.rate, eng_rate, max_chunk=b)
+            n_eng = b * eng_rate // self.rate + 8
+            self._rs_out = StreamResampler(eng_rate, self.rate, max_chunk=n_eng)
+            self._y = np.zeros(n_eng, np.float32)
+        else:
+            self._y = np.zeros(b, np.float32)
+        self._ymon = np.zeros(self._y.shape[0] * 2 + 16, np.float32)
+        self._cb_seen = callback_counts(rings)
+        self.age_max = 0
+        # output trimming: the lowest pre-write output level over a window of ~0.5 s
+        self.win_blocks = max(4, int(round(0.5 * self.rate / b)))
+        self._win = {"out": [1 << 62, 0, 0], "mon": [1 << 62, 0, 0]}  # [min level, blocks seen, trim pending]
+        self.stall_s = 0.0
+        """Fault injection (benchmarks, tests): the next step first sleeps this long, as an
+        overloaded machine or a slow model would make it."""
+        self.publish_target()
+
+    @property
+    def target_buffer_age_ms(self) -> float:
+        """Buffer age steered to: the block just written, the output margin, one block of
+        callback jitter and one block of input arriving while the worker computes."""
+        return (3.0 + self.margin_blocks) * self.block * 1000.0 / self.rate
+
+    def publish_target(self) -> None:
+        self.engine.gauges["target_buffer_age_ms"] = self.target_buffer_age_ms
+
+    def _trim(self, key: str, ring: Ring, n: int) -> int:
+        """Samples of the next ``n`` to leave out of ``ring`` (producer side) so that its lowest
+        level over the last window comes down to the output margin: latency never creeps."""
+        w = self._win[key]
+        level = ring_read_available(ring.idx)
+        if level < w[0]:
+            w[0] = level
+        w[1] += 1
+        if w[1] >= self.win_blocks:
+            w[2] = max(0, w[0] - int(self.margin_blocks * self.block))
+            w[0], w[1] = 1 << 62, 0
+        skip = min(w[2], n)
+        w[2] -= skip
+        return skip
+
+    def step(self) -> bool:
+        """Process one block if one is waiting; return whether one was processed.
+
+        When more than ``max_backlog_blocks`` blocks wait, all but the newest are dropped first
+        and counted in ``engine.counters['dropped_blocks']``. A device output ring is kept near
+        its margin by leaving samples out; ``engine.gauges['buffer_age_ms']`` is the audio held
+        in both rings after the block.
+        """
+        if self.stall_s > 0.0:
+            stall, self.stall_s = self.stall_s, 0.0
+            time.sleep(stall)
+        b = self.block
+        eng = self.engine
+        counters = eng.counters
+        r_in, r_out, r_mon = self.rings.input, self.rings.output, self.rings.monitor
+        avail = ring_read_available(r_in.idx)
+        if avail < b:
+            return False
+        if avail > (self.max_backlog_blocks + 1) * b:
+            n_drop = ((avail - b) // b) * b
+            ring_discard(r_in.idx, n_drop)
+            counters["dropped_blocks"] += n_drop // b
+        x, y = self._x, self._y
+        ring_read(r_in.buf, r_in.idx, x)
+        if self._edge:
+            m = self._rs_in.process(x)
+            yy = y[:m.shape[0]]
+            eng.process_into(m, yy)
+            out = self._rs_out.process(yy)
+        else:
+            eng.process_into(x, y)
+            out = y
+        skip = self._trim("out", r_out, out.shape[0]) if self.device_out else 0
+        self.stats["trimmed_samples"] += skip
+        # the output side is bounded too (clock drift between two devices, a stream that is gone)
+        out_cap = (self.max_backlog_blocks + 2 + int(self.margin_blocks)) * b
+        queued = ring_read_available(r_out.idx)
+        if queued > out_cap:
+            counters["dropped_blocks"] += 1
+        elif ring_write(r_out.buf, r_out.idx, out[skip:]) < out.shape[0] - skip:
+            self.stats["output_overflows"] += 1
+        if self.monitor:
+            p = eng.params
+            mon = self._ymon[:out.shape[0]]
+            g = 10.0 ** (p.monitor_gain_db / 20.0) if p.monitor else 0.0
+            np.multiply(out, np.float32(g), out=mon)
+            skip_m = self._trim("mon", r_mon, mon.shape[0])
+            if ring_read_available(r_mon.idx) <= out_cap:
+                ring_write(r_mon.buf, r_mon.idx, mon[skip_m:])
+        age = ring_read_available(r_in.idx) + ring_read_available(r_out.idx)
+        self.age_max = max(self.age_max, age)
+        g = eng.gauges
+        g["buffer_age_ms"] = 1000.0 * age / self.rate
+        g["buffer_age_max_ms"] = 1000.0 * self.age_max / self.rate
+        self.stats["worker_blocks"] += 1
+        return True
+
+    def collect(self) -> None:
+        """Move callback counters into ``stats`` and ``engine.counters['xruns']``."""
+        cb = callback_counts(self.rings)
+        d = cb - self._cb_seen
+        if not d.any():
+            return
+        self._cb_seen[:] = cb
+        s = self.stats
+        s["input_status_flags"] += int(d[IN_STATUS])
+        s["output_status_flags"] += int(d[OUT_STATUS] + d[MON_STATUS])
+        s["input_overflows"] += int(d[IN_OVERFLOW])
+        s["output_underflows"] += int(d[OUT_UNDERFLOW])
+        s["monitor_underflows"] += int(d[MON_UNDERFLOW])
+        s["callbacks"] += int(d[IN_CALLS] + d[OUT_CALLS] + d[MON_CALLS])
+        xr = int(d[IN_STATUS] + d[OUT_STATUS] + d[MON_STATUS] + d[IN_OVERFLOW] + d[OUT_UNDERFLOW])
+        self.engine.counters["xruns"] += xr
+        if d[OUT_UNDERFLOW] and self.margin_blocks < self.margin_max_blocks:
+            # gaming profile: widen the output margin rather than stutter again
+            self.margin_blocks = min(self.margin_max_blocks, self.margin_blocks + 1.0)
+            self.publish_target()
+
+    def run(self, stop: Callable[[], bool], *, sleep_s: float, loops: np.ndarray | None = None) -> None:
+        """Collect and step until ``stop()``; sleep ``sleep_s`` when no block is waiting."""
+        while not stop():
+            self.collect()
+            if not self.step():
+                time.sleep(sleep_s)
+            if loops is not None:
+                loops[0] += 1
+        self.collect()
+
+
+def poll_interval_s(block: int, rate: int) -> float:
+    """How long the worker sleeps when no block waits: an eighth of a block, 0.2..1 ms (the
+    native callback cannot wake it, so it polls)."""
+    return min(0.001, max(0.0002, block / rate / 8.0))
+
+
+# ---------------------------------------------------------------------------- worker process
+def raise_priority(rt_priority: int | None) -> str:
+    """Raise the calling thread's scheduling priority (threads started later inherit it).
+
+    ``SCHED_FIFO`` at ``rt_priority`` where permitted (root, CAP_SYS_NICE or an rtprio limit),
+    else nice -10, else nothing; returns which, for telemetry."""
+    if rt_priority is None:
+        return "normal (not requested)"
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(int(rt_priority)))  # type: ignore[attr-defined]
+        return f"SCHED_FIFO {int(rt_priority)}"
+    except (AttributeError, OSError):
+        pass
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), -10)  # type: ignore[attr-defined]
+        return "nice -10"
+    except (AttributeError, OSError):
+        return "normal (no permission to raise it)"
+
+
+def _child_main(spec: dict[str, Any], cmd: Any, rep: Any) -> None:
+    """Entry point of the worker process (spawned: a fresh interpreter)."""
+    from .engine import Engine
+    from .params import Params
+
+    send_lock = threading.Lock()
+
+    def send(msg: tuple[Any, ...]) -> None:
+        with send_lock:
+            try:
+                rep.send(msg)
+            except (OSError, EOFError, ValueError):
+                pass  # the runner's process is gone; the stop check ends this one
+
+    try:
+        priority = raise_priority(spec["rt_priority"])
+        shm = SharedBlock(spec["shm_path"], spec["ring_samples"], create=False)
+        engine = Engine(spec["config"], registry=spec["registry"], params=spec["params"])
+        engine.warm_up()
+        worker = BlockWorker(engine, shm.rings, rate=spec["rate"], block=spec["block"],
+                             max_backlog_blocks=spec["max_backlog_blocks"], out_margin_blocks=spec["margin_blocks"],
+                             margin_max_blocks=spec["margin_max_blocks"], device_out=spec["device_out"],
+                             monitor=spec["monitor"])
+    except BaseException as e:  # noqa: BLE001 - reported to the runner, which raises it
+        send(("failed", type(e).__name__, str(e)))
+        return
+    ctl = shm.rings.ctl
+    stop = threading.Event()
+    parent = spec["parent_pid"]
+
+    def should_stop() -> bool:
+        return stop.is_set() or ctl[_CTL_STOP] != 0
+
+    def snapshot(since: int) -> tuple[dict[str, Any], int]:
+        snap, n = engine.snapshot(since)
+        snap["stats"] = dict(worker.stats)
+        snap["margin_blocks"] = worker.margin_blocks
+        return snap, n
+
+    def control() -> None:
+        """Parameter snapshots in, telemetry snapshots out; ends the worker if the runner dies."""
+        sent = 0
+        next_report = time.monotonic()
+        while not should_stop():
+            try:
+                ready = cmd.poll(REPORT_EVERY_S / 2)
+                msg = cmd.recv() if ready else None
+            except (EOFError, OSError):
+                stop.set()
+                break
+            if msg is not None:
+                try:
+                    if msg[0] == "params":
+                        engine.request(Params(**msg[1]))
+                    elif msg[0] == "reset":
+                        engine.reset()
+                    elif msg[0] == "stall":
+                        worker.stall_s = float(msg[1]) / 1000.0
+                    elif msg[0] == "stop":
+                        stop.set()
+                except RtvcError as e:  # e.g. the model file changed between the two loads
+                    send(("fault", "voice", f"the worker process could not apply {msg[0]}: {e}"))
+            now = time.monotonic()
+            if now >= next_report:
+                snap, sent = snapshot(sent)
+                send(("report", snap))
+                next_report = now + REPORT_EVERY_S
+            if os.getppid() != parent:
+                stop.set()
+
+    gc.collect()
+    gc.freeze()  # import-time objects leave the collector's view: a collection walks only new ones
+    sys.setswitchinterval(0.0005)
+    t = threading.Thread(target=control, name="rtvc-worker-control", daemon=True)
+    t.start()
+    send(("ready", {"pid": os.getpid(), "priority": priority}))
+    try:
+        worker.run(should_stop, sleep_s=poll_interval_s(worker.block, worker.rate), loops=ctl[_CTL_LOOPS:])
+    except BaseException as e:  # noqa: BLE001 - the runner reports it and stops
+        send(("error", type(e).__name__, str(e)))
+    stop.set()
+    t.join(timeout=2.0)
+    send(("report", snapshot(0)[0] | {"final": True}))
+    send(("exit",))
+
+
+class WorkerProcess:
+    """Runner side of a worker process: spawn, forward commands, mirror its snapshots.
+
+    Parameters
+    ----------
+    shm
+        The :class:`SharedBlock` holding the rings (created by the runner).
+    engine
+        The runner's engine: its requests are forwarded to the worker's engine and the
+        worker's counters, gauges and compute times are mirrored into it.
+    spec
+        Everything else the worker needs (rate, block, backlog, margins, which rings a device
+        reads, ``rt_priority``).
+    on_report, on_fault, on_error
+        Called from the mirror thread with a snapshot dict, ``(kind, message)``, and an
+        exception (the worker failed or the process died).
+    """
+
+    def __init__(self, shm: SharedBlock, engine: Any, spec: dict[str, Any], *,
+                 on_report: Callable[[dict[str, Any]], None], on_fault: Callable[[str, str], None],
+                 on_error: Callable[[Exception], None]) -> None:
+        self.shm = shm
+        self.engine = engine
+        self.spec = spec
+        self.on_report, self.on_fault, self.on_error = on_report, on_fault, on_error
+        self.info: dict[str, Any] = {}
+        self._send_lock = threading.Lock()
+        self._stopping = False
+        self._proc: Any = None
+        self._mirror: threading.Thread | None = None
+
+    def start(self, timeout_s: float = START_TIMEOUT_S) -> None:
+        """Spawn the worker and wait until it has loaded the voice and warmed up."""
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        self.shm.rings.ctl[_CTL_STOP] = 0
+        cmd_r, self._cmd = ctx.Pipe(duplex=False)
+        self._rep, rep_w = ctx.Pipe(duplex=False)
+        spec = {**self.spec, "shm_path": str(self.shm.path), "ring_samples": self.shm.ring_samples,
+                "config": self.engine.config, "registry": self.engine.registry, "params": self.engine.params,
+                "parent_pid": os.getpid()}
+        self._proc = ctx.Process(target=_child_main, args=(spec, cmd_r, rep_w), name="rtvc-audio-worker", daemon=True)
+        self._proc.start()
+        cmd_r.close()
+        rep_w.close()
+        deadline = time.monotonic() + timeout_s
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._rep.poll(min(left, 0.2)):
+                if left <= 0 or not self._proc.is_alive():
+                    code = self._proc.exitcode
+                    self._kill()
+                    raise DeviceError(f"the audio worker process did not start within {timeout_s:g} s" if code is None
+                                      else f"the audio worker process exited with code {code} while starting")
+                continue
+            try:
+                msg = self._rep.recv()
+            except (EOFError, OSError):
+                continue
+            if msg[0] == "ready":
+                self.info = msg[1]
+                break
+            if msg[0] == "failed":
+                self._kill()
+                if msg[1] in ("ModelError", "ConfigError"):
+                    raise ConfigError(f"the audio worker process could not load the voice: {msg[2]}")
+                raise DeviceError(f"the audio worker process failed to start: {msg[1]}: {msg[2]}")
+        self.engine.attach_remote(self.send)
+        self._mirror = threading.Thread(target=self._mirror_loop, name="rtvc-worker-mirror", daemon=True)
+        self._mirror.start()
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.is_alive()
+
+    def send(self, msg: tuple[Any, ...]) -> None:
+        """Forward a command (``("params", dict)``, ``("reset",)``) to the worker."""
+        with self._send_lock:
+            try:
+                self._cmd.send(msg)
+            except (OSError, ValueError) as e:
+                raise RtvcError(f"the audio worker process is gone ({e}); the command was not applied") from e
+
+    def _mirror_loop(self) -> None:
+        while True:
+            try:
+                msg = self._rep.recv()
+            except (EOFError, OSError):
+                break
+            kind = msg[0]
+            if kind == "report":
+                self.on_report(msg[1])
+            elif kind == "fault":
+                self.on_fault(msg[1], msg[2])
+            elif kind == "error":
+                self.on_error(RuntimeError(f"{msg[1]}: {msg[2]}"))
+            elif kind == "exit":
+                break
+        if not self._stopping:
+            self._proc.join(timeout=1.0)
+            self.on_error(RuntimeError(f"the audio worker process exited unexpectedly (exit code {self._proc.exitcode})"))
+
+    def _kill(self) -> None:
+        if self._proc is not None and self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join(timeout=5.0)
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Ask the worker to finish (it sends its final snapshot), wait, and kill it if it hangs."""
+        self._stopping = True
+        if self._proc is None:
+            return
+        self.shm.rings.ctl[_CTL_STOP] = 1
+        self._proc.join(timeout=timeout_s)
+        if self._proc.is_alive():
+            _log.warning("the audio worker process did not stop within %.1f s; killing it", timeout_s)
+            self._kill()
+        if self._mirror is not None:
+            self._mirror.join(timeout=2.0)  # the final snapshot is mirrored before detaching
+        self.engine.attach_remote(None)
+        for c in (self._cmd, self._rep):
+            try:
+                c.close()
+            except OSError:
+                pass
