@@ -20,7 +20,16 @@ up there, whatever caused it.
 Configurations (``--configs``): ``native`` (the default path: compiled GIL-free callback, the
 engine in its own worker process), ``python`` (the Python-callback fallback, worker process),
 ``native-thread`` (native callback, the engine in a thread of the hogged process: the design
-before the worker process). ``--quick`` runs ``native,python``.
+before the worker process), and ``server-loopback``: no rtvc at all, PulseAudio's own
+``module-loopback`` (C, inside the server, at ``latency_msec`` = 4 blocks) from the same source
+to the same sink under the same load -- the reference for what the server and the machine
+lose by themselves. ``--quick`` runs ``native,python``.
+
+The audio server is part of the path: a client's samples pass through PulseAudio's main thread,
+which runs at nice -11 but not real-time (only its sink/source I/O threads are real-time), and
+two busy cores starve it; the ALSA ``pulse`` plugin then reports an underrun and its stream can
+stop for a second. ``--server-rt`` puts the server's main thread on ``SCHED_FIFO 3`` (as an
+audio server tuned for low latency would run), to measure rtvc with the server out of the way.
 
     python bench/load.py [--quick] [--json] [--seconds 60] [--out bench/out]
 
@@ -156,7 +165,46 @@ def cpu_hog(seconds: float, threads: int = 2) -> subprocess.Popen[bytes]:
 
 
 CONFIGS = {"native": ("native", "auto"), "python": ("python", "auto"), "native-thread": ("native", "thread"),
-           "python-thread": ("python", "thread")}
+           "python-thread": ("python", "thread"), "server-loopback": (None, None)}
+
+
+def run_server_loopback(srv: Any, tmp: Path, *, block_ms: float, seconds: float, load: bool = True,
+                        cpu_hog_on: bool = True) -> dict[str, Any]:
+    """The reference row: PulseAudio's module-loopback instead of rtvc, same load, same count."""
+    from tests.pulse import Recorder
+
+    latency_ms = int(round(4 * block_ms))
+    mod = srv.pactl("load-module", "module-loopback", "source=rtvc_test_in.monitor", "sink=rtvc_test_out",
+                    f"latency_msec={latency_ms}").stdout.strip()
+    try:
+        time.sleep(2.0)  # module-loopback adapts its rate for a while after loading
+        hog_p = cpu_hog(seconds + 2) if load and cpu_hog_on else None
+        rec = Recorder(srv, "rtvc_test_out.monitor", tmp / f"load-server-{block_ms}.raw", rate=RATE, channels=1)
+        time.sleep(0.3)
+        hog = GilHog() if load else None
+        try:
+            if hog is not None:
+                hog.__enter__()
+            time.sleep(seconds)
+        finally:
+            if hog is not None:
+                hog.__exit__()
+        y = rec.stop()[:, 0]
+        if hog_p is not None:
+            hog_p.kill()
+            hog_p.wait()
+    finally:
+        srv.pactl("unload-module", mod, check=False)
+    disc = discontinuities(y, f_hz=SINE_HZ)
+    minutes = max(1e-9, disc["seconds"] / 60.0)
+    return {"callback": None, "worker": None, "worker_priority": None, "block_ms": block_ms, "seconds": seconds,
+            "load": load, "server_loopback_latency_ms": latency_ms, "xruns": None, "dropped_blocks": None,
+            "stream_restarts": None, "discontinuities": disc["count"], "discontinuities_per_min": disc["count"] / minutes,
+            "xruns_per_min": None, "discontinuity_at_s": disc["at_s"][:50], "recorded_s": disc["seconds"],
+            "sine_amplitude": disc["amplitude"], "xrun_kinds": None,
+            "gc_pause_ms_max": max(hog.gc_ms) if hog and hog.gc_ms else None,
+            "gc_pause_ms_p50": float(np.median(hog.gc_ms)) if hog and hog.gc_ms else None,
+            "buffer_age_ms_max": None, "compute_ms_p99": None}
 
 
 def run_config(srv: Any, tmp: Path, *, callback: str, block_ms: float, seconds: float, load: bool = True,
@@ -220,15 +268,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=None, help="seconds per configuration (default 60, quick 6)")
     ap.add_argument("--blocks", default="5,10")
     ap.add_argument("--configs", default=None,
-                    help=f"comma-separated, of {', '.join(CONFIGS)} (default: native,python,native-thread; quick: native,python)")
+                    help=f"comma-separated, of {', '.join(CONFIGS)} (default: server-loopback,native,python,native-thread; "
+                         "quick: native,python)")
     ap.add_argument("--profile", choices=("live", "gaming"), default="live")
     ap.add_argument("--device-block", default=None, help="device callback size: ms, or 'half' (of the block)")
     ap.add_argument("--no-cpu-hog", action="store_true", help="the GIL hog only (no second process)")
     ap.add_argument("--no-load", action="store_true", help="no GIL hog, no CPU hog (the baseline)")
+    ap.add_argument("--server-rt", action="store_true",
+                    help="run the PulseAudio server's main thread with SCHED_FIFO 3 (see the module docstring)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "out"))
     a = ap.parse_args(argv)
     seconds = a.seconds or (6.0 if a.quick else 60.0)
-    configs = (a.configs or ("native,python" if a.quick else "native,python,native-thread")).split(",")
+    configs = (a.configs or ("native,python" if a.quick else "server-loopback,native,python,native-thread")).split(",")
     for c in configs:
         if c not in CONFIGS:
             ap.error(f"--configs: {c!r} is not known; expected some of {', '.join(CONFIGS)}")
@@ -241,7 +292,11 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     t_start = time.monotonic()
     srv = PulseServer().start()
+    server_sched = "SCHED_OTHER nice -11 (PulseAudio's default main thread; I/O threads real-time)"
     try:
+        if a.server_rt:
+            os.sched_setscheduler(srv.pid, os.SCHED_FIFO, os.sched_param(3))
+            server_sched = "main thread SCHED_FIFO 3 (--server-rt)"
         srv.pactl("load-module", "module-sine", "sink=rtvc_test_in", f"frequency={int(SINE_HZ)}")
         os.environ.update(srv.child_env(sink="rtvc_test_out", source="rtvc_test_in.monitor"))
         with tempfile.TemporaryDirectory(prefix="rtvc-load-") as td:
@@ -250,9 +305,13 @@ def main(argv: list[str] | None = None) -> int:
                     cb, worker = CONFIGS[name]
                     dev_block = None if a.device_block is None else (
                         block_ms / 2 if a.device_block == "half" else float(a.device_block))
-                    r = run_config(srv, Path(td), callback=cb, block_ms=block_ms, seconds=seconds, load=not a.no_load,
-                                   profile=a.profile, device_block_ms=dev_block, cpu_hog_on=not a.no_cpu_hog,
-                                   worker=worker)
+                    if name == "server-loopback":
+                        r = run_server_loopback(srv, Path(td), block_ms=block_ms, seconds=seconds, load=not a.no_load,
+                                                cpu_hog_on=not a.no_cpu_hog)
+                    else:
+                        r = run_config(srv, Path(td), callback=cb, block_ms=block_ms, seconds=seconds,
+                                       load=not a.no_load, profile=a.profile, device_block_ms=dev_block,
+                                       cpu_hog_on=not a.no_cpu_hog, worker=worker)
                     r["config"] = name
                     print(f"load {name:<13} {block_ms:4g} ms: xruns {r['xruns']}, discontinuities {r['discontinuities']} "
                           f"({r['discontinuities_per_min']:.1f}/min), dropped {r['dropped_blocks']}, gc pause max "
@@ -264,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
            "seconds_per_config": seconds, "profile": a.profile, "device_block": a.device_block,
            "load": ("none" if a.no_load else "GIL hog thread (pure-Python loop + gc.collect over 100k objects)"
                     + ("" if a.no_cpu_hog else " + a 2-thread NumPy process")),
-           "server": "private PulseAudio, null sinks, PortAudio ALSA 'pulse' device", "voice": "bypass",
+           "server": "private PulseAudio, null sinks, PortAudio ALSA 'pulse' device", "server_scheduling": server_sched,
+           "voice": "bypass",
            "wall_s": time.monotonic() - t_start, "results": results}
     (out / "load.json").write_text(json.dumps(doc, indent=1))
     if a.json:

@@ -87,11 +87,16 @@ _KIND_KEY = {"input": "max_input_channels", "output": "max_output_channels"}
 CALLBACKS = ("native", "python")
 """``native``: the compiled GIL-free PortAudio callback; ``python``: sounddevice's Python callback."""
 PROFILES: dict[str, dict[str, Any]] = {
-    "live": {"max_backlog_blocks": 2, "out_margin_blocks": 0.5, "margin_max_blocks": 0.5, "device_latency": "low"},
-    "gaming": {"max_backlog_blocks": 6, "out_margin_blocks": 2.0, "margin_max_blocks": 8.0, "device_latency": "high"},
+    "live": {"max_backlog_blocks": 2, "out_margin_blocks": 0.5, "margin_max_blocks": 2.0, "margin_step_blocks": 0.5,
+             "margin_relax_s": 30.0, "device_latency": "low"},
+    "gaming": {"max_backlog_blocks": 6, "out_margin_blocks": 2.0, "margin_max_blocks": 8.0, "margin_step_blocks": 1.0,
+               "margin_relax_s": None, "device_latency": "high"},
 }
 """Buffering profiles: ``live`` keeps the buffers small; ``gaming`` starts wider and widens
-the output margin by one block after each underflow (up to ``margin_max_blocks``)."""
+the output margin by one block after each underflow (up to ``margin_max_blocks``) and keeps it;
+``live`` starts at half a block, widens by half a block after an underflow (up to two blocks)
+and narrows again by half a block after each 30 s without one: the smallest delay the machine
+sustains, found while running."""
 _log = logging.getLogger("rtvc.audio")
 START_TIMEOUT_S = 5.0
 """A device stream that has not called back this long after opening counts as dead."""
@@ -600,7 +605,9 @@ class LiveRunner:
         self.profile = profile
         self.max_backlog_blocks = int(max_backlog_blocks)
         self.out_margin_blocks = float(out_margin_blocks)
-        self._margin_max_blocks = float(prof["margin_max_blocks"]) if profile == "gaming" else self.out_margin_blocks
+        self._margin_max_blocks = max(self.out_margin_blocks, float(prof["margin_max_blocks"]))
+        self._margin_step_blocks = float(prof["margin_step_blocks"])
+        self._margin_relax_s = prof["margin_relax_s"]
         self.device_latency = prof["device_latency"] if device_latency is None else device_latency
         self.duplex = bool(duplex)
         self.realtime = bool(realtime)
@@ -801,7 +808,8 @@ class LiveRunner:
         if home == "thread":
             self._core = BlockWorker(self.engine, rings, rate=self.rate, block=b,
                                      max_backlog_blocks=self.max_backlog_blocks, out_margin_blocks=self.out_margin_blocks,
-                                     margin_max_blocks=self._margin_max_blocks, device_out=self._dev["output"] is not None,
+                                     margin_max_blocks=self._margin_max_blocks, margin_step_blocks=self._margin_step_blocks,
+                                     margin_relax_s=self._margin_relax_s, device_out=self._dev["output"] is not None,
                                      monitor=self._dev["monitor"] is not None, stats=self.stats)
         # warm up every kernel signature the audio threads use, before any stream starts
         _to_mono(np.zeros((4, 2), np.float32), -1, self._cb_mono[:4])
@@ -816,6 +824,8 @@ class LiveRunner:
         self._wp_stats_base = {k: self.stats[k] for k in WORKER_STATS}
         spec = {"rate": self.rate, "block": self.block, "max_backlog_blocks": self.max_backlog_blocks,
                 "margin_blocks": self._margin_mirror, "margin_max_blocks": self._margin_max_blocks,
+                "margin_base_blocks": self.out_margin_blocks, "margin_step_blocks": self._margin_step_blocks,
+                "margin_relax_s": self._margin_relax_s,
                 "device_out": self._dev["output"] is not None, "monitor": self._dev["monitor"] is not None,
                 "rt_priority": self.rt_priority}
         wp = WorkerProcess(self._shm, self.engine, spec, on_report=self._on_report,

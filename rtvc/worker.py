@@ -192,9 +192,11 @@ class BlockWorker:
         Device rate (Hz) and worker block (samples at ``rate``).
     max_backlog_blocks
         Input blocks allowed to wait before all but the newest are dropped.
-    out_margin_blocks, margin_max_blocks
-        Output margin (blocks) kept queued beyond what the device takes; after each output
-        underflow it widens by one block up to ``margin_max_blocks`` (the gaming profile).
+    out_margin_blocks, margin_max_blocks, margin_step_blocks, margin_relax_s
+        Output margin (blocks) kept queued beyond what the device takes; after an output
+        underflow it widens by ``margin_step_blocks`` up to ``margin_max_blocks``, and after
+        each ``margin_relax_s`` without one it narrows by a step, down to ``base_margin_blocks``
+        (default: ``out_margin_blocks``; ``margin_relax_s=None``: it never narrows).
     device_out, monitor
         Whether a device consumes the output ring (then it is trimmed to its margin) and
         whether a monitor ring is fed.
@@ -204,7 +206,8 @@ class BlockWorker:
 
     def __init__(self, engine: Any, rings: Rings, *, rate: int, block: int, max_backlog_blocks: int,
                  out_margin_blocks: float, margin_max_blocks: float, device_out: bool, monitor: bool,
-                 stats: dict[str, int] | None = None) -> None:
+                 margin_step_blocks: float = 1.0, margin_relax_s: float | None = None,
+                 base_margin_blocks: float | None = None, stats: dict[str, int] | None = None) -> None:
         self.engine = engine
         self.rings = rings
         self.rate = int(rate)
@@ -212,6 +215,10 @@ class BlockWorker:
         self.max_backlog_blocks = int(max_backlog_blocks)
         self.margin_blocks = float(out_margin_blocks)
         self.margin_max_blocks = float(margin_max_blocks)
+        self.margin_step_blocks = float(margin_step_blocks)
+        self.margin_relax_s = margin_relax_s
+        self.base_margin_blocks = float(out_margin_blocks if base_margin_blocks is None else base_margin_blocks)
+        self._last_underflow = time.monotonic()
         self.device_out = bool(device_out)
         self.monitor = bool(monitor)
         self.stats = stats if stats is not None else {k: 0 for k in WORKER_STATS}
@@ -324,6 +331,7 @@ class BlockWorker:
         cb = callback_counts(self.rings)
         d = cb - self._cb_seen
         if not d.any():
+            self._relax()
             return
         self._cb_seen[:] = cb
         s = self.stats
@@ -335,9 +343,23 @@ class BlockWorker:
         s["callbacks"] += int(d[IN_CALLS] + d[OUT_CALLS] + d[MON_CALLS])
         xr = int(d[IN_STATUS] + d[OUT_STATUS] + d[MON_STATUS] + d[IN_OVERFLOW] + d[OUT_UNDERFLOW])
         self.engine.counters["xruns"] += xr
-        if d[OUT_UNDERFLOW] and self.margin_blocks < self.margin_max_blocks:
-            # gaming profile: widen the output margin rather than stutter again
-            self.margin_blocks = min(self.margin_max_blocks, self.margin_blocks + 1.0)
+        if d[OUT_UNDERFLOW]:
+            self._last_underflow = time.monotonic()
+            if self.margin_blocks < self.margin_max_blocks:
+                # widen the output margin rather than stutter again
+                self.margin_blocks = min(self.margin_max_blocks, self.margin_blocks + self.margin_step_blocks)
+                self.publish_target()
+        else:
+            self._relax()
+
+    def _relax(self) -> None:
+        """After ``margin_relax_s`` without an underflow, narrow the margin by one step."""
+        if self.margin_relax_s is None or self.margin_blocks <= self.base_margin_blocks:
+            return
+        now = time.monotonic()
+        if now - self._last_underflow >= self.margin_relax_s:
+            self.margin_blocks = max(self.base_margin_blocks, self.margin_blocks - self.margin_step_blocks)
+            self._last_underflow = now  # the next step waits another full period
             self.publish_target()
 
     def run(self, stop: Callable[[], bool], *, sleep_s: float, loops: np.ndarray | None = None) -> None:
@@ -398,8 +420,9 @@ def _child_main(spec: dict[str, Any], cmd: Any, rep: Any) -> None:
         engine.warm_up()
         worker = BlockWorker(engine, shm.rings, rate=spec["rate"], block=spec["block"],
                              max_backlog_blocks=spec["max_backlog_blocks"], out_margin_blocks=spec["margin_blocks"],
-                             margin_max_blocks=spec["margin_max_blocks"], device_out=spec["device_out"],
-                             monitor=spec["monitor"])
+                             margin_max_blocks=spec["margin_max_blocks"], margin_step_blocks=spec["margin_step_blocks"],
+                             margin_relax_s=spec["margin_relax_s"], base_margin_blocks=spec["margin_base_blocks"],
+                             device_out=spec["device_out"], monitor=spec["monitor"])
     except BaseException as e:  # noqa: BLE001 - reported to the runner, which raises it
         send(("failed", type(e).__name__, str(e)))
         return
@@ -463,6 +486,45 @@ def _child_main(spec: dict[str, Any], cmd: Any, rep: Any) -> None:
     send(("exit",))
 
 
+_CHILD_CMD = "import sys; from rtvc.worker import child_entry; child_entry(sys.argv[1])"
+
+
+def child_entry(address: str) -> None:
+    """``python -c`` entry of the worker process: connect back (commands, then reports), take the
+    spec, run. The authentication key comes in the environment, not on the command line."""
+    from multiprocessing.connection import Client
+
+    key = bytes.fromhex(os.environ.pop("RTVC_WORKER_KEY"))
+    cmd = Client(address, authkey=key)
+    rep = Client(address, authkey=key)
+    spec = cmd.recv()
+    _child_main(spec, cmd, rep)
+
+
+class _Child:
+    """The subset of ``multiprocessing.Process`` the runner uses, over a ``subprocess.Popen``."""
+
+    def __init__(self, popen: Any) -> None:
+        self._p = popen
+        self.pid = popen.pid
+
+    def is_alive(self) -> bool:
+        return self._p.poll() is None
+
+    @property
+    def exitcode(self) -> int | None:
+        return self._p.poll()
+
+    def join(self, timeout: float | None = None) -> None:
+        try:
+            self._p.wait(timeout)
+        except Exception:  # noqa: BLE001 - subprocess.TimeoutExpired: still running, as Process.join
+            pass
+
+    def kill(self) -> None:
+        self._p.kill()
+
+
 class WorkerProcess:
     """Runner side of a worker process: spawn, forward commands, mirror its snapshots.
 
@@ -494,22 +556,56 @@ class WorkerProcess:
         self._proc: Any = None
         self._mirror: threading.Thread | None = None
 
+    def _spawn(self, deadline: float) -> None:
+        """Start ``python -c 'child_entry()'`` and accept its two connections (commands, reports).
+
+        A fresh interpreter that imports only rtvc: unlike multiprocessing's spawn it never
+        re-imports the caller's ``__main__``, so a script without a ``__main__`` guard works."""
+        import subprocess
+        from multiprocessing.connection import Listener
+
+        family = "AF_PIPE" if sys.platform == "win32" else "AF_UNIX"
+        key = os.urandom(32)
+        lst = Listener(family=family, authkey=key)
+        env = dict(os.environ)
+        pkg_root = str(Path(__file__).resolve().parent.parent)  # where `import rtvc` finds this rtvc
+        env["PYTHONPATH"] = pkg_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        env["RTVC_WORKER_KEY"] = key.hex()
+        self._proc = _Child(subprocess.Popen([sys.executable, "-c", _CHILD_CMD, str(lst.address)], env=env,
+                                             stdin=subprocess.DEVNULL))
+        conns: list[Any] = []
+
+        def accept() -> None:
+            try:
+                for _ in range(2):
+                    conns.append(lst.accept())
+            except (OSError, EOFError):
+                pass
+
+        t = threading.Thread(target=accept, name="rtvc-worker-accept", daemon=True)
+        t.start()
+        while t.is_alive() and time.monotonic() < deadline and self._proc.is_alive():
+            t.join(0.05)
+        if len(conns) < 2:
+            lst.close()  # ends a pending accept
+            for c in conns:
+                c.close()
+            code = self._proc.exitcode
+            self._kill()
+            raise DeviceError("the audio worker process did not connect within its start time" if code is None
+                              else f"the audio worker process exited with code {code} while starting")
+        lst.close()
+        self._cmd, self._rep = conns
+
     def start(self, timeout_s: float = START_TIMEOUT_S) -> None:
         """Spawn the worker and wait until it has loaded the voice and warmed up."""
-        import multiprocessing as mp
-
-        ctx = mp.get_context("spawn")
         self.shm.rings.ctl[_CTL_STOP] = 0
-        cmd_r, self._cmd = ctx.Pipe(duplex=False)
-        self._rep, rep_w = ctx.Pipe(duplex=False)
+        deadline = time.monotonic() + timeout_s
+        self._spawn(deadline)
         spec = {**self.spec, "shm_path": str(self.shm.path), "ring_samples": self.shm.ring_samples,
                 "config": self.engine.config, "registry": self.engine.registry, "params": self.engine.params,
                 "parent_pid": os.getpid()}
-        self._proc = ctx.Process(target=_child_main, args=(spec, cmd_r, rep_w), name="rtvc-audio-worker", daemon=True)
-        self._proc.start()
-        cmd_r.close()
-        rep_w.close()
-        deadline = time.monotonic() + timeout_s
+        self._cmd.send(spec)
         while True:
             left = deadline - time.monotonic()
             if left <= 0 or not self._rep.poll(min(left, 0.2)):

@@ -341,7 +341,25 @@ def test_native_counters_become_stats_and_gaming_widens(tmp_path: Path) -> None:
     live._allocate()
     live._ncnt["output"][CNT["out_ring_empty_events"]] = 5
     live._collect()
-    assert live._margin_blocks == 0.5  # the live profile keeps its buffers small
+    # the live profile widens by half a block per underflowing check, up to two blocks ...
+    assert live._margin_blocks == 1.0
+    live._ncnt["output"][CNT["out_ring_empty_events"]] = 6
+    live._collect()
+    assert live._margin_blocks == 1.5
+    for k in range(7, 12):
+        live._ncnt["output"][CNT["out_ring_empty_events"]] = k
+        live._collect()
+    assert live._margin_blocks == 2.0
+    # ... and narrows by half a block after each 30 s without one, down to where it started
+    live._core._last_underflow -= 31.0
+    live._collect()
+    assert live._margin_blocks == 1.5 and live.target_buffer_age_ms == pytest.approx(4.5 * live.block_ms)
+    live._collect()
+    assert live._margin_blocks == 1.5  # the next step waits another 30 s
+    for _ in range(5):
+        live._core._last_underflow -= 31.0
+        live._collect()
+    assert live._margin_blocks == 0.5
 
 
 def test_file_writer_accounts_for_every_sample(tmp_path: Path) -> None:
