@@ -168,19 +168,19 @@ CONFIGS = {"native": ("native", "auto"), "python": ("python", "auto"), "native-t
            "python-thread": ("python", "thread"), "server-loopback": (None, None)}
 
 
-def run_server_loopback(srv: Any, tmp: Path, *, block_ms: float, seconds: float, load: bool = True,
-                        cpu_hog_on: bool = True) -> dict[str, Any]:
-    """The reference row: PulseAudio's module-loopback instead of rtvc, same load, same count."""
+def record_under_load(srv: Any, path: Path, *, seconds: float, load: bool, cpu_hog_on: bool,
+                      at_start: Any = None, at_end: Any = None) -> tuple[np.ndarray, GilHog | None]:
+    """Record ``rtvc_test_out.monitor`` for ``seconds`` while the hogs run; ``at_start()`` is
+    called just before the GIL hog starts, ``at_end()`` just after it stops (counter snapshots).
+    Returns the recording and the GIL hog (its GC pauses)."""
     from tests.pulse import Recorder
 
-    latency_ms = int(round(4 * block_ms))
-    mod = srv.pactl("load-module", "module-loopback", "source=rtvc_test_in.monitor", "sink=rtvc_test_out",
-                    f"latency_msec={latency_ms}").stdout.strip()
+    hog_p = cpu_hog(seconds + 2) if load and cpu_hog_on else None
     try:
-        time.sleep(2.0)  # module-loopback adapts its rate for a while after loading
-        hog_p = cpu_hog(seconds + 2) if load and cpu_hog_on else None
-        rec = Recorder(srv, "rtvc_test_out.monitor", tmp / f"load-server-{block_ms}.raw", rate=RATE, channels=1)
+        rec = Recorder(srv, "rtvc_test_out.monitor", path, rate=RATE, channels=1)
         time.sleep(0.3)
+        if at_start is not None:
+            at_start()
         hog = GilHog() if load else None
         try:
             if hog is not None:
@@ -189,10 +189,25 @@ def run_server_loopback(srv: Any, tmp: Path, *, block_ms: float, seconds: float,
         finally:
             if hog is not None:
                 hog.__exit__()
-        y = rec.stop()[:, 0]
+        if at_end is not None:
+            at_end()
+        return rec.stop()[:, 0], hog
+    finally:
         if hog_p is not None:
             hog_p.kill()
             hog_p.wait()
+
+
+def run_server_loopback(srv: Any, tmp: Path, *, block_ms: float, seconds: float, load: bool = True,
+                        cpu_hog_on: bool = True) -> dict[str, Any]:
+    """The reference row: PulseAudio's module-loopback instead of rtvc, same load, same count."""
+    latency_ms = int(round(4 * block_ms))
+    mod = srv.pactl("load-module", "module-loopback", "source=rtvc_test_in.monitor", "sink=rtvc_test_out",
+                    f"latency_msec={latency_ms}").stdout.strip()
+    try:
+        time.sleep(2.0)  # module-loopback adapts its rate for a while after loading
+        y, hog = record_under_load(srv, tmp / f"load-server-{block_ms}.raw", seconds=seconds, load=load,
+                                   cpu_hog_on=cpu_hog_on)
     finally:
         srv.pactl("unload-module", mod, check=False)
     disc = discontinuities(y, f_hz=SINE_HZ)
@@ -213,8 +228,6 @@ def run_config(srv: Any, tmp: Path, *, callback: str, block_ms: float, seconds: 
     from rtvc.audio import LiveRunner
     from rtvc.engine import Engine, EngineConfig
     from rtvc.params import Params
-    from tests.pulse import Recorder
-
     eng = Engine(EngineConfig(device_rate=RATE), params=Params(bypass=True, gate_threshold_db=-120.0))
     runner = LiveRunner(eng, input="pulse", output="pulse", rate=RATE, block_ms=block_ms, callback=callback,
                         profile=profile, device_block_ms=device_block_ms, worker=worker)
@@ -224,24 +237,19 @@ def run_config(srv: Any, tmp: Path, *, callback: str, block_ms: float, seconds: 
         while runner.stats["worker_blocks"] < 50 and time.monotonic() - t0 < 15:
             time.sleep(0.05)
         time.sleep(1.0)  # output trimming settles
-        hog_p = cpu_hog(seconds + 2) if load and cpu_hog_on else None
-        rec = Recorder(srv, "rtvc_test_out.monitor", tmp / f"load-{callback}-{block_ms}.raw", rate=RATE, channels=1)
-        time.sleep(0.3)
-        x0, d0, r0 = eng.counters["xruns"], eng.counters["dropped_blocks"], runner.stats["stream_restarts"]
-        st0 = dict(runner.stats)
-        hog = GilHog() if load else None
-        try:
-            if hog is not None:
-                hog.__enter__()
-            time.sleep(seconds)
-        finally:
-            if hog is not None:
-                hog.__exit__()
-        s = runner.summary()
-        y = rec.stop()[:, 0]
-        if hog_p is not None:
-            hog_p.kill()
-            hog_p.wait()
+        snap: dict[str, Any] = {}
+
+        def at_start() -> None:
+            snap["x0"], snap["d0"] = eng.counters["xruns"], eng.counters["dropped_blocks"]
+            snap["st0"] = dict(runner.stats)
+
+        def at_end() -> None:
+            snap["s"] = runner.summary()
+
+        y, hog = record_under_load(srv, tmp / f"load-{callback}-{block_ms}.raw", seconds=seconds, load=load,
+                                   cpu_hog_on=cpu_hog_on, at_start=at_start, at_end=at_end)
+        x0, d0, st0, s = snap["x0"], snap["d0"], snap["st0"], snap["s"]
+        r0 = st0["stream_restarts"]
     finally:
         runner.stop()
     disc = discontinuities(y, f_hz=SINE_HZ)

@@ -159,6 +159,8 @@ class SharedBlock:
                 self.path.unlink()
             except FileNotFoundError:
                 pass
+            except OSError as e:  # Windows: a mapping that is still open keeps its file
+                _log.info("could not remove the ring file %s yet: %s", self.path, e)
 
 
 def callback_counts(rings: Rings) -> np.ndarray:
