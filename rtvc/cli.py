@@ -38,9 +38,9 @@ Handler = Callable[[argparse.Namespace], int]
 AddArguments = Callable[[argparse.ArgumentParser], None]
 
 
-DEFAULT_VOICE = "deeper"
-"""The voice ``rtvc run`` starts with: a DSP voice until the neural voices reach their
-quality targets (see the README's status table)."""
+DEFAULT_VOICE = "joe"
+"""The voice ``rtvc run`` starts with: the shipped neural voice with the best measured balance
+of speaker similarity and word error rate (``bench/quality.py``; see the README)."""
 
 
 def sample_path() -> Path:

@@ -180,7 +180,8 @@ class NeuralVoice:
         feed = state["feed"]
         feed[self.names[0]][0, 0] = feats
         env, h = self.session.run(self.names[2:], feed)
-        if not (np.all(np.isfinite(h)) and np.all(np.isfinite(env))):
+        # one sum per output: NaN or inf anywhere makes it non-finite (cheaper than isfinite + all)
+        if not (math.isfinite(float(h.sum())) and math.isfinite(float(env.sum()))):
             # bad numbers never enter the recurrent state: start it again from zeros
             feed[self.names[1]][:] = 0.0
             state["resets"] += 1

@@ -104,6 +104,8 @@ class FeatureConfig:
             raise ConfigError(f"feature sample rate {self.sample_rate} Hz; expected {MODEL_RATE}")
         if self.hop != HOP:
             raise ConfigError(f"feature hop {self.hop} samples; expected {HOP}")
+        if not 2 <= self.n_cep <= self.n_fft // 2:
+            raise ConfigError(f"n_cep {self.n_cep}; expected 2..{self.n_fft // 2} cepstral coefficients")
 
     def as_dict(self) -> dict[str, int]:
         return {k: int(getattr(self, k)) for k in ("sample_rate", "hop", "n_fft", "syn_len", "n_mels", "n_mfcc", "n_cep")}
@@ -170,9 +172,7 @@ class FeatureExtractor:
 
     def _frame(self, frame: np.ndarray, f0_hz: float, per: float, st: dict[str, Any]) -> None:
         """Features of one windowed frame (shared by ``step`` and ``analyze``: identical output)."""
-        spec = np.fft.rfft(frame)
-        st["spec"][:] = spec
-        s = st["spec"]
+        s = np.fft.rfft(frame, out=st["spec"])  # float32 in, complex64 out: no temporary
         f = st["feats"]
         mfcc_frame(s, self.fb, self.dct, POWER_AMIN, st["power"], st["mel"], st["mfcc"])
         f[: self.config.n_mfcc] = st["mfcc"]

@@ -171,9 +171,9 @@ class Synthesizer:
         if self.method == "pulse-noise":
             pulse_noise_step(f0_hz, float(self.config.sample_rate), st["st"], st["rng"], st["pulses"], st["noise"])
             push_window(st["pbuf"], st["pulses"], self.w_a, st["frame"])
-            st["p_spec"][:] = np.fft.rfft(st["frame"])
+            np.fft.rfft(st["frame"], out=st["p_spec"])
             push_window(st["nbuf"], st["noise"], self.w_a, st["frame"])
-            st["n_spec"][:] = np.fft.rfft(st["frame"])
+            np.fft.rfft(st["frame"], out=st["n_spec"])
             self._envelope(st["p_spec"], st, st["p_env"])
             self._envelope(st["n_spec"], st, st["n_env"])
             v = voicing if f0_hz > 0.0 else 0.0
@@ -195,6 +195,6 @@ class Synthesizer:
             shift_flat_spectrum(src_spec, st["src_env"], ratio, self.config.hop, self.config.n_fft, st["theta"],
                                 st["mag"], st["peaks"], st["exc"])
             self._shape(st["exc"], tgt, phase, st)
-        frame = np.fft.irfft(st["out_spec"], n=self.config.n_fft)
-        ola_step(frame, self.w_s, st["ola"], st["out"])
+        np.fft.irfft(st["out_spec"], n=self.config.n_fft, out=st["frame"])
+        ola_step(st["frame"], self.w_s, st["ola"], st["out"])
         return st["out"]

@@ -243,6 +243,26 @@ def test_run_without_sound_card_falls_back_to_demo(tmp_path: Path, monkeypatch: 
     assert rate == rate_in and y.shape == x.shape and np.max(np.abs(y)) > 0.05
 
 
+def test_default_voice_is_a_shipped_neural_voice_and_runs_without_a_sound_card(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from rtvc.cli import DEFAULT_VOICE
+    from rtvc.paths import shipped_models_dir
+    from rtvc.voices import VoiceRegistry
+
+    info = VoiceRegistry([shipped_models_dir()]).get(DEFAULT_VOICE)  # shipped, not a user's clone
+    assert info.kind == "neural"
+    assert make_parser().parse_args(["run"]).voice == DEFAULT_VOICE
+    monkeypatch.setattr(audio, "list_devices", lambda: [])
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--json"]) == 0  # the README's main command, as typed
+    text, _ = _err(capsys)
+    s = json.loads(text)
+    assert s["demo"] is True and s["voice"] == DEFAULT_VOICE and s["nonfinite_samples"] == 0
+    y, _ = sf.read(tmp_path / "rtvc-demo-out.wav", dtype="float32")
+    x, _ = sf.read(Path(audio.__file__).parent / "data" / "sample.wav", dtype="float32")
+    assert y.shape == x.shape and np.all(np.isfinite(y)) and np.max(np.abs(y)) > 0.05
+
+
 def test_run_demo_when_portaudio_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     from rtvc.errors import DeviceError

@@ -42,16 +42,20 @@ def build_voice(sources: Sequence[Path] | Sequence[np.ndarray], out_dir: str | P
                 description: str, gender: str, data: str, licence: str, command: str = "",
                 synthesis: str = "pulse-noise", synthesis_options: dict[str, Any] | None = None,
                 train: TrainConfig | None = None, aug: AugmentConfig | None = None,
-                progress: bool = True, extra: dict[str, Any] | None = None) -> Path:
+                progress: bool = True, extra: dict[str, Any] | None = None,
+                feature_config: FeatureConfig | None = None, cache_dir: str | Path | None = None) -> Path:
     """Train a voice on ``sources`` (the target's speech) and write it into ``out_dir``.
 
     Returns the path of the ``.onnx`` file. ``synthesis_options`` default to
-    :data:`SYNTHESIS_OPTIONS` (pass ``{}`` for the original synthesis).
+    :data:`SYNTHESIS_OPTIONS` (pass ``{}`` for the original synthesis). ``feature_config``
+    (default :class:`~rtvc.features.FeatureConfig`) fixes the analysis, e.g. the cepstral order
+    ``n_cep`` of the envelope the model predicts; it goes into the manifest. With ``cache_dir``
+    the analysed frames are cached there (see :func:`~rtvc.train.dataset.analyse_files`).
     """
     t0 = time.perf_counter()
     audio = [s if isinstance(s, np.ndarray) else load_audio_16k(s) for s in sources]
-    fc = FeatureConfig()
-    frames = analyse_files(audio, config=fc)
+    fc = feature_config or FeatureConfig()
+    frames = analyse_files(audio, config=fc, cache_dir=cache_dir)
     t_an = time.perf_counter() - t0
     mean, std = log_f0_stats(frames.f0_hz)
     model, info = train_converter(frames, config=train, feature_config=fc, aug=aug, progress=progress)
@@ -59,7 +63,7 @@ def build_voice(sources: Sequence[Path] | Sequence[np.ndarray], out_dir: str | P
     training = {"data": data, "licence": licence, "minutes": round(frames.minutes, 2), "command": command,
                 "steps": tc.steps, "batch": tc.batch, "frames": tc.frames, "hidden": tc.hidden, "layers": tc.layers,
                 "seed": tc.seed, "final_loss": round(info["final_loss"], 5), "analysis_s": round(t_an, 1),
-                "train_s": round(info["train_s"], 1), **(extra or {})}
+                "train_s": round(info["train_s"], 1), "n_cep": fc.n_cep, **(extra or {})}
     return write_voice(model, out_dir, name, description=description, gender=gender, f0_log2_mean=mean,
                        f0_log2_std=std, synthesis=synthesis, training=training, preview=pick_preview(audio),
                        feature_config=fc,

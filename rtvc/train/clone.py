@@ -9,11 +9,13 @@ file or the amount and what is expected. The voice is written into
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import AudioFileError, ConfigError
+from ..features import N_CEP, FeatureConfig
 from ..paths import user_voices_dir
 from ..voices import DSP_PRESETS
 from .build import build_voice
@@ -104,7 +106,8 @@ def _check_name(name: str) -> str:
 def clone_voice(folder: str | Path, name: str, *, minutes_limit: float | None = None, epochs: float | None = None,
                 progress: bool = True, min_minutes: float = 5.0, steps: int | None = None,
                 out_dir: str | Path | None = None, hidden: int = 128, seed: int = 0,
-                synthesis: str = "pulse-noise", gender: str = "unknown") -> Path:
+                synthesis: str = "pulse-noise", gender: str = "unknown",
+                feature_config: FeatureConfig | None = None, cache_dir: str | Path | None = None) -> Path:
     """Clone the voice in ``folder`` into ``NAME.onnx`` + manifest + preview; return the .onnx path.
 
     Parameters
@@ -122,8 +125,13 @@ def clone_voice(folder: str | Path, name: str, *, minutes_limit: float | None = 
         Refuse folders with less active speech than this.
     out_dir : path, optional
         Default :func:`rtvc.paths.user_voices_dir`.
+    feature_config : FeatureConfig, optional
+        Analysis settings (e.g. ``n_cep``); default :class:`~rtvc.features.FeatureConfig`.
+    cache_dir : path, optional
+        Cache the analysed frames there (keyed by audio content and feature config).
     """
     _check_name(name)
+    fc = feature_config or FeatureConfig()
     src = check_clone_folder(folder, min_minutes=min_minutes, minutes_limit=minutes_limit)
     tc = TrainConfig(hidden=hidden, seed=seed)
     n_frames = sum(len(x) for x in src.audio) // 80
@@ -140,6 +148,8 @@ def clone_voice(folder: str | Path, name: str, *, minutes_limit: float | None = 
                        f"({src.active_s / 60:.1f} min of speech)", gender=gender,
                        data=f"user recordings: {len(src.files)} files from {Path(folder).resolve()}",
                        licence="the user's own recordings (not redistributed)",
-                       command=f"rtvc clone {folder} --name {name}", synthesis=synthesis, train=tc,
+                       command=shlex.join(["rtvc", "clone", str(folder), "--name", name, "--steps", str(tc.steps)]
+                                          + (["--n-cep", str(fc.n_cep)] if fc.n_cep != N_CEP else [])),
+                       synthesis=synthesis, train=tc, feature_config=fc, cache_dir=cache_dir,
                        progress=progress, extra={"active_minutes": round(src.active_s / 60, 2),
                                                  "skipped": src.skipped})

@@ -6,12 +6,13 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import time
 from pathlib import Path
 
 from ..errors import RtvcError
 
-__all__ = ["SUBCOMMANDS", "holdout_split"]
+__all__ = ["SUBCOMMANDS", "holdout_split", "frames_cache_dir"]
 
 
 def holdout_split(items: list, share: float) -> tuple[list, list]:
@@ -31,7 +32,41 @@ def add_clone_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-minutes", type=float, default=5.0, help="refuse less speech than this (default 5)")
     p.add_argument("--gender", default="unknown")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: the user voices folder)")
+    _add_feature_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_feature_arguments(p: argparse.ArgumentParser) -> None:
+    from ..features import N_CEP
+
+    p.add_argument("--n-cep", type=int, default=N_CEP,
+                   help=f"cepstral coefficients of the predicted envelope (default {N_CEP})")
+    p.add_argument("--no-frames-cache", action="store_true",
+                   help="analyse the audio again instead of reading cached frames (and cache nothing)")
+
+
+def _feature_config(args: argparse.Namespace):  # noqa: ANN202
+    from ..features import FeatureConfig
+
+    return FeatureConfig(n_cep=args.n_cep)
+
+
+def _synthesis_options(args: argparse.Namespace) -> dict | None:
+    from ..synthesis import check_options
+    from .build import SYNTHESIS_OPTIONS
+
+    if args.postfilter is None:
+        return None  # build_voice's default
+    opts = {**SYNTHESIS_OPTIONS, "postfilter": args.postfilter}
+    check_options(opts)  # a bad value is refused before any training
+    return opts
+
+
+def frames_cache_dir(root: Path | None = None) -> Path:
+    """Analysed-frame cache: ``ROOT/frames`` (ROOT: ``--cache-dir`` or the rtvc data folder)."""
+    from ..paths import data_dir
+
+    return (root if root is not None else data_dir()) / "frames"
 
 
 def clone_handler(args: argparse.Namespace) -> int:
@@ -40,7 +75,9 @@ def clone_handler(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     try:
         path = clone_voice(args.folder, args.name, minutes_limit=args.minutes, epochs=args.epochs, steps=args.steps,
-                           min_minutes=args.min_minutes, progress=not args.quiet, out_dir=args.out, gender=args.gender)
+                           min_minutes=args.min_minutes, progress=not args.quiet, out_dir=args.out, gender=args.gender,
+                           feature_config=_feature_config(args),
+                           cache_dir=None if args.no_frames_cache else frames_cache_dir())
     except RtvcError as e:
         print(f"rtvc clone: {e}")
         return 2
@@ -59,9 +96,13 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--synthesis", default="pulse-noise", choices=["pulse-noise", "source"])
+    p.add_argument("--postfilter", type=float, default=None, metavar="BETA",
+                   help="cepstral postfilter of the synthesis, 1..2 (default: none); a manifest option, "
+                        "the ONNX model does not depend on it")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache-dir", type=Path, default=None, help="corpora cache (default: the rtvc data folder)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: the shipped models folder)")
+    _add_feature_arguments(p)
     p.add_argument("--quiet", action="store_true")
 
 
@@ -75,6 +116,8 @@ def train_handler(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     try:
+        fc = _feature_config(args)
+        _synthesis_options(args)
         utts = build_corpus(args.corpus, cache_dir=args.cache_dir, max_utterances=args.max_utterances,
                             progress=not args.quiet)
         if "mbrola" in args.corpus:
@@ -85,10 +128,12 @@ def train_handler(args: argparse.Namespace) -> int:
                            description=args.description or f"trained on {args.corpus}", gender=args.gender,
                            data=f"corpus {args.corpus!r} (rtvc.train.corpus), {len(train)} utterances; "
                                 f"{len(held)} held out (every {max(2, round(1 / args.holdout)) if args.holdout > 0 else 0}th)",
-                           licence=" | ".join(licences), command="python -m rtvc.train " + " ".join(sys.argv[1:]),
-                           synthesis=args.synthesis,
+                           licence=" | ".join(licences), command=shlex.join(["python", "-m", "rtvc.train", *sys.argv[1:]]),
+                           synthesis=args.synthesis, synthesis_options=_synthesis_options(args),
                            train=TrainConfig(steps=args.steps, hidden=args.hidden, threads=args.threads, seed=args.seed),
-                           progress=not args.quiet, extra={"heldout": [u.path.name for u in held]})
+                           progress=not args.quiet, extra={"heldout": [u.path.name for u in held]},
+                           feature_config=fc,
+                           cache_dir=None if args.no_frames_cache else frames_cache_dir(args.cache_dir))
     except RtvcError as e:
         print(f"rtvc train: {e}")
         return 2

@@ -15,7 +15,10 @@ Everything is seeded.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -26,7 +29,11 @@ import torch
 from ..features import F0_REF_HZ, POWER_AMIN, FeatureConfig, FeatureExtractor, dct_matrix, mel_filterbank
 from .._native.cepstrum import cepstrum_matrices
 
-__all__ = ["FrameSet", "AugmentConfig", "Augmenter", "load_audio_16k", "analyse_files", "log_f0_stats"]
+__all__ = ["FrameSet", "AugmentConfig", "Augmenter", "load_audio_16k", "analyse_files", "frames_cache_key",
+           "log_f0_stats", "ANALYSIS_VERSION"]
+
+ANALYSIS_VERSION = 2
+"""Part of the frame-cache key: bump it when the analysis code changes its output."""
 
 
 def load_audio_16k(path: str | os.PathLike[str]) -> np.ndarray:
@@ -74,19 +81,53 @@ class FrameSet:
         return len(self) * 80 / 16000 / 60
 
 
-def analyse_files(paths: Sequence[Path] | Sequence[np.ndarray], *, config: FeatureConfig | None = None) -> FrameSet:
-    """Analyse files (or 16 kHz arrays) with the streaming-identical offline analysis."""
+def frames_cache_key(audio: Sequence[np.ndarray], config: FeatureConfig) -> str:
+    """sha256 over the 16 kHz samples of every file (in order), the feature config and
+    :data:`ANALYSIS_VERSION`: the same audio analysed with the same settings gives the same key."""
+    h = hashlib.sha256()
+    h.update(json.dumps({"config": config.as_dict(), "version": ANALYSIS_VERSION}, sort_keys=True).encode())
+    for x in audio:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        h.update(np.int64(x.shape[0]).tobytes())
+        h.update(x.tobytes())
+    return h.hexdigest()
+
+
+def analyse_files(paths: Sequence[Path] | Sequence[np.ndarray], *, config: FeatureConfig | None = None,
+                  cache_dir: str | os.PathLike[str] | None = None) -> FrameSet:
+    """Analyse files (or 16 kHz arrays) with the streaming-identical offline analysis.
+
+    With ``cache_dir`` the frames are kept in ``cache_dir/frames-KEY.npz``, ``KEY`` from
+    :func:`frames_cache_key` (audio content + feature config), and read back instead of
+    analysed again: retraining with other training settings skips the analysis.
+    """
+    config = config or FeatureConfig()
+    audio = [p if isinstance(p, np.ndarray) else load_audio_16k(p) for p in paths]
+    cache: Path | None = None
+    if cache_dir is not None:
+        cache = Path(cache_dir) / f"frames-{frames_cache_key(audio, config)}.npz"
+        if cache.is_file():
+            try:
+                with np.load(cache) as z:
+                    return FrameSet(z["logmag"], z["cepstrum"], z["f0_hz"], z["periodicity"])
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # damaged or partial: analyse again
+                pass
     fx = FeatureExtractor(config)
     parts = []
-    for p in paths:
-        x = p if isinstance(p, np.ndarray) else load_audio_16k(p)
+    for x in audio:
         a = fx.analyze(x, keep_logmag=True)
         assert a.logmag is not None
         parts.append(a)
-    return FrameSet(np.concatenate([a.logmag for a in parts]).astype(np.float16),
-                    np.concatenate([a.cepstrum for a in parts]),
-                    np.concatenate([a.f0_hz for a in parts]),
-                    np.concatenate([a.periodicity for a in parts]))
+    fs = FrameSet(np.concatenate([a.logmag for a in parts]).astype(np.float16),
+                  np.concatenate([a.cepstrum for a in parts]),
+                  np.concatenate([a.f0_hz for a in parts]),
+                  np.concatenate([a.periodicity for a in parts]))
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, logmag=fs.logmag, cepstrum=fs.cepstrum, f0_hz=fs.f0_hz, periodicity=fs.periodicity)
+        os.replace(tmp, cache)  # atomic: a concurrent reader never sees half a file
+    return fs
 
 
 def log_f0_stats(f0_hz: np.ndarray) -> tuple[float, float]:
