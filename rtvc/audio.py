@@ -397,13 +397,23 @@ class _NativeStream:
             self._lib.Pa_CloseStream(self._s)
 
 
+def _thread_ids() -> set[int]:
+    try:
+        return {int(t) for t in os.listdir("/proc/self/task")}
+    except OSError:  # not Linux
+        return set()
+
+
 @contextlib.contextmanager
 def _inheritable_priority(rt_priority: int | None) -> Iterator[None]:
     """Run the body with the calling thread at ``SCHED_FIFO rt_priority`` (where permitted), so
-    threads started inside inherit it; restore normal scheduling after."""
+    threads started inside inherit it, and give it to every thread the body started that is
+    still running at the end (a library may start its threads from a thread of its own);
+    restore this thread's scheduling after."""
     if rt_priority is None or not hasattr(os, "sched_setscheduler"):
         yield
         return
+    before_tids = _thread_ids()
     try:
         before = os.sched_getscheduler(0), os.sched_getparam(0)
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(rt_priority))
@@ -414,6 +424,12 @@ def _inheritable_priority(rt_priority: int | None) -> Iterator[None]:
         yield
     finally:
         os.sched_setscheduler(0, before[0], before[1])
+        for tid in _thread_ids() - before_tids:
+            try:
+                if os.sched_getscheduler(tid) == os.SCHED_OTHER:
+                    os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(rt_priority))
+            except OSError:
+                pass  # the thread has ended meanwhile
 
 
 class _FileWriter:
