@@ -34,6 +34,19 @@ __all__ = ["FrameSet", "AugmentConfig", "Augmenter", "load_audio_16k", "analyse_
 
 ANALYSIS_VERSION = 2
 """Part of the frame-cache key: bump it when the analysis code changes its output."""
+FRAMES_CACHE_KEEP = 4
+"""Frame files a cache folder keeps (the most recently used); older ones are removed."""
+
+
+def _prune_cache(folder: Path, keep: int = FRAMES_CACHE_KEEP) -> None:
+    """Keep the ``keep`` most recently used ``frames-*.npz`` in ``folder``: the cache is bounded
+    (one file holds ~10 MB per minute of audio)."""
+    files = sorted(folder.glob("frames-*.npz"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in files[keep:]:
+        try:
+            old.unlink()
+        except OSError:
+            pass  # removed meanwhile by another build
 
 
 def load_audio_16k(path: str | os.PathLike[str]) -> np.ndarray:
@@ -109,7 +122,9 @@ def analyse_files(paths: Sequence[Path] | Sequence[np.ndarray], *, config: Featu
         if cache.is_file():
             try:
                 with np.load(cache) as z:
-                    return FrameSet(z["logmag"], z["cepstrum"], z["f0_hz"], z["periodicity"])
+                    fs = FrameSet(z["logmag"], z["cepstrum"], z["f0_hz"], z["periodicity"])
+                os.utime(cache)  # most recently used: kept by the pruning
+                return fs
             except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # damaged or partial: analyse again
                 pass
     fx = FeatureExtractor(config)
@@ -127,6 +142,7 @@ def analyse_files(paths: Sequence[Path] | Sequence[np.ndarray], *, config: Featu
         tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")
         np.savez(tmp, logmag=fs.logmag, cepstrum=fs.cepstrum, f0_hz=fs.f0_hz, periodicity=fs.periodicity)
         os.replace(tmp, cache)  # atomic: a concurrent reader never sees half a file
+        _prune_cache(cache.parent)
     return fs
 
 

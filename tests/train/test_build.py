@@ -1,6 +1,7 @@
 """The cepstral order of a voice (``--n-cep``) and the analysed-frame cache of the voice build."""
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -181,3 +182,20 @@ def test_voice_command_refuses_a_bad_postfilter_before_building_anything(tmp_pat
                  "--cache-dir", str(tmp_path / "c"), "--out", str(tmp_path / "o")]) == 2
     assert "synthesis postfilter 3.0; expected a number in [1, 2]" in capsys.readouterr().out
     assert not (tmp_path / "c").exists() and not (tmp_path / "o").exists()
+
+
+def test_the_cache_keeps_only_the_most_recently_used_files(audio, tmp_path):
+    from rtvc.train.dataset import FRAMES_CACHE_KEEP
+
+    configs = [FeatureConfig(n_cep=n) for n in (16, 20, 24, 28, 32, 36)]
+    analyse_files(audio, config=configs[0], cache_dir=tmp_path)
+    first = sorted(tmp_path.glob("frames-*.npz"))
+    for k, fc in enumerate(configs[1:], start=1):
+        if k == 3:  # use the first file again: it becomes the most recently used
+            time.sleep(0.01)
+            analyse_files(audio, config=configs[0], cache_dir=tmp_path)
+        time.sleep(0.01)
+        analyse_files(audio, config=fc, cache_dir=tmp_path)
+    left = sorted(tmp_path.glob("frames-*.npz"))
+    assert len(left) == FRAMES_CACHE_KEEP
+    assert first[0] in left  # reused, so kept; the two oldest unused ones are gone
