@@ -30,6 +30,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .spectral import push_hop
+
 __all__ = ["yin_cmndf", "yin_difference", "yin_frame", "yin_pick", "yin_step", "yin_track"]
 
 
@@ -226,12 +228,7 @@ def yin_step(frame: np.ndarray, x: np.ndarray, tau_min: int, tau_max: int, thres
     f0_hz, periodicity : float
         As for :func:`yin_frame`.
     """
-    n = frame.shape[0]
-    h = x.shape[0]
-    for i in range(n - h):
-        frame[i] = frame[i + h]
-    for i in range(h):
-        frame[n - h + i] = x[i]
+    push_hop(frame, x)
     return yin_frame(frame, tau_min, tau_max, threshold, silence_ms, sample_rate, d, cmndf)
 
 

@@ -69,11 +69,13 @@ from .worker import OUT_CALLS as _OUT_CALLS
 from .worker import OUT_STATUS as _OUT_STATUS
 from .worker import OUT_UNDERFLOW as _OUT_UNDERFLOW
 from .worker import (
+    N_CB,
     WORKER_STATS,
     WORKERS,
     BlockWorker,
     Rings,
     SharedBlock,
+    WorkerExited,
     WorkerProcess,
     callback_counts,
     poll_interval_s,
@@ -859,7 +861,7 @@ class LiveRunner:
         self._margin_mirror = float(snap["margin_blocks"])
 
     def _on_worker_error(self, e: Exception) -> None:
-        if "exited unexpectedly" in str(e):
+        if isinstance(e, WorkerExited):
             self._fault("worker", f"{e}; restarting it", level=logging.ERROR)  # the supervisor does
             return
         self.error = e
@@ -989,7 +991,7 @@ class LiveRunner:
     def _counts(self) -> np.ndarray:
         """Callback counters, Python and native, in the ``cb`` layout."""
         if self._rings is None:
-            return np.zeros(9, np.int64)
+            return np.zeros(N_CB, np.int64)
         return callback_counts(self._rings)
 
     def _collect(self) -> None:

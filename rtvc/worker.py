@@ -49,7 +49,7 @@ from ._native.ring import ring_discard, ring_read, ring_read_available, ring_wri
 from .errors import ConfigError, DeviceError, RtvcError
 from .resampling import StreamResampler
 
-__all__ = ["BlockWorker", "SharedBlock", "WorkerProcess", "Rings", "WORKERS", "callback_counts",
+__all__ = ["BlockWorker", "SharedBlock", "WorkerProcess", "WorkerExited", "Rings", "WORKERS", "callback_counts",
            "WORKER_STATS"]
 
 WORKERS = ("auto", "process", "thread")
@@ -69,6 +69,10 @@ START_TIMEOUT_S = 60.0
 _CTL_STOP, _CTL_LOOPS, _CTL_N = 0, 1, 8
 _ROLES = ("input", "output", "monitor")
 _log = logging.getLogger("rtvc.worker")
+
+
+class WorkerExited(RuntimeError):
+    """The worker process ended without being asked to (killed, crashed): the runner restarts it."""
 
 
 def _pow2(n: int) -> int:
@@ -542,7 +546,7 @@ class WorkerProcess:
         reads, ``rt_priority``).
     on_report, on_fault, on_error
         Called from the mirror thread with a snapshot dict, ``(kind, message)``, and an
-        exception (the worker failed or the process died).
+        exception (the worker failed; :class:`WorkerExited`: the process died).
     """
 
     def __init__(self, shm: SharedBlock, engine: Any, spec: dict[str, Any], *,
@@ -665,7 +669,7 @@ class WorkerProcess:
                 break
         if not self._stopping:
             self._proc.join(timeout=1.0)
-            self.on_error(RuntimeError(f"the audio worker process exited unexpectedly (exit code {self._proc.exitcode})"))
+            self.on_error(WorkerExited(f"the audio worker process exited unexpectedly (exit code {self._proc.exitcode})"))
 
     def _kill(self) -> None:
         if self._proc is not None and self._proc.is_alive():
