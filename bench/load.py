@@ -79,6 +79,49 @@ for t in ts: t.start()
 time.sleep(float(sys.argv[2]))
 """
 
+STALL_PROBE = r"""
+import json, os, sys, time
+try:
+    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(50))
+    policy = "SCHED_FIFO 50"
+except (AttributeError, OSError):
+    policy = "normal"
+period, t_end = 0.002, time.monotonic() + float(sys.argv[1])
+late = []
+prev = time.monotonic()
+while prev < t_end:
+    time.sleep(period)
+    now = time.monotonic()
+    d = (now - prev - period) * 1000.0
+    if d > 5.0:
+        late.append(d)
+    prev = now
+print(json.dumps({"policy": policy, "late_ms": late}))
+"""
+"""The machine's own stalls: a process at the highest real-time priority any audio thread has
+(above the worker) sleeps 2 ms at a time and reports each wake-up later than 5 ms. What it
+sees, no thread of any audio program on the machine could have run through either (a virtual
+machine's host taking its CPUs, an interrupt storm)."""
+
+
+def stall_probe(seconds: float) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-c", STALL_PROBE, str(seconds)], stdout=subprocess.PIPE, text=True)
+
+
+def probe_summary(p: subprocess.Popen[str] | None, minutes: float) -> dict[str, Any] | None:
+    if p is None:
+        return None
+    try:
+        out, _ = p.communicate(timeout=10)
+        d = json.loads(out)
+    except (subprocess.TimeoutExpired, ValueError):
+        p.kill()
+        return None
+    late = np.asarray(d["late_ms"])
+    return {"policy": d["policy"], "over_5ms": int(late.size), "over_10ms": int((late > 10).sum()),
+            "over_20ms": int((late > 20).sum()), "over_10ms_per_min": float((late > 10).sum() / max(minutes, 1e-9)),
+            "max_ms": float(late.max()) if late.size else 0.0}
+
 
 def discontinuities(y: np.ndarray, *, f_hz: float, rate: int = RATE, win: int = 48, phase_tol_rad: float = 0.25,
                     merge_ms: float = 20.0, edge_s: float = 0.2) -> dict[str, Any]:
@@ -169,16 +212,18 @@ CONFIGS = {"native": ("native", "auto"), "python": ("python", "auto"), "native-t
 
 
 def record_under_load(srv: Any, path: Path, *, seconds: float, load: bool, cpu_hog_on: bool,
-                      at_start: Any = None, at_end: Any = None) -> tuple[np.ndarray, GilHog | None]:
-    """Record ``rtvc_test_out.monitor`` for ``seconds`` while the hogs run; ``at_start()`` is
-    called just before the GIL hog starts, ``at_end()`` just after it stops (counter snapshots).
-    Returns the recording and the GIL hog (its GC pauses)."""
+                      at_start: Any = None, at_end: Any = None) -> tuple[np.ndarray, GilHog | None, dict[str, Any] | None]:
+    """Record ``rtvc_test_out.monitor`` for ``seconds`` while the hogs and the stall probe run;
+    ``at_start()`` is called just before the GIL hog starts, ``at_end()`` just after it stops
+    (counter snapshots). Returns the recording, the GIL hog (its GC pauses) and the probe's summary."""
     from tests.pulse import Recorder
 
     hog_p = cpu_hog(seconds + 2) if load and cpu_hog_on else None
+    probe = None
     try:
         rec = Recorder(srv, "rtvc_test_out.monitor", path, rate=RATE, channels=1)
         time.sleep(0.3)
+        probe = stall_probe(seconds)
         if at_start is not None:
             at_start()
         hog = GilHog() if load else None
@@ -191,8 +236,10 @@ def record_under_load(srv: Any, path: Path, *, seconds: float, load: bool, cpu_h
                 hog.__exit__()
         if at_end is not None:
             at_end()
-        return rec.stop()[:, 0], hog
+        return rec.stop()[:, 0], hog, probe_summary(probe, seconds / 60.0)
     finally:
+        if probe is not None and probe.poll() is None:
+            probe.kill()
         if hog_p is not None:
             hog_p.kill()
             hog_p.wait()
@@ -206,8 +253,8 @@ def run_server_loopback(srv: Any, tmp: Path, *, block_ms: float, seconds: float,
                     f"latency_msec={latency_ms}").stdout.strip()
     try:
         time.sleep(2.0)  # module-loopback adapts its rate for a while after loading
-        y, hog = record_under_load(srv, tmp / f"load-server-{block_ms}.raw", seconds=seconds, load=load,
-                                   cpu_hog_on=cpu_hog_on)
+        y, hog, stalls = record_under_load(srv, tmp / f"load-server-{block_ms}.raw", seconds=seconds, load=load,
+                                           cpu_hog_on=cpu_hog_on)
     finally:
         srv.pactl("unload-module", mod, check=False)
     disc = discontinuities(y, f_hz=SINE_HZ)
@@ -219,7 +266,7 @@ def run_server_loopback(srv: Any, tmp: Path, *, block_ms: float, seconds: float,
             "sine_amplitude": disc["amplitude"], "xrun_kinds": None,
             "gc_pause_ms_max": max(hog.gc_ms) if hog and hog.gc_ms else None,
             "gc_pause_ms_p50": float(np.median(hog.gc_ms)) if hog and hog.gc_ms else None,
-            "buffer_age_ms_max": None, "compute_ms_p99": None}
+            "buffer_age_ms_max": None, "compute_ms_p99": None, "machine_stalls": stalls}
 
 
 def run_config(srv: Any, tmp: Path, *, callback: str, block_ms: float, seconds: float, load: bool = True,
@@ -246,8 +293,8 @@ def run_config(srv: Any, tmp: Path, *, callback: str, block_ms: float, seconds: 
         def at_end() -> None:
             snap["s"] = runner.summary()
 
-        y, hog = record_under_load(srv, tmp / f"load-{callback}-{block_ms}.raw", seconds=seconds, load=load,
-                                   cpu_hog_on=cpu_hog_on, at_start=at_start, at_end=at_end)
+        y, hog, stalls = record_under_load(srv, tmp / f"load-{callback}-{block_ms}.raw", seconds=seconds, load=load,
+                                           cpu_hog_on=cpu_hog_on, at_start=at_start, at_end=at_end)
         x0, d0, st0, s = snap["x0"], snap["d0"], snap["st0"], snap["s"]
         r0 = st0["stream_restarts"]
     finally:
@@ -266,7 +313,9 @@ def run_config(srv: Any, tmp: Path, *, callback: str, block_ms: float, seconds: 
             "recorded_s": disc["seconds"], "sine_amplitude": disc["amplitude"],
             "gc_pause_ms_max": max(hog.gc_ms) if hog and hog.gc_ms else None,
             "gc_pause_ms_p50": float(np.median(hog.gc_ms)) if hog and hog.gc_ms else None,
-            "buffer_age_ms_max": s["buffer_age_max_ms"], "compute_ms_p99": s["compute_ms_p99"]}
+            "buffer_age_ms_max": s["buffer_age_max_ms"], "compute_ms_p99": s["compute_ms_p99"],
+            "margin_blocks_end": s["out_margin_blocks"], "trim": {k: st[k] - st0.get(k, 0) for k in ("cuts", "forced_cuts", "trimmed_samples")},
+            "machine_stalls": stalls}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -323,7 +372,8 @@ def main(argv: list[str] | None = None) -> int:
                     r["config"] = name
                     print(f"load {name:<13} {block_ms:4g} ms: xruns {r['xruns']}, discontinuities {r['discontinuities']} "
                           f"({r['discontinuities_per_min']:.1f}/min), dropped {r['dropped_blocks']}, gc pause max "
-                          f"{r['gc_pause_ms_max']} ms, {r['xrun_kinds']}, worker priority {r['worker_priority']}", file=sys.stderr, flush=True)
+                          f"{r['gc_pause_ms_max']} ms, {r['xrun_kinds']}, worker priority {r['worker_priority']}, machine stalls "
+                          f"{r['machine_stalls']}", file=sys.stderr, flush=True)
                     results.append(r)
     finally:
         srv.stop()

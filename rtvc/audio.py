@@ -63,9 +63,11 @@ from .worker import IN_CALLS as _IN_CALLS
 from .worker import IN_OVERFLOW as _IN_OVERFLOW
 from .worker import IN_STATUS as _IN_STATUS
 from .worker import MON_CALLS as _MON_CALLS
+from .worker import MON_MISSING as _MON_MISSING
 from .worker import MON_STATUS as _MON_STATUS
 from .worker import MON_UNDERFLOW as _MON_UNDERFLOW
 from .worker import OUT_CALLS as _OUT_CALLS
+from .worker import OUT_MISSING as _OUT_MISSING
 from .worker import OUT_STATUS as _OUT_STATUS
 from .worker import OUT_UNDERFLOW as _OUT_UNDERFLOW
 from .worker import (
@@ -89,16 +91,17 @@ _KIND_KEY = {"input": "max_input_channels", "output": "max_output_channels"}
 CALLBACKS = ("native", "python")
 """``native``: the compiled GIL-free PortAudio callback; ``python``: sounddevice's Python callback."""
 PROFILES: dict[str, dict[str, Any]] = {
-    "live": {"max_backlog_blocks": 2, "out_margin_blocks": 0.5, "margin_max_blocks": 2.0, "margin_step_blocks": 0.5,
-             "margin_relax_s": 30.0, "device_latency": "low"},
-    "gaming": {"max_backlog_blocks": 6, "out_margin_blocks": 2.0, "margin_max_blocks": 8.0, "margin_step_blocks": 1.0,
-               "margin_relax_s": None, "device_latency": "high"},
+    "live": {"max_backlog_blocks": 2, "out_margin_blocks": 0.5, "margin_max_blocks": 2.0, "margin_max_ms": 40.0,
+             "margin_step_blocks": 0.5, "margin_relax_s": 30.0, "device_latency": "low"},
+    "gaming": {"max_backlog_blocks": 6, "out_margin_blocks": 2.0, "margin_max_blocks": 8.0, "margin_max_ms": 0.0,
+               "margin_step_blocks": 1.0, "margin_relax_s": None, "device_latency": "high"},
 }
 """Buffering profiles: ``live`` keeps the buffers small; ``gaming`` starts wider and widens
-the output margin by one block after each underflow (up to ``margin_max_blocks``) and keeps it;
-``live`` starts at half a block, widens by half a block after an underflow (up to two blocks)
-and narrows again by half a block after each 30 s without one: the smallest delay the machine
-sustains, found while running."""
+the output margin after each underflow (up to ``margin_max_blocks``) and keeps it. ``live``
+starts at half a block, widens after an underflow by what the device lacked (in half blocks, up
+to the larger of two blocks and ``margin_max_ms``) and narrows again by half a block after each
+30 s without one: the smallest delay the machine sustains, found while running. The samples
+taken out when it narrows are cut where it is not heard (``BlockWorker._trim``)."""
 _log = logging.getLogger("rtvc.audio")
 START_TIMEOUT_S = 5.0
 """A device stream that has not called back this long after opening counts as dead."""
@@ -623,8 +626,9 @@ class LiveRunner:
         self.profile = profile
         self.max_backlog_blocks = int(max_backlog_blocks)
         self.out_margin_blocks = float(out_margin_blocks)
-        self._margin_max_blocks = max(self.out_margin_blocks, float(prof["margin_max_blocks"]))
-        self._margin_step_blocks = float(prof["margin_step_blocks"])
+        self._margin_step_blocks = step = float(prof["margin_step_blocks"])
+        by_ms = math.ceil(prof["margin_max_ms"] / self.block_ms / step) * step
+        self._margin_max_blocks = max(self.out_margin_blocks, float(prof["margin_max_blocks"]), by_ms)
         self._margin_relax_s = prof["margin_relax_s"]
         self.device_latency = prof["device_latency"] if device_latency is None else device_latency
         self.duplex = bool(duplex)
@@ -675,7 +679,8 @@ class LiveRunner:
         self.stats = {"input_status_flags": 0, "output_status_flags": 0, "input_overflows": 0,
                       "output_underflows": 0, "monitor_underflows": 0, "output_overflows": 0,
                       "worker_blocks": 0, "stream_restarts": 0, "device_losses": 0, "reconnect_attempts": 0,
-                      "trimmed_samples": 0, "callbacks": 0, "worker_restarts": 0}
+                      "trimmed_samples": 0, "callbacks": 0, "missing_samples": 0, "cuts": 0, "forced_cuts": 0,
+                      "worker_restarts": 0}
         self._file_pos = 0  # input-file position (samples at ``rate``); kept across set_devices
         self._file_done_at = -1
         self._writer: _FileWriter | None = None
@@ -886,6 +891,7 @@ class LiveRunner:
         if got < frames:
             mono[got:] = 0.0
             self._cb[_OUT_UNDERFLOW] += 1
+            self._cb[_OUT_MISSING] += frames - got
         _fan_out(mono, 1.0, outdata)
 
     def _duplex_cb(self, indata: np.ndarray, outdata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
@@ -901,6 +907,7 @@ class LiveRunner:
         if got < frames:
             mono[got:] = 0.0
             self._cb[_MON_UNDERFLOW] += 1
+            self._cb[_MON_MISSING] += frames - got
         _fan_out(mono, 1.0, outdata)
 
     # ------------------------------------------------------------------ file clock thread
@@ -946,6 +953,7 @@ class LiveRunner:
                 if got < b:
                     snk[got:] = 0.0
                     self._cb[_OUT_UNDERFLOW] += 1
+                    self._cb[_OUT_MISSING] += b - got
                 if self._writer is not None and not self.finished.is_set():
                     self._writer.put(snk)  # copies; file side only: not a PortAudio callback
             ticks += 1

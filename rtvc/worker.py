@@ -46,6 +46,7 @@ import numpy as np
 
 from ._native.pa_callback import CNT, N_COUNTERS
 from ._native.ring import ring_discard, ring_read, ring_read_available, ring_write
+from ._native.splice import find_cut, splice
 from .errors import ConfigError, DeviceError, RtvcError
 from .resampling import StreamResampler
 
@@ -58,12 +59,19 @@ process) or ``auto`` (``process`` when a device stream is open, else ``thread``)
 
 # callback counters (indices into the ``cb`` array): written only by the callbacks / file clock
 (IN_STATUS, OUT_STATUS, IN_OVERFLOW, OUT_UNDERFLOW, MON_UNDERFLOW, MON_STATUS,
- IN_CALLS, OUT_CALLS, MON_CALLS) = range(9)
-N_CB = 9
+ IN_CALLS, OUT_CALLS, MON_CALLS, OUT_MISSING, MON_MISSING) = range(11)
+N_CB = 11
+"""``*_UNDERFLOW`` count callbacks that found the ring short, ``*_MISSING`` the frames they lacked."""
 WORKER_STATS = ("input_status_flags", "output_status_flags", "input_overflows", "output_underflows",
-                "monitor_underflows", "output_overflows", "worker_blocks", "trimmed_samples", "callbacks")
+                "monitor_underflows", "output_overflows", "worker_blocks", "trimmed_samples", "callbacks",
+                "missing_samples", "cuts", "forced_cuts")
 """The runner statistics the block worker keeps (the rest are the runner's own)."""
 REPORT_EVERY_S = 0.05
+WIDEN_GRACE_S = 1.0
+"""Underflows this soon after the first block do not widen the output margin."""
+CUT_FADE_S, CUT_MIN_CORR, CUT_QUIET, CUT_FORCE_S = 0.001, 0.9, 1e-3, 1.0
+"""Output trimming (see ``BlockWorker._trim``): cross-fade length, the correlation a cut needs,
+the RMS under which a block is quiet, how long a due cut waits for a good place."""
 START_TIMEOUT_S = 60.0
 """Longest wait for a worker process to import, load its voice and warm up."""
 _CTL_STOP, _CTL_LOOPS, _CTL_N = 0, 1, 8
@@ -176,9 +184,11 @@ def callback_counts(rings: Rings) -> np.ndarray:
     c[IN_CALLS] += ni[CNT["callbacks"]]
     c[OUT_STATUS] += no[CNT["pa_output_underflow"]] + no[CNT["pa_output_overflow"]]
     c[OUT_UNDERFLOW] += no[CNT["out_ring_empty_events"]]
+    c[OUT_MISSING] += no[CNT["out_ring_empty"]]
     c[OUT_CALLS] += no[CNT["callbacks"]]
     c[MON_STATUS] += nm[CNT["pa_output_underflow"]] + nm[CNT["pa_output_overflow"]]
     c[MON_UNDERFLOW] += nm[CNT["out_ring_empty_events"]]
+    c[MON_MISSING] += nm[CNT["out_ring_empty"]]
     c[MON_CALLS] += nm[CNT["callbacks"]]
     return c
 
@@ -197,12 +207,18 @@ class BlockWorker:
     rate, block
         Device rate (Hz) and worker block (samples at ``rate``).
     max_backlog_blocks
-        Input blocks allowed to wait before all but the newest are dropped.
+        Input blocks allowed to wait before all but the newest are dropped, beyond the margin's
+        growth (a device that stalled for as long as the margin covers delivers that much in
+        one burst: it is needed, not late).
     out_margin_blocks, margin_max_blocks, margin_step_blocks, margin_relax_s
-        Output margin (blocks) kept queued beyond what the device takes; after an output
-        underflow it widens by ``margin_step_blocks`` up to ``margin_max_blocks``, and after
-        each ``margin_relax_s`` without one it narrows by a step, down to ``base_margin_blocks``
+        Output margin (blocks) kept queued beyond what the device takes. After an output
+        underflow it widens by the frames the device lacked (in whole ``margin_step_blocks``,
+        at least one step; a shortfall wider than ``margin_max_blocks`` is an outage, not
+        jitter, and widens it by one step) up to ``margin_max_blocks``; after each
+        ``margin_relax_s`` without one it narrows by a step, down to ``base_margin_blocks``
         (default: ``out_margin_blocks``; ``margin_relax_s=None``: it never narrows).
+        Underflows in the first ``WIDEN_GRACE_S`` after the first block (the device started
+        before the pipeline had output) do not widen it.
     device_out, monitor
         Whether a device consumes the output ring (then it is trimmed to its margin) and
         whether a monitor ring is fed.
@@ -243,9 +259,15 @@ class BlockWorker:
         self._ymon = np.zeros(self._y.shape[0] * 2 + 16, np.float32)
         self._cb_seen = callback_counts(rings)
         self.age_max = 0
+        self._widen_from: float | None = None  # monotonic time from which underflows widen the margin
+        self._period_min = 1 << 62  # lowest pre-write output level since the last underflow / narrowing
         # output trimming: the lowest pre-write output level over a window of ~0.5 s
         self.win_blocks = max(4, int(round(0.5 * self.rate / b)))
-        self._win = {"out": [1 << 62, 0, 0], "mon": [1 << 62, 0, 0]}  # [min level, blocks seen, trim pending]
+        self._win = {"out": [1 << 62, 0, 0, 0], "mon": [1 << 62, 0, 0, 0]}  # [min level, blocks, pending, waited]
+        self._fade = max(4, min(int(round(CUT_FADE_S * self.rate)), b // 4))
+        self._force_blocks = max(1, int(round(CUT_FORCE_S * self.rate / b)))
+        n_cut = 2 * max(b, self._y.shape[0]) + 16
+        self._cut_buf = {"out": np.zeros(n_cut, np.float32), "mon": np.zeros(n_cut, np.float32)}
         self.stall_s = 0.0
         """Fault injection (benchmarks, tests): the next step first sleeps this long, as an
         overloaded machine or a slow model would make it."""
@@ -260,20 +282,50 @@ class BlockWorker:
     def publish_target(self) -> None:
         self.engine.gauges["target_buffer_age_ms"] = self.target_buffer_age_ms
 
-    def _trim(self, key: str, ring: Ring, n: int) -> int:
-        """Samples of the next ``n`` to leave out of ``ring`` (producer side) so that its lowest
-        level over the last window comes down to the output margin: latency never creeps."""
+    def _trim(self, key: str, ring: Ring, y: np.ndarray) -> np.ndarray:
+        """The block to write into ``ring`` (producer side): ``y``, or ``y`` with samples cut
+        out so that the ring's lowest level over the last window comes down to the output
+        margin (latency never creeps).
+
+        Less than half a block of excess is left alone. The cut is made where it is not heard (see ``native/splice.py``): a length between half
+        and twice what is due where the block repeats itself (correlation >= ``CUT_MIN_CORR``:
+        whole periods of a voiced sound), or anywhere in a quiet block (below ``CUT_QUIET``
+        RMS), cross-faded over ``CUT_FADE_S``; when neither comes for ``CUT_FORCE_S`` the cut
+        is made anyway (``stats['forced_cuts']``)."""
         w = self._win[key]
         level = ring_read_available(ring.idx)
         if level < w[0]:
             w[0] = level
+            if key == "out" and level < self._period_min:
+                self._period_min = level
         w[1] += 1
         if w[1] >= self.win_blocks:
             w[2] = max(0, w[0] - int(self.margin_blocks * self.block))
             w[0], w[1] = 1 << 62, 0
-        skip = min(w[2], n)
-        w[2] -= skip
-        return skip
+        due = w[2]
+        fade = self._fade
+        hi_max = y.shape[0] - fade
+        if due < self.block // 2 or hi_max < 1:  # under half a block of excess is not worth a cut
+            w[3] = 0
+            return y
+        lo = max(1, min(due, hi_max) // 2)
+        hi = max(lo, min(2 * due, hi_max))
+        s, r = find_cut(y, lo, hi, min(due, hi), fade)
+        quiet = float(np.dot(y, y)) < CUT_QUIET ** 2 * y.shape[0]
+        forced = w[3] >= self._force_blocks
+        if r < CUT_MIN_CORR and not quiet:
+            if not forced:
+                w[3] += 1
+                return y
+            s = min(due, hi_max)
+            self.stats["forced_cuts"] += 1
+        w[2] = max(0, due - s)
+        w[3] = 0
+        self.stats["trimmed_samples"] += s
+        self.stats["cuts"] += 1
+        out = self._cut_buf[key]
+        m = splice(y, s, fade, out)
+        return out[:m]
 
     def step(self) -> bool:
         """Process one block if one is waiting; return whether one was processed.
@@ -293,7 +345,10 @@ class BlockWorker:
         avail = ring_read_available(r_in.idx)
         if avail < b:
             return False
-        if avail > (self.max_backlog_blocks + 1) * b:
+        if self._widen_from is None:
+            self._widen_from = time.monotonic() + WIDEN_GRACE_S
+        grown = max(0.0, self.margin_blocks - self.base_margin_blocks)
+        if avail > (self.max_backlog_blocks + 1 + grown) * b:
             n_drop = ((avail - b) // b) * b
             ring_discard(r_in.idx, n_drop)
             counters["dropped_blocks"] += n_drop // b
@@ -307,23 +362,23 @@ class BlockWorker:
         else:
             eng.process_into(x, y)
             out = y
-        skip = self._trim("out", r_out, out.shape[0]) if self.device_out else 0
-        self.stats["trimmed_samples"] += skip
+        if self.device_out:
+            out = self._trim("out", r_out, out)
         # the output side is bounded too (clock drift between two devices, a stream that is gone)
         out_cap = (self.max_backlog_blocks + 2 + int(self.margin_blocks)) * b
         queued = ring_read_available(r_out.idx)
         if queued > out_cap:
             counters["dropped_blocks"] += 1
-        elif ring_write(r_out.buf, r_out.idx, out[skip:]) < out.shape[0] - skip:
+        elif ring_write(r_out.buf, r_out.idx, out) < out.shape[0]:
             self.stats["output_overflows"] += 1
         if self.monitor:
             p = eng.params
             mon = self._ymon[:out.shape[0]]
             g = 10.0 ** (p.monitor_gain_db / 20.0) if p.monitor else 0.0
             np.multiply(out, np.float32(g), out=mon)
-            skip_m = self._trim("mon", r_mon, mon.shape[0])
+            mon = self._trim("mon", r_mon, mon)
             if ring_read_available(r_mon.idx) <= out_cap:
-                ring_write(r_mon.buf, r_mon.idx, mon[skip_m:])
+                ring_write(r_mon.buf, r_mon.idx, mon)
         age = ring_read_available(r_in.idx) + ring_read_available(r_out.idx)
         self.age_max = max(self.age_max, age)
         g = eng.gauges
@@ -347,26 +402,43 @@ class BlockWorker:
         s["output_underflows"] += int(d[OUT_UNDERFLOW])
         s["monitor_underflows"] += int(d[MON_UNDERFLOW])
         s["callbacks"] += int(d[IN_CALLS] + d[OUT_CALLS] + d[MON_CALLS])
+        s["missing_samples"] += int(d[OUT_MISSING])
         xr = int(d[IN_STATUS] + d[OUT_STATUS] + d[MON_STATUS] + d[IN_OVERFLOW] + d[OUT_UNDERFLOW])
         self.engine.counters["xruns"] += xr
         if d[OUT_UNDERFLOW]:
-            self._last_underflow = time.monotonic()
-            if self.margin_blocks < self.margin_max_blocks:
-                # widen the output margin rather than stutter again
-                self.margin_blocks = min(self.margin_max_blocks, self.margin_blocks + self.margin_step_blocks)
-                self.publish_target()
+            now = time.monotonic()
+            self._last_underflow = now
+            self._period_min = 1 << 62
+            if self._widen_from is not None and now >= self._widen_from:
+                self._widen(int(d[OUT_MISSING]))
         else:
             self._relax()
 
+    def _widen(self, missing: int) -> None:
+        """Widen the output margin by ``missing`` frames (whole steps, at least one) rather
+        than stutter again; a shortfall wider than the largest margin widens by one step."""
+        if self.margin_blocks >= self.margin_max_blocks:
+            return
+        step = self.margin_step_blocks
+        n_steps = 1
+        if 0 < missing <= self.margin_max_blocks * self.block:
+            n_steps = max(1, math.ceil(missing / (step * self.block)))
+        self.margin_blocks = min(self.margin_max_blocks, self.margin_blocks + n_steps * step)
+        self.publish_target()
+
     def _relax(self) -> None:
-        """After ``margin_relax_s`` without an underflow, narrow the margin by one step."""
+        """After ``margin_relax_s`` without an underflow, narrow the margin by one step if the
+        output ring never came within a step of empty meanwhile (else that step is still needed)."""
         if self.margin_relax_s is None or self.margin_blocks <= self.base_margin_blocks:
             return
         now = time.monotonic()
         if now - self._last_underflow >= self.margin_relax_s:
-            self.margin_blocks = max(self.base_margin_blocks, self.margin_blocks - self.margin_step_blocks)
+            step = self.margin_step_blocks
+            if not self.device_out or self._period_min > step * self.block:
+                self.margin_blocks = max(self.base_margin_blocks, self.margin_blocks - step)
+                self.publish_target()
             self._last_underflow = now  # the next step waits another full period
-            self.publish_target()
+            self._period_min = 1 << 62
 
     def run(self, stop: Callable[[], bool], *, sleep_s: float, loops: np.ndarray | None = None) -> None:
         """Collect and step until ``stop()``; sleep ``sleep_s`` when no block is waiting."""

@@ -7,6 +7,7 @@ output against the same engine run offline (``Engine.process`` on the whole sign
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -324,42 +325,88 @@ def test_native_counters_become_stats_and_gaming_widens(tmp_path: Path) -> None:
 
     r = _file_runner(tmp_path, profile="gaming")
     r._allocate()
+    b = r.block
     t0 = r.target_buffer_age_ms
-    r._ncnt["output"][CNT["out_ring_empty_events"]] = 2
+    # before the pipeline has produced anything (and for a second after) an underflow is the
+    # device starting first: counted, but the margin stays
+    r._ncnt["output"][CNT["out_ring_empty_events"]] = 1
+    r._ncnt["output"][CNT["out_ring_empty"]] = b
+    r._collect()
+    assert r.stats["output_underflows"] == 1 and r._margin_blocks == 2.0
+    r._core._widen_from = time.monotonic()  # as if the grace period were over
+    r._ncnt["output"][CNT["out_ring_empty_events"]] = 3
+    r._ncnt["output"][CNT["out_ring_empty"]] = b + b // 3
     r._ncnt["output"][CNT["pa_output_underflow"]] = 1
     r._ncnt["input"][CNT["in_ring_full_events"]] = 3
     r._ncnt["input"][CNT["callbacks"]] = 10
     r._collect()
     s = r.stats
-    assert (s["output_underflows"], s["output_status_flags"], s["input_overflows"], s["callbacks"]) == (2, 1, 3, 10)
-    assert r.engine.counters["xruns"] == 6
-    # an underflow widened the output margin by one block (gaming profile), and the target with it
+    assert (s["output_underflows"], s["output_status_flags"], s["input_overflows"], s["callbacks"]) == (3, 1, 3, 10)
+    assert s["missing_samples"] == b + b // 3
+    assert r.engine.counters["xruns"] == 7
+    # the underflow (a third of a block missing) widened the output margin by one step (gaming: a
+    # block), and the target with it
     assert r._margin_blocks == 3.0 and r.target_buffer_age_ms == pytest.approx(t0 + r.block_ms)
     r._collect()  # nothing new: nothing counted twice
-    assert r.engine.counters["xruns"] == 6
+    assert r.engine.counters["xruns"] == 7
     live = _file_runner(tmp_path)
     live._allocate()
+    assert live._margin_max_blocks == 4.0  # 40 ms at 10 ms blocks
+    live._core._widen_from = time.monotonic()
     live._ncnt["output"][CNT["out_ring_empty_events"]] = 5
+    live._ncnt["output"][CNT["out_ring_empty"]] = b + b // 5
     live._collect()
-    # the live profile widens by half a block per underflowing check, up to two blocks ...
-    assert live._margin_blocks == 1.0
+    # the live profile widens by what was missing, in half blocks: 1.2 blocks -> 1.5 ...
+    assert live._margin_blocks == 2.0
     live._ncnt["output"][CNT["out_ring_empty_events"]] = 6
+    live._ncnt["output"][CNT["out_ring_empty"]] += 60 * b
     live._collect()
-    assert live._margin_blocks == 1.5
+    assert live._margin_blocks == 2.5  # ... an outage longer than the widest margin: one step
     for k in range(7, 12):
         live._ncnt["output"][CNT["out_ring_empty_events"]] = k
+        live._ncnt["output"][CNT["out_ring_empty"]] += b // 2
         live._collect()
-    assert live._margin_blocks == 2.0
+    assert live._margin_blocks == 4.0
     # ... and narrows by half a block after each 30 s without one, down to where it started
     live._core._last_underflow -= 31.0
     live._collect()
-    assert live._margin_blocks == 1.5 and live.target_buffer_age_ms == pytest.approx(4.5 * live.block_ms)
+    assert live._margin_blocks == 3.5 and live.target_buffer_age_ms == pytest.approx(6.5 * live.block_ms)
     live._collect()
-    assert live._margin_blocks == 1.5  # the next step waits another 30 s
-    for _ in range(5):
+    assert live._margin_blocks == 3.5  # the next step waits another 30 s
+    for _ in range(8):
         live._core._last_underflow -= 31.0
         live._collect()
     assert live._margin_blocks == 0.5
+
+
+def test_margin_narrows_only_when_the_ring_kept_a_step_of_headroom(tmp_path: Path) -> None:
+    from rtvc._native.pa_callback import CNT
+
+    r = _file_runner(tmp_path, params=Params(bypass=True, gate_threshold_db=-120.0))
+    r._allocate()
+    core, b = r._core, r.block
+    core.device_out = True  # as if a device consumed the output ring
+    core._widen_from = time.monotonic()
+    r._ncnt["output"][CNT["out_ring_empty_events"]] = 1
+    r._ncnt["output"][CNT["out_ring_empty"]] = b
+    r._collect()
+    assert r._margin_blocks == 1.5
+    # the ring came down to a quarter block before a write during the 30 s: keep the margin
+    audio.ring_read(r._out.buf, r._out.idx, np.zeros(ring_read_available(r._out.idx), np.float32))
+    ring_write(r._out.buf, r._out.idx, np.zeros(b // 4, np.float32))
+    ring_write(r._in.buf, r._in.idx, np.zeros(b, np.float32))
+    assert r.step()
+    core._last_underflow -= 31.0
+    r._collect()
+    assert r._margin_blocks == 1.5
+    # the next 30 s the lowest level was a block and a half (the device took the rest): narrow
+    audio.ring_read(r._out.buf, r._out.idx, np.zeros(ring_read_available(r._out.idx), np.float32))
+    ring_write(r._out.buf, r._out.idx, np.zeros(b + b // 2, np.float32))
+    ring_write(r._in.buf, r._in.idx, np.zeros(b, np.float32))
+    assert r.step()
+    core._last_underflow -= 31.0
+    r._collect()
+    assert r._margin_blocks == 1.0
 
 
 def test_file_writer_accounts_for_every_sample(tmp_path: Path) -> None:
