@@ -10,7 +10,9 @@ recorded. Meanwhile:
   ms);
 - a second process loads both cores (two threads of NumPy matrix products).
 
-For each block size (5 and 10 ms) and configuration, in the same run, it counts
+For each block size (5 and 10 ms) and configuration, in the same run, the load runs for a
+settling time first (``--settle``, 10 s: the live profile's output margin adapts to the loaded
+machine then; what happens meanwhile is reported apart, as ``settle``), and then it counts
 xruns (rtvc's counters: PortAudio status flags and ring under/overflows) and output
 discontinuities: the recording is demodulated at the sine's frequency in 1 ms windows, and a
 phase jump over 0.25 rad or an amplitude dip below half the median is a discontinuity
@@ -211,33 +213,39 @@ CONFIGS = {"native": ("native", "auto"), "python": ("python", "auto"), "native-t
            "python-thread": ("python", "thread"), "server-loopback": (None, None)}
 
 
-def record_under_load(srv: Any, path: Path, *, seconds: float, load: bool, cpu_hog_on: bool,
-                      at_start: Any = None, at_end: Any = None) -> tuple[np.ndarray, GilHog | None, dict[str, Any] | None]:
-    """Record ``rtvc_test_out.monitor`` for ``seconds`` while the hogs and the stall probe run;
-    ``at_start()`` is called just before the GIL hog starts, ``at_end()`` just after it stops
+def record_under_load(srv: Any, path: Path, *, seconds: float, load: bool, cpu_hog_on: bool, settle_s: float = 0.0,
+                      at_settle: Any = None, at_start: Any = None,
+                      at_end: Any = None) -> tuple[np.ndarray, GilHog | None, dict[str, Any] | None]:
+    """Load the machine for ``settle_s`` (``at_settle()`` is called when the load starts), then
+    record ``rtvc_test_out.monitor`` for ``seconds`` under the same load with the stall probe
+    running; ``at_start()`` / ``at_end()`` are called when the measured window starts and ends
     (counter snapshots). Returns the recording, the GIL hog (its GC pauses) and the probe's summary."""
     from tests.pulse import Recorder
 
-    hog_p = cpu_hog(seconds + 2) if load and cpu_hog_on else None
+    hog_p = cpu_hog(settle_s + seconds + 3) if load and cpu_hog_on else None
     probe = None
+    hog = GilHog() if load else None
     try:
+        if at_settle is not None:
+            at_settle()
+        if hog is not None:
+            hog.__enter__()
+        time.sleep(settle_s)
         rec = Recorder(srv, "rtvc_test_out.monitor", path, rate=RATE, channels=1)
         time.sleep(0.3)
         probe = stall_probe(seconds)
         if at_start is not None:
             at_start()
-        hog = GilHog() if load else None
-        try:
-            if hog is not None:
-                hog.__enter__()
-            time.sleep(seconds)
-        finally:
-            if hog is not None:
-                hog.__exit__()
+        time.sleep(seconds)
         if at_end is not None:
             at_end()
-        return rec.stop()[:, 0], hog, probe_summary(probe, seconds / 60.0)
+        y = rec.stop()[:, 0]
+        if hog is not None:
+            hog.__exit__()
+        return y, hog, probe_summary(probe, seconds / 60.0)
     finally:
+        if hog is not None:
+            hog.__exit__()
         if probe is not None and probe.poll() is None:
             probe.kill()
         if hog_p is not None:
@@ -246,7 +254,7 @@ def record_under_load(srv: Any, path: Path, *, seconds: float, load: bool, cpu_h
 
 
 def run_server_loopback(srv: Any, tmp: Path, *, block_ms: float, seconds: float, load: bool = True,
-                        cpu_hog_on: bool = True) -> dict[str, Any]:
+                        cpu_hog_on: bool = True, settle_s: float = 0.0) -> dict[str, Any]:
     """The reference row: PulseAudio's module-loopback instead of rtvc, same load, same count."""
     latency_ms = int(round(4 * block_ms))
     mod = srv.pactl("load-module", "module-loopback", "source=rtvc_test_in.monitor", "sink=rtvc_test_out",
@@ -254,7 +262,7 @@ def run_server_loopback(srv: Any, tmp: Path, *, block_ms: float, seconds: float,
     try:
         time.sleep(2.0)  # module-loopback adapts its rate for a while after loading
         y, hog, stalls = record_under_load(srv, tmp / f"load-server-{block_ms}.raw", seconds=seconds, load=load,
-                                           cpu_hog_on=cpu_hog_on)
+                                           cpu_hog_on=cpu_hog_on, settle_s=settle_s)
     finally:
         srv.pactl("unload-module", mod, check=False)
     disc = discontinuities(y, f_hz=SINE_HZ)
@@ -271,13 +279,13 @@ def run_server_loopback(srv: Any, tmp: Path, *, block_ms: float, seconds: float,
 
 def run_config(srv: Any, tmp: Path, *, callback: str, block_ms: float, seconds: float, load: bool = True,
                profile: str = "live", device_block_ms: float | None = None, cpu_hog_on: bool = True,
-               worker: str = "auto") -> dict[str, Any]:
+               worker: str = "auto", settle_s: float = 0.0, device_latency: str | float | None = None) -> dict[str, Any]:
     from rtvc.audio import LiveRunner
     from rtvc.engine import Engine, EngineConfig
     from rtvc.params import Params
     eng = Engine(EngineConfig(device_rate=RATE), params=Params(bypass=True, gate_threshold_db=-120.0))
     runner = LiveRunner(eng, input="pulse", output="pulse", rate=RATE, block_ms=block_ms, callback=callback,
-                        profile=profile, device_block_ms=device_block_ms, worker=worker)
+                        profile=profile, device_block_ms=device_block_ms, worker=worker, device_latency=device_latency)
     runner.start()
     try:
         t0 = time.monotonic()
@@ -286,15 +294,20 @@ def run_config(srv: Any, tmp: Path, *, callback: str, block_ms: float, seconds: 
         time.sleep(1.0)  # output trimming settles
         snap: dict[str, Any] = {}
 
+        def at_settle() -> None:
+            snap["settle0"] = (eng.counters["xruns"], eng.counters["dropped_blocks"], runner.summary()["out_margin_blocks"])
+
         def at_start() -> None:
             snap["x0"], snap["d0"] = eng.counters["xruns"], eng.counters["dropped_blocks"]
             snap["st0"] = dict(runner.stats)
+            snap["margin_start"] = runner.summary()["out_margin_blocks"]
 
         def at_end() -> None:
             snap["s"] = runner.summary()
 
         y, hog, stalls = record_under_load(srv, tmp / f"load-{callback}-{block_ms}.raw", seconds=seconds, load=load,
-                                           cpu_hog_on=cpu_hog_on, at_start=at_start, at_end=at_end)
+                                           cpu_hog_on=cpu_hog_on, settle_s=settle_s, at_settle=at_settle,
+                                           at_start=at_start, at_end=at_end)
         x0, d0, st0, s = snap["x0"], snap["d0"], snap["st0"], snap["s"]
         r0 = st0["stream_restarts"]
     finally:
@@ -314,7 +327,9 @@ def run_config(srv: Any, tmp: Path, *, callback: str, block_ms: float, seconds: 
             "gc_pause_ms_max": max(hog.gc_ms) if hog and hog.gc_ms else None,
             "gc_pause_ms_p50": float(np.median(hog.gc_ms)) if hog and hog.gc_ms else None,
             "buffer_age_ms_max": s["buffer_age_max_ms"], "compute_ms_p99": s["compute_ms_p99"],
-            "margin_blocks_end": s["out_margin_blocks"], "trim": {k: st[k] - st0.get(k, 0) for k in ("cuts", "forced_cuts", "trimmed_samples")},
+            "settle": {"seconds": settle_s, "xruns": x0 - snap["settle0"][0], "dropped_blocks": d0 - snap["settle0"][1],
+                       "margin_blocks_before": snap["settle0"][2], "margin_blocks_after": snap["margin_start"]},
+            "margin_blocks_end": s["out_margin_blocks"], "stream_latency_ms": s["stream_latency_ms"], "trim": {k: st[k] - st0.get(k, 0) for k in ("cuts", "forced_cuts", "trimmed_samples")},
             "machine_stalls": stalls}
 
 
@@ -329,6 +344,11 @@ def main(argv: list[str] | None = None) -> int:
                          "quick: native,python)")
     ap.add_argument("--profile", choices=("live", "gaming"), default="live")
     ap.add_argument("--device-block", default=None, help="device callback size: ms, or 'half' (of the block)")
+    ap.add_argument("--settle", type=float, default=None,
+                    help="seconds under load before the measured window (default 10, quick 2): the live profile's "
+                         "output margin adapts to the loaded machine there; its events are reported apart, as 'settle'")
+    ap.add_argument("--device-latency", default=None,
+                    help="PortAudio latency hint: 'low', 'high' or seconds (default: the profile's)")
     ap.add_argument("--no-cpu-hog", action="store_true", help="the GIL hog only (no second process)")
     ap.add_argument("--no-load", action="store_true", help="no GIL hog, no CPU hog (the baseline)")
     ap.add_argument("--server-rt", action="store_true",
@@ -336,6 +356,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(ROOT / "bench" / "out"))
     a = ap.parse_args(argv)
     seconds = a.seconds or (6.0 if a.quick else 60.0)
+    settle_s = a.settle if a.settle is not None else (2.0 if a.quick else 10.0)
+    dev_lat = a.device_latency
+    if dev_lat is not None and dev_lat not in ("low", "high"):
+        try:
+            dev_lat = float(dev_lat)
+        except ValueError:
+            ap.error(f"--device-latency: {dev_lat!r} is not 'low', 'high' or a number of seconds")
     configs = (a.configs or ("native,python" if a.quick else "server-loopback,native,python,native-thread")).split(",")
     for c in configs:
         if c not in CONFIGS:
@@ -364,11 +391,12 @@ def main(argv: list[str] | None = None) -> int:
                         block_ms / 2 if a.device_block == "half" else float(a.device_block))
                     if name == "server-loopback":
                         r = run_server_loopback(srv, Path(td), block_ms=block_ms, seconds=seconds, load=not a.no_load,
-                                                cpu_hog_on=not a.no_cpu_hog)
+                                                cpu_hog_on=not a.no_cpu_hog, settle_s=settle_s)
                     else:
                         r = run_config(srv, Path(td), callback=cb, block_ms=block_ms, seconds=seconds,
                                        load=not a.no_load, profile=a.profile, device_block_ms=dev_block,
-                                       cpu_hog_on=not a.no_cpu_hog, worker=worker)
+                                       cpu_hog_on=not a.no_cpu_hog, worker=worker, settle_s=settle_s,
+                                       device_latency=dev_lat)
                     r["config"] = name
                     print(f"load {name:<13} {block_ms:4g} ms: xruns {r['xruns']}, discontinuities {r['discontinuities']} "
                           f"({r['discontinuities_per_min']:.1f}/min), dropped {r['dropped_blocks']}, gc pause max "
@@ -378,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         srv.stop()
     doc = {"benchmark": "load", "machine": machine(), "rate_hz": RATE, "sine_hz": SINE_HZ, "quick": a.quick,
-           "seconds_per_config": seconds, "profile": a.profile, "device_block": a.device_block,
+           "seconds_per_config": seconds, "settle_s": settle_s, "device_latency": a.device_latency, "profile": a.profile, "device_block": a.device_block,
            "load": ("none" if a.no_load else "GIL hog thread (pure-Python loop + gc.collect over 100k objects)"
                     + ("" if a.no_cpu_hog else " + a 2-thread NumPy process")),
            "server": "private PulseAudio, null sinks, PortAudio ALSA 'pulse' device", "server_scheduling": server_sched,

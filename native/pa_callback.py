@@ -10,6 +10,10 @@ under/overflows; the worker thread runs the pipeline.
 addresses of the rings and of a counters array; the arrays are owned by the Python side and
 must outlive the stream. Publication order: samples are copied, then a fence, then the
 owner's counter is stored, so the other side never sees a counter ahead of the data.
+
+Where the control block names an eventfd (``wake_fd`` >= 0, Linux), the input side then writes
+1 to it: the worker sleeps in ``poll`` on that descriptor and wakes the moment input arrives,
+instead of polling the ring. ``write`` on an eventfd never blocks and allocates nothing.
 """
 
 from __future__ import annotations
@@ -19,14 +23,15 @@ import ctypes
 import numpy as np
 from numba import carray, cfunc, njit, types
 
-from .intrinsics import fence, int_to_voidptr as _int_to_voidptr, voidptr_to_int as _voidptr_to_int
+from .intrinsics import call_write, fence, int_to_voidptr as _int_to_voidptr, voidptr_to_int as _voidptr_to_int
 
-__all__ = ["CTL_SIZE", "CTL", "CNT", "N_COUNTERS", "make_control_block", "pa_callback"]
+__all__ = ["CTL_SIZE", "CTL", "CNT", "N_COUNTERS", "libc_write_address", "make_control_block", "pa_callback"]
 
 # control block layout (int64 words)
 CTL = {"in_buf": 0, "in_size": 1, "in_idx": 2, "out_buf": 3, "out_size": 4, "out_idx": 5,
-       "in_channels": 6, "in_select": 7, "out_channels": 8, "counters": 9, "out_gain_q16": 10}
-CTL_SIZE = 12
+       "in_channels": 6, "in_select": 7, "out_channels": 8, "counters": 9, "out_gain_q16": 10,
+       "wake_fd": 11, "wake_write": 12, "wake_one": 13}
+CTL_SIZE = 14
 # counters layout (int64 words)
 CNT = {"callbacks": 0, "frames": 1, "in_ring_full": 2, "out_ring_empty": 3, "pa_input_underflow": 4,
        "pa_input_overflow": 5, "pa_output_underflow": 6, "pa_output_overflow": 7, "pa_priming": 8,
@@ -83,6 +88,8 @@ def _callback_body(inp: int, outp: int, frames: int, flags: int, ctl_addr: int) 
             cnt[9] += 1
         fence()
         idx[0] = w + n
+        if ctl[11] >= 0:
+            call_write(ctl[12], ctl[11], ctl_addr + 13 * 8, 8)
     if outp != 0:
         och = ctl[8]
         y = carray(_int_to_voidptr(outp), (frames * och,), np.float32)
@@ -113,9 +120,19 @@ def pa_callback(inp, outp, frames, time_info, flags, user_data):
                           _voidptr_to_int(user_data))
 
 
+def libc_write_address() -> int:
+    """Address of libc's ``write`` (0 where there is no such C library, e.g. Windows)."""
+    try:
+        return ctypes.cast(ctypes.CDLL(None).write, ctypes.c_void_p).value or 0
+    except (OSError, AttributeError, TypeError):
+        return 0
+
+
 def make_control_block(in_buf: np.ndarray, in_idx: np.ndarray, out_buf: np.ndarray, out_idx: np.ndarray,
-                       counters: np.ndarray, *, in_channels: int, in_select: int, out_channels: int) -> np.ndarray:
-    """Fill an int64 control block with the arrays' addresses (the arrays must outlive the stream)."""
+                       counters: np.ndarray, *, in_channels: int, in_select: int, out_channels: int,
+                       wake_fd: int | None = None) -> np.ndarray:
+    """Fill an int64 control block with the arrays' addresses (the arrays must outlive the stream);
+    ``wake_fd``: an eventfd the input side signals after each callback (None: no signal)."""
     for name, a, dt in (("in_buf", in_buf, np.float32), ("out_buf", out_buf, np.float32)):
         if a.dtype != dt or not a.flags.c_contiguous or a.shape[0] & (a.shape[0] - 1):
             raise ValueError(f"{name} must be a contiguous float32 array of power-of-two length, got {a.dtype} {a.shape}")
@@ -126,4 +143,7 @@ def make_control_block(in_buf: np.ndarray, in_idx: np.ndarray, out_buf: np.ndarr
     ctl[0], ctl[1], ctl[2] = in_buf.ctypes.data, in_buf.shape[0], in_idx.ctypes.data
     ctl[3], ctl[4], ctl[5] = out_buf.ctypes.data, out_buf.shape[0], out_idx.ctypes.data
     ctl[6], ctl[7], ctl[8], ctl[9] = in_channels, in_select, out_channels, counters.ctypes.data
+    write = libc_write_address() if wake_fd is not None else 0
+    ctl[11] = int(wake_fd) if write else -1
+    ctl[12], ctl[13] = write, 1
     return ctl

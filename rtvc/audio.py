@@ -80,6 +80,8 @@ from .worker import (
     WorkerExited,
     WorkerProcess,
     callback_counts,
+    new_wake_fd,
+    wake,
     poll_interval_s,
 )
 
@@ -646,6 +648,7 @@ class LiveRunner:
         self._rings: Rings | None = None
         self._core: BlockWorker | None = None
         self._shm: SharedBlock | None = None
+        self._wake_fd: int | None = None
         self._wp: WorkerProcess | None = None
         self._wp_stats_base: dict[str, int] = {}
         self._margin_mirror = self.out_margin_blocks
@@ -817,6 +820,8 @@ class LiveRunner:
         else:
             rings = Rings.local(ring_samples)
         self._rings = rings
+        self._close_wake()
+        self._wake_fd = new_wake_fd()  # input callbacks wake the worker through it (Linux)
         self._in, self._out, self._mon = rings.input, rings.output, rings.monitor
         self._cb = rings.cb  # Python-callback / file-clock counters
         self._ncnt = rings.ncnt  # native callback counters, one array per stream role
@@ -833,7 +838,8 @@ class LiveRunner:
                                      max_backlog_blocks=self.max_backlog_blocks, out_margin_blocks=self.out_margin_blocks,
                                      margin_max_blocks=self._margin_max_blocks, margin_step_blocks=self._margin_step_blocks,
                                      margin_relax_s=self._margin_relax_s, device_out=self._dev["output"] is not None,
-                                     monitor=self._dev["monitor"] is not None, stats=self.stats)
+                                     monitor=self._dev["monitor"] is not None, stats=self.stats,
+                                     wake_fd=self._wake_fd)
         # warm up every kernel signature the audio threads use, before any stream starts
         _to_mono(np.zeros((4, 2), np.float32), -1, self._cb_mono[:4])
         _fan_out(self._cb_mono[:4], 1.0, np.zeros((4, 2), np.float32))
@@ -850,7 +856,7 @@ class LiveRunner:
                 "margin_base_blocks": self.out_margin_blocks, "margin_step_blocks": self._margin_step_blocks,
                 "margin_relax_s": self._margin_relax_s,
                 "device_out": self._dev["output"] is not None, "monitor": self._dev["monitor"] is not None,
-                "rt_priority": self.rt_priority}
+                "rt_priority": self.rt_priority, "wake_fd": self._wake_fd}
         wp = WorkerProcess(self._shm, self.engine, spec, on_report=self._on_report,
                            on_fault=lambda kind, msg: self._fault(kind, msg), on_error=self._on_worker_error)
         wp.start()
@@ -881,6 +887,7 @@ class LiveRunner:
         _to_mono(indata, self._ch_sel, mono)
         if ring_write(self._in.buf, self._in.idx, mono) < frames:
             self._cb[_IN_OVERFLOW] += 1
+        wake(self._wake_fd)
 
     def _output_cb(self, outdata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         self._cb[_OUT_CALLS] += 1
@@ -942,6 +949,7 @@ class LiveRunner:
                 self._cb[_IN_CALLS] += 1
                 if ring_write(self._in.buf, self._in.idx, src) < b:
                     self._cb[_IN_OVERFLOW] += 1
+                wake(self._wake_fd)
             if self._dev["output"] is None:
                 if not self.realtime:  # lockstep with the worker: deterministic, as fast as possible
                     while ring_read_available(self._out.idx) < b and not self._stop.is_set():
@@ -981,7 +989,7 @@ class LiveRunner:
 
     # ------------------------------------------------------------------ worker thread
     def _worker(self) -> None:
-        # poll often: with the native callback the worker cannot be woken without the GIL
+        # without a wake descriptor, poll often (the native callback cannot take the GIL to wake it)
         sleep_s = poll_interval_s(self.block, self.rate) if self.realtime else 0.0002
         assert self._core is not None
         try:
@@ -1018,7 +1026,8 @@ class LiveRunner:
         ring = self._in if kind == "input" else (self._out if kind == "output" else self._mon)
         cnt = self._ncnt[kind]
         ctl = make_control_block(ring.buf, ring.idx, ring.buf, ring.idx, cnt, in_channels=channels,
-                                 in_select=self._ch_sel, out_channels=channels)
+                                 in_select=self._ch_sel, out_channels=channels,
+                                 wake_fd=self._wake_fd if kind == "input" else None)
         return _NativeStream(sd, kind=kind, device=index, channels=channels, rate=self.rate, block=self.device_block,
                              latency=self._latency_s(sd, index, "input" if kind == "input" else "output"),
                              ctl=ctl, keep=(ring, cnt), realtime=self.rt_priority is not None)
@@ -1291,6 +1300,11 @@ class LiveRunner:
             self._shm.close()
             self._shm = None
 
+    def _close_wake(self) -> None:
+        if self._wake_fd is not None:
+            os.close(self._wake_fd)
+            self._wake_fd = None
+
     def _halt(self) -> bool:
         """Close the streams and join the threads; return whether anything was running."""
         if not self.running:
@@ -1307,6 +1321,7 @@ class LiveRunner:
         self._set_state("stopped")
         self._collect()
         self._stop_worker_process()
+        self._close_wake()
         if self._saved_switch is not None:
             sys.setswitchinterval(self._saved_switch)
             self._saved_switch = None

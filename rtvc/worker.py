@@ -51,7 +51,7 @@ from .errors import ConfigError, DeviceError, RtvcError
 from .resampling import StreamResampler
 
 __all__ = ["BlockWorker", "SharedBlock", "WorkerProcess", "WorkerExited", "Rings", "WORKERS", "callback_counts",
-           "WORKER_STATS"]
+           "WORKER_STATS", "new_wake_fd", "wake"]
 
 WORKERS = ("auto", "process", "thread")
 """Where the block worker runs: ``process`` (its own interpreter), ``thread`` (the runner's
@@ -67,6 +67,8 @@ WORKER_STATS = ("input_status_flags", "output_status_flags", "input_overflows", 
                 "missing_samples", "cuts", "forced_cuts")
 """The runner statistics the block worker keeps (the rest are the runner's own)."""
 REPORT_EVERY_S = 0.05
+WAKE_TIMEOUT_S = 0.005
+"""Longest wait on the wake descriptor (counters are collected and the stop flag read at least this often)."""
 WIDEN_GRACE_S = 1.0
 """Underflows this soon after the first block do not widen the output margin."""
 CUT_FADE_S, CUT_MIN_CORR, CUT_QUIET, CUT_FORCE_S = 0.001, 0.9, 1e-3, 1.0
@@ -175,6 +177,27 @@ class SharedBlock:
                 _log.info("could not remove the ring file %s yet: %s", self.path, e)
 
 
+def new_wake_fd() -> int | None:
+    """A non-blocking eventfd through which input callbacks wake the worker (None where the
+    platform has none: the worker then polls the ring)."""
+    if not hasattr(os, "eventfd"):
+        return None
+    try:
+        return os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+    except OSError as e:
+        _log.info("no eventfd (%s): the worker polls its input ring", e)
+        return None
+
+
+def wake(fd: int | None) -> None:
+    """Signal the worker (Python callbacks and the file clock; the native callback does it in C)."""
+    if fd is not None:
+        try:
+            os.eventfd_write(fd, 1)
+        except OSError:
+            pass  # closed while stopping: nobody waits any more
+
+
 def callback_counts(rings: Rings) -> np.ndarray:
     """Python-callback counters plus the native ones, in the ``cb`` layout (a copy)."""
     c = rings.cb.copy()
@@ -224,12 +247,16 @@ class BlockWorker:
         whether a monitor ring is fed.
     stats
         The statistics dict to count into (:data:`WORKER_STATS` keys); a new one by default.
+    wake_fd
+        An eventfd the input side signals (:func:`new_wake_fd`): :meth:`run` sleeps on it
+        instead of polling the ring.
     """
 
     def __init__(self, engine: Any, rings: Rings, *, rate: int, block: int, max_backlog_blocks: int,
                  out_margin_blocks: float, margin_max_blocks: float, device_out: bool, monitor: bool,
                  margin_step_blocks: float = 1.0, margin_relax_s: float | None = None,
-                 base_margin_blocks: float | None = None, stats: dict[str, int] | None = None) -> None:
+                 base_margin_blocks: float | None = None, stats: dict[str, int] | None = None,
+                 wake_fd: int | None = None) -> None:
         self.engine = engine
         self.rings = rings
         self.rate = int(rate)
@@ -243,6 +270,7 @@ class BlockWorker:
         self._last_underflow = time.monotonic()
         self.device_out = bool(device_out)
         self.monitor = bool(monitor)
+        self.wake_fd = wake_fd
         self.stats = stats if stats is not None else {k: 0 for k in WORKER_STATS}
         for k in WORKER_STATS:
             self.stats.setdefault(k, 0)
@@ -441,19 +469,33 @@ class BlockWorker:
             self._period_min = 1 << 62
 
     def run(self, stop: Callable[[], bool], *, sleep_s: float, loops: np.ndarray | None = None) -> None:
-        """Collect and step until ``stop()``; sleep ``sleep_s`` when no block is waiting."""
+        """Collect and step until ``stop()``. When no block is waiting: wait on the wake
+        descriptor (at most ``WAKE_TIMEOUT_S``), or without one sleep ``sleep_s``."""
+        poller = None
+        if self.wake_fd is not None:
+            import select
+
+            poller = select.poll()
+            poller.register(self.wake_fd, select.POLLIN)
+        timeout_ms = int(WAKE_TIMEOUT_S * 1000)
         while not stop():
             self.collect()
             if not self.step():
-                time.sleep(sleep_s)
+                if poller is None:
+                    time.sleep(sleep_s)
+                elif poller.poll(timeout_ms):
+                    try:
+                        os.eventfd_read(self.wake_fd)  # type: ignore[arg-type]
+                    except OSError:
+                        pass  # another read took it (none here) or it was closed while stopping
             if loops is not None:
                 loops[0] += 1
         self.collect()
 
 
 def poll_interval_s(block: int, rate: int) -> float:
-    """How long the worker sleeps when no block waits: an eighth of a block, 0.2..1 ms (the
-    native callback cannot wake it, so it polls)."""
+    """How long the worker sleeps when no block waits and it has no wake descriptor (not on
+    Linux): an eighth of a block, 0.2..1 ms."""
     return min(0.001, max(0.0002, block / rate / 8.0))
 
 
@@ -500,7 +542,7 @@ def _child_main(spec: dict[str, Any], cmd: Any, rep: Any) -> None:
                              max_backlog_blocks=spec["max_backlog_blocks"], out_margin_blocks=spec["margin_blocks"],
                              margin_max_blocks=spec["margin_max_blocks"], margin_step_blocks=spec["margin_step_blocks"],
                              margin_relax_s=spec["margin_relax_s"], base_margin_blocks=spec["margin_base_blocks"],
-                             device_out=spec["device_out"], monitor=spec["monitor"])
+                             device_out=spec["device_out"], monitor=spec["monitor"], wake_fd=spec.get("wake_fd"))
     except BaseException as e:  # noqa: BLE001 - reported to the runner, which raises it
         send(("failed", type(e).__name__, str(e)))
         return
@@ -649,8 +691,9 @@ class WorkerProcess:
         pkg_root = str(Path(__file__).resolve().parent.parent)  # where `import rtvc` finds this rtvc
         env["PYTHONPATH"] = pkg_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         env["RTVC_WORKER_KEY"] = key.hex()
+        fds = (self.spec["wake_fd"],) if self.spec.get("wake_fd") is not None else ()
         self._proc = _Child(subprocess.Popen([sys.executable, "-c", _CHILD_CMD, str(lst.address)], env=env,
-                                             stdin=subprocess.DEVNULL))
+                                             stdin=subprocess.DEVNULL, pass_fds=fds))
         conns: list[Any] = []
 
         def accept() -> None:

@@ -97,3 +97,30 @@ def test_control_block_refuses_bad_arrays():
     with pytest.raises(ValueError, match="power-of-two"):
         make_control_block(np.zeros(10, np.float32), idx, good, idx, np.zeros(N_COUNTERS, np.int64),
                            in_channels=1, in_select=-1, out_channels=1)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "eventfd"), reason="eventfd is Linux-only")
+def test_input_signals_the_wake_eventfd_once_per_callback():
+    import os
+    import select
+
+    fd = os.eventfd(0, os.EFD_NONBLOCK)
+    try:
+        r = Rig(in_ch=1)
+        r.ctl = make_control_block(r.inb, r.ini, r.outb, r.outi, r.cnt, in_channels=1, in_select=-1, out_channels=1,
+                                   wake_fd=fd)
+        p = select.poll()
+        p.register(fd, select.POLLIN)
+        assert p.poll(0) == []  # nothing yet
+        x = np.ones((8, 1), np.float32)
+        r.call(x, None, 8)
+        r.call(x, None, 8)
+        assert p.poll(0) and os.eventfd_read(fd) == 2  # one signal per input callback, after the data
+        assert r.ini[0] == 16
+        y = np.zeros((4, 1), np.float32)
+        r.call(None, y, 4)  # the output side does not signal
+        assert p.poll(0) == []
+    finally:
+        os.close(fd)
+    r = Rig(in_ch=1)  # no descriptor: no signal, nothing written anywhere
+    assert r.ctl[11] == -1 and r.call(np.ones((8, 1), np.float32), None, 8) == 0
