@@ -11,7 +11,7 @@ recorded. Meanwhile:
 - a second process loads both cores (two threads of NumPy matrix products).
 
 For each block size (5 and 10 ms) and configuration, in the same run, the load runs for a
-settling time first (``--settle``, 10 s: the live profile's output margin adapts to the loaded
+settling time first (``--settle``, 20 s: the live profile's output margin adapts to the loaded
 machine then; what happens meanwhile is reported apart, as ``settle``), and then it counts
 xruns (rtvc's counters: PortAudio status flags and ring under/overflows) and output
 discontinuities: the recording is demodulated at the sine's frequency in 1 ms windows, and a
@@ -345,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", choices=("live", "gaming"), default="live")
     ap.add_argument("--device-block", default=None, help="device callback size: ms, or 'half' (of the block)")
     ap.add_argument("--settle", type=float, default=None,
-                    help="seconds under load before the measured window (default 10, quick 2): the live profile's "
+                    help="seconds under load before the measured window (default 20, quick 2): the live profile's "
                          "output margin adapts to the loaded machine there; its events are reported apart, as 'settle'")
     ap.add_argument("--device-latency", default=None,
                     help="PortAudio latency hint: 'low', 'high' or seconds (default: the profile's)")
@@ -356,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(ROOT / "bench" / "out"))
     a = ap.parse_args(argv)
     seconds = a.seconds or (6.0 if a.quick else 60.0)
-    settle_s = a.settle if a.settle is not None else (2.0 if a.quick else 10.0)
+    settle_s = a.settle if a.settle is not None else (2.0 if a.quick else 20.0)
     dev_lat = a.device_latency
     if dev_lat is not None and dev_lat not in ("low", "high"):
         try:

@@ -9,7 +9,10 @@ and rtvc's answer on the same clock, so the lag between the channels is the whol
 
 For each voice kind (bypass, DSP, neural if ``rtvc voices`` lists one) and block size (5 and
 10 ms) it reports the delay p50 / p99 / max over the clicks (at least 200 without
-``--quick``), the clicks lost, xruns and the stream latencies PortAudio reports.
+``--quick``), the clicks lost, xruns and the stream latencies PortAudio reports. The clicks
+start after the stream has run ``--settle`` seconds (20): the live profile's output margin
+adapts to the path in that time (its xruns are reported apart, with the margin before and
+after the clicks).
 
     python bench/loopback.py [--quick] [--json] [--clicks 200] [--callback native|python]
                              [--profile live|gaming] [--device-latency low|high|MS] [--out bench/out]
@@ -124,7 +127,7 @@ def measure_delays(left: np.ndarray, right: np.ndarray, *, period_s: float, max_
 
 def run_config(srv: Any, tmp: Path, *, voice: str, bypass: bool, block_ms: float, n_clicks: int, period_s: float,
                callback: str, profile: str, device_latency: Any, device_block_ms: float | None = None,
-               settle_s: float = 1.0) -> dict[str, Any]:
+               settle_s: float = 20.0) -> dict[str, Any]:
     """One loopback measurement with an in-process :class:`~rtvc.audio.LiveRunner`."""
     import soundfile as sf
 
@@ -150,7 +153,9 @@ def run_config(srv: Any, tmp: Path, *, voice: str, bypass: bool, block_ms: float
         t0 = time.monotonic()
         while runner._counts()[6] == 0 and time.monotonic() - t0 < 10:  # first input callback
             time.sleep(0.05)
-        time.sleep(settle_s)  # let the output trimming reach its margin
+        time.sleep(settle_s)  # the live profile's output margin adapts to the path in the first seconds
+        x_settle = eng.counters["xruns"]
+        m0 = runner.summary()["out_margin_blocks"]
         x0 = eng.counters["xruns"]
         d0 = eng.counters["dropped_blocks"]
         subprocess.run(["paplay", "--device=rtvc_test_src", "--latency-msec=10", str(wav)], env=srv.env,
@@ -174,6 +179,8 @@ def run_config(srv: Any, tmp: Path, *, voice: str, bypass: bool, block_ms: float
         "stream_latency_ms": summ["stream_latency_ms"], "xruns": summ["xruns"] - x0,
         "dropped_blocks": summ["dropped_blocks"] - d0, "trimmed_ms": 1000.0 * summ["runner"]["trimmed_samples"] / RATE,
         "buffer_age_ms": summ["buffer_age_ms"], "callback": callback, "profile": profile,
+        "settle": {"seconds": settle_s, "xruns": x_settle}, "margin_blocks_start": m0,
+        "margin_blocks_end": summ["out_margin_blocks"],
     }
 
 
@@ -220,10 +227,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device-latency", default=None, help="low, high or milliseconds (default: the profile's)")
     ap.add_argument("--device-block", default=None, help="device callback size: ms, or 'half' (of the block)")
     ap.add_argument("--blocks", default="5,10", help="block sizes in ms, comma-separated")
+    ap.add_argument("--settle", type=float, default=None,
+                    help="seconds the stream runs before the clicks (default 20, quick 2): the live profile's "
+                         "output margin adapts to the path meanwhile; its xruns are reported apart")
     ap.add_argument("--dsp-voice", default="higher", help="the DSP voice measured (default higher)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "out"))
     a = ap.parse_args(argv)
     n_clicks = a.clicks or (15 if a.quick else 200)
+    settle_s = a.settle if a.settle is not None else (2.0 if a.quick else 20.0)
     lat: Any = a.device_latency
     if lat is not None and lat not in ("low", "high"):
         lat = float(lat) / 1000.0
@@ -246,14 +257,16 @@ def main(argv: list[str] | None = None) -> int:
             for voice, bypass in kinds:
                 r = run_config(srv, Path(td), voice=voice, bypass=bypass, block_ms=block_ms, n_clicks=n_clicks,
                                period_s=a.period_ms / 1000.0, callback=a.callback, profile=a.profile,
-                               device_latency=lat, device_block_ms=_dev_block(a.device_block, block_ms))
+                               device_latency=lat, device_block_ms=_dev_block(a.device_block, block_ms),
+                               settle_s=settle_s)
                 print(f"loopback {r['kind']:<6} {voice:<10} {block_ms:4g} ms: p50 {r['delay_ms_p50']} p99 "
                       f"{r['delay_ms_p99']} max {r['delay_ms_max']} ms, {r['measured']}/{n_clicks} clicks, "
-                      f"xruns {r['xruns']}, stream latency {r['stream_latency_ms']}", file=log, flush=True)
+                      f"xruns {r['xruns']} (settling: {r['settle']['xruns']}), output margin {r['margin_blocks_start']} -> "
+                      f"{r['margin_blocks_end']} blocks, stream latency {r['stream_latency_ms']}", file=log, flush=True)
                 results.append(r)
     doc = {"benchmark": "loopback", "machine": machine(), "rate_hz": RATE, "server": "PulseAudio null sinks "
            "(private server), PortAudio ALSA 'pulse' device", "callback": a.callback, "profile": a.profile,
-           "device_latency": a.device_latency, "quick": a.quick, "clicks_per_config": n_clicks,
+           "device_latency": a.device_latency, "quick": a.quick, "clicks_per_config": n_clicks, "settle_s": settle_s,
            "missing": missing, "wall_s": time.monotonic() - t_start,
            "results": results}
     (out / "loopback.json").write_text(json.dumps(doc, indent=1))

@@ -188,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
            "rss_mb_start": rss0, "rss_mb_end": rss1, "rss_growth_mb": rss1 - rss0,
            "rss_mb_main": [rss0_main, rss1_main], "rss_mb_worker": [rss0_worker, rss1_worker],
            "rss_mb_track": [round(m, 2) for _, m in rss_track], "stream_restarts": s["runner"]["stream_restarts"],
-           "faults": s["faults"], "wall_s": time.monotonic() - t_start}
+           "faults": s["faults"], "output_margin_blocks_end": s["out_margin_blocks"],
+           "cuts": {k: s["runner"][k] for k in ("cuts", "forced_cuts", "trimmed_samples")},
+           "wall_s": time.monotonic() - t_start}
     (out / "soak.json").write_text(json.dumps(doc, indent=1))
     print(f"soak {seconds:g} s: {changes} control changes, {bursts.count} bursts, xruns {doc['xruns']}, dropped "
           f"{doc['dropped_blocks']}, buffer age max {age_max:.1f} ms final {doc['buffer_age_ms_final']} ms "

@@ -69,8 +69,11 @@ WORKER_STATS = ("input_status_flags", "output_status_flags", "input_overflows", 
 REPORT_EVERY_S = 0.05
 WAKE_TIMEOUT_S = 0.005
 """Longest wait on the wake descriptor (counters are collected and the stop flag read at least this often)."""
-WIDEN_GRACE_S = 1.0
+WIDEN_GRACE_S = 2.0
 """Underflows this soon after the first block do not widen the output margin."""
+EPISODE_GAP_S, RECUR_S = 0.25, 60.0
+"""Output underflows closer together than ``EPISODE_GAP_S`` are one episode (one shortfall) for
+the margin; an episode within ``RECUR_S`` of the previous one is recurring jitter."""
 CUT_FADE_S, CUT_MIN_CORR, CUT_QUIET, CUT_FORCE_S = 0.001, 0.9, 1e-3, 1.0
 """Output trimming (see ``BlockWorker._trim``): cross-fade length, the correlation a cut needs,
 the RMS under which a block is quiet, how long a due cut waits for a good place."""
@@ -236,8 +239,9 @@ class BlockWorker:
     out_margin_blocks, margin_max_blocks, margin_step_blocks, margin_relax_s
         Output margin (blocks) kept queued beyond what the device takes. After an output
         underflow it widens by the frames the device lacked (in whole ``margin_step_blocks``,
-        at least one step; a shortfall wider than ``margin_max_blocks`` is an outage, not
-        jitter, and widens it by one step) up to ``margin_max_blocks``; after each
+        rounded, at least one step, see :meth:`_widen`; a shortfall wider than
+        ``margin_max_blocks`` is an outage, not jitter, and widens it by one step) up to
+        ``margin_max_blocks``; after each
         ``margin_relax_s`` without one it narrows by a step, down to ``base_margin_blocks``
         (default: ``out_margin_blocks``; ``margin_relax_s=None``: it never narrows).
         Underflows in the first ``WIDEN_GRACE_S`` after the first block (the device started
@@ -289,6 +293,8 @@ class BlockWorker:
         self.age_max = 0
         self._widen_from: float | None = None  # monotonic time from which underflows widen the margin
         self._period_min = 1 << 62  # lowest pre-write output level since the last underflow / narrowing
+        # underflow episodes: last underflow, start, margin before, frames missing, follows another
+        self._ep_last, self._ep_start, self._ep_base, self._ep_missing, self._ep_recurs = -1e9, -1e9, 0.0, 0, False
         # output trimming: the lowest pre-write output level over a window of ~0.5 s
         self.win_blocks = max(4, int(round(0.5 * self.rate / b)))
         self._win = {"out": [1 << 62, 0, 0, 0], "mon": [1 << 62, 0, 0, 0]}  # [min level, blocks, pending, waited]
@@ -438,21 +444,32 @@ class BlockWorker:
             self._last_underflow = now
             self._period_min = 1 << 62
             if self._widen_from is not None and now >= self._widen_from:
-                self._widen(int(d[OUT_MISSING]))
+                self._widen(int(d[OUT_MISSING]), now)
         else:
             self._relax()
 
-    def _widen(self, missing: int) -> None:
-        """Widen the output margin by ``missing`` frames (whole steps, at least one) rather
-        than stutter again; a shortfall wider than the largest margin widens by one step."""
-        if self.margin_blocks >= self.margin_max_blocks:
-            return
+    def _widen(self, missing: int, now: float) -> None:
+        """Widen the output margin to cover the frames the device lacked rather than stutter again.
+
+        Underflows less than ``EPISODE_GAP_S`` apart are one episode. An episode that follows
+        another within ``RECUR_S`` (the machine's jitter, recurring) makes the margin what it
+        was before the episode plus the episode's shortfall, in whole steps (rounded, at least
+        one); a first, isolated episode (a one-off hiccup) and a shortfall longer than the widest
+        margin (an outage, not jitter) widen it by one step."""
+        if now - self._ep_last > EPISODE_GAP_S:
+            self._ep_recurs = now - self._ep_start <= RECUR_S
+            self._ep_start = now
+            self._ep_base, self._ep_missing = self.margin_blocks, 0
+        self._ep_last = now
+        self._ep_missing += missing
         step = self.margin_step_blocks
         n_steps = 1
-        if 0 < missing <= self.margin_max_blocks * self.block:
-            n_steps = max(1, math.ceil(missing / (step * self.block)))
-        self.margin_blocks = min(self.margin_max_blocks, self.margin_blocks + n_steps * step)
-        self.publish_target()
+        if self._ep_recurs and self._ep_missing <= self.margin_max_blocks * self.block:
+            n_steps = max(1, int(self._ep_missing / (step * self.block) + 0.5))
+        new = min(self.margin_max_blocks, self._ep_base + n_steps * step)
+        if new > self.margin_blocks:
+            self.margin_blocks = new
+            self.publish_target()
 
     def _relax(self) -> None:
         """After ``margin_relax_s`` without an underflow, narrow the margin by one step if the

@@ -327,7 +327,7 @@ def test_native_counters_become_stats_and_gaming_widens(tmp_path: Path) -> None:
     r._allocate()
     b = r.block
     t0 = r.target_buffer_age_ms
-    # before the pipeline has produced anything (and for a second after) an underflow is the
+    # before the pipeline has produced anything (and for two seconds after) an underflow is the
     # device starting first: counted, but the margin stays
     r._ncnt["output"][CNT["out_ring_empty_events"]] = 1
     r._ncnt["output"][CNT["out_ring_empty"]] = b
@@ -353,20 +353,30 @@ def test_native_counters_become_stats_and_gaming_widens(tmp_path: Path) -> None:
     live._allocate()
     assert live._margin_max_blocks == 4.0  # 40 ms at 10 ms blocks
     live._core._widen_from = time.monotonic()
-    live._ncnt["output"][CNT["out_ring_empty_events"]] = 5
-    live._ncnt["output"][CNT["out_ring_empty"]] = b + b // 5
+    live._ncnt["output"][CNT["out_ring_empty_events"]] = 4
+    live._ncnt["output"][CNT["out_ring_empty"]] = 3 * b
     live._collect()
-    # the live profile widens by what was missing, in half blocks: 1.2 blocks -> 1.5 ...
+    assert live._margin_blocks == 1.0  # a first, isolated shortfall (a hiccup): one step
+    live._core._ep_last -= 1.0  # a second episode, within 60 s of the first: recurring jitter
+    live._ncnt["output"][CNT["out_ring_empty_events"]] = 5
+    live._ncnt["output"][CNT["out_ring_empty"]] += b + b // 5
+    live._collect()
+    # the live profile widens by what was missing, in half blocks (rounded): 1.2 blocks -> +1.0 ...
     assert live._margin_blocks == 2.0
     live._ncnt["output"][CNT["out_ring_empty_events"]] = 6
+    live._ncnt["output"][CNT["out_ring_empty"]] += b // 2
+    live._collect()  # ... the same episode (under 0.25 s later): 1.7 blocks in all -> +1.5 ...
+    assert live._margin_blocks == 2.5
+    live._core._ep_last -= 1.0  # a new episode
+    live._ncnt["output"][CNT["out_ring_empty_events"]] = 7
     live._ncnt["output"][CNT["out_ring_empty"]] += 60 * b
     live._collect()
-    assert live._margin_blocks == 2.5  # ... an outage longer than the widest margin: one step
-    for k in range(7, 12):
-        live._ncnt["output"][CNT["out_ring_empty_events"]] = k
-        live._ncnt["output"][CNT["out_ring_empty"]] += b // 2
-        live._collect()
-    assert live._margin_blocks == 4.0
+    assert live._margin_blocks == 3.0  # ... an outage longer than the widest margin: one step
+    live._core._ep_last -= 1.0
+    live._ncnt["output"][CNT["out_ring_empty_events"]] = 8
+    live._ncnt["output"][CNT["out_ring_empty"]] += 3 * b
+    live._collect()
+    assert live._margin_blocks == 4.0  # 3.0 + 3 blocks, capped at 40 ms
     # ... and narrows by half a block after each 30 s without one, down to where it started
     live._core._last_underflow -= 31.0
     live._collect()
@@ -390,7 +400,7 @@ def test_margin_narrows_only_when_the_ring_kept_a_step_of_headroom(tmp_path: Pat
     r._ncnt["output"][CNT["out_ring_empty_events"]] = 1
     r._ncnt["output"][CNT["out_ring_empty"]] = b
     r._collect()
-    assert r._margin_blocks == 1.5
+    assert r._margin_blocks == 1.0
     # the ring came down to a quarter block before a write during the 30 s: keep the margin
     audio.ring_read(r._out.buf, r._out.idx, np.zeros(ring_read_available(r._out.idx), np.float32))
     ring_write(r._out.buf, r._out.idx, np.zeros(b // 4, np.float32))
@@ -398,7 +408,7 @@ def test_margin_narrows_only_when_the_ring_kept_a_step_of_headroom(tmp_path: Pat
     assert r.step()
     core._last_underflow -= 31.0
     r._collect()
-    assert r._margin_blocks == 1.5
+    assert r._margin_blocks == 1.0
     # the next 30 s the lowest level was a block and a half (the device took the rest): narrow
     audio.ring_read(r._out.buf, r._out.idx, np.zeros(ring_read_available(r._out.idx), np.float32))
     ring_write(r._out.buf, r._out.idx, np.zeros(b + b // 2, np.float32))
@@ -406,7 +416,7 @@ def test_margin_narrows_only_when_the_ring_kept_a_step_of_headroom(tmp_path: Pat
     assert r.step()
     core._last_underflow -= 31.0
     r._collect()
-    assert r._margin_blocks == 1.0
+    assert r._margin_blocks == 0.5
 
 
 def test_file_writer_accounts_for_every_sample(tmp_path: Path) -> None:
