@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import shlex
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 
@@ -20,7 +21,7 @@ from ..paths import user_voices_dir
 from ..voices import DSP_PRESETS
 from .build import build_voice
 from .dataset import load_audio_16k
-from .train import TrainConfig
+from .train import LOSS_OPTIONS, TrainConfig
 
 __all__ = ["AUDIO_EXTENSIONS", "CloneSource", "check_clone_folder", "clone_voice", "active_seconds"]
 
@@ -107,7 +108,8 @@ def clone_voice(folder: str | Path, name: str, *, minutes_limit: float | None = 
                 progress: bool = True, min_minutes: float = 5.0, steps: int | None = None,
                 out_dir: str | Path | None = None, hidden: int = 128, seed: int = 0,
                 synthesis: str = "pulse-noise", gender: str = "unknown",
-                feature_config: FeatureConfig | None = None, cache_dir: str | Path | None = None) -> Path:
+                feature_config: FeatureConfig | None = None, loss_options: Mapping[str, float] | None = None,
+                cache_dir: str | Path | None = None) -> Path:
     """Clone the voice in ``folder`` into ``NAME.onnx`` + manifest + preview; return the .onnx path.
 
     Parameters
@@ -127,13 +129,19 @@ def clone_voice(folder: str | Path, name: str, *, minutes_limit: float | None = 
         Default :func:`rtvc.paths.user_voices_dir`.
     feature_config : FeatureConfig, optional
         Analysis settings (e.g. ``n_cep``); default :class:`~rtvc.features.FeatureConfig`.
+    loss_options : mapping, optional
+        Loss fields of :class:`~rtvc.train.train.TrainConfig` (``delta_weight``, ``gv_weight``,
+        ``cep_emphasis``); default: its defaults.
     cache_dir : path, optional
         Cache the analysed frames there (keyed by audio content and feature config).
     """
     _check_name(name)
     fc = feature_config or FeatureConfig()
+    loss = dict(loss_options or {})
+    if unknown := sorted(set(loss) - set(LOSS_OPTIONS)):
+        raise ConfigError(f"loss options {unknown}; expected some of {list(LOSS_OPTIONS)}")
+    tc = TrainConfig(hidden=hidden, seed=seed, **loss)  # bad options are refused before reading audio
     src = check_clone_folder(folder, min_minutes=min_minutes, minutes_limit=minutes_limit)
-    tc = TrainConfig(hidden=hidden, seed=seed)
     n_frames = sum(len(x) for x in src.audio) // 80
     if steps is None:
         if epochs is not None:
@@ -142,14 +150,19 @@ def clone_voice(folder: str | Path, name: str, *, minutes_limit: float | None = 
             steps = int(np.ceil(epochs * n_frames / (tc.batch * tc.frames)))
         else:
             steps = int(np.clip(150 * src.active_s / 60, 300, 1500))
-    tc = TrainConfig(hidden=hidden, seed=seed, steps=max(1, int(steps)))
+    tc = TrainConfig(hidden=hidden, seed=seed, steps=max(1, int(steps)), **loss)
+    loss_flags: list[str] = []
+    for key, value in tc.loss_options().items():
+        if value != getattr(TrainConfig(), key):  # the command names what differs from the defaults
+            loss_flags += ["--" + key.replace("_", "-"), f"{value:g}"]
     out = Path(out_dir) if out_dir is not None else user_voices_dir()
     return build_voice(src.audio, out, name, description=f"cloned from {Path(folder).name} "
                        f"({src.active_s / 60:.1f} min of speech)", gender=gender,
                        data=f"user recordings: {len(src.files)} files from {Path(folder).resolve()}",
                        licence="the user's own recordings (not redistributed)",
                        command=shlex.join(["rtvc", "clone", str(folder), "--name", name, "--steps", str(tc.steps)]
-                                          + (["--n-cep", str(fc.n_cep)] if fc.n_cep != N_CEP else [])),
+                                          + (["--n-cep", str(fc.n_cep)] if fc.n_cep != N_CEP else [])
+                                          + loss_flags),
                        synthesis=synthesis, train=tc, feature_config=fc, cache_dir=cache_dir,
                        progress=progress, extra={"active_minutes": round(src.active_s / 60, 2),
                                                  "skipped": src.skipped})

@@ -33,6 +33,7 @@ def add_clone_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gender", default="unknown")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: the user voices folder)")
     _add_feature_arguments(p)
+    _add_loss_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -43,6 +44,27 @@ def _add_feature_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"cepstral coefficients of the predicted envelope (default {N_CEP})")
     p.add_argument("--no-frames-cache", action="store_true",
                    help="analyse the audio again instead of reading cached frames (and cache nothing)")
+
+
+def _add_loss_arguments(p: argparse.ArgumentParser) -> None:
+    from .train import TrainConfig
+
+    d = TrainConfig()
+    p.add_argument("--delta-weight", type=float, default=d.delta_weight, metavar="W",
+                   help=f"weight of the frame-to-frame difference loss term (default {d.delta_weight:g})")
+    p.add_argument("--gv-weight", type=float, default=d.gv_weight, metavar="W",
+                   help="weight of the global-variance loss term: predicted vs target per-coefficient std "
+                        f"over each training sequence, against over-smoothing (default {d.gv_weight:g})")
+    p.add_argument("--cep-emphasis", type=float, default=d.cep_emphasis, metavar="G",
+                   help="weigh cepstral coefficient k by (k+1)**G in the loss, 0: equally "
+                        f"(default {d.cep_emphasis:g})")
+
+
+def _loss_options(args: argparse.Namespace) -> dict[str, float]:
+    """The loss fields of :class:`~rtvc.train.train.TrainConfig` from the parsed flags."""
+    from .train import LOSS_OPTIONS
+
+    return {name: getattr(args, name) for name in LOSS_OPTIONS}
 
 
 def _feature_config(args: argparse.Namespace):  # noqa: ANN202
@@ -76,7 +98,7 @@ def clone_handler(args: argparse.Namespace) -> int:
     try:
         path = clone_voice(args.folder, args.name, minutes_limit=args.minutes, epochs=args.epochs, steps=args.steps,
                            min_minutes=args.min_minutes, progress=not args.quiet, out_dir=args.out, gender=args.gender,
-                           feature_config=_feature_config(args),
+                           feature_config=_feature_config(args), loss_options=_loss_options(args),
                            cache_dir=None if args.no_frames_cache else frames_cache_dir())
     except RtvcError as e:
         print(f"rtvc clone: {e}")
@@ -103,6 +125,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", type=Path, default=None, help="corpora cache (default: the rtvc data folder)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: the shipped models folder)")
     _add_feature_arguments(p)
+    _add_loss_arguments(p)
     p.add_argument("--quiet", action="store_true")
 
 
@@ -118,6 +141,8 @@ def train_handler(args: argparse.Namespace) -> int:
     try:
         fc = _feature_config(args)
         _synthesis_options(args)
+        tc = TrainConfig(steps=args.steps, hidden=args.hidden, threads=args.threads, seed=args.seed,
+                         **_loss_options(args))  # a bad loss option is refused before any corpus work
         utts = build_corpus(args.corpus, cache_dir=args.cache_dir, max_utterances=args.max_utterances,
                             progress=not args.quiet)
         if "mbrola" in args.corpus:
@@ -130,7 +155,7 @@ def train_handler(args: argparse.Namespace) -> int:
                                 f"{len(held)} held out (every {max(2, round(1 / args.holdout)) if args.holdout > 0 else 0}th)",
                            licence=" | ".join(licences), command=shlex.join(["python", "-m", "rtvc.train", *sys.argv[1:]]),
                            synthesis=args.synthesis, synthesis_options=_synthesis_options(args),
-                           train=TrainConfig(steps=args.steps, hidden=args.hidden, threads=args.threads, seed=args.seed),
+                           train=tc,
                            progress=not args.quiet, extra={"heldout": [u.path.name for u in held]},
                            feature_config=fc,
                            cache_dir=None if args.no_frames_cache else frames_cache_dir(args.cache_dir))
