@@ -93,7 +93,7 @@ _KIND_KEY = {"input": "max_input_channels", "output": "max_output_channels"}
 CALLBACKS = ("native", "python")
 """``native``: the compiled GIL-free PortAudio callback; ``python``: sounddevice's Python callback."""
 PROFILES: dict[str, dict[str, Any]] = {
-    "live": {"max_backlog_blocks": 2, "out_margin_blocks": 0.5, "margin_max_blocks": 2.0, "margin_max_ms": 40.0,
+    "live": {"max_backlog_blocks": 2, "out_margin_blocks": 0.5, "margin_max_blocks": 2.0, "margin_max_ms": 20.0,
              "margin_step_blocks": 0.5, "margin_relax_s": 30.0, "device_latency": "low"},
     "gaming": {"max_backlog_blocks": 6, "out_margin_blocks": 2.0, "margin_max_blocks": 8.0, "margin_max_ms": 0.0,
                "margin_step_blocks": 1.0, "margin_relax_s": None, "device_latency": "high"},
@@ -101,7 +101,7 @@ PROFILES: dict[str, dict[str, Any]] = {
 """Buffering profiles: ``live`` keeps the buffers small; ``gaming`` starts wider and widens
 the output margin after each underflow (up to ``margin_max_blocks``) and keeps it. ``live``
 starts at half a block, widens after an underflow by what the device lacked (in half blocks, up
-to the larger of two blocks and ``margin_max_ms``) and narrows again by half a block after each
+to the larger of two blocks and ``margin_max_ms``, 20 ms) and narrows again by half a block after each
 30 s without one: the smallest delay the machine sustains, found while running. The samples
 taken out when it narrows are cut where it is not heard (``BlockWorker._trim``)."""
 _log = logging.getLogger("rtvc.audio")

@@ -349,9 +349,11 @@ def test_native_counters_become_stats_and_gaming_widens(tmp_path: Path) -> None:
     assert r._margin_blocks == 3.0 and r.target_buffer_age_ms == pytest.approx(t0 + r.block_ms)
     r._collect()  # nothing new: nothing counted twice
     assert r.engine.counters["xruns"] == 7
-    live = _file_runner(tmp_path)
+    assert _file_runner(tmp_path)._margin_max_blocks == 2.0  # live: 20 ms at 10 ms blocks ...
+    live = _file_runner(tmp_path, block_ms=5.0)
     live._allocate()
-    assert live._margin_max_blocks == 4.0  # 40 ms at 10 ms blocks
+    assert live._margin_max_blocks == 4.0  # ... and at 5 ms blocks
+    b = live.block
     live._core._widen_from = time.monotonic()
     live._ncnt["output"][CNT["out_ring_empty_events"]] = 4
     live._ncnt["output"][CNT["out_ring_empty"]] = 3 * b
@@ -376,7 +378,7 @@ def test_native_counters_become_stats_and_gaming_widens(tmp_path: Path) -> None:
     live._ncnt["output"][CNT["out_ring_empty_events"]] = 8
     live._ncnt["output"][CNT["out_ring_empty"]] += 3 * b
     live._collect()
-    assert live._margin_blocks == 4.0  # 3.0 + 3 blocks, capped at 40 ms
+    assert live._margin_blocks == 4.0  # 3.0 + 3 blocks, capped at 20 ms
     # ... and narrows by half a block after each 30 s without one, down to where it started
     live._core._last_underflow -= 31.0
     live._collect()
