@@ -239,10 +239,7 @@ def record_under_load(srv: Any, path: Path, *, seconds: float, load: bool, cpu_h
         time.sleep(seconds)
         if at_end is not None:
             at_end()
-        y = rec.stop()[:, 0]
-        if hog is not None:
-            hog.__exit__()
-        return y, hog, probe_summary(probe, seconds / 60.0)
+        return rec.stop()[:, 0], hog, probe_summary(probe, seconds / 60.0)
     finally:
         if hog is not None:
             hog.__exit__()
@@ -329,7 +326,8 @@ def run_config(srv: Any, tmp: Path, *, callback: str, block_ms: float, seconds: 
             "buffer_age_ms_max": s["buffer_age_max_ms"], "compute_ms_p99": s["compute_ms_p99"],
             "settle": {"seconds": settle_s, "xruns": x0 - snap["settle0"][0], "dropped_blocks": d0 - snap["settle0"][1],
                        "margin_blocks_before": snap["settle0"][2], "margin_blocks_after": snap["margin_start"]},
-            "margin_blocks_end": s["out_margin_blocks"], "stream_latency_ms": s["stream_latency_ms"], "trim": {k: st[k] - st0.get(k, 0) for k in ("cuts", "forced_cuts", "trimmed_samples")},
+            "margin_blocks_end": s["out_margin_blocks"], "stream_latency_ms": s["stream_latency_ms"],
+            "trim": {k: st[k] - st0.get(k, 0) for k in ("cuts", "forced_cuts", "trimmed_samples")},
             "machine_stalls": stalls}
 
 

@@ -154,9 +154,8 @@ def run_config(srv: Any, tmp: Path, *, voice: str, bypass: bool, block_ms: float
         while runner._counts()[6] == 0 and time.monotonic() - t0 < 10:  # first input callback
             time.sleep(0.05)
         time.sleep(settle_s)  # the live profile's output margin adapts to the path in the first seconds
-        x_settle = eng.counters["xruns"]
+        x0 = eng.counters["xruns"]  # what the start and the settling cost
         m0 = runner.summary()["out_margin_blocks"]
-        x0 = eng.counters["xruns"]
         d0 = eng.counters["dropped_blocks"]
         subprocess.run(["paplay", "--device=rtvc_test_src", "--latency-msec=10", str(wav)], env=srv.env,
                        check=True, timeout=600)
@@ -179,7 +178,7 @@ def run_config(srv: Any, tmp: Path, *, voice: str, bypass: bool, block_ms: float
         "stream_latency_ms": summ["stream_latency_ms"], "xruns": summ["xruns"] - x0,
         "dropped_blocks": summ["dropped_blocks"] - d0, "trimmed_ms": 1000.0 * summ["runner"]["trimmed_samples"] / RATE,
         "buffer_age_ms": summ["buffer_age_ms"], "callback": callback, "profile": profile,
-        "settle": {"seconds": settle_s, "xruns": x_settle}, "margin_blocks_start": m0,
+        "settle": {"seconds": settle_s, "xruns": x0}, "margin_blocks_start": m0,
         "margin_blocks_end": summ["out_margin_blocks"],
     }
 

@@ -63,7 +63,6 @@ from .worker import IN_CALLS as _IN_CALLS
 from .worker import IN_OVERFLOW as _IN_OVERFLOW
 from .worker import IN_STATUS as _IN_STATUS
 from .worker import MON_CALLS as _MON_CALLS
-from .worker import MON_MISSING as _MON_MISSING
 from .worker import MON_STATUS as _MON_STATUS
 from .worker import MON_UNDERFLOW as _MON_UNDERFLOW
 from .worker import OUT_CALLS as _OUT_CALLS
@@ -100,10 +99,11 @@ PROFILES: dict[str, dict[str, Any]] = {
 }
 """Buffering profiles: ``live`` keeps the buffers small; ``gaming`` starts wider and widens
 the output margin after each underflow (up to ``margin_max_blocks``) and keeps it. ``live``
-starts at half a block, widens after an underflow by what the device lacked (in half blocks, up
-to the larger of two blocks and ``margin_max_ms``, 20 ms) and narrows again by half a block after each
-30 s without one: the smallest delay the machine sustains, found while running. The samples
-taken out when it narrows are cut where it is not heard (``BlockWorker._trim``)."""
+starts at half a block, widens after an underflow (half a block for a one-off, what the device
+lacked for recurring jitter; up to the larger of two blocks and ``margin_max_ms``, 20 ms) and
+narrows again by half a block after each 30 s without one: the smallest delay the machine
+sustains, found while running. The samples taken out when it narrows are cut where it is not
+heard (``BlockWorker._trim``); see ``BlockWorker._widen``."""
 _log = logging.getLogger("rtvc.audio")
 START_TIMEOUT_S = 5.0
 """A device stream that has not called back this long after opening counts as dead."""
@@ -914,7 +914,6 @@ class LiveRunner:
         if got < frames:
             mono[got:] = 0.0
             self._cb[_MON_UNDERFLOW] += 1
-            self._cb[_MON_MISSING] += frames - got
         _fan_out(mono, 1.0, outdata)
 
     # ------------------------------------------------------------------ file clock thread

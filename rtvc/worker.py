@@ -59,9 +59,10 @@ process) or ``auto`` (``process`` when a device stream is open, else ``thread``)
 
 # callback counters (indices into the ``cb`` array): written only by the callbacks / file clock
 (IN_STATUS, OUT_STATUS, IN_OVERFLOW, OUT_UNDERFLOW, MON_UNDERFLOW, MON_STATUS,
- IN_CALLS, OUT_CALLS, MON_CALLS, OUT_MISSING, MON_MISSING) = range(11)
-N_CB = 11
-"""``*_UNDERFLOW`` count callbacks that found the ring short, ``*_MISSING`` the frames they lacked."""
+ IN_CALLS, OUT_CALLS, MON_CALLS, OUT_MISSING) = range(10)
+N_CB = 10
+"""``*_UNDERFLOW`` count callbacks that found the ring short, ``OUT_MISSING`` the frames the
+output callbacks lacked (what the output margin widens by)."""
 WORKER_STATS = ("input_status_flags", "output_status_flags", "input_overflows", "output_underflows",
                 "monitor_underflows", "output_overflows", "worker_blocks", "trimmed_samples", "callbacks",
                 "missing_samples", "cuts", "forced_cuts")
@@ -214,7 +215,6 @@ def callback_counts(rings: Rings) -> np.ndarray:
     c[OUT_CALLS] += no[CNT["callbacks"]]
     c[MON_STATUS] += nm[CNT["pa_output_underflow"]] + nm[CNT["pa_output_overflow"]]
     c[MON_UNDERFLOW] += nm[CNT["out_ring_empty_events"]]
-    c[MON_MISSING] += nm[CNT["out_ring_empty"]]
     c[MON_CALLS] += nm[CNT["callbacks"]]
     return c
 
@@ -238,12 +238,11 @@ class BlockWorker:
         one burst: it is needed, not late).
     out_margin_blocks, margin_max_blocks, margin_step_blocks, margin_relax_s
         Output margin (blocks) kept queued beyond what the device takes. After an output
-        underflow it widens by the frames the device lacked (in whole ``margin_step_blocks``,
-        rounded, at least one step, see :meth:`_widen`; a shortfall wider than
-        ``margin_max_blocks`` is an outage, not jitter, and widens it by one step) up to
-        ``margin_max_blocks``; after each
-        ``margin_relax_s`` without one it narrows by a step, down to ``base_margin_blocks``
-        (default: ``out_margin_blocks``; ``margin_relax_s=None``: it never narrows).
+        underflow it widens, up to ``margin_max_blocks``: by one ``margin_step_blocks`` for an
+        isolated hiccup or an outage, by the frames the device lacked for recurring jitter (see
+        :meth:`_widen`); after each ``margin_relax_s`` without one it narrows by a step if the
+        ring kept a step of headroom, down to ``base_margin_blocks`` (default:
+        ``out_margin_blocks``; ``margin_relax_s=None``: it never narrows).
         Underflows in the first ``WIDEN_GRACE_S`` after the first block (the device started
         before the pipeline had output) do not widen it.
     device_out, monitor
@@ -321,17 +320,17 @@ class BlockWorker:
         out so that the ring's lowest level over the last window comes down to the output
         margin (latency never creeps).
 
-        Less than half a block of excess is left alone. The cut is made where it is not heard (see ``native/splice.py``): a length between half
-        and twice what is due where the block repeats itself (correlation >= ``CUT_MIN_CORR``:
-        whole periods of a voiced sound), or anywhere in a quiet block (below ``CUT_QUIET``
-        RMS), cross-faded over ``CUT_FADE_S``; when neither comes for ``CUT_FORCE_S`` the cut
-        is made anyway (``stats['forced_cuts']``)."""
+        Less than half a block of excess is left alone. The cut is made where it is not heard
+        (see ``native/splice.py``): a length between half and twice what is due where the block
+        repeats itself (correlation >= ``CUT_MIN_CORR``: whole periods of a voiced sound), or
+        anywhere in a quiet block (below ``CUT_QUIET`` RMS), cross-faded over ``CUT_FADE_S``;
+        when neither comes for ``CUT_FORCE_S`` the cut is made anyway (``stats['forced_cuts']``)."""
         w = self._win[key]
         level = ring_read_available(ring.idx)
         if level < w[0]:
             w[0] = level
-            if key == "out" and level < self._period_min:
-                self._period_min = level
+        if key == "out" and level < self._period_min:
+            self._period_min = level
         w[1] += 1
         if w[1] >= self.win_blocks:
             w[2] = max(0, w[0] - int(self.margin_blocks * self.block))
@@ -345,10 +344,8 @@ class BlockWorker:
         lo = max(1, min(due, hi_max) // 2)
         hi = max(lo, min(2 * due, hi_max))
         s, r = find_cut(y, lo, hi, min(due, hi), fade)
-        quiet = float(np.dot(y, y)) < CUT_QUIET ** 2 * y.shape[0]
-        forced = w[3] >= self._force_blocks
-        if r < CUT_MIN_CORR and not quiet:
-            if not forced:
+        if r < CUT_MIN_CORR and float(np.dot(y, y)) >= CUT_QUIET ** 2 * y.shape[0]:  # not quiet either
+            if w[3] < self._force_blocks:
                 w[3] += 1
                 return y
             s = min(due, hi_max)
