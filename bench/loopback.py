@@ -178,7 +178,8 @@ def run_config(srv: Any, tmp: Path, *, voice: str, bypass: bool, block_ms: float
         "stream_latency_ms": summ["stream_latency_ms"], "xruns": summ["xruns"] - x0,
         "dropped_blocks": summ["dropped_blocks"] - d0, "trimmed_ms": 1000.0 * summ["runner"]["trimmed_samples"] / RATE,
         "buffer_age_ms": summ["buffer_age_ms"], "callback": callback, "profile": profile,
-        "settle": {"seconds": settle_s, "xruns": x0}, "margin_blocks_start": m0,
+        "settle": {"seconds": settle_s, "xruns": x0, "startup_underflows": summ["runner"]["startup_underflows"]},
+        "margin_blocks_start": m0,
         "margin_blocks_end": summ["out_margin_blocks"],
     }
 
@@ -260,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
                                settle_s=settle_s)
                 print(f"loopback {r['kind']:<6} {voice:<10} {block_ms:4g} ms: p50 {r['delay_ms_p50']} p99 "
                       f"{r['delay_ms_p99']} max {r['delay_ms_max']} ms, {r['measured']}/{n_clicks} clicks, "
-                      f"xruns {r['xruns']} (settling: {r['settle']['xruns']}), output margin {r['margin_blocks_start']} -> "
+                      f"xruns {r['xruns']} (settling: {r['settle']['xruns']}, before the first block: "
+                      f"{r['settle']['startup_underflows']}), output margin {r['margin_blocks_start']} -> "
                       f"{r['margin_blocks_end']} blocks, stream latency {r['stream_latency_ms']}", file=log, flush=True)
                 results.append(r)
     doc = {"benchmark": "loopback", "machine": machine(), "rate_hz": RATE, "server": "PulseAudio null sinks "

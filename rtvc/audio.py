@@ -92,17 +92,18 @@ _KIND_KEY = {"input": "max_input_channels", "output": "max_output_channels"}
 CALLBACKS = ("native", "python")
 """``native``: the compiled GIL-free PortAudio callback; ``python``: sounddevice's Python callback."""
 PROFILES: dict[str, dict[str, Any]] = {
-    "live": {"max_backlog_blocks": 2, "out_margin_blocks": 0.5, "margin_max_blocks": 2.0, "margin_max_ms": 20.0,
+    "live": {"max_backlog_blocks": 2, "out_margin_blocks": 1.0, "margin_max_blocks": 2.0, "margin_max_ms": 20.0,
              "margin_step_blocks": 0.5, "margin_relax_s": 30.0, "device_latency": "low"},
     "gaming": {"max_backlog_blocks": 6, "out_margin_blocks": 2.0, "margin_max_blocks": 8.0, "margin_max_ms": 0.0,
                "margin_step_blocks": 1.0, "margin_relax_s": None, "device_latency": "high"},
 }
 """Buffering profiles: ``live`` keeps the buffers small; ``gaming`` starts wider and widens
 the output margin after each underflow (up to ``margin_max_blocks``) and keeps it. ``live``
-starts at half a block, widens after an underflow (half a block for a one-off, what the device
-lacked for recurring jitter; up to the larger of two blocks and ``margin_max_ms``, 20 ms) and
-narrows again by half a block after each 30 s without one: the smallest delay the machine
-sustains, found while running. The samples taken out when it narrows are cut where it is not
+starts at one block (on the measured VM every live run that started at half a block settled at
+one, each time after an underflow, sometimes minutes in), widens after an underflow (half a
+block for a one-off, what the device lacked for recurring jitter; up to the larger of two
+blocks and ``margin_max_ms``, 20 ms) and narrows again by half a block after each 30 s without
+one, down to where it started: the smallest delay the machine sustains, found while running. The samples taken out when it narrows are cut where it is not
 heard (``BlockWorker._trim``); see ``BlockWorker._widen``."""
 _log = logging.getLogger("rtvc.audio")
 START_TIMEOUT_S = 5.0
@@ -679,11 +680,8 @@ class LiveRunner:
         self.faults: deque[dict[str, Any]] = deque(maxlen=50)
         """The latest fault reports: ``{"t_s", "kind", "message"}`` (device lost / back, file errors)."""
         self.stream_latency_s = {"input": 0.0, "output": 0.0}
-        self.stats = {"input_status_flags": 0, "output_status_flags": 0, "input_overflows": 0,
-                      "output_underflows": 0, "monitor_underflows": 0, "output_overflows": 0,
-                      "worker_blocks": 0, "stream_restarts": 0, "device_losses": 0, "reconnect_attempts": 0,
-                      "trimmed_samples": 0, "callbacks": 0, "missing_samples": 0, "cuts": 0, "forced_cuts": 0,
-                      "worker_restarts": 0}
+        self.stats = {**{k: 0 for k in WORKER_STATS}, "stream_restarts": 0, "device_losses": 0,
+                      "reconnect_attempts": 0, "worker_restarts": 0}
         self._file_pos = 0  # input-file position (samples at ``rate``); kept across set_devices
         self._file_done_at = -1
         self._writer: _FileWriter | None = None

@@ -65,8 +65,11 @@ N_CB = 10
 output callbacks lacked (what the output margin widens by)."""
 WORKER_STATS = ("input_status_flags", "output_status_flags", "input_overflows", "output_underflows",
                 "monitor_underflows", "output_overflows", "worker_blocks", "trimmed_samples", "callbacks",
-                "missing_samples", "cuts", "forced_cuts")
+                "missing_samples", "cuts", "forced_cuts", "startup_underflows")
 """The runner statistics the block worker keeps (the rest are the runner's own)."""
+_STARTUP_SLOTS = np.array([OUT_STATUS, OUT_UNDERFLOW, MON_UNDERFLOW, MON_STATUS, OUT_MISSING])
+"""Callback counters that the output streams run up before the first block is written: there is
+nothing to play yet, so they are counted apart (``startup_underflows``), not as xruns."""
 REPORT_EVERY_S = 0.05
 WAKE_TIMEOUT_S = 0.005
 """Longest wait on the wake descriptor (counters are collected and the stop flag read at least this often)."""
@@ -378,6 +381,7 @@ class BlockWorker:
             return False
         if self._widen_from is None:
             self._widen_from = time.monotonic() + WIDEN_GRACE_S
+            self._absorb_startup()
         grown = max(0.0, self.margin_blocks - self.base_margin_blocks)
         if avail > (self.max_backlog_blocks + 1 + grown) * b:
             n_drop = ((avail - b) // b) * b
@@ -418,8 +422,19 @@ class BlockWorker:
         self.stats["worker_blocks"] += 1
         return True
 
+    def _absorb_startup(self) -> None:
+        """Before the first block: the output callbacks' underflows so far found a ring that had
+        nothing to play yet (the device started before the input delivered a block). Count them
+        in ``stats['startup_underflows']`` and leave them out of the xruns."""
+        cb = callback_counts(self.rings)
+        d = cb - self._cb_seen
+        self.stats["startup_underflows"] += int(d[OUT_UNDERFLOW] + d[MON_UNDERFLOW])
+        self._cb_seen[_STARTUP_SLOTS] = cb[_STARTUP_SLOTS]
+
     def collect(self) -> None:
         """Move callback counters into ``stats`` and ``engine.counters['xruns']``."""
+        if self._widen_from is None:  # no block written yet
+            self._absorb_startup()
         cb = callback_counts(self.rings)
         d = cb - self._cb_seen
         if not d.any():

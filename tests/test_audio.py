@@ -135,7 +135,14 @@ def test_callbacks_count_status_and_underflow(tmp_path: Path) -> None:
     assert np.all(out == 0.0)
     r._input_cb(np.zeros((b, 1), np.float32), b, None, "input overflow")
     r._collect()
-    assert r.stats["output_underflows"] == 1 and r.stats["input_status_flags"] == 1
+    # dry before the first block is written: the device started first (not an xrun)
+    assert r.stats["startup_underflows"] == 1 and r.stats["output_underflows"] == 0
+    assert r.stats["input_status_flags"] == 1 and r.engine.counters["xruns"] == 1
+    assert r.step()  # the first block; a dry callback after it is a glitch
+    out = np.zeros((ring_read_available(r._out.idx) + b, 2), np.float32)
+    r._output_cb(out, out.shape[0], None, None)
+    r._collect()
+    assert r.stats["output_underflows"] == 1 and r.stats["startup_underflows"] == 1
     assert r.engine.counters["xruns"] == 2
     y = np.arange(b, dtype=np.float32)
     ring_write(r._out.buf, r._out.idx, y)
@@ -327,30 +334,38 @@ def test_native_counters_become_stats_and_gaming_widens(tmp_path: Path) -> None:
     r._allocate()
     b = r.block
     t0 = r.target_buffer_age_ms
-    # before the pipeline has produced anything (and for two seconds after) an underflow is the
-    # device starting first: counted, but the margin stays
+    # before the pipeline has produced anything an underflow is the device starting first, with
+    # nothing to play yet: counted apart, not an xrun, and the margin stays
     r._ncnt["output"][CNT["out_ring_empty_events"]] = 1
     r._ncnt["output"][CNT["out_ring_empty"]] = b
+    r._ncnt["output"][CNT["pa_output_underflow"]] = 1
     r._collect()
-    assert r.stats["output_underflows"] == 1 and r._margin_blocks == 2.0
+    assert r.stats["startup_underflows"] == 1 and r.stats["output_underflows"] == 0
+    assert r.engine.counters["xruns"] == 0 and r._margin_blocks == 2.0
+    # the first block: from now on (two seconds later for the margin) underflows are glitches
+    ring_write(r._in.buf, r._in.idx, np.zeros(b, np.float32))
+    assert r.step()
+    r._collect()
+    assert r.stats["startup_underflows"] == 1 and r.engine.counters["xruns"] == 0
     r._core._widen_from = time.monotonic()  # as if the grace period were over
     r._ncnt["output"][CNT["out_ring_empty_events"]] = 3
     r._ncnt["output"][CNT["out_ring_empty"]] = b + b // 3
-    r._ncnt["output"][CNT["pa_output_underflow"]] = 1
+    r._ncnt["output"][CNT["pa_output_underflow"]] = 2
     r._ncnt["input"][CNT["in_ring_full_events"]] = 3
     r._ncnt["input"][CNT["callbacks"]] = 10
     r._collect()
     s = r.stats
-    assert (s["output_underflows"], s["output_status_flags"], s["input_overflows"], s["callbacks"]) == (3, 1, 3, 10)
-    assert s["missing_samples"] == b + b // 3
-    assert r.engine.counters["xruns"] == 7
+    assert (s["output_underflows"], s["output_status_flags"], s["input_overflows"], s["callbacks"]) == (2, 1, 3, 10)
+    assert s["missing_samples"] == b // 3
+    assert r.engine.counters["xruns"] == 6
     # the underflow (a third of a block missing) widened the output margin by one step (gaming: a
     # block), and the target with it
     assert r._margin_blocks == 3.0 and r.target_buffer_age_ms == pytest.approx(t0 + r.block_ms)
     r._collect()  # nothing new: nothing counted twice
-    assert r.engine.counters["xruns"] == 7
+    assert r.engine.counters["xruns"] == 6
     assert _file_runner(tmp_path)._margin_max_blocks == 2.0  # live: 20 ms at 10 ms blocks ...
-    live = _file_runner(tmp_path, block_ms=5.0)
+    assert _file_runner(tmp_path)._margin_blocks == 1.0  # live starts at one block
+    live = _file_runner(tmp_path, block_ms=5.0, out_margin_blocks=0.5)  # the steps from half a block
     live._allocate()
     assert live._margin_max_blocks == 4.0  # ... and at 5 ms blocks
     b = live.block
@@ -394,7 +409,7 @@ def test_native_counters_become_stats_and_gaming_widens(tmp_path: Path) -> None:
 def test_margin_narrows_only_when_the_ring_kept_a_step_of_headroom(tmp_path: Path) -> None:
     from rtvc._native.pa_callback import CNT
 
-    r = _file_runner(tmp_path, params=Params(bypass=True, gate_threshold_db=-120.0))
+    r = _file_runner(tmp_path, params=Params(bypass=True, gate_threshold_db=-120.0), out_margin_blocks=0.5)
     r._allocate()
     core, b = r._core, r.block
     core.device_out = True  # as if a device consumed the output ring

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from rtvc._native.ring import ring_write
 from rtvc.audio import LiveRunner
 from rtvc.engine import Engine, EngineConfig
 from rtvc.errors import ConfigError
@@ -61,10 +62,15 @@ def test_block_worker_on_local_rings_counts_callbacks() -> None:
     rings = Rings.local(4096)
     w = BlockWorker(eng, rings, rate=16000, block=160, max_backlog_blocks=2, out_margin_blocks=0.5,
                     margin_max_blocks=0.5, device_out=False, monitor=False)
-    rings.cb[3] = 2  # two output underflows seen by a Python callback
+    rings.cb[3] = 1  # an output underflow seen by a Python callback before the first block
+    w.collect()
+    assert w.stats["startup_underflows"] == 1 and eng.counters["xruns"] == 0
+    ring_write(rings.input.buf, rings.input.idx, np.zeros(160, np.float32))
+    assert w.step()
+    rings.cb[3] = 3  # two more after it: glitches
     w.collect()
     assert w.stats["output_underflows"] == 2 and eng.counters["xruns"] == 2
-    assert callback_counts(rings)[3] == 2
+    assert callback_counts(rings)[3] == 3
     w.collect()
     assert eng.counters["xruns"] == 2  # nothing counted twice
 
