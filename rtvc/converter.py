@@ -3,6 +3,7 @@
 Per hop of 80 samples at 16 kHz::
 
     x -> FeatureExtractor (causal STFT, MFCC, F0)            -> features [1, 1, F]
+      -> timbre mean map: MFCC c1.. - running source mean (voiced frames) + target mean
       -> ONNX GRU (state in/out, one frame per step)          -> target cepstrum [1, 1, E]
       -> F0 map: log2 f0 - running source mean + target mean + pitch_st / 12
       -> Synthesizer (pulse+noise or source excitation, target envelope, short OLA) -> y
@@ -20,18 +21,20 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError, ModelError
+from .errors import AudioFileError, ConfigError, ModelError
 from .features import FeatureConfig, FeatureExtractor
 from .manifest import read_manifest, sha256_file
 from .synthesis import Synthesizer
 from .types import HOP, MODEL_RATE, Audio
 
-__all__ = ["NeuralVoice", "F0Mapper", "select_providers"]
+__all__ = ["NeuralVoice", "F0Mapper", "TimbreMapper", "target_timbre_mean", "select_providers"]
 
 log = logging.getLogger(__name__)
 
 F0_WARMUP_FRAMES = 200  # plain running mean over the first voiced frames, then an EMA
 F0_EMA_FRAMES = 600.0  # ~3 s of voiced speech
+TIMBRE_EMA_FRAMES = 300.0  # plain mean over the first voiced frames, then an EMA (~3 s of voiced speech)
+TIMBRE_RAMP_FRAMES = 20.0  # the shift fades in over the first voiced frames (its mean is noisy there)
 
 
 def select_providers(device: str = "cpu", providers: list[str] | None = None) -> list[str]:
@@ -75,6 +78,56 @@ class F0Mapper:
         return 2.0 ** (lf - st[0] + self.target + pitch_st / 12.0)
 
 
+def target_timbre_mean(x: Audio, fx: FeatureExtractor, n_mfcc: int) -> np.ndarray | None:
+    """Mean MFCC ``c1..c{n_mfcc-1}`` over the voiced frames of ``x`` (the target's own speech),
+    or None when ``x`` has fewer than 50 voiced frames."""
+    a = fx.analyze(np.ascontiguousarray(x, np.float32))
+    v = a.f0_hz > 0.0
+    if int(v.sum()) < 50:
+        return None
+    return a.inputs[v, 1:n_mfcc].mean(axis=0).astype(np.float32)
+
+
+class TimbreMapper:
+    """Causal speaker normalisation of the converter's input: shift the source's mean MFCC
+    (``c1..``, voiced frames) onto the target's.
+
+    The converter is trained on the target's own speech in disguise (pitch, vocal-tract length,
+    tilt, noise); a new speaker's average timbre lies outside what it saw, and the converted
+    envelope keeps part of it. Moving the input's long-term mean onto the target's (the
+    MFCC counterpart of cepstral mean normalisation, and of :class:`F0Mapper`'s mean shift)
+    brings the input back in range; the frame-to-frame detail, which carries the words, is
+    untouched. The source mean is the plain mean of the first voiced frames, then an
+    exponential moving average over ``TIMBRE_EMA_FRAMES``; the shift fades in over the first
+    ``TIMBRE_RAMP_FRAMES`` voiced frames. ``c0`` (level) is left alone.
+    """
+
+    def __init__(self, target_mean: np.ndarray) -> None:
+        self.target = np.asarray(target_mean, np.float32)
+        self.n = self.target.shape[0]
+
+    def init_state(self) -> np.ndarray:
+        """``[source mean (n), voiced frames seen, scratch (n)]`` in one float32 array."""
+        return np.zeros(2 * self.n + 1, np.float32)
+
+    def map(self, feats: np.ndarray, voiced: bool, st: np.ndarray) -> None:
+        """Shift ``feats[1:1+n]`` in place (no allocation)."""
+        n = self.n
+        mean, scratch = st[:n], st[n + 1:]
+        c = feats[1:1 + n]
+        if voiced:
+            k = float(st[n]) + 1.0
+            st[n] = k
+            np.subtract(c, mean, out=scratch)
+            scratch *= np.float32(1.0 / (k if k <= TIMBRE_EMA_FRAMES else TIMBRE_EMA_FRAMES))
+            mean += scratch
+        k = float(st[n])
+        if k > 0.0:
+            np.subtract(self.target, mean, out=scratch)
+            scratch *= np.float32(min(1.0, k / TIMBRE_RAMP_FRAMES))
+            c += scratch
+
+
 class NeuralVoice:
     """A neural voice stage; build it with :meth:`load`."""
 
@@ -96,6 +149,7 @@ class NeuralVoice:
         self.state_shape = tuple(t["state_shape"])
         self.n_input = int(manifest["features"]["n_input"])
         self.f0map = F0Mapper(float(manifest["f0"]["log2_mean"]))
+        self.timbre: TimbreMapper | None = None  # set by ``load`` from the preview clip
         self.pitch_st = 0.0
         self.formant_ratio = 1.0
 
@@ -145,8 +199,29 @@ class NeuralVoice:
         if list(ins[t["state_in"]]) != list(t["state_shape"]):
             raise ModelError(f"voice model {path}: state shape {ins[t['state_in']]}; expected {t['state_shape']}")
         voice = cls(sess, m, path=path)
+        voice._load_timbre(path.with_name(path.stem + ".preview.wav"))
         voice._warm_up()
         return voice
+
+    def _load_timbre(self, preview: Path) -> None:
+        """The target's mean MFCC from its preview clip (real target speech, shipped with every
+        voice); without a usable clip the input is not normalised (logged)."""
+        from .wavio import read_audio
+
+        if not preview.is_file():
+            log.info("voice %s: no preview clip %s; speaker normalisation off", self.manifest["name"], preview.name)
+            return
+        try:
+            x, _ = read_audio(preview, resample_to=self.config.sample_rate)
+        except AudioFileError as e:  # a damaged clip must not stop the voice from loading
+            log.warning("voice %s: %s; speaker normalisation off", self.manifest["name"], e)
+            return
+        mean = target_timbre_mean(x, self.fx, self.config.n_mfcc)
+        if mean is None:
+            log.warning("voice %s: preview clip %s has too little voiced speech; speaker normalisation off",
+                        self.manifest["name"], preview)
+            return
+        self.timbre = TimbreMapper(mean)
 
     def _warm_up(self) -> None:
         st = self.init_state()
@@ -172,11 +247,14 @@ class NeuralVoice:
                      self.names[1]: np.zeros(self.state_shape, np.float32)},
             "cep_out": np.zeros(self.manifest["features"]["n_output"], np.float32),
             "f0": self.f0map.init_state(),
+            "timbre": self.timbre.init_state() if self.timbre is not None else None,
             "resets": 0,
         }
 
     def step(self, x: Audio, state: dict[str, Any]) -> tuple[Audio, dict[str, Any]]:
         feats, fs = self.fx.step(x, state["fx"])
+        if self.timbre is not None:
+            self.timbre.map(feats, fs["f0_hz"] > 0.0, state["timbre"])
         feed = state["feed"]
         feed[self.names[0]][0, 0] = feats
         env, h = self.session.run(self.names[2:], feed)

@@ -175,3 +175,73 @@ def test_provider_selection_falls_back_to_cpu():
     assert select_providers("auto")[-1] == "CPUExecutionProvider"
     with pytest.raises(ModelError, match="device 'tpu'"):
         select_providers("tpu")
+
+
+def _timbre_reference(target, feats, voiced):
+    """Plain-Python reference of TimbreMapper: float64, one coefficient at a time."""
+    from rtvc.converter import TIMBRE_EMA_FRAMES, TIMBRE_RAMP_FRAMES
+
+    n = len(target)
+    mean, k, out = [0.0] * n, 0, []
+    for f, v in zip(feats, voiced):
+        f = [float(a) for a in f]
+        if v:
+            k += 1
+            a = 1.0 / (k if k <= TIMBRE_EMA_FRAMES else TIMBRE_EMA_FRAMES)
+            mean = [m + (f[1 + i] - m) * a for i, m in enumerate(mean)]
+        w = min(1.0, k / TIMBRE_RAMP_FRAMES)
+        if k > 0:
+            f = [f[0]] + [f[1 + i] + w * (target[i] - mean[i]) for i in range(n)] + f[1 + n:]
+        out.append(f)
+    return np.array(out)
+
+
+def test_timbre_mapper_equals_its_reference_and_moves_the_mean_onto_the_target():
+    from rtvc.converter import TimbreMapper
+
+    rng = np.random.default_rng(0)
+    n_frames, n = 700, 19
+    target = rng.normal(0, 10, n).astype(np.float32)
+    offset = rng.normal(0, 10, n).astype(np.float32)  # the source's own average timbre
+    feats = rng.normal(0, 1, (n_frames, n + 4)).astype(np.float32)
+    feats[:, 1:1 + n] += offset
+    voiced = rng.random(n_frames) < 0.6
+    voiced[:5] = False  # nothing to go by yet: unchanged
+    m = TimbreMapper(target)
+    st = m.init_state()
+    got = feats.copy()
+    for t in range(n_frames):
+        m.map(got[t], bool(voiced[t]), st)
+    ref = _timbre_reference(target, feats, voiced)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=2e-3)
+    np.testing.assert_array_equal(got[:5], feats[:5])
+    np.testing.assert_array_equal(got[:, 0], feats[:, 0])  # the level is left alone
+    np.testing.assert_array_equal(got[:, 1 + n:], feats[:, 1 + n:])  # F0 and voicing too
+    # after a few seconds the mapped voiced frames average to the target's mean
+    late = got[400:][voiced[400:], 1:1 + n].mean(axis=0)
+    np.testing.assert_allclose(late, target, atol=0.25)
+    # unvoiced frames do not move the source mean
+    before = st.copy()
+    m.map(np.full(n + 4, 1e3, np.float32), False, st)
+    np.testing.assert_array_equal(st[:n + 1], before[:n + 1])
+
+
+def test_voice_takes_its_timbre_from_the_preview_clip(tiny_voice, tmp_path, caplog):
+    from rtvc.converter import target_timbre_mean
+    from rtvc.wavio import read_audio
+
+    v = NeuralVoice.load(tiny_voice)
+    x, _ = read_audio(tiny_voice.with_name("tiny.preview.wav"), resample_to=16000)
+    np.testing.assert_array_equal(v.timbre.target, target_timbre_mean(x, v.fx, v.config.n_mfcc))
+    # no clip: the voice loads and plays, without normalisation (logged)
+    onnx, m = _copy(tiny_voice, tmp_path, "noclip")
+    _write(onnx, m)
+    caplog.set_level("INFO", logger="rtvc.converter")
+    v2 = NeuralVoice.load(onnx)
+    assert v2.timbre is None and "speaker normalisation off" in caplog.text
+    y, _ = v2.step(np.zeros(80, np.float32), v2.init_state())
+    assert np.all(np.isfinite(y))
+    # a damaged clip: the same, and the log names the file
+    onnx.with_name("noclip.preview.wav").write_bytes(b"RIFF\x00\x00garbage")
+    caplog.clear()
+    assert NeuralVoice.load(onnx).timbre is None and "noclip.preview.wav" in caplog.text
