@@ -20,7 +20,7 @@ from ..features import N_CEP, FeatureConfig
 from ..paths import user_voices_dir
 from ..voices import DSP_PRESETS
 from .build import build_voice
-from .dataset import load_audio_16k
+from .dataset import AugmentConfig, load_audio_16k
 from .train import LOSS_OPTIONS, TrainConfig
 
 __all__ = ["AUDIO_EXTENSIONS", "CloneSource", "check_clone_folder", "clone_voice", "active_seconds"]
@@ -109,7 +109,7 @@ def clone_voice(folder: str | Path, name: str, *, minutes_limit: float | None = 
                 out_dir: str | Path | None = None, hidden: int = 128, seed: int = 0,
                 synthesis: str = "pulse-noise", gender: str = "unknown",
                 feature_config: FeatureConfig | None = None, loss_options: Mapping[str, float] | None = None,
-                cache_dir: str | Path | None = None) -> Path:
+                aug: AugmentConfig | None = None, cache_dir: str | Path | None = None) -> Path:
     """Clone the voice in ``folder`` into ``NAME.onnx`` + manifest + preview; return the .onnx path.
 
     Parameters
@@ -132,6 +132,8 @@ def clone_voice(folder: str | Path, name: str, *, minutes_limit: float | None = 
     loss_options : mapping, optional
         Loss fields of :class:`~rtvc.train.train.TrainConfig` (``delta_weight``, ``gv_weight``,
         ``cep_emphasis``); default: its defaults.
+    aug : AugmentConfig, optional
+        How the training disguises the target (see :class:`~rtvc.train.dataset.AugmentConfig`).
     cache_dir : path, optional
         Cache the analysed frames there (keyed by audio content and feature config).
     """
@@ -155,6 +157,10 @@ def clone_voice(folder: str | Path, name: str, *, minutes_limit: float | None = 
     for key, value in tc.loss_options().items():
         if value != getattr(TrainConfig(), key):  # the command names what differs from the defaults
             loss_flags += ["--" + key.replace("_", "-"), f"{value:g}"]
+    aug = aug or AugmentConfig()
+    for key, flag in (("warp_spread", "--aug-warp-spread"), ("eq_nepers", "--aug-eq")):
+        if getattr(aug, key) != getattr(AugmentConfig(), key):
+            loss_flags += [flag, f"{getattr(aug, key):g}"]
     out = Path(out_dir) if out_dir is not None else user_voices_dir()
     return build_voice(src.audio, out, name, description=f"cloned from {Path(folder).name} "
                        f"({src.active_s / 60:.1f} min of speech)", gender=gender,
@@ -163,6 +169,6 @@ def clone_voice(folder: str | Path, name: str, *, minutes_limit: float | None = 
                        command=shlex.join(["rtvc", "clone", str(folder), "--name", name, "--steps", str(tc.steps)]
                                           + (["--n-cep", str(fc.n_cep)] if fc.n_cep != N_CEP else [])
                                           + loss_flags),
-                       synthesis=synthesis, train=tc, feature_config=fc, cache_dir=cache_dir,
+                       synthesis=synthesis, train=tc, aug=aug, feature_config=fc, cache_dir=cache_dir,
                        progress=progress, extra={"active_minutes": round(src.active_s / 60, 2),
                                                  "skipped": src.skipped})

@@ -10,7 +10,7 @@ import shlex
 import time
 from pathlib import Path
 
-from ..errors import RtvcError
+from ..errors import ConfigError, RtvcError
 
 __all__ = ["SUBCOMMANDS", "holdout_split", "frames_cache_dir"]
 
@@ -47,6 +47,7 @@ def _add_feature_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _add_loss_arguments(p: argparse.ArgumentParser) -> None:
+    from .dataset import AugmentConfig
     from .train import TrainConfig
 
     d = TrainConfig()
@@ -58,6 +59,25 @@ def _add_loss_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cep-emphasis", type=float, default=d.cep_emphasis, metavar="G",
                    help="weigh cepstral coefficient k by (k+1)**G in the loss, 0: equally "
                         f"(default {d.cep_emphasis:g})")
+    a = AugmentConfig()
+    p.add_argument("--aug-warp-spread", type=float, default=a.warp_spread, metavar="S",
+                   help="disguise: the vocal-tract warp at the top of the band differs from the bottom's by "
+                        f"up to 2**S (0..1; default {a.warp_spread:g}: one warp for the whole band)")
+    p.add_argument("--aug-eq", type=float, default=a.eq_nepers, metavar="N",
+                   help=f"disguise: random smooth EQ of up to N nepers per cosine term (0..2; default {a.eq_nepers:g})")
+
+
+def _augment(args: argparse.Namespace):  # noqa: ANN202
+    """The :class:`~rtvc.train.dataset.AugmentConfig` of the parsed flags (ConfigError names a bad one)."""
+    from dataclasses import replace
+
+    from .dataset import AugmentConfig
+
+    if not 0.0 <= args.aug_warp_spread <= 1.0:
+        raise ConfigError(f"--aug-warp-spread {args.aug_warp_spread}; expected 0..1")
+    if not 0.0 <= args.aug_eq <= 2.0:
+        raise ConfigError(f"--aug-eq {args.aug_eq}; expected 0..2 nepers")
+    return replace(AugmentConfig(), warp_spread=args.aug_warp_spread, eq_nepers=args.aug_eq)
 
 
 def _loss_options(args: argparse.Namespace) -> dict[str, float]:
@@ -99,7 +119,7 @@ def clone_handler(args: argparse.Namespace) -> int:
         path = clone_voice(args.folder, args.name, minutes_limit=args.minutes, epochs=args.epochs, steps=args.steps,
                            min_minutes=args.min_minutes, progress=not args.quiet, out_dir=args.out, gender=args.gender,
                            feature_config=_feature_config(args), loss_options=_loss_options(args),
-                           cache_dir=None if args.no_frames_cache else frames_cache_dir())
+                           aug=_augment(args), cache_dir=None if args.no_frames_cache else frames_cache_dir())
     except RtvcError as e:
         print(f"rtvc clone: {e}")
         return 2
@@ -143,6 +163,7 @@ def train_handler(args: argparse.Namespace) -> int:
         _synthesis_options(args)
         tc = TrainConfig(steps=args.steps, hidden=args.hidden, threads=args.threads, seed=args.seed,
                          **_loss_options(args))  # a bad loss option is refused before any corpus work
+        aug = _augment(args)
         utts = build_corpus(args.corpus, cache_dir=args.cache_dir, max_utterances=args.max_utterances,
                             progress=not args.quiet)
         if "mbrola" in args.corpus:
@@ -155,7 +176,7 @@ def train_handler(args: argparse.Namespace) -> int:
                                 f"{len(held)} held out (every {max(2, round(1 / args.holdout)) if args.holdout > 0 else 0}th)",
                            licence=" | ".join(licences), command=shlex.join(["python", "-m", "rtvc.train", *sys.argv[1:]]),
                            synthesis=args.synthesis, synthesis_options=_synthesis_options(args),
-                           train=tc,
+                           train=tc, aug=aug,
                            progress=not args.quiet, extra={"heldout": [u.path.name for u in held]},
                            feature_config=fc,
                            cache_dir=None if args.no_frames_cache else frames_cache_dir(args.cache_dir))

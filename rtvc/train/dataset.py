@@ -164,6 +164,16 @@ class AugmentConfig:
     noise_prob: float = 0.5
     snr_db: tuple[float, float] = (5.0, 40.0)
     clean_prob: float = 0.15  # a share of batches is the target itself
+    warp_spread: float = 0.0  # the warp's ratio at the top of the band differs by 2**U(-s, s) from the bottom's
+    eq_nepers: float = 0.0  # random smooth EQ: cepstral offsets c1..c{EQ_ORDER} of up to this, falling as 1/k
+
+    def options(self) -> dict[str, float]:
+        """The options a voice records in its manifest (``training.augment``)."""
+        return {"warp_spread": self.warp_spread, "eq_nepers": self.eq_nepers}
+
+
+EQ_ORDER = 8
+"""Cepstral order of the random EQ curves (smooth: a few broad bumps over the band)."""
 
 
 class Augmenter:
@@ -189,11 +199,19 @@ class Augmenter:
         return lo + (hi - lo) * torch.rand(b, generator=self.gen)
 
     @staticmethod
-    def _warp(x: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
-        """``x(k / ratio)`` per batch row, linear interpolation, last bin held. x: (B, T, K)."""
+    def _warp(x: torch.Tensor, ratio: torch.Tensor, ratio_top: torch.Tensor | None = None) -> torch.Tensor:
+        """``x(k / r(k))`` per batch row, linear interpolation, last bin held. x: (B, T, K).
+
+        ``r`` is ``ratio``, or with ``ratio_top`` goes geometrically from ``ratio`` at bin 0 to
+        ``ratio_top`` at the last bin (a vocal tract whose formants do not all move alike)."""
         b, t, k = x.shape
-        pos = torch.arange(k, dtype=torch.float32)[None, :] / ratio[:, None]
-        pos = pos.clamp(max=k - 1)
+        grid = torch.arange(k, dtype=torch.float32)[None, :]
+        if ratio_top is None:
+            r = ratio[:, None]
+        else:
+            u = grid / (k - 1)
+            r = ratio[:, None] * (ratio_top / ratio)[:, None] ** u
+        pos = (grid / r).clamp(max=k - 1)
         i0 = pos.floor().long().clamp(max=k - 2)
         f = (pos - i0).unsqueeze(1)
         i0 = i0.unsqueeze(1).expand(b, t, k)
@@ -229,9 +247,18 @@ class Augmenter:
         level = self._u(batch, *a.level_nepers)
         env = lm @ self.lift
         fine = lm - env
-        aug = self._warp(env, alpha) + self._warp(fine, p)
+        top = None
+        if a.warp_spread > 0.0:
+            top = torch.where(clean, alpha, alpha * 2.0 ** self._u(batch, -a.warp_spread, a.warp_spread))
+        aug = self._warp(env, alpha, top) + self._warp(fine, p)
         ramp = torch.linspace(-0.5, 0.5, self.n_bins)
         aug = aug + tilt[:, None, None] * ramp + level[:, None, None]
+        if a.eq_nepers > 0.0:  # sum_k c_k cos(pi k bin / (n_bins - 1)), |c_k| <= eq / k
+            k = torch.arange(1, EQ_ORDER + 1, dtype=torch.float32)
+            c = (2.0 * torch.rand(batch, EQ_ORDER, generator=self.gen) - 1.0) * (a.eq_nepers / k)
+            c = torch.where(clean[:, None], torch.zeros_like(c), c)
+            basis = torch.cos(torch.pi * k[:, None] * torch.linspace(0.0, 1.0, self.n_bins)[None, :])
+            aug = aug + (c @ basis)[:, None, :]
         power = torch.exp(2.0 * aug)
         noisy = (~clean) & (torch.rand(batch, generator=self.gen) < a.noise_prob)
         snr = self._u(batch, *a.snr_db)

@@ -1,0 +1,104 @@
+"""Training disguises (rtvc.train.dataset.Augmenter): the band-dependent warp and the random EQ."""
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from rtvc.features import FeatureConfig  # noqa: E402
+from rtvc.train.__main__ import main as train_main  # noqa: E402
+from rtvc.train.dataset import EQ_ORDER, AugmentConfig, Augmenter, FrameSet  # noqa: E402
+
+
+def _frames(n: int = 400, seed: int = 0) -> FrameSet:
+    rng = np.random.default_rng(seed)
+    c = FeatureConfig()
+    nb = c.n_fft // 2 + 1
+    k = np.arange(nb)
+    t = np.arange(n)[:, None]
+    logmag = (-3.0 + np.cos(2 * np.pi * k / 90.0 + 0.05 * t) - k / 200.0).astype(np.float16)
+    f0 = np.where(rng.random(n) < 0.7, 120.0 + 20 * np.sin(0.1 * np.arange(n)), 0.0).astype(np.float32)
+    return FrameSet(logmag=logmag, cepstrum=np.zeros((n, c.n_cep), np.float32), f0_hz=f0,
+                    periodicity=(f0 > 0).astype(np.float32))
+
+
+def _warp_reference(x: np.ndarray, r_of_k) -> np.ndarray:
+    """x(k / r(k)) by linear interpolation, one bin at a time, last bin held."""
+    k = x.shape[-1]
+    out = np.empty_like(x)
+    for j in range(k):
+        pos = min(j / r_of_k(j), k - 1)
+        i0 = min(int(np.floor(pos)), k - 2)
+        f = pos - i0
+        out[..., j] = x[..., i0] * (1 - f) + x[..., i0 + 1] * f
+    return out
+
+
+def test_band_dependent_warp_equals_its_reference_and_one_ratio_is_the_plain_warp():
+    x = torch.randn(2, 3, 257, generator=torch.Generator().manual_seed(1))
+    lo, hi = torch.tensor([0.8, 1.2]), torch.tensor([1.1, 0.9])
+    got = Augmenter._warp(x, lo, hi).numpy()
+    for b in range(2):
+        r = lambda j, b=b: float(lo[b]) * (float(hi[b]) / float(lo[b])) ** (j / 256)  # noqa: E731
+        np.testing.assert_allclose(got[b], _warp_reference(x[b].numpy(), r), atol=5e-4)  # float32 positions
+    np.testing.assert_allclose(Augmenter._warp(x, lo, lo).numpy(), Augmenter._warp(x, lo).numpy(), atol=1e-6)
+
+
+def _batch(aug: AugmentConfig, seed: int = 3):
+    a = Augmenter(_frames(), aug=aug, seed=seed)
+    return a.batch(6, 50)
+
+
+def test_defaults_leave_the_disguise_as_it_was():
+    # the new options at 0 draw no random numbers and change nothing
+    x0, y0 = _batch(AugmentConfig())
+    x1, y1 = _batch(AugmentConfig(warp_spread=0.0, eq_nepers=0.0))
+    assert torch.equal(x0, x1) and torch.equal(y0, y1)
+
+
+def test_random_eq_is_smooth_bounded_and_spares_the_targets_and_clean_rows():
+    aug = AugmentConfig(eq_nepers=1.0, noise_prob=0.0, clean_prob=0.5)
+    a = Augmenter(_frames(), aug=aug, seed=5)
+    seen = {}
+    orig = a._features_from_power
+
+    def spy(power, f0, per):
+        seen["logmag"] = 0.5 * torch.log(power)
+        return orig(power, f0, per)
+
+    a._features_from_power = spy
+    _, y = a.batch(8, 50)
+    b = Augmenter(_frames(), aug=AugmentConfig(noise_prob=0.0, clean_prob=0.5), seed=5)
+    b._features_from_power = lambda power, f0, per: seen.setdefault("plain", 0.5 * torch.log(power)) is None or orig(power, f0, per)
+    _, y_plain = b.batch(8, 50)
+    # the EQ draws its own numbers after the others: same disguises otherwise, same targets
+    assert torch.allclose(y, y_plain)
+    d = (seen["logmag"] - seen["plain"]).numpy()
+    assert np.ptp(d, axis=1).max() < 1e-3  # one curve per sequence, the same in every frame
+    curve = d[:, 0, :]
+    bound = sum(1.0 / k for k in range(1, EQ_ORDER + 1))
+    assert np.abs(curve).max() <= bound + 1e-4
+    moved = np.abs(curve).max(axis=1) > 1e-3
+    assert 0 < moved.sum() < 8  # clean rows (the target itself) keep their spectrum
+    # smooth: nothing finer than the order-8 cosine series (second differences stay small)
+    # |second difference| <= sum_k (eq / k) (pi k / 256)^2 for a cosine series of order 8
+    assert np.abs(np.diff(curve, 2, axis=1)).max() <= (np.pi / 256) ** 2 * sum(range(1, EQ_ORDER + 1)) + 1e-5
+
+
+def test_augment_flags_are_checked_and_recorded(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("onnxruntime")
+    from tests.train.test_build import _clone_folder, _speech_like
+
+    monkeypatch.setenv("RTVC_HOME", str(tmp_path / "home"))
+    assert train_main(["voice", "--corpus", "x", "--name", "v", "--gender", "male", "--aug-eq", "3"]) == 2
+    assert "--aug-eq 3.0; expected 0..2 nepers" in capsys.readouterr().out
+    audio = [_speech_like(1), _speech_like(2, 0.4)]
+    out = tmp_path / "voices"
+    argv = ["clone", str(_clone_folder(tmp_path, audio)), "--name", "eq", "--min-minutes", "0.01", "--out", str(out),
+            "--quiet", "--steps", "2", "--no-frames-cache", "--aug-warp-spread", "0.25", "--aug-eq", "0.5"]
+    assert train_main(argv) == 0
+    m = json.loads((out / "eq.json").read_text())
+    assert m["training"]["augment"] == {"warp_spread": 0.25, "eq_nepers": 0.5}
+    assert m["training"]["command"].endswith("--aug-warp-spread 0.25 --aug-eq 0.5")
