@@ -89,7 +89,7 @@ try:
 except (AttributeError, OSError):
     policy = "normal"
 period, t_end = 0.002, time.monotonic() + float(sys.argv[1])
-late = []
+late, at = [], []
 prev = time.monotonic()
 while prev < t_end:
     time.sleep(period)
@@ -97,8 +97,9 @@ while prev < t_end:
     d = (now - prev - period) * 1000.0
     if d > 5.0:
         late.append(d)
+        at.append(prev)
     prev = now
-print(json.dumps({"policy": policy, "late_ms": late}))
+print(json.dumps({"policy": policy, "late_ms": late, "at_monotonic": at}))
 """
 """The machine's own stalls: a process at the highest real-time priority any audio thread has
 (above the worker) sleeps 2 ms at a time and reports each wake-up later than 5 ms. What it
@@ -110,7 +111,10 @@ def stall_probe(seconds: float) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-c", STALL_PROBE, str(seconds)], stdout=subprocess.PIPE, text=True)
 
 
-def probe_summary(p: subprocess.Popen[str] | None, minutes: float) -> dict[str, Any] | None:
+def probe_summary(p: subprocess.Popen[str] | None, minutes: float, t0: float | None = None) -> dict[str, Any] | None:
+    """Counts of the probe's late wake-ups; with ``t0`` (``time.monotonic()`` when the recording
+    started) also when each one over 10 ms began, in seconds into the recording (``over_10ms_at_s``,
+    to compare with ``discontinuity_at_s``; the recorder's start-up makes them ~0.1 s uncertain)."""
     if p is None:
         return None
     try:
@@ -122,7 +126,9 @@ def probe_summary(p: subprocess.Popen[str] | None, minutes: float) -> dict[str, 
     late = np.asarray(d["late_ms"])
     return {"policy": d["policy"], "over_5ms": int(late.size), "over_10ms": int((late > 10).sum()),
             "over_20ms": int((late > 20).sum()), "over_10ms_per_min": float((late > 10).sum() / max(minutes, 1e-9)),
-            "max_ms": float(late.max()) if late.size else 0.0}
+            "max_ms": float(late.max()) if late.size else 0.0,
+            **({"over_10ms_at_s": [round(t - t0, 2) for t, ms in zip(d["at_monotonic"], d["late_ms"]) if ms > 10]}
+               if t0 is not None else {})}
 
 
 def discontinuities(y: np.ndarray, *, f_hz: float, rate: int = RATE, win: int = 48, phase_tol_rad: float = 0.25,
@@ -231,6 +237,7 @@ def record_under_load(srv: Any, path: Path, *, seconds: float, load: bool, cpu_h
         if hog is not None:
             hog.__enter__()
         time.sleep(settle_s)
+        t_rec = time.monotonic()
         rec = Recorder(srv, "rtvc_test_out.monitor", path, rate=RATE, channels=1)
         time.sleep(0.3)
         probe = stall_probe(seconds)
@@ -239,7 +246,7 @@ def record_under_load(srv: Any, path: Path, *, seconds: float, load: bool, cpu_h
         time.sleep(seconds)
         if at_end is not None:
             at_end()
-        return rec.stop()[:, 0], hog, probe_summary(probe, seconds / 60.0)
+        return rec.stop()[:, 0], hog, probe_summary(probe, seconds / 60.0, t_rec)
     finally:
         if hog is not None:
             hog.__exit__()

@@ -155,6 +155,7 @@ def run_config(srv: Any, tmp: Path, *, voice: str, bypass: bool, block_ms: float
             time.sleep(0.05)
         time.sleep(settle_s)  # the live profile's output margin adapts to the path in the first seconds
         x0 = eng.counters["xruns"]  # what the start and the settling cost
+        st0 = dict(runner.stats)
         m0 = runner.summary()["out_margin_blocks"]
         d0 = eng.counters["dropped_blocks"]
         subprocess.run(["paplay", "--device=rtvc_test_src", "--latency-msec=10", str(wav)], env=srv.env,
@@ -176,6 +177,9 @@ def run_config(srv: Any, tmp: Path, *, voice: str, bypass: bool, block_ms: float
         "delays_ms": [round(v, 3) for v in delays],
         "algorithmic_latency_ms": summ["algorithmic_latency_ms"],
         "stream_latency_ms": summ["stream_latency_ms"], "xruns": summ["xruns"] - x0,
+        "xrun_kinds": {k: summ["runner"][k] - st0[k] for k in ("input_status_flags", "output_status_flags",
+                                                               "input_overflows", "output_underflows")},
+        "compute_ms_p99": summ.get("compute_ms_p99"),
         "dropped_blocks": summ["dropped_blocks"] - d0, "trimmed_ms": 1000.0 * summ["runner"]["trimmed_samples"] / RATE,
         "buffer_age_ms": summ["buffer_age_ms"], "callback": callback, "profile": profile,
         "settle": {"seconds": settle_s, "xruns": x0, "startup_underflows": summ["runner"]["startup_underflows"]},
@@ -262,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"loopback {r['kind']:<6} {voice:<10} {block_ms:4g} ms: p50 {r['delay_ms_p50']} p99 "
                       f"{r['delay_ms_p99']} max {r['delay_ms_max']} ms, {r['measured']}/{n_clicks} clicks, "
                       f"xruns {r['xruns']} (settling: {r['settle']['xruns']}, before the first block: "
-                      f"{r['settle']['startup_underflows']}), output margin {r['margin_blocks_start']} -> "
+                      f"{r['settle']['startup_underflows']}; {r['xrun_kinds']}), output margin {r['margin_blocks_start']} -> "
                       f"{r['margin_blocks_end']} blocks, stream latency {r['stream_latency_ms']}", file=log, flush=True)
                 results.append(r)
     doc = {"benchmark": "loopback", "machine": machine(), "rate_hz": RATE, "server": "PulseAudio null sinks "
