@@ -292,6 +292,9 @@ class BlockWorker:
             self._y = np.zeros(b, np.float32)
         self._ymon = np.zeros(self._y.shape[0] * 2 + 16, np.float32)
         self._cb_seen = callback_counts(rings)
+        # a fresh start (the output ring holds at most the runner's one block of silence), not a
+        # worker restarted on running streams: underflows before the first block are counted apart
+        self._startup = int(rings.output.idx[0]) <= b
         self.age_max = 0
         self._widen_from: float | None = None  # monotonic time from which underflows widen the margin
         self._period_min = 1 << 62  # lowest pre-write output level since the last underflow / narrowing
@@ -381,7 +384,9 @@ class BlockWorker:
             return False
         if self._widen_from is None:
             self._widen_from = time.monotonic() + WIDEN_GRACE_S
+        if self._startup:
             self._absorb_startup()
+            self._startup = False
         grown = max(0.0, self.margin_blocks - self.base_margin_blocks)
         if avail > (self.max_backlog_blocks + 1 + grown) * b:
             n_drop = ((avail - b) // b) * b
@@ -433,7 +438,7 @@ class BlockWorker:
 
     def collect(self) -> None:
         """Move callback counters into ``stats`` and ``engine.counters['xruns']``."""
-        if self._widen_from is None:  # no block written yet
+        if self._startup:  # no block written yet
             self._absorb_startup()
         cb = callback_counts(self.rings)
         d = cb - self._cb_seen

@@ -369,7 +369,8 @@ def test_native_counters_become_stats_and_gaming_widens(tmp_path: Path) -> None:
     live._allocate()
     assert live._margin_max_blocks == 4.0  # ... and at 5 ms blocks
     b = live.block
-    live._core._widen_from = time.monotonic()
+    live._core._widen_from = time.monotonic()  # as if the first block were written 2 s ago
+    live._core._startup = False
     live._ncnt["output"][CNT["out_ring_empty_events"]] = 4
     live._ncnt["output"][CNT["out_ring_empty"]] = 3 * b
     live._collect()
@@ -413,7 +414,8 @@ def test_margin_narrows_only_when_the_ring_kept_a_step_of_headroom(tmp_path: Pat
     r._allocate()
     core, b = r._core, r.block
     core.device_out = True  # as if a device consumed the output ring
-    core._widen_from = time.monotonic()
+    core._widen_from = time.monotonic()  # as if the first block were written 2 s ago
+    core._startup = False
     r._ncnt["output"][CNT["out_ring_empty_events"]] = 1
     r._ncnt["output"][CNT["out_ring_empty"]] = b
     r._collect()

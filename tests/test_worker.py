@@ -73,6 +73,15 @@ def test_block_worker_on_local_rings_counts_callbacks() -> None:
     assert callback_counts(rings)[3] == 3
     w.collect()
     assert eng.counters["xruns"] == 2  # nothing counted twice
+    # a worker started again on rings that have been playing (a restart, not a fresh start):
+    # the gap before its first block is a glitch, counted as an xrun
+    ring_write(rings.output.buf, rings.output.idx, np.zeros(160, np.float32))
+    w2 = BlockWorker(eng, rings, rate=16000, block=160, max_backlog_blocks=2, out_margin_blocks=0.5,
+                     margin_max_blocks=0.5, device_out=False, monitor=False)
+    rings.cb[3] = 4
+    w2.collect()
+    assert w2.stats["startup_underflows"] == 0 and w2.stats["output_underflows"] == 1
+    assert eng.counters["xruns"] == 3
 
 
 def test_raise_priority_reports_what_it_got() -> None:
