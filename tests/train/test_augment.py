@@ -1,7 +1,5 @@
 """Training disguises (rtvc.train.dataset.Augmenter): the band-dependent warp and the random EQ."""
 
-import json
-
 import numpy as np
 import pytest
 
@@ -89,16 +87,10 @@ def test_random_eq_is_smooth_bounded_and_spares_the_targets_and_clean_rows():
 
 def test_augment_flags_are_checked_and_recorded(tmp_path, monkeypatch, capsys):
     pytest.importorskip("onnxruntime")
-    from tests.train.test_build import _clone_folder, _speech_like
+    from tests.train.test_build import clone_tiny
 
-    monkeypatch.setenv("RTVC_HOME", str(tmp_path / "home"))
     assert train_main(["voice", "--corpus", "x", "--name", "v", "--gender", "male", "--aug-eq", "3"]) == 2
     assert "--aug-eq 3.0; expected 0..2 nepers" in capsys.readouterr().out
-    audio = [_speech_like(1), _speech_like(2, 0.4)]
-    out = tmp_path / "voices"
-    argv = ["clone", str(_clone_folder(tmp_path, audio)), "--name", "eq", "--min-minutes", "0.01", "--out", str(out),
-            "--quiet", "--steps", "2", "--no-frames-cache", "--aug-warp-spread", "0.25", "--aug-eq", "0.5"]
-    assert train_main(argv) == 0
-    m = json.loads((out / "eq.json").read_text())
+    m, _ = clone_tiny(tmp_path, monkeypatch, "eq", "--aug-warp-spread", "0.25", "--aug-eq", "0.5")
     assert m["training"]["augment"] == {"warp_spread": 0.25, "eq_nepers": 0.5}
     assert m["training"]["command"].endswith("--aug-warp-spread 0.25 --aug-eq 0.5")

@@ -96,6 +96,22 @@ def _clone_folder(tmp_path, audio):
     return folder
 
 
+def clone_tiny(tmp_path, monkeypatch, name, *flags):
+    """``rtvc clone`` of two seconds of synthetic speech, 2 steps, with ``flags``; returns
+    (the manifest, the voices folder)."""
+    import json
+
+    from rtvc.train.__main__ import main
+
+    monkeypatch.setenv("RTVC_HOME", str(tmp_path / "home"))
+    out = tmp_path / "voices"
+    folder = _clone_folder(tmp_path, [_speech_like(1), _speech_like(2, 0.4)])
+    argv = ["clone", str(folder), "--name", name, "--min-minutes", "0.01", "--out", str(out), "--quiet",
+            "--steps", "2", "--no-frames-cache", *flags]
+    assert main(argv) == 0
+    return json.loads((out / f"{name}.json").read_text()), out
+
+
 def test_clone_command_trains_the_asked_cepstral_order_and_reuses_the_frames(audio, tmp_path, monkeypatch):
     from rtvc.train.__main__ import main
 

@@ -168,20 +168,14 @@ def test_loss_flags_cover_every_loss_option():
 def test_a_voice_trained_with_the_loss_terms_records_them_and_keeps_the_runtime_contract(tmp_path, monkeypatch):
     pytest.importorskip("onnxruntime")
     from rtvc.voices import VoiceRegistry
-    from tests.train.test_build import _clone_folder, _speech_like
+    from tests.train.test_build import _speech_like, clone_tiny
 
-    monkeypatch.setenv("RTVC_HOME", str(tmp_path / "home"))
-    audio = [_speech_like(1), _speech_like(2, 0.4)]
-    out = tmp_path / "voices"
-    argv = ["clone", str(_clone_folder(tmp_path, audio)), "--name", "gv", "--min-minutes", "0.01", "--out", str(out),
-            "--quiet", "--steps", "2", "--no-frames-cache", "--gv-weight", "0.75", "--delta-weight", "0.5"]
-    assert train_main(argv) == 0
-    m = json.loads((out / "gv.json").read_text())
+    m, out = clone_tiny(tmp_path, monkeypatch, "gv", "--gv-weight", "0.75", "--delta-weight", "0.5")
     assert m["training"]["loss"] == {"delta_weight": 0.5, "gv_weight": 0.75, "cep_emphasis": 0.0}
     assert m["training"]["command"].endswith("--steps 2 --delta-weight 0.5 --gv-weight 0.75")
     # the loss changes weights only: same tensors and state shape, and the runtime converts with it
     assert m["tensors"]["state_shape"] == [2, 1, 128] and m["features"]["n_output"] == m["features"]["config"]["n_cep"]
     reg = VoiceRegistry([out])
     stage = reg.make_stage(reg.get("gv"))
-    y, _ = stage.step(audio[0][:80], stage.init_state())
+    y, _ = stage.step(_speech_like(1)[:80], stage.init_state())
     assert y.shape == (80,) and np.all(np.isfinite(y))
