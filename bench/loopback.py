@@ -179,7 +179,7 @@ def run_config(srv: Any, tmp: Path, *, voice: str, bypass: bool, block_ms: float
         "stream_latency_ms": summ["stream_latency_ms"], "xruns": summ["xruns"] - x0,
         "xrun_kinds": {k: summ["runner"][k] - st0[k] for k in ("input_status_flags", "output_status_flags",
                                                                "input_overflows", "output_underflows")},
-        "compute_ms_p99": summ.get("compute_ms_p99"),
+        "compute_ms_p99": summ["compute_ms_p99"],
         "dropped_blocks": summ["dropped_blocks"] - d0, "trimmed_ms": 1000.0 * summ["runner"]["trimmed_samples"] / RATE,
         "buffer_age_ms": summ["buffer_age_ms"], "callback": callback, "profile": profile,
         "settle": {"seconds": settle_s, "xruns": x0, "startup_underflows": summ["runner"]["startup_underflows"]},

@@ -103,8 +103,9 @@ starts at one block (on the measured VM every live run that started at half a bl
 one, each time after an underflow, sometimes minutes in), widens after an underflow (half a
 block for a one-off, what the device lacked for recurring jitter; up to the larger of two
 blocks and ``margin_max_ms``, 20 ms) and narrows again by half a block after each 30 s without
-one, down to where it started: the smallest delay the machine sustains, found while running. The samples taken out when it narrows are cut where it is not
-heard (``BlockWorker._trim``); see ``BlockWorker._widen``."""
+one, down to where it started: the smallest delay the machine sustains, found while running.
+The samples taken out when it narrows are cut where it is not heard (``BlockWorker._trim``); see
+``BlockWorker._widen``."""
 _log = logging.getLogger("rtvc.audio")
 START_TIMEOUT_S = 5.0
 """A device stream that has not called back this long after opening counts as dead."""

@@ -69,7 +69,8 @@ WORKER_STATS = ("input_status_flags", "output_status_flags", "input_overflows", 
 """The runner statistics the block worker keeps (the rest are the runner's own)."""
 _STARTUP_SLOTS = np.array([OUT_STATUS, OUT_UNDERFLOW, MON_UNDERFLOW, MON_STATUS, OUT_MISSING])
 """Callback counters that the output streams run up before the first block is written: there is
-nothing to play yet, so they are counted apart (``startup_underflows``), not as xruns."""
+nothing to play yet, so none of them is an xrun; the ring underflows among them are counted in
+``startup_underflows``, PortAudio's status flags and the missing frames of that time are dropped."""
 REPORT_EVERY_S = 0.05
 WAKE_TIMEOUT_S = 0.005
 """Longest wait on the wake descriptor (counters are collected and the stop flag read at least this often)."""

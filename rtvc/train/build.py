@@ -62,7 +62,8 @@ def build_voice(sources: Sequence[Path] | Sequence[np.ndarray], out_dir: str | P
     tc = train or TrainConfig()
     training = {"data": data, "licence": licence, "minutes": round(frames.minutes, 2), "command": command,
                 "steps": tc.steps, "batch": tc.batch, "frames": tc.frames, "hidden": tc.hidden, "layers": tc.layers,
-                "seed": tc.seed, "loss": tc.loss_options(), "augment": (aug or AugmentConfig()).options(), "final_loss": round(info["final_loss"], 5), "analysis_s": round(t_an, 1),
+                "seed": tc.seed, "loss": tc.loss_options(), "augment": (aug or AugmentConfig()).options(),
+                "final_loss": round(info["final_loss"], 5), "analysis_s": round(t_an, 1),
                 "train_s": round(info["train_s"], 1), "n_cep": fc.n_cep, **(extra or {})}
     return write_voice(model, out_dir, name, description=description, gender=gender, f0_log2_mean=mean,
                        f0_log2_std=std, synthesis=synthesis, training=training, preview=pick_preview(audio),

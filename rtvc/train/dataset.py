@@ -26,6 +26,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..errors import ConfigError
 from ..features import F0_REF_HZ, POWER_AMIN, FeatureConfig, FeatureExtractor, dct_matrix, mel_filterbank
 from .._native.cepstrum import cepstrum_matrices
 
@@ -166,6 +167,12 @@ class AugmentConfig:
     clean_prob: float = 0.15  # a share of batches is the target itself
     warp_spread: float = 0.0  # the warp's ratio at the top of the band differs by 2**U(-s, s) from the bottom's
     eq_nepers: float = 0.0  # random smooth EQ: cepstral offsets c1..c{EQ_ORDER} of up to this, falling as 1/k
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.warp_spread <= 1.0:
+            raise ConfigError(f"warp_spread {self.warp_spread!r}; expected 0..1")
+        if not 0.0 <= self.eq_nepers <= 2.0:
+            raise ConfigError(f"eq_nepers {self.eq_nepers!r}; expected 0..2 nepers")
 
     def options(self) -> dict[str, float]:
         """The options a voice records in its manifest (``training.augment``)."""

@@ -5,6 +5,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from rtvc.errors import ConfigError  # noqa: E402
 from rtvc.features import FeatureConfig  # noqa: E402
 from rtvc.train.__main__ import main as train_main  # noqa: E402
 from rtvc.train.dataset import EQ_ORDER, AugmentConfig, Augmenter, FrameSet  # noqa: E402
@@ -90,7 +91,9 @@ def test_augment_flags_are_checked_and_recorded(tmp_path, monkeypatch, capsys):
     from tests.train.test_build import clone_tiny
 
     assert train_main(["voice", "--corpus", "x", "--name", "v", "--gender", "male", "--aug-eq", "3"]) == 2
-    assert "--aug-eq 3.0; expected 0..2 nepers" in capsys.readouterr().out
+    assert "eq_nepers 3.0; expected 0..2 nepers" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match=r"warp_spread -0.1; expected 0\.\.1"):  # library callers too
+        AugmentConfig(warp_spread=-0.1)
     m, _ = clone_tiny(tmp_path, monkeypatch, "eq", "--aug-warp-spread", "0.25", "--aug-eq", "0.5")
     assert m["training"]["augment"] == {"warp_spread": 0.25, "eq_nepers": 0.5}
     assert m["training"]["command"].endswith("--aug-warp-spread 0.25 --aug-eq 0.5")
