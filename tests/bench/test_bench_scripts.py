@@ -85,7 +85,7 @@ def test_soak_helpers() -> None:
 def test_loopback_command_line_gives_one_json_object(tmp_path: Path) -> None:
     if shutil.which("pulseaudio") is None:
         pytest.skip("the `pulseaudio` binary is not installed")
-    p = subprocess.run([sys.executable, "bench/loopback.py", "--json", "--clicks", "6", "--blocks", "10",
+    p = subprocess.run([sys.executable, "bench/loopback.py", "--json", "--clicks", "60", "--blocks", "10",
                         "--out", str(tmp_path)], cwd=str(ROOT), capture_output=True, text=True, timeout=180)
     assert p.returncode == 0, p.stderr[-3000:]
     doc = json.loads(p.stdout)
@@ -94,7 +94,10 @@ def test_loopback_command_line_gives_one_json_object(tmp_path: Path) -> None:
     assert {"bypass", "dsp"} <= kinds
     assert ("neural" in kinds) != any(m.startswith("neural") for m in doc["missing"])
     for r in doc["results"]:
-        assert r["measured"] >= 4, r
+        # two thirds of the clicks answered, as before with 6 clicks; the neural voice's answer to a
+        # noise click is too faint to measure for 1 click in 5 or 6 (160-172 of 200 in full runs), so
+        # with 6 clicks the row failed by chance in 6-10 % of runs (binomial); with 60, 0.05-0.5 %
+        assert r["measured"] >= 40, r
         # at least the engine's algorithmic latency, and not absurdly more
         assert r["algorithmic_latency_ms"] - 1.0 <= r["delay_ms_p50"] <= r["delay_ms_max"] < 500.0
     assert (tmp_path / "loopback.json").is_file() and (tmp_path / "loopback.png").is_file()
