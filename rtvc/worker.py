@@ -490,15 +490,22 @@ class BlockWorker:
             self.publish_target()
 
     def _relax(self) -> None:
-        """After ``margin_relax_s`` without an underflow, narrow the margin by one step if the
-        output ring never came within a step of empty meanwhile (else that step is still needed)."""
+        """After ``margin_relax_s`` without an underflow, narrow the margin by every whole step the
+        output ring did not use meanwhile but one: with ``L`` the lowest pre-write level of the
+        period, by ``floor(L / step) - 1`` steps, so the ring keeps at least a step of headroom
+        above the deepest dip it made. A ring that came within two steps of empty keeps its
+        margin. Without a device reading the ring there is no level to go by: one step per
+        period. So a margin widened by a burst is back within one period of calm, not one
+        period per step."""
         if self.margin_relax_s is None or self.margin_blocks <= self.base_margin_blocks:
             return
         now = time.monotonic()
         if now - self._last_underflow >= self.margin_relax_s:
-            step = self.margin_step_blocks
-            if not self.device_out or self._period_min > step * self.block:
-                self.margin_blocks = max(self.base_margin_blocks, self.margin_blocks - step)
+            step_frames = self.margin_step_blocks * self.block
+            n_steps = 1 if not self.device_out else int(self._period_min // step_frames) - 1
+            if n_steps > 0:
+                self.margin_blocks = max(self.base_margin_blocks,
+                                         self.margin_blocks - n_steps * self.margin_step_blocks)
                 self.publish_target()
             self._last_underflow = now  # the next step waits another full period
             self._period_min = 1 << 62

@@ -429,6 +429,7 @@ def test_margin_narrows_only_when_the_ring_kept_a_step_of_headroom(tmp_path: Pat
     r._collect()
     assert r._margin_blocks == 1.0
     # the next 30 s the lowest level was a block and a half (the device took the rest): narrow
+    # (by two half-block steps, leaving one step of headroom; it stops at its base, half a block)
     audio.ring_read(r._out.buf, r._out.idx, np.zeros(ring_read_available(r._out.idx), np.float32))
     ring_write(r._out.buf, r._out.idx, np.zeros(b + b // 2, np.float32))
     ring_write(r._in.buf, r._in.idx, np.zeros(b, np.float32))
@@ -436,6 +437,25 @@ def test_margin_narrows_only_when_the_ring_kept_a_step_of_headroom(tmp_path: Pat
     core._last_underflow -= 31.0
     r._collect()
     assert r._margin_blocks == 0.5
+
+
+def test_margin_widened_by_a_burst_comes_back_in_one_calm_period(tmp_path: Path) -> None:
+    r = _file_runner(tmp_path, params=Params(bypass=True, gate_threshold_db=-120.0), out_margin_blocks=0.5)
+    r._allocate()
+    core, b = r._core, r.block
+    core.device_out = True
+    core._startup = False
+    core.margin_blocks = 4.0  # where a burst left it
+    # 30 s of calm: the ring's lowest level before a write was 3.25 blocks, so 0.75 block was used
+    audio.ring_read(r._out.buf, r._out.idx, np.zeros(ring_read_available(r._out.idx), np.float32))
+    ring_write(r._out.buf, r._out.idx, np.zeros(3 * b + b // 4, np.float32))
+    ring_write(r._in.buf, r._in.idx, np.zeros(b, np.float32))
+    assert r.step()
+    core._last_underflow -= 31.0
+    r._collect()
+    # 5 of the 6 unused half-block steps go at once: the deepest dip (0.75 block) keeps at least
+    # a step (0.5 block) of headroom; it was one step per 30 s
+    assert r._margin_blocks == 1.5 and r.target_buffer_age_ms == pytest.approx(4.5 * r.block_ms)
 
 
 def test_file_writer_accounts_for_every_sample(tmp_path: Path) -> None:
