@@ -11,6 +11,7 @@ import numpy as np
 from ..features import FeatureConfig
 from .dataset import AugmentConfig, analyse_files, load_audio_16k, log_f0_stats
 from .export import write_voice
+from .parallel import parallel_frames
 from .train import TrainConfig, train_converter
 
 __all__ = ["build_voice", "pick_preview", "SYNTHESIS_OPTIONS"]
@@ -43,7 +44,8 @@ def build_voice(sources: Sequence[Path] | Sequence[np.ndarray], out_dir: str | P
                 synthesis: str = "pulse-noise", synthesis_options: dict[str, Any] | None = None,
                 train: TrainConfig | None = None, aug: AugmentConfig | None = None,
                 progress: bool = True, extra: dict[str, Any] | None = None,
-                feature_config: FeatureConfig | None = None, cache_dir: str | Path | None = None) -> Path:
+                feature_config: FeatureConfig | None = None, cache_dir: str | Path | None = None,
+                parallel: Sequence[tuple[np.ndarray, np.ndarray]] | None = None) -> Path:
     """Train a voice on ``sources`` (the target's speech) and write it into ``out_dir``.
 
     Returns the path of the ``.onnx`` file. ``synthesis_options`` default to
@@ -51,20 +53,26 @@ def build_voice(sources: Sequence[Path] | Sequence[np.ndarray], out_dir: str | P
     (default :class:`~rtvc.features.FeatureConfig`) fixes the analysis, e.g. the cepstral order
     ``n_cep`` of the envelope the model predicts; it goes into the manifest. With ``cache_dir``
     the analysed frames are cached there (see :func:`~rtvc.train.dataset.analyse_files`).
+    ``parallel``: ``(source, target)`` pairs of 16 kHz utterances, other speakers saying what the
+    target says (see :mod:`rtvc.train.parallel`), trained on beside the disguised target.
     """
     t0 = time.perf_counter()
     audio = [s if isinstance(s, np.ndarray) else load_audio_16k(s) for s in sources]
     fc = feature_config or FeatureConfig()
     frames = analyse_files(audio, config=fc, cache_dir=cache_dir)
+    par = parallel_frames(parallel, config=fc, cache_dir=cache_dir) if parallel else None
     t_an = time.perf_counter() - t0
     mean, std = log_f0_stats(frames.f0_hz)
-    model, info = train_converter(frames, config=train, feature_config=fc, aug=aug, progress=progress)
+    model, info = train_converter(frames, config=train, feature_config=fc, aug=aug, progress=progress, parallel=par)
     tc = train or TrainConfig()
     training = {"data": data, "licence": licence, "minutes": round(frames.minutes, 2), "command": command,
                 "steps": tc.steps, "batch": tc.batch, "frames": tc.frames, "hidden": tc.hidden, "layers": tc.layers,
                 "seed": tc.seed, "loss": tc.loss_options(), "augment": (aug or AugmentConfig()).options(),
                 "final_loss": round(info["final_loss"], 5), "analysis_s": round(t_an, 1),
                 "train_s": round(info["train_s"], 1), "n_cep": fc.n_cep, **(extra or {})}
+    if par is not None:
+        training["parallel_frames"] = {"pairs": len(parallel or ()), "minutes": round(par.minutes, 2),
+                                       "share": (aug or AugmentConfig()).parallel_share}
     return write_voice(model, out_dir, name, description=description, gender=gender, f0_log2_mean=mean,
                        f0_log2_std=std, synthesis=synthesis, training=training, preview=pick_preview(audio),
                        feature_config=fc,

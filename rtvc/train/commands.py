@@ -10,7 +10,7 @@ import shlex
 import time
 from pathlib import Path
 
-from ..errors import RtvcError
+from ..errors import ConfigError, RtvcError
 
 __all__ = ["SUBCOMMANDS", "holdout_split", "frames_cache_dir"]
 
@@ -71,7 +71,9 @@ def _augment(args: argparse.Namespace):  # noqa: ANN202
     """The :class:`~rtvc.train.dataset.AugmentConfig` of the parsed flags (its ConfigError names a bad one)."""
     from .dataset import AugmentConfig
 
-    return AugmentConfig(warp_spread=args.aug_warp_spread, eq_nepers=args.aug_eq)
+    share = getattr(args, "parallel_share", None)  # train only: clone has no parallel speakers
+    return AugmentConfig(warp_spread=args.aug_warp_spread, eq_nepers=args.aug_eq,
+                         **({} if share is None else {"parallel_share": share}))
 
 
 def _loss_options(args: argparse.Namespace) -> dict[str, float]:
@@ -135,12 +137,44 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--postfilter", type=float, default=None, metavar="BETA",
                    help="cepstral postfilter of the synthesis, 1..2 (default: none); a manifest option, "
                         "the ONNX model does not depend on it")
+    p.add_argument("--parallel", default="", metavar="CORPORA",
+                   help="comma-separated corpora of other speakers saying the target corpus's sentences (same "
+                        "seed, matched by text), aligned to it and trained on beside the disguised target, "
+                        "e.g. kokoro:jf_alpha,espeak:en-us+m3 (default: none)")
+    p.add_argument("--parallel-max-utterances", type=int, default=None, metavar="N",
+                   help="utterances per parallel corpus (default: --max-utterances)")
+    p.add_argument("--parallel-share", type=float, default=0.5, metavar="S",
+                   help="share of training rows drawn from the parallel speakers, 0..1 (default 0.5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache-dir", type=Path, default=None, help="corpora cache (default: the rtvc data folder)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: the shipped models folder)")
     _add_feature_arguments(p)
     _add_loss_arguments(p)
     p.add_argument("--quiet", action="store_true")
+
+
+def _parallel_pairs(args: argparse.Namespace, train: list) -> tuple[list, list]:
+    """``(source, target)`` audio pairs from the ``--parallel`` corpora (utterances saying a
+    training utterance's text) and the parallel utterances used."""
+    from .corpus import build_corpus
+    from .dataset import load_audio_16k
+    from .parallel import match_by_text
+
+    names = [n.strip() for n in args.parallel.split(",") if n.strip()]
+    pairs, used = [], []
+    for name in names:
+        if "mbrola" in name:
+            print("rtvc train: note: MBROLA data may be used for experiments only, never for shipped voices")
+        n = args.parallel_max_utterances or args.max_utterances
+        src = build_corpus(name, cache_dir=args.cache_dir, max_utterances=n, progress=not args.quiet)
+        matched = match_by_text(train, src)
+        if not matched:
+            raise ConfigError(f"parallel corpus {name!r} says none of the {len(train)} training sentences of "
+                              f"{args.corpus!r}; expected a corpus built with the same seed (synthetic corpora)")
+        for i, j in matched:
+            pairs.append((load_audio_16k(src[j].path), load_audio_16k(train[i].path)))
+            used.append(src[j])
+    return pairs, used
 
 
 def train_handler(args: argparse.Namespace) -> int:
@@ -163,7 +197,8 @@ def train_handler(args: argparse.Namespace) -> int:
         if "mbrola" in args.corpus:
             print("rtvc train: note: MBROLA data may be used for experiments only, never for shipped voices")
         train, held = holdout_split(utts, args.holdout)
-        licences = sorted({u.licence for u in train})
+        pairs, par_utts = _parallel_pairs(args, train)
+        licences = sorted({u.licence for u in train} | {u.licence for u in par_utts})
         path = build_voice([u.path for u in train], args.out or shipped_models_dir(), args.name,
                            description=args.description or f"trained on {args.corpus}", gender=args.gender,
                            data=f"corpus {args.corpus!r} (rtvc.train.corpus), {len(train)} utterances; "
@@ -171,8 +206,10 @@ def train_handler(args: argparse.Namespace) -> int:
                            licence=" | ".join(licences), command=shlex.join(["python", "-m", "rtvc.train", *sys.argv[1:]]),
                            synthesis=args.synthesis, synthesis_options=_synthesis_options(args),
                            train=tc, aug=aug,
-                           progress=not args.quiet, extra={"heldout": [u.path.name for u in held]},
-                           feature_config=fc,
+                           progress=not args.quiet, extra={"heldout": [u.path.name for u in held],
+                                                           **({"parallel": {"corpora": args.parallel.split(","),
+                                                                            "pairs": len(pairs)}} if pairs else {})},
+                           feature_config=fc, parallel=pairs or None,
                            cache_dir=None if args.no_frames_cache else frames_cache_dir(args.cache_dir))
     except RtvcError as e:
         print(f"rtvc train: {e}")

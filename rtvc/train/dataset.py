@@ -39,10 +39,10 @@ FRAMES_CACHE_KEEP = 4
 """Frame files a cache folder keeps (the most recently used); older ones are removed."""
 
 
-def _prune_cache(folder: Path, keep: int = FRAMES_CACHE_KEEP) -> None:
-    """Keep the ``keep`` most recently used ``frames-*.npz`` in ``folder``: the cache is bounded
-    (one file holds ~10 MB per minute of audio)."""
-    files = sorted(folder.glob("frames-*.npz"), key=lambda p: p.stat().st_mtime, reverse=True)
+def _prune_cache(folder: Path, keep: int = FRAMES_CACHE_KEEP, pattern: str = "frames-*.npz") -> None:
+    """Keep the ``keep`` most recently used files matching ``pattern`` in ``folder``: the cache is
+    bounded (one file holds ~10 MB per minute of audio)."""
+    files = sorted(folder.glob(pattern), key=lambda p: p.stat().st_mtime, reverse=True)
     for old in files[keep:]:
         try:
             old.unlink()
@@ -167,12 +167,15 @@ class AugmentConfig:
     clean_prob: float = 0.15  # a share of batches is the target itself
     warp_spread: float = 0.0  # the warp's ratio at the top of the band differs by 2**U(-s, s) from the bottom's
     eq_nepers: float = 0.0  # random smooth EQ: cepstral offsets c1..c{EQ_ORDER} of up to this, falling as 1/k
+    parallel_share: float = 0.5  # with parallel data (other speakers, aligned): this share of batch rows
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.warp_spread <= 1.0:
             raise ConfigError(f"warp_spread {self.warp_spread!r}; expected 0..1")
         if not 0.0 <= self.eq_nepers <= 2.0:
             raise ConfigError(f"eq_nepers {self.eq_nepers!r}; expected 0..2 nepers")
+        if not 0.0 <= self.parallel_share <= 1.0:
+            raise ConfigError(f"parallel_share {self.parallel_share!r}; expected 0..1")
 
     def options(self) -> dict[str, float]:
         """The options a voice records in its manifest (``training.augment``)."""
@@ -184,11 +187,19 @@ EQ_ORDER = 8
 
 
 class Augmenter:
-    """Builds (input features, target cepstra) batches from a :class:`FrameSet`."""
+    """Builds (input features, target cepstra) batches from a :class:`FrameSet`.
+
+    With ``parallel`` (other speakers' frames with the target's aligned envelope, see
+    :func:`rtvc.train.parallel.parallel_frames`) a share ``aug.parallel_share`` of the rows of
+    each batch is drawn from it instead of the target's own frames; every row is disguised the
+    same way (a parallel row's speaker is disguised further).
+    """
 
     def __init__(self, frames: FrameSet, *, config: FeatureConfig | None = None,
-                 aug: AugmentConfig | None = None, seed: int = 0) -> None:
+                 aug: AugmentConfig | None = None, seed: int = 0, parallel: FrameSet | None = None) -> None:
         self.frames = frames
+        self.n_own = len(frames)
+        self.n_parallel = 0 if parallel is None else len(parallel)
         self.config = c = config or FeatureConfig()
         self.aug = aug or AugmentConfig()
         self.gen = torch.Generator().manual_seed(seed)
@@ -197,10 +208,11 @@ class Augmenter:
         self.fb_t = torch.from_numpy(mel_filterbank(sample_rate=c.sample_rate, n_fft=c.n_fft, n_mels=c.n_mels).T.copy())
         self.dct_t = torch.from_numpy(dct_matrix(c.n_mfcc, c.n_mels).T.copy())
         self.n_bins = c.n_fft // 2 + 1
-        self.logmag = torch.from_numpy(frames.logmag)
-        self.cep = torch.from_numpy(frames.cepstrum)
-        self.f0 = torch.from_numpy(frames.f0_hz)
-        self.per = torch.from_numpy(frames.periodicity)
+        sets = [frames] if parallel is None else [frames, parallel]
+        self.logmag = torch.from_numpy(np.concatenate([f.logmag for f in sets]))
+        self.cep = torch.from_numpy(np.concatenate([f.cepstrum for f in sets]))
+        self.f0 = torch.from_numpy(np.concatenate([f.f0_hz for f in sets]))
+        self.per = torch.from_numpy(np.concatenate([f.periodicity for f in sets]))
 
     def _u(self, b: int, lo: float, hi: float) -> torch.Tensor:
         return lo + (hi - lo) * torch.rand(b, generator=self.gen)
@@ -238,10 +250,16 @@ class Augmenter:
 
     def batch(self, batch: int, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
         """One random batch: inputs ``(B, T, F)``, targets ``(B, T, E)`` (raw, not normalised)."""
-        n = len(self.frames)
+        n = self.n_own
         start = torch.randint(0, max(1, n - frames), (batch,), generator=self.gen)
         idx = start[:, None] + torch.arange(frames)[None, :]
         idx = idx.clamp(max=n - 1)
+        if self.n_parallel:  # rows from the parallel frames (stored after the target's own)
+            m = self.n_parallel
+            par = torch.rand(batch, generator=self.gen) < self.aug.parallel_share
+            p_start = torch.randint(0, max(1, m - frames), (batch,), generator=self.gen)
+            p_idx = n + (p_start[:, None] + torch.arange(frames)[None, :]).clamp(max=m - 1)
+            idx = torch.where(par[:, None], p_idx, idx)
         lm = self.logmag[idx].float()
         cep = self.cep[idx].clone()
         f0 = self.f0[idx].clone()

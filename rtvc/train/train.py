@@ -112,8 +112,10 @@ class Progress:
 
 
 def train_converter(frames: FrameSet, *, config: TrainConfig | None = None, feature_config: FeatureConfig | None = None,
-                    aug: AugmentConfig | None = None, progress: bool = True) -> tuple[Converter, dict[str, float]]:
-    """Train a :class:`Converter` on one speaker's frames (any-to-one, augmented inputs).
+                    aug: AugmentConfig | None = None, progress: bool = True,
+                    parallel: FrameSet | None = None) -> tuple[Converter, dict[str, float]]:
+    """Train a :class:`Converter` on one speaker's frames (any-to-one, augmented inputs), and
+    on ``parallel`` frames of other speakers aligned to them where given (see :class:`Augmenter`).
 
     Returns
     -------
@@ -127,7 +129,7 @@ def train_converter(frames: FrameSet, *, config: TrainConfig | None = None, feat
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(c.threads)
     try:
-        data = Augmenter(frames, config=fc, aug=aug, seed=c.seed)
+        data = Augmenter(frames, config=fc, aug=aug, seed=c.seed, parallel=parallel)
         # normalisation from a few augmented batches (inputs) and the clean targets
         xs, ys = zip(*(data.batch(c.batch, c.frames) for _ in range(8)))
         x_all = torch.cat(xs).reshape(-1, xs[0].shape[-1])

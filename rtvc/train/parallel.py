@@ -1,0 +1,144 @@
+"""Parallel training data: other speakers saying the target's sentences, aligned to it.
+
+Disguising the target's own speech (:class:`~rtvc.train.dataset.Augmenter`) teaches the
+converter to undo warps, tilts and pitch changes, but not what makes a real other speaker
+different (formant patterns, voice quality, accent). Here other speakers say the same sentences
+as the target (synthetic corpora with the same seed share their text, see
+:mod:`rtvc.train.corpus`); each source utterance is aligned to the target's utterance by dynamic
+time warping of speaker-normalised MFCC, and the target's envelope is resampled onto the
+*source's* timeline. The result is a :class:`~rtvc.train.dataset.FrameSet` whose inputs
+(``logmag``, ``f0_hz``, ``periodicity``) are the source's own, unwarped frames, as the live
+converter sees them, and whose ``cepstrum`` is the target's envelope at the aligned frame:
+exactly what the converter should output at that moment. Its level (``c0``) is moved, per
+utterance, to the source's level, as the self-disguised data's is (the output level follows
+the input).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..features import FeatureConfig, FeatureExtractor
+from .dataset import ANALYSIS_VERSION, FrameSet, _prune_cache
+
+__all__ = ["align_path", "aligned_target_index", "parallel_frames", "match_by_text"]
+
+PARALLEL_VERSION = 1
+"""Part of the cache key: bump it when the alignment changes its output."""
+
+
+def _normalised(mfcc: np.ndarray) -> np.ndarray:
+    """MFCC c1.. without the level (c0), each coefficient to zero mean and unit variance over
+    the utterance: the alignment compares what is said, not who says it or how loud. (On
+    MBROLA us1 vs us3, identical phone timing: mean error 2.0 frames, 94 % within 5 frames;
+    mean removal alone 3.3 frames, 85 %.)"""
+    m = mfcc[:, 1:].astype(np.float64)
+    m = m - m.mean(axis=0, keepdims=True)
+    return m / (m.std(axis=0, keepdims=True) + 1e-6)
+
+
+def align_path(src: np.ndarray, tgt: np.ndarray) -> np.ndarray:
+    """Dynamic time warping of two feature sequences ``(n, d)`` and ``(m, d)``: the optimal
+    monotone path as ``(k, 2)`` index pairs ``(i_src, j_tgt)`` from ``(0, 0)`` to
+    ``(n - 1, m - 1)`` (Euclidean frame distance, steps (1,1), (1,0), (0,1))."""
+    import librosa
+
+    if src.ndim != 2 or tgt.ndim != 2 or src.shape[1] != tgt.shape[1] or len(src) == 0 or len(tgt) == 0:
+        raise ConfigError(f"alignment of feature sequences {src.shape} and {tgt.shape}; "
+                          "expected two non-empty (frames, dims) arrays of the same width")
+    _, wp = librosa.sequence.dtw(X=src.T, Y=tgt.T, metric="euclidean", backtrack=True)
+    return np.ascontiguousarray(wp[::-1], dtype=np.int64)
+
+
+def aligned_target_index(path: np.ndarray, n_src: int) -> np.ndarray:
+    """For every source frame, the target frame the path matches it to (the mean of the
+    target frames it is matched to, rounded: a source frame held over several target frames
+    takes their middle). Shape ``(n_src,)``, non-decreasing."""
+    sums = np.bincount(path[:, 0], weights=path[:, 1], minlength=n_src)
+    counts = np.bincount(path[:, 0], minlength=n_src)
+    if np.any(counts == 0):
+        raise ConfigError("alignment path misses a source frame; expected a path through every frame")
+    return np.rint(sums / counts).astype(np.int64)
+
+
+def match_by_text(target: Sequence, source: Sequence) -> list[tuple[int, int]]:
+    """Pairs ``(i_target, i_source)`` of utterances (anything with a ``.text``) that say the
+    same non-empty text, in target order."""
+    by_text: dict[str, int] = {}
+    for i, u in enumerate(source):
+        t = " ".join(u.text.split()).lower()
+        if t:
+            by_text.setdefault(t, i)
+    out = []
+    for i, u in enumerate(target):
+        j = by_text.get(" ".join(u.text.split()).lower())
+        if j is not None:
+            out.append((i, j))
+    return out
+
+
+def _cache_key(pairs: Sequence[tuple[np.ndarray, np.ndarray]], config: FeatureConfig) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps({"config": config.as_dict(), "analysis": ANALYSIS_VERSION, "parallel": PARALLEL_VERSION},
+                        sort_keys=True).encode())
+    for s, t in pairs:
+        for x in (s, t):
+            x = np.ascontiguousarray(x, dtype=np.float32)
+            h.update(np.int64(x.shape[0]).tobytes())
+            h.update(x.tobytes())
+    return h.hexdigest()
+
+
+def parallel_frames(pairs: Sequence[tuple[np.ndarray, np.ndarray]], *, config: FeatureConfig | None = None,
+                    cache_dir: str | os.PathLike[str] | None = None) -> FrameSet:
+    """A :class:`FrameSet` of source frames with the aligned target envelope, from
+    ``(source, target)`` pairs of 16 kHz utterances saying the same words (see the module
+    docstring). With ``cache_dir`` the result is kept in ``cache_dir/parallel-KEY.npz``."""
+    config = config or FeatureConfig()
+    if not pairs:
+        raise ConfigError("no parallel utterance pairs; expected at least one (source, target) pair")
+    cache: Path | None = None
+    if cache_dir is not None:
+        cache = Path(cache_dir) / f"parallel-{_cache_key(pairs, config)}.npz"
+        if cache.is_file():
+            try:
+                with np.load(cache) as z:
+                    fs = FrameSet(z["logmag"], z["cepstrum"], z["f0_hz"], z["periodicity"])
+                os.utime(cache)
+                return fs
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+                pass
+    fx = FeatureExtractor(config)
+    n_mfcc = config.n_mfcc
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    for src, tgt in pairs:
+        a = fx.analyze(src, keep_logmag=True)
+        b = fx.analyze(tgt)
+        if len(a.f0_hz) < 2 or len(b.f0_hz) < 2:
+            continue
+        path = align_path(_normalised(a.inputs[:, :n_mfcc]), _normalised(b.inputs[:, :n_mfcc]))
+        j = aligned_target_index(path, len(a.f0_hz))
+        cep = b.cepstrum[j].copy()
+        both = (a.f0_hz > 0) & (b.f0_hz[j] > 0)
+        sel = both if both.sum() >= 10 else np.ones_like(both)
+        cep[:, 0] += float(np.mean(a.cepstrum[sel, 0]) - np.mean(cep[sel, 0]))  # output level follows the input
+        assert a.logmag is not None
+        parts.append((a.logmag.astype(np.float16), cep, a.f0_hz, a.periodicity))
+    if not parts:
+        raise ConfigError("every parallel pair was too short to align; expected utterances of at least 2 frames")
+    fs = FrameSet(*(np.concatenate([p[k] for p in parts]) for k in range(4)))
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, logmag=fs.logmag, cepstrum=fs.cepstrum, f0_hz=fs.f0_hz, periodicity=fs.periodicity)
+        os.replace(tmp, cache)
+        _prune_cache(cache.parent, pattern="parallel-*.npz")
+    return fs
