@@ -9,8 +9,10 @@ sums to a constant at hop ``syn_len // 2`` (or any hop dividing it). The overlap
 then complete ``syn_len - hop`` samples after the frame end: that is the whole delay, set by the
 short synthesis window, not by the long analysis window.
 
-The FFT itself stays outside the kernels (``np.fft.rfft``/``irfft``): measured, a 512-point
-numpy rfft costs ~5 us, below Numba's call overhead of a hand-written FFT.
+The FFT is :mod:`.fft` (callable from kernels): the per-hop analysis and synthesis are each one
+compiled call (:mod:`.analysis`, :func:`.synth.pulse_noise_hop`), which a NumPy FFT between
+kernels would break up (``np.fft.rfft`` of 512 points costs ~13-15 us from Python, nearly all
+call overhead; the kernel FFT a few microseconds).
 
 State arrays are caller-allocated:
 - ``buf``: float32 ``(n_fft,)`` analysis history, ``buf[-1]`` is the newest input sample.

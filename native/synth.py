@@ -11,8 +11,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .cepstrum import cepstrum_to_logenv, postfilter_logenv, spectrum_envelope, warp_bins
+from .fft import irfft, rfft
+from .spectral import ola_step, push_window
+
 __all__ = ["pulse_noise_step", "mix_excitation", "reshape_spectrum", "apply_envelope", "adaptive_voicing",
-           "shift_flat_spectrum"]
+           "shift_flat_spectrum", "target_envelope", "shape_overlap_add", "pulse_noise_hop"]
 
 
 @njit(cache=True, nogil=True)
@@ -221,3 +225,137 @@ def shift_flat_spectrum(spec: np.ndarray, logenv: np.ndarray, ratio: float, hop:
                 re = spec[j].real * a
                 im = spec[j].imag * a
                 out[k] += (re * c - im * s) + 1j * (re * s + im * c)
+
+
+@njit(cache=True, nogil=True)
+def _target(cep: np.ndarray, inv: np.ndarray, sin_m: np.ndarray, beta: float, ratio: float, min_phase: bool,
+            env: np.ndarray, env_pf: np.ndarray, env_warp: np.ndarray, phase: np.ndarray,
+            phase_warp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The target log envelope and phase (see :func:`target_envelope`); returns the arrays that
+    hold them (``env``, ``env_pf`` or ``env_warp``; ``phase`` or ``phase_warp``)."""
+    cepstrum_to_logenv(cep, inv, env)
+    tgt = env
+    if beta != 1.0:
+        postfilter_logenv(env, cep, beta, inv, env_pf)
+        tgt = env_pf
+    ph = phase
+    if min_phase:
+        # the phase is linear in the cepstrum, so the postfiltered one follows without a product
+        cepstrum_to_logenv(cep, sin_m, phase)
+        if beta != 1.0:
+            b1 = (beta - 1.0) * cep[1]
+            for k in range(phase.shape[0]):
+                phase[k] = phase[k] * beta - b1 * sin_m[k, 1]
+    if ratio != 1.0:
+        warp_bins(tgt, ratio, env_warp)
+        tgt = env_warp
+        if min_phase:
+            warp_bins(phase, ratio, phase_warp)
+            ph = phase_warp
+    return tgt, ph
+
+
+@njit(cache=True, nogil=True)
+def target_envelope(cep: np.ndarray, ratio: float, inv: np.ndarray, sin_m: np.ndarray, beta: float,
+                    min_phase: bool, env: np.ndarray, env_pf: np.ndarray, env_warp: np.ndarray, phase: np.ndarray,
+                    phase_warp: np.ndarray, logenv_out: np.ndarray, phase_out: np.ndarray) -> None:
+    """Target log envelope (and minimum phase) of a converted cepstrum, as the synthesis applies it.
+
+    ``E = inv @ cep`` (:func:`~.cepstrum.cepstrum_to_logenv`); with ``beta != 1`` the cepstral
+    postfilter :func:`~.cepstrum.postfilter_logenv`; with ``min_phase`` the phase
+    ``sin_m @ cep`` (:func:`~.cepstrum.minimum_phase_matrix`), scaled like the postfilter
+    (``c1`` kept, ``c2..`` times ``beta``); with ``ratio != 1`` both warped by
+    :func:`~.cepstrum.warp_bins`.
+
+    Parameters
+    ----------
+    cep : (n_cep,) float32
+    ratio : float
+        Formant warp.
+    inv, sin_m : (n_bins, n_cep) float32
+        Synthesis and minimum-phase matrices.
+    beta : float
+        Postfilter (1 = off).
+    env, env_pf, env_warp, phase, phase_warp : (n_bins,) float32
+        Scratch.
+    logenv_out, phase_out : (n_bins,) float32
+        The envelope and the phase (left alone without ``min_phase``), overwritten.
+    """
+    tgt, ph = _target(cep, inv, sin_m, beta, ratio, min_phase, env, env_pf, env_warp, phase, phase_warp)
+    logenv_out[:] = tgt
+    if min_phase:
+        phase_out[:] = ph
+
+
+@njit(cache=True, nogil=True)
+def shape_overlap_add(exc: np.ndarray, logenv: np.ndarray, phase: np.ndarray, min_phase: bool, max_gain_log: float,
+                      zero_env: np.ndarray, perm: np.ndarray, tw: np.ndarray, fft_work: np.ndarray, w_s: np.ndarray,
+                      out_spec: np.ndarray, frame: np.ndarray, ola: np.ndarray, out: np.ndarray) -> None:
+    """Shape a flat excitation spectrum by the target envelope and emit one hop of output:
+    :func:`apply_envelope` (``min_phase``) or :func:`reshape_spectrum` from ``zero_env`` (all
+    zeros) into ``out_spec``, inverse real FFT into ``frame`` (:func:`~.fft.irfft`), then
+    :func:`~.spectral.ola_step` into ``out``."""
+    if min_phase:
+        apply_envelope(exc, logenv, phase, max_gain_log, out_spec)
+    else:
+        reshape_spectrum(exc, zero_env, logenv, max_gain_log, out_spec)
+    irfft(out_spec, perm, tw, fft_work, frame)
+    ola_step(frame, w_s, ola, out)
+
+
+@njit(cache=True, nogil=True)
+def pulse_noise_hop(cep: np.ndarray, f0_hz: float, voicing: float, cutoff_bin: float, ratio: float,
+                    sample_rate: float, width_bins: float, beta: float, min_phase: bool, max_gain_log: float,
+                    mag_floor: float, w_a: np.ndarray, w_s: np.ndarray, cep_fwd: np.ndarray, cep_inv: np.ndarray,
+                    sin_m: np.ndarray, perm: np.ndarray, tw: np.ndarray, fft_work: np.ndarray, st: np.ndarray,
+                    rng: np.ndarray, pulses: np.ndarray, noise: np.ndarray, pbuf: np.ndarray, nbuf: np.ndarray,
+                    frame: np.ndarray, p_spec: np.ndarray, n_spec: np.ndarray, logmag: np.ndarray,
+                    cep_work: np.ndarray, p_env: np.ndarray, n_env: np.ndarray, exc: np.ndarray,
+                    env: np.ndarray, env_pf: np.ndarray, env_warp: np.ndarray, phase: np.ndarray,
+                    phase_warp: np.ndarray, zero_env: np.ndarray, out_spec: np.ndarray, ola: np.ndarray,
+                    out: np.ndarray) -> None:
+    """One hop of the pulse + noise source-filter synthesis, in one call.
+
+    In order: the target envelope of ``cep`` (:func:`target_envelope`: postfilter ``beta``,
+    warp ``ratio``, minimum phase); one hop of pulses at ``f0_hz`` and of noise
+    (:func:`pulse_noise_step`); each pushed into its history (``pbuf``, ``nbuf``), windowed by
+    ``w_a`` and transformed (:func:`~.fft.rfft`); their own envelopes
+    (:func:`~.cepstrum.spectrum_envelope`); flattened and mixed with voiced weight ``voicing``
+    below ``cutoff_bin`` (:func:`mix_excitation`); shaped and overlap-added into ``out``
+    (:func:`shape_overlap_add`).
+
+    Parameters
+    ----------
+    cep : (n_cep,) float32
+        Target cepstrum.
+    f0_hz, voicing, cutoff_bin, ratio : float
+        Output F0 (0 = unvoiced), voiced weight 0..1 (already 0 when unvoiced), voiced-band
+        cutoff in bins, formant warp.
+    sample_rate, width_bins, beta, min_phase, max_gain_log, mag_floor
+        Constants of the synthesizer.
+    w_a, w_s : (n_fft,) float32
+        Analysis and synthesis windows.
+    cep_fwd, cep_inv, sin_m : cepstral matrices (:mod:`.cepstrum`)
+    perm, tw, fft_work : real-FFT tables and scratch (:mod:`.fft`)
+    st, rng : the pulse train's and the noise's state (see the module docstring)
+    pulses, noise : (hop,) float32; pbuf, nbuf, frame : (n_fft,) float32
+    p_spec, n_spec, exc, out_spec : (n_bins,) complex64
+    logmag, p_env, n_env, env, env_pf, env_warp, phase, phase_warp : (n_bins,) float32
+    cep_work : (n_cep,) float32
+    zero_env : (n_bins,) float32, all zeros
+    ola : (syn_len,) float32
+        Overlap-add state.
+    out : (hop,) float32
+        The hop of output, overwritten.
+    """
+    tgt, ph = _target(cep, cep_inv, sin_m, beta, ratio, min_phase, env, env_pf, env_warp, phase, phase_warp)
+    pulse_noise_step(f0_hz, sample_rate, st, rng, pulses, noise)
+    push_window(pbuf, pulses, w_a, frame)
+    rfft(frame, perm, tw, fft_work, p_spec)
+    push_window(nbuf, noise, w_a, frame)
+    rfft(frame, perm, tw, fft_work, n_spec)
+    spectrum_envelope(p_spec, mag_floor, cep_fwd, cep_inv, logmag, cep_work, p_env)
+    spectrum_envelope(n_spec, mag_floor, cep_fwd, cep_inv, logmag, cep_work, n_env)
+    mix_excitation(p_spec, n_spec, p_env, n_env, voicing, cutoff_bin, width_bins, exc)
+    shape_overlap_add(exc, tgt, ph, min_phase, max_gain_log, zero_env, perm, tw, fft_work, w_s, out_spec, frame,
+                      ola, out)

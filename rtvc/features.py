@@ -21,9 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from ._native.cepstrum import cepstrum_matrices, log_magnitude, logmag_to_cepstrum
-from ._native.mel import mfcc_frame
-from ._native.spectral import asymmetric_windows, causal_frames, push_window
+from ._native.analysis import feature_frame, feature_step
+from ._native.cepstrum import cepstrum_matrices
+from ._native.fft import rfft_tables
+from ._native.spectral import asymmetric_windows, causal_frames
 from .errors import ConfigError
 from .types import HOP, MODEL_RATE, Audio
 
@@ -150,12 +151,13 @@ class FeatureExtractor:
         self.dct = dct_matrix(c.n_mfcc, c.n_mels)
         self.cep_fwd, self.cep_inv = cepstrum_matrices(c.n_fft, c.n_cep)
         self.f0 = CausalF0(sample_rate=c.sample_rate, hop=c.hop, fmin_hz=60, fmax_hz=600)
+        self.fft_perm, self.fft_tw = rfft_tables(c.n_fft)
         self.n_bins = c.n_fft // 2 + 1
         self.n_input = c.n_mfcc + 3
 
     def init_state(self) -> dict[str, Any]:
         c = self.config
-        return {
+        st: dict[str, Any] = {
             "buf": np.zeros(c.n_fft, np.float32),
             "frame": np.zeros(c.n_fft, np.float32),
             "spec": np.zeros(self.n_bins, np.complex64),
@@ -164,32 +166,33 @@ class FeatureExtractor:
             "mel": np.zeros(c.n_mels, np.float32),
             "cep": np.zeros(c.n_cep, np.float32),
             "feats": np.zeros(self.n_input, np.float32),
-            "mfcc": np.zeros(c.n_mfcc, np.float32),
+            "fft_work": np.zeros(c.n_fft // 2, np.complex128),
             "f0": self.f0.init_state(),
             "f0_hz": 0.0,
             "periodicity": 0.0,
         }
+        # the frame kernel's arguments after (frame, f0_hz, periodicity), bound once: a hop is one call
+        st["frame_args"] = (F0_REF_HZ, self.fb, self.dct, POWER_AMIN, self.cep_fwd, MAG_FLOOR, self.fft_perm,
+                            self.fft_tw, st["fft_work"], st["spec"], st["power"], st["mel"], st["logmag"], st["cep"],
+                            st["feats"])
+        f0, t = st["f0"], self.f0
+        st["step_args"] = (f0.frame, t.tau_min, t.tau_max, t.threshold, t.silence_ms, float(t.sample_rate), f0.d,
+                           f0.cmndf, st["buf"], self.w_a, st["frame"]) + st["frame_args"]
+        return st
 
     def _frame(self, frame: np.ndarray, f0_hz: float, per: float, st: dict[str, Any]) -> None:
-        """Features of one windowed frame (shared by ``step`` and ``analyze``: identical output)."""
-        s = np.fft.rfft(frame, out=st["spec"])  # float32 in, complex64 out: no temporary
-        f = st["feats"]
-        mfcc_frame(s, self.fb, self.dct, POWER_AMIN, st["power"], st["mel"], st["mfcc"])
-        f[: self.config.n_mfcc] = st["mfcc"]
-        voiced = f0_hz > 0.0
-        f[-3] = np.log2(f0_hz / F0_REF_HZ) if voiced else 0.0
-        f[-2] = 1.0 if voiced else 0.0
-        f[-1] = per
-        log_magnitude(s, MAG_FLOOR, st["logmag"])
-        logmag_to_cepstrum(st["logmag"], self.cep_fwd, st["cep"])
+        """Features of one windowed frame (the kernel ``step`` runs too: identical output)."""
+        feature_frame(frame, f0_hz, per, *st["frame_args"])
         st["f0_hz"] = f0_hz
         st["periodicity"] = per
 
     def step(self, x: Audio, state: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
-        (f0_hz, per), state["f0"] = self.f0.step(x, state["f0"])
-        push_window(state["buf"], x, self.w_a, state["frame"])
-        # rounded through float32 exactly as ``analyze`` stores them: identical features
-        self._frame(state["frame"], float(np.float32(f0_hz)), float(np.float32(per)), state)
+        if x.shape != (self.config.hop,):
+            raise ConfigError(f"FeatureExtractor.step got shape {x.shape}; expected ({self.config.hop},)")
+        if x.dtype != np.float32 or not x.flags.c_contiguous:
+            x = np.ascontiguousarray(x, dtype=np.float32)  # one compiled kernel signature
+        # F0 and periodicity come back rounded through float32, exactly as ``analyze`` stores them
+        state["f0_hz"], state["periodicity"] = feature_step(x, *state["step_args"])
         return state["feats"], state
 
     def analyze(self, x: Audio, *, keep_logmag: bool = False) -> Analysis:

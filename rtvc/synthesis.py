@@ -29,11 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from ._native.cepstrum import (cepstrum_matrices, cepstrum_to_logenv, minimum_phase_matrix, postfilter_logenv,
-                               spectrum_envelope, warp_bins)
-from ._native.spectral import asymmetric_windows, ola_step, push_window
-from ._native.synth import (adaptive_voicing, apply_envelope, mix_excitation, pulse_noise_step, reshape_spectrum,
-                            shift_flat_spectrum)
+from ._native.cepstrum import cepstrum_matrices, cepstrum_to_logenv, minimum_phase_matrix
+from ._native.fft import rfft_tables
+from ._native.spectral import asymmetric_windows
+from ._native.synth import (adaptive_voicing, pulse_noise_hop, shape_overlap_add, shift_flat_spectrum,
+                            target_envelope)
 from .errors import ConfigError
 from .features import MAG_FLOOR, FeatureConfig
 
@@ -65,12 +65,6 @@ def check_options(options: dict[str, Any] | None) -> dict[str, Any]:
         raise ConfigError(f"synthesis postfilter {pf!r}; expected a number in [1, 2]")
     opts["postfilter"] = float(pf)
     return opts
-
-
-def _scale_phase(phase: np.ndarray, cep: np.ndarray, beta: float, sin_m: np.ndarray) -> None:
-    """Minimum phase of the postfiltered cepstrum (``c1`` kept, ``c2..`` scaled by ``beta``)."""
-    phase *= beta
-    phase -= (beta - 1.0) * cep[1] * sin_m[:, 1]
 
 
 class Synthesizer:
@@ -106,11 +100,13 @@ class Synthesizer:
         self.latency = c.syn_len - c.hop
         self.cutoff_bin = VOICED_CUTOFF_HZ * c.n_fft / c.sample_rate
         self.width_bins = VOICED_WIDTH_HZ * c.n_fft / c.sample_rate
+        self.fft_perm, self.fft_tw = rfft_tables(c.n_fft)
+        self.pulse_noise = method == "pulse-noise"
 
     def init_state(self) -> dict[str, Any]:
         c, nb = self.config, self.n_bins
         z = lambda n, t=np.float32: np.zeros(n, t)  # noqa: E731
-        return {
+        st: dict[str, Any] = {
             "pbuf": z(c.n_fft), "nbuf": z(c.n_fft), "frame": z(c.n_fft),
             "pulses": z(c.hop), "noise": z(c.hop),
             "st": np.zeros(2, np.float64),
@@ -123,16 +119,22 @@ class Synthesizer:
             "mag": z(nb), "peaks": np.zeros(nb, np.int64),
             "phase": z(nb), "phase_warp": z(nb), "env_a": z(nb),
             "voicing": np.zeros(2, np.float64),
+            "fft_work": z(c.n_fft // 2, np.complex128), "target": z(nb), "target_phase": z(nb),
         }
-
-    def _envelope(self, spec: np.ndarray, st: dict[str, Any], out: np.ndarray) -> None:
-        spectrum_envelope(spec, MAG_FLOOR, self.cep_fwd, self.cep_inv, st["logmag"], st["cep"], out)
-
-    def _shape(self, exc: np.ndarray, logenv: np.ndarray, phase: np.ndarray, st: dict[str, Any]) -> None:
-        if self.min_phase:
-            apply_envelope(exc, logenv, phase, MAX_GAIN_LOG, st["out_spec"])
-        else:
-            reshape_spectrum(exc, st["zero_env"], logenv, MAX_GAIN_LOG, st["out_spec"])
+        # the kernels' constant arguments, bound once per stream: a hop is one compiled call
+        consts = (float(c.sample_rate), self.width_bins, self.postfilter, self.min_phase, MAX_GAIN_LOG, MAG_FLOOR,
+                  self.w_a, self.w_s, self.cep_fwd, self.cep_inv, self.cep_phase, self.fft_perm, self.fft_tw)
+        st["pulse_noise_args"] = consts + tuple(st[k] for k in (
+            "fft_work", "st", "rng", "pulses", "noise", "pbuf", "nbuf", "frame", "p_spec", "n_spec", "logmag", "cep",
+            "p_env", "n_env", "exc", "tgt_env", "env_a", "tgt_warp", "phase", "phase_warp", "zero_env", "out_spec",
+            "ola", "out"))
+        st["target_args"] = (self.cep_inv, self.cep_phase, self.postfilter, self.min_phase, st["tgt_env"],
+                             st["env_a"], st["tgt_warp"], st["phase"], st["phase_warp"], st["target"],
+                             st["target_phase"])
+        st["shape_args"] = (st["target"], st["target_phase"], self.min_phase, MAX_GAIN_LOG, st["zero_env"],
+                            self.fft_perm, self.fft_tw, st["fft_work"], self.w_s, st["out_spec"], st["frame"],
+                            st["ola"], st["out"])
+        return st
 
     def step(self, cep_target: np.ndarray, state: dict[str, Any], *, f0_hz: float = 0.0, voicing: float = 0.0,
              formant_ratio: float = 1.0, src_spec: np.ndarray | None = None,
@@ -151,31 +153,7 @@ class Synthesizer:
             The source frame, its cepstrum and F0 (``source`` method).
         """
         st = state
-        tgt = st["tgt_env"]
-        cepstrum_to_logenv(cep_target, self.cep_inv, tgt)
-        if self.postfilter != 1.0:
-            postfilter_logenv(tgt, cep_target, self.postfilter, self.cep_inv, st["env_a"])
-            tgt = st["env_a"]
-        phase = st["phase"]
-        if self.min_phase:
-            # the phase is linear in the cepstrum, so the postfiltered one follows without a product
-            cepstrum_to_logenv(cep_target, self.cep_phase, phase)
-            if self.postfilter != 1.0:
-                _scale_phase(phase, cep_target, self.postfilter, self.cep_phase)
-        if formant_ratio != 1.0:
-            warp_bins(tgt, formant_ratio, st["tgt_warp"])
-            tgt = st["tgt_warp"]
-            if self.min_phase:
-                warp_bins(phase, formant_ratio, st["phase_warp"])
-                phase = st["phase_warp"]
-        if self.method == "pulse-noise":
-            pulse_noise_step(f0_hz, float(self.config.sample_rate), st["st"], st["rng"], st["pulses"], st["noise"])
-            push_window(st["pbuf"], st["pulses"], self.w_a, st["frame"])
-            np.fft.rfft(st["frame"], out=st["p_spec"])
-            push_window(st["nbuf"], st["noise"], self.w_a, st["frame"])
-            np.fft.rfft(st["frame"], out=st["n_spec"])
-            self._envelope(st["p_spec"], st, st["p_env"])
-            self._envelope(st["n_spec"], st, st["n_env"])
+        if self.pulse_noise:
             v = voicing if f0_hz > 0.0 else 0.0
             cutoff_bin = self.cutoff_bin
             if self.adaptive:
@@ -183,18 +161,15 @@ class Synthesizer:
                 adaptive_voicing(v, ADAPT_LO, ADAPT_HI, ADAPT_MIN_CUTOFF_HZ, ADAPT_MAX_CUTOFF_HZ, vc)
                 v = vc[0] if f0_hz > 0.0 else 0.0
                 cutoff_bin = vc[1] * self.config.n_fft / self.config.sample_rate
-            mix_excitation(st["p_spec"], st["n_spec"], st["p_env"], st["n_env"], v, cutoff_bin,
-                           self.width_bins, st["exc"])
-            self._shape(st["exc"], tgt, phase, st)
-        else:
-            if src_spec is None or src_cep is None:
-                raise ConfigError("synthesis method 'source' needs src_spec and src_cep; got None")
-            cepstrum_to_logenv(src_cep, self.cep_inv, st["src_env"])
-            ratio = f0_hz / src_f0_hz if (f0_hz > 0.0 and src_f0_hz > 0.0) else 1.0
-            ratio = min(4.0, max(0.25, ratio))
-            shift_flat_spectrum(src_spec, st["src_env"], ratio, self.config.hop, self.config.n_fft, st["theta"],
-                                st["mag"], st["peaks"], st["exc"])
-            self._shape(st["exc"], tgt, phase, st)
-        np.fft.irfft(st["out_spec"], n=self.config.n_fft, out=st["frame"])
-        ola_step(st["frame"], self.w_s, st["ola"], st["out"])
+            pulse_noise_hop(cep_target, f0_hz, v, cutoff_bin, formant_ratio, *st["pulse_noise_args"])
+            return st["out"]
+        if src_spec is None or src_cep is None:
+            raise ConfigError("synthesis method 'source' needs src_spec and src_cep; got None")
+        target_envelope(cep_target, formant_ratio, *st["target_args"])
+        cepstrum_to_logenv(src_cep, self.cep_inv, st["src_env"])
+        ratio = f0_hz / src_f0_hz if (f0_hz > 0.0 and src_f0_hz > 0.0) else 1.0
+        ratio = min(4.0, max(0.25, ratio))
+        shift_flat_spectrum(src_spec, st["src_env"], ratio, self.config.hop, self.config.n_fft, st["theta"],
+                            st["mag"], st["peaks"], st["exc"])
+        shape_overlap_add(st["exc"], *st["shape_args"])
         return st["out"]
