@@ -39,13 +39,25 @@ def pick_preview(audio: Sequence[np.ndarray], *, min_s: float = 3.0, max_s: floa
     return (y * min(1.0, 0.9 / peak)).astype(np.float32)
 
 
+def _converter_fn(model):  # noqa: ANN001, ANN202
+    """Input features ``(n, F)`` -> envelope cepstra ``(n, E)`` with a trained converter."""
+    import torch
+
+    def convert(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            y, _ = model(torch.from_numpy(np.ascontiguousarray(x, np.float32))[None], model.init_state(1))
+        return y[0].numpy()
+
+    return convert
+
+
 def build_voice(sources: Sequence[Path] | Sequence[np.ndarray], out_dir: str | Path, name: str, *,
                 description: str, gender: str, data: str, licence: str, command: str = "",
                 synthesis: str = "pulse-noise", synthesis_options: dict[str, Any] | None = None,
                 train: TrainConfig | None = None, aug: AugmentConfig | None = None,
                 progress: bool = True, extra: dict[str, Any] | None = None,
                 feature_config: FeatureConfig | None = None, cache_dir: str | Path | None = None,
-                parallel: Sequence[tuple[np.ndarray, np.ndarray]] | None = None) -> Path:
+                parallel: Sequence[tuple[np.ndarray, np.ndarray]] | None = None, realign: bool = False) -> Path:
     """Train a voice on ``sources`` (the target's speech) and write it into ``out_dir``.
 
     Returns the path of the ``.onnx`` file. ``synthesis_options`` default to
@@ -54,7 +66,10 @@ def build_voice(sources: Sequence[Path] | Sequence[np.ndarray], out_dir: str | P
     ``n_cep`` of the envelope the model predicts; it goes into the manifest. With ``cache_dir``
     the analysed frames are cached there (see :func:`~rtvc.train.dataset.analyse_files`).
     ``parallel``: ``(source, target)`` pairs of 16 kHz utterances, other speakers saying what the
-    target says (see :mod:`rtvc.train.parallel`), trained on beside the disguised target.
+    target says (see :mod:`rtvc.train.parallel`), trained on beside the disguised target;
+    with ``realign`` they are aligned again with the converter trained on the first alignment
+    (converted source against target envelope) and the voice is trained again on that (twice
+    the training time).
     """
     t0 = time.perf_counter()
     audio = [s if isinstance(s, np.ndarray) else load_audio_16k(s) for s in sources]
@@ -64,6 +79,11 @@ def build_voice(sources: Sequence[Path] | Sequence[np.ndarray], out_dir: str | P
     t_an = time.perf_counter() - t0
     mean, std = log_f0_stats(frames.f0_hz)
     model, info = train_converter(frames, config=train, feature_config=fc, aug=aug, progress=progress, parallel=par)
+    first_train_s = 0.0
+    if par is not None and realign:
+        first_train_s = info["train_s"]
+        par = parallel_frames(parallel or (), config=fc, convert=_converter_fn(model))
+        model, info = train_converter(frames, config=train, feature_config=fc, aug=aug, progress=progress, parallel=par)
     tc = train or TrainConfig()
     training = {"data": data, "licence": licence, "minutes": round(frames.minutes, 2), "command": command,
                 "steps": tc.steps, "batch": tc.batch, "frames": tc.frames, "hidden": tc.hidden, "layers": tc.layers,
@@ -72,7 +92,8 @@ def build_voice(sources: Sequence[Path] | Sequence[np.ndarray], out_dir: str | P
                 "train_s": round(info["train_s"], 1), "n_cep": fc.n_cep, **(extra or {})}
     if par is not None:
         training["parallel_frames"] = {"pairs": len(parallel or ()), "minutes": round(par.minutes, 2),
-                                       "share": (aug or AugmentConfig()).parallel_share}
+                                       "share": (aug or AugmentConfig()).parallel_share, "realigned": realign,
+                                       **({"first_train_s": round(first_train_s, 1)} if realign else {})}
     return write_voice(model, out_dir, name, description=description, gender=gender, f0_log2_mean=mean,
                        f0_log2_std=std, synthesis=synthesis, training=training, preview=pick_preview(audio),
                        feature_config=fc,

@@ -143,6 +143,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                         "e.g. kokoro:jf_alpha,espeak:en-us+m3 (default: none)")
     p.add_argument("--parallel-max-utterances", type=int, default=None, metavar="N",
                    help="utterances per parallel corpus (default: --max-utterances)")
+    p.add_argument("--parallel-realign", action="store_true",
+                   help="align the parallel speakers again with the converter trained on the first alignment "
+                        "and train again on that (twice the training time)")
     p.add_argument("--parallel-share", type=float, default=0.5, metavar="S",
                    help="share of training rows drawn from the parallel speakers, 0..1 (default 0.5)")
     p.add_argument("--seed", type=int, default=0)
@@ -209,7 +212,7 @@ def train_handler(args: argparse.Namespace) -> int:
                            progress=not args.quiet, extra={"heldout": [u.path.name for u in held],
                                                            **({"parallel": {"corpora": args.parallel.split(","),
                                                                             "pairs": len(pairs)}} if pairs else {})},
-                           feature_config=fc, parallel=pairs or None,
+                           feature_config=fc, parallel=pairs or None, realign=args.parallel_realign,
                            cache_dir=None if args.no_frames_cache else frames_cache_dir(args.cache_dir))
     except RtvcError as e:
         print(f"rtvc train: {e}")

@@ -21,7 +21,7 @@ import json
 import os
 import zipfile
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -33,6 +33,9 @@ __all__ = ["align_path", "aligned_target_index", "parallel_frames", "match_by_te
 
 PARALLEL_VERSION = 1
 """Part of the cache key: bump it when the alignment changes its output."""
+REALIGN_CEPSTRA = 25
+"""Envelope cepstra ``c0..c24`` compared when aligning on converted envelopes (``c0`` is dropped
+by the normalisation; higher coefficients carry fine detail that a regression blurs)."""
 
 
 def _normalised(mfcc: np.ndarray) -> np.ndarray:
@@ -98,15 +101,22 @@ def _cache_key(pairs: Sequence[tuple[np.ndarray, np.ndarray]], config: FeatureCo
 
 
 def parallel_frames(pairs: Sequence[tuple[np.ndarray, np.ndarray]], *, config: FeatureConfig | None = None,
-                    cache_dir: str | os.PathLike[str] | None = None) -> FrameSet:
+                    cache_dir: str | os.PathLike[str] | None = None,
+                    convert: Callable[[np.ndarray], np.ndarray] | None = None) -> FrameSet:
     """A :class:`FrameSet` of source frames with the aligned target envelope, from
     ``(source, target)`` pairs of 16 kHz utterances saying the same words (see the module
-    docstring). With ``cache_dir`` the result is kept in ``cache_dir/parallel-KEY.npz``."""
+    docstring). With ``cache_dir`` the result is kept in ``cache_dir/parallel-KEY.npz``.
+
+    ``convert`` (a converter trained on a first alignment: input features ``(n, F)`` ->
+    envelope cepstra ``(n, E)``) aligns on the *converted* source against the target's own
+    envelope instead of MFCC against MFCC: both are then the target's voice, so the frame
+    distance measures what is said only (the classic refinement of parallel voice conversion).
+    Nothing is cached then (the result depends on the converter)."""
     config = config or FeatureConfig()
     if not pairs:
         raise ConfigError("no parallel utterance pairs; expected at least one (source, target) pair")
     cache: Path | None = None
-    if cache_dir is not None:
+    if cache_dir is not None and convert is None:
         cache = Path(cache_dir) / f"parallel-{_cache_key(pairs, config)}.npz"
         if cache.is_file():
             try:
@@ -124,7 +134,11 @@ def parallel_frames(pairs: Sequence[tuple[np.ndarray, np.ndarray]], *, config: F
         b = fx.analyze(tgt)
         if len(a.f0_hz) < 2 or len(b.f0_hz) < 2:
             continue
-        path = align_path(_normalised(a.inputs[:, :n_mfcc]), _normalised(b.inputs[:, :n_mfcc]))
+        if convert is None:
+            path = align_path(_normalised(a.inputs[:, :n_mfcc]), _normalised(b.inputs[:, :n_mfcc]))
+        else:
+            k = min(REALIGN_CEPSTRA, b.cepstrum.shape[1])
+            path = align_path(_normalised(convert(a.inputs)[:, :k]), _normalised(b.cepstrum[:, :k]))
         j = aligned_target_index(path, len(a.f0_hz))
         cep = b.cepstrum[j].copy()
         both = (a.f0_hz > 0) & (b.f0_hz[j] > 0)

@@ -92,6 +92,23 @@ def test_same_audio_gives_its_own_frames_and_the_output_level_follows_the_source
     assert len(list(tmp_path.glob("parallel-*.npz"))) == 1
 
 
+def test_realignment_on_converted_envelopes_uses_the_converter_and_caches_nothing(tmp_path):
+    x, y = _speech_like(1.5, 140.0, 0), _speech_like(1.5, 180.0, 1)
+    own_x, own_y = analyze(x), analyze(y)
+    calls = []
+
+    def convert(feats: np.ndarray) -> np.ndarray:
+        calls.append(feats.shape)
+        np.testing.assert_array_equal(feats, own_x.inputs)
+        return own_y.cepstrum  # a perfect converter of a time-aligned pair: the target itself
+
+    fs = parallel_frames([(x, y)], convert=convert, cache_dir=tmp_path)
+    assert calls == [own_x.inputs.shape]
+    # converted == target frame by frame, so the path is the diagonal: the target's own envelope
+    np.testing.assert_allclose(fs.cepstrum[:, 1:], own_y.cepstrum[:, 1:], atol=1e-6)
+    assert not list(tmp_path.glob("*.npz"))
+
+
 def test_parallel_frames_refuse_no_pairs():
     with pytest.raises(ConfigError, match="no parallel utterance pairs"):
         parallel_frames([])
@@ -146,9 +163,30 @@ def test_voice_command_pairs_the_parallel_sentences_and_records_them(monkeypatch
     seen = {}
     monkeypatch.setattr("rtvc.train.build.build_voice", lambda *a, **k: seen.update(k) or tmp_path / "v.onnx")
     assert train_main(["voice", "--corpus", "tgt", "--name", "v", "--gender", "male", "--holdout", "0.34",
-                       "--parallel", "p1,p2", "--parallel-share", "0.25", "--out", str(tmp_path), "--quiet"]) == 0
+                       "--parallel", "p1,p2", "--parallel-share", "0.25", "--parallel-realign", "--out", str(tmp_path),
+                       "--quiet"]) == 0
     # (source, target) pairs; the held-out sentence ('held out', every 3rd) is not paired
     got = [(chr(int(s[0])), chr(int(t[0]))) for s, t in seen["parallel"]]
     assert got == [("c", "b"), ("e", "a")]
     assert seen["extra"]["parallel"] == {"corpora": ["p1", "p2"], "pairs": 2}
-    assert seen["aug"].parallel_share == 0.25
+    assert seen["aug"].parallel_share == 0.25 and seen["realign"] is True
+
+
+def test_a_voice_trained_with_realigned_parallel_data_records_it_and_loads(tmp_path):
+    import json
+
+    from rtvc.converter import NeuralVoice
+    from rtvc.train.build import build_voice
+    from rtvc.train.train import TrainConfig
+
+    tgt = [_speech_like(2.0, 120.0, k) for k in range(3)]
+    src = [_speech_like(2.2, 200.0, 10 + k) for k in range(3)]
+    path = build_voice(tgt, tmp_path, "par", description="d", gender="male", data="synthetic", licence="none",
+                       train=TrainConfig(steps=3, hidden=16, batch=2, frames=40, threads=1), progress=False,
+                       parallel=list(zip(src, tgt)), realign=True)
+    m = json.loads(path.with_suffix(".json").read_text())
+    pf = m["training"]["parallel_frames"]
+    assert pf["pairs"] == 3 and pf["realigned"] is True and pf["first_train_s"] > 0 and pf["share"] == 0.5
+    voice = NeuralVoice.load(path)
+    y, _ = voice.step(np.zeros(80, np.float32), voice.init_state())
+    assert y.shape == (80,) and np.all(np.isfinite(y))
