@@ -224,15 +224,22 @@ class NeuralVoice:
         self.timbre = TimbreMapper(mean)
 
     def _warm_up(self) -> None:
+        # the widths the model really gives, before outputs are bound to buffers of the manifest's
+        feed = {self.names[0]: np.zeros((1, 1, self.n_input), np.float32),
+                self.names[1]: np.zeros(self.state_shape, np.float32)}
+        env, h = self.session.run(self.names[2:], feed)
+        n_out = self.manifest["features"]["n_output"]
+        if env.shape != (1, 1, n_out):
+            raise ModelError(f"voice model {self.path}: envelope shape {env.shape} for one frame; "
+                             f"expected (1, 1, {n_out})")
+        if h.shape != self.state_shape:
+            raise ModelError(f"voice model {self.path}: state_out shape {h.shape}; expected {self.state_shape}")
         st = self.init_state()
         z = np.zeros(self.config.hop, np.float32)
         for _ in range(3):
             y, st = self.step(z, st)
         if not np.all(np.isfinite(y)):
             raise ModelError(f"voice model {self.path} gives non-finite output on silence")
-        n_out = self.manifest["features"]["n_output"]
-        if st["cep_out"].shape[0] != n_out:
-            raise ModelError(f"voice model {self.path}: envelope width {st['cep_out'].shape[0]}; expected {n_out}")
 
     # ------------------------------------------------------------------ stage contract
     def set_params(self, params: Any) -> None:
@@ -240,12 +247,38 @@ class NeuralVoice:
         self.formant_ratio = float(params.formant_ratio)
 
     def init_state(self) -> dict[str, Any]:
+        """Buffers of one stream, with the ONNX inputs and outputs bound to them once.
+
+        The features kernel writes straight into the model's input, the model writes the
+        envelope straight into ``cep_out``, and the recurrent state ping-pongs between two
+        buffers (``feed[state_in]`` is always the one the next hop reads): a hop allocates
+        nothing and passes no dictionaries to onnxruntime.
+        """
+        import onnxruntime as ort
+
+        fx = self.fx.init_state()
+        n_out = int(self.manifest["features"]["n_output"])
+        feats = fx["feats"].reshape(1, 1, self.n_input)  # a view: the model reads what the kernel wrote
+        cep = np.zeros(n_out, np.float32)
+        h = (np.zeros(self.state_shape, np.float32), np.zeros(self.state_shape, np.float32))
+        ov = [ort.OrtValue.ortvalue_from_numpy(a) for a in (feats, cep.reshape(1, 1, n_out), *h)]
+        bindings = []
+        for i in (0, 1):  # hop with ``h[i]`` in, ``h[1 - i]`` out
+            b = self.session.io_binding()
+            b.bind_ortvalue_input(self.names[0], ov[0])
+            b.bind_ortvalue_input(self.names[1], ov[2 + i])
+            b.bind_ortvalue_output(self.names[2], ov[1])
+            b.bind_ortvalue_output(self.names[3], ov[3 - i])
+            bindings.append(b)
         return {
-            "fx": self.fx.init_state(),
+            "fx": fx,
             "syn": self.synth.init_state(),
-            "feed": {self.names[0]: np.zeros((1, 1, self.n_input), np.float32),
-                     self.names[1]: np.zeros(self.state_shape, np.float32)},
-            "cep_out": np.zeros(self.manifest["features"]["n_output"], np.float32),
+            "feed": {self.names[0]: feats, self.names[1]: h[0]},
+            "h": h,
+            "h_in": 0,
+            "bindings": bindings,
+            "ort_values": ov,  # the bindings refer to these; they keep the arrays alive
+            "cep_out": cep,
             "f0": self.f0map.init_state(),
             "timbre": self.timbre.init_state() if self.timbre is not None else None,
             "resets": 0,
@@ -253,24 +286,24 @@ class NeuralVoice:
 
     def step(self, x: Audio, state: dict[str, Any]) -> tuple[Audio, dict[str, Any]]:
         feats, fs = self.fx.step(x, state["fx"])
+        f0_hz = fs["f0_hz"]
         if self.timbre is not None:
-            self.timbre.map(feats, fs["f0_hz"] > 0.0, state["timbre"])
-        feed = state["feed"]
-        feed[self.names[0]][0, 0] = feats
-        env, h = self.session.run(self.names[2:], feed)
-        # one sum per output: NaN or inf anywhere makes it non-finite (cheaper than isfinite + all)
-        if not (math.isfinite(float(h.sum())) and math.isfinite(float(env.sum()))):
-            # bad numbers never enter the recurrent state: start it again from zeros
-            feed[self.names[1]][:] = 0.0
-            state["resets"] += 1
-            env = np.zeros_like(env)
-            env[0, 0, 0] = math.log(1e-5)  # silence
-        else:
-            feed[self.names[1]][:] = h
+            self.timbre.map(feats, f0_hz > 0.0, state["timbre"])
+        i = state["h_in"]
+        self.session.run_with_iobinding(state["bindings"][i])
+        h = state["h"][1 - i]
         cep = state["cep_out"]
-        cep[:] = env[0, 0]
-        f0_out = self.f0map.map(fs["f0_hz"], self.pitch_st, state["f0"])
+        # one sum per output: NaN or inf anywhere makes it non-finite (cheaper than isfinite + all)
+        if not (math.isfinite(float(h.sum())) and math.isfinite(float(cep.sum()))):
+            # bad numbers never enter the recurrent state: start it again from zeros
+            h[:] = 0.0
+            state["resets"] += 1
+            cep[:] = 0.0
+            cep[0] = math.log(1e-5)  # silence
+        state["h_in"] = 1 - i
+        state["feed"][self.names[1]] = h
+        f0_out = self.f0map.map(f0_hz, self.pitch_st, state["f0"])
         y = self.synth.step(cep, state["syn"], f0_hz=f0_out, voicing=fs["periodicity"],
                             formant_ratio=self.formant_ratio, src_spec=fs["spec"], src_cep=fs["cep"],
-                            src_f0_hz=fs["f0_hz"])
+                            src_f0_hz=f0_hz)
         return y, state

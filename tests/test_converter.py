@@ -153,6 +153,15 @@ def test_synthesis_options_are_read_from_the_manifest_and_checked(tiny_voice, tm
         NeuralVoice.load(onnx)
 
 
+def test_envelope_width_other_than_the_manifest_is_refused(tiny_voice, tmp_path):
+    onnx, m = _copy(tiny_voice, tmp_path)
+    n = m["features"]["n_output"]
+    m["features"]["n_output"] = n + 1
+    _write(onnx, m)
+    with pytest.raises(ModelError, match=rf"envelope shape \(1, 1, {n}\) for one frame; expected \(1, 1, {n + 1}\)"):
+        NeuralVoice.load(onnx)
+
+
 def test_non_finite_state_is_reset(tiny_voice):
     v = NeuralVoice.load(tiny_voice)
     st = v.init_state()
