@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["apply_gain_ramp", "hop_mix", "soft_limit"]
+__all__ = ["apply_gain_ramp", "hop_mix", "soft_limit", "sanitize", "all_finite"]
 
 
 @njit(cache=True, nogil=True)
@@ -74,3 +74,29 @@ def soft_limit(y: np.ndarray, knee: float) -> int:
             y[i] = v if y[i] > 0 else -v
             n += 1
     return n
+
+
+@njit(cache=True, nogil=True)
+def sanitize(x: np.ndarray, limit: float) -> int:
+    """In place: non-finite samples become 0, the rest is clipped to ``[-limit, limit]``;
+    returns how many were non-finite (``np.isfinite`` and ``np.clip`` in one pass)."""
+    n_bad = 0
+    for i in range(x.shape[0]):
+        v = x[i]
+        if not np.isfinite(v):
+            x[i] = 0.0
+            n_bad += 1
+        elif v > limit:
+            x[i] = limit
+        elif v < -limit:
+            x[i] = -limit
+    return n_bad
+
+
+@njit(cache=True, nogil=True)
+def all_finite(x: np.ndarray) -> bool:
+    """``np.all(np.isfinite(x))`` for an array of any shape, without temporaries."""
+    for v in x.flat:
+        if not np.isfinite(v):
+            return False
+    return True

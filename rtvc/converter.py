@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ._native.mix import all_finite
 from .errors import AudioFileError, ConfigError, ModelError
 from .features import FeatureConfig, FeatureExtractor
 from .manifest import read_manifest, sha256_file
@@ -293,8 +294,7 @@ class NeuralVoice:
         self.session.run_with_iobinding(state["bindings"][i])
         h = state["h"][1 - i]
         cep = state["cep_out"]
-        # one sum per output: NaN or inf anywhere makes it non-finite (cheaper than isfinite + all)
-        if not (math.isfinite(float(h.sum())) and math.isfinite(float(cep.sum()))):
+        if not (all_finite(h) and all_finite(cep)):
             # bad numbers never enter the recurrent state: start it again from zeros
             h[:] = 0.0
             state["resets"] += 1

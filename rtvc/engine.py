@@ -32,7 +32,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ._native.gate import gate_gains
-from ._native.mix import apply_gain_ramp, hop_mix, soft_limit
+from ._native.mix import all_finite, apply_gain_ramp, hop_mix, sanitize, soft_limit
 from ._native.ring import ring_read, ring_write
 from .errors import ConfigError, ControlError
 from .params import Params
@@ -137,6 +137,7 @@ class Engine:
         self.params = p
         self._live = p
         self._cur = self._gains(p)  # current (ramped) linear gains
+        self._hop_consts = self._derive(p)
 
     # ------------------------------------------------------------------ latency
     def _compute_prefill(self) -> int:
@@ -235,6 +236,8 @@ class Engine:
             raise ControlError("engine command queue is full; reset not queued") from None
 
     def _drain(self) -> None:
+        if self._queue.empty():  # the usual case, without raising queue.Empty
+            return
         while True:
             try:
                 kind, arg = self._queue.get_nowait()
@@ -293,11 +296,9 @@ class Engine:
         self._drain()
         xin = self._xin[:n]
         xin[:] = x
-        bad = ~np.isfinite(xin)
-        if bad.any():
-            self.counters["nonfinite_samples"] += int(bad.sum())
-            xin[bad] = 0.0
-        np.clip(xin, -4.0, 4.0, out=xin)  # a broken driver cannot blow up the state
+        bad = sanitize(xin, 4.0)  # non-finite -> 0, then clipped: a broken driver cannot blow up the state
+        if bad:
+            self.counters["nonfinite_samples"] += bad
         m = self._rs_in.process(xin)
         i = 0
         while i < m.shape[0]:
@@ -329,10 +330,22 @@ class Engine:
         wet = 0.0 if p.bypass else p.mix
         return _db_to_lin(p.input_gain_db), wet, out, 0.0
 
+    def _derive(self, p: Params) -> tuple[Any, ...]:
+        """What a hop needs from a parameter snapshot, computed once per snapshot:
+        ``(p, target gains, gate threshold, attack step, release step, hold, attack samples)``."""
+        sr = self.config.model_rate
+        attack_n = max(1.0, p.gate_attack_ms * sr / 1000.0)
+        return (p, self._gains(p), _db_to_lin(p.gate_threshold_db), 1.0 / attack_n,
+                1.0 / max(1.0, p.gate_release_ms * sr / 1000.0), int(p.gate_hold_ms * sr / 1000.0), int(attack_n))
+
     def _hop(self, h: Audio) -> Audio:
         p = self._live
+        hc = self._hop_consts
+        if hc[0] is not p:  # a new snapshot (parameters are immutable: identity is enough)
+            hc = self._hop_consts = self._derive(p)
+        _, gains, thr_lin, attack_step, release_step, hold, attack_i = hc
         g_in0, wet0, out0, _ = self._cur
-        g_in1, wet1, out1, _ = self._gains(p)
+        g_in1, wet1, out1, _ = gains
         x = self._hop_buf
         peak_in = apply_gain_ramp(h, g_in0, g_in1, x)
         self._level_in = max(peak_in, self._level_in * 0.5)
@@ -348,26 +361,22 @@ class Engine:
             if self._fade_pos >= CROSSFADE_HOPS:
                 self._fading = None
         d = act.stage.latency
-        sr = self.config.model_rate
-        attack_n = max(1.0, p.gate_attack_ms * sr / 1000.0)
-        gate_gains(x, _db_to_lin(p.gate_threshold_db), self._env_decay, 1.0 / attack_n,
-                   1.0 / max(1.0, p.gate_release_ms * sr / 1000.0), int(p.gate_hold_ms * sr / 1000.0),
-                   self._gate_st, self._g)
-        look = min(d, int(attack_n))  # the gate opens ``look`` samples before the onset arrives
+        gate_gains(x, thr_lin, self._env_decay, attack_step, release_step, hold, self._gate_st, self._g)
+        look = min(d, attack_i)  # the gate opens ``look`` samples before the onset arrives
         peak_out = hop_mix(x, wet, self._g, self._dry, self._gbuf, self._dry_w, d, look,
                            wet0, wet1, out0, out1, self._y)
         if peak_out > LIMIT_KNEE:  # pitch-shifted grains can peak above full scale
             self.counters["limited_samples"] += soft_limit(self._y, LIMIT_KNEE)
             peak_out = min(peak_out, 1.0)
         self._dry_w = (self._dry_w + self.hop) & (self._dry.shape[0] - 1)
-        self._cur = (g_in1, wet1, out1, 0.0)
+        self._cur = gains
         self._level_out = max(peak_out, self._level_out * 0.5)
         self.counters["hops"] += 1
         return self._y
 
     def _step_stage(self, act: _Active, x: Audio) -> Audio:
         y, act.state = act.stage.step(x, act.state)
-        if not np.all(np.isfinite(y)):
+        if not all_finite(y):
             # bad numbers never enter state: reset this voice and output silence for the hop
             self.counters["stage_resets"] += 1
             act.state = act.stage.init_state()

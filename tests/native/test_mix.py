@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from rtvc._native.mix import apply_gain_ramp, hop_mix, soft_limit
+from rtvc._native.mix import all_finite, apply_gain_ramp, hop_mix, sanitize, soft_limit
 
 
 def test_gain_ramp_matches_numpy():
@@ -51,3 +51,27 @@ def test_soft_limit_matches_numpy_and_never_exceeds_full_scale():
     np.testing.assert_allclose(out, ref, atol=1e-6)
     assert n == int(np.sum(np.abs(y) > 0.95))
     assert np.max(np.abs(out)) <= 1.0
+
+
+def test_sanitize_matches_isfinite_then_clip():
+    rng = np.random.default_rng(4)
+    x = (3.0 * rng.standard_normal(500)).astype(np.float32)
+    x[rng.integers(0, 500, 40)] = rng.choice(np.array([np.nan, np.inf, -np.inf], np.float32), 40)
+    ref = x.copy()
+    bad = ~np.isfinite(ref)
+    ref[bad] = 0.0
+    np.clip(ref, -4.0, 4.0, out=ref)
+    got = x.copy()
+    assert sanitize(got, 4.0) == int(bad.sum())
+    np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("shape", [(80,), (2, 1, 128), (1, 1, 64)])
+def test_all_finite_matches_numpy(shape):
+    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    assert all_finite(x)
+    for bad in (np.nan, np.inf, -np.inf):
+        y = x.copy()
+        y.flat[-1] = bad  # the last element too
+        assert not all_finite(y) and not np.all(np.isfinite(y))
+    assert all_finite(np.full(shape, 3e38, np.float32))  # huge but finite (a float32 sum would overflow)
