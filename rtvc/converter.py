@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ._native.mix import all_finite
+from ._native.timbre import mean_shift
 from .errors import AudioFileError, ConfigError, ModelError
 from .features import FeatureConfig, FeatureExtractor
 from .manifest import read_manifest, sha256_file
@@ -112,21 +113,9 @@ class TimbreMapper:
         return np.zeros(2 * self.n + 1, np.float32)
 
     def map(self, feats: np.ndarray, voiced: bool, st: np.ndarray) -> None:
-        """Shift ``feats[1:1+n]`` in place (no allocation)."""
-        n = self.n
-        mean, scratch = st[:n], st[n + 1:]
-        c = feats[1:1 + n]
-        if voiced:
-            k = float(st[n]) + 1.0
-            st[n] = k
-            np.subtract(c, mean, out=scratch)
-            scratch *= np.float32(1.0 / (k if k <= TIMBRE_EMA_FRAMES else TIMBRE_EMA_FRAMES))
-            mean += scratch
-        k = float(st[n])
-        if k > 0.0:
-            np.subtract(self.target, mean, out=scratch)
-            scratch *= np.float32(min(1.0, k / TIMBRE_RAMP_FRAMES))
-            c += scratch
+        """Shift ``feats[1:1+n]`` in place (no allocation; one compiled call,
+        :func:`rtvc._native.timbre.mean_shift`)."""
+        mean_shift(feats, 1, voiced, self.target, st, TIMBRE_EMA_FRAMES, TIMBRE_RAMP_FRAMES)
 
 
 class NeuralVoice:
