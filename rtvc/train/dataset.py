@@ -33,7 +33,7 @@ from .._native.cepstrum import cepstrum_matrices
 __all__ = ["FrameSet", "AugmentConfig", "Augmenter", "load_audio_16k", "analyse_files", "frames_cache_key",
            "log_f0_stats", "ANALYSIS_VERSION"]
 
-ANALYSIS_VERSION = 2
+ANALYSIS_VERSION = 3
 """Part of the frame-cache key: bump it when the analysis code changes its output."""
 FRAMES_CACHE_KEEP = 4
 """Frame files a cache folder keeps (the most recently used); older ones are removed."""
