@@ -62,6 +62,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.loopback import machine  # noqa: E402
+from rtvc.sysinfo import cpu_times, steal_share  # noqa: E402
 
 __all__ = ["discontinuities", "GilHog", "cpu_hog", "run_config", "main"]
 
@@ -243,10 +244,14 @@ def record_under_load(srv: Any, path: Path, *, seconds: float, load: bool, cpu_h
         probe = stall_probe(seconds)
         if at_start is not None:
             at_start()
+        c0 = cpu_times()
         time.sleep(seconds)
         if at_end is not None:
             at_end()
-        return rec.stop()[:, 0], hog, probe_summary(probe, seconds / 60.0, t_rec)
+        stalls = probe_summary(probe, seconds / 60.0, t_rec)
+        if stalls is not None:  # CPU time the hypervisor gave to other guests meanwhile
+            stalls["cpu_steal_share"] = steal_share(c0, cpu_times())
+        return rec.stop()[:, 0], hog, stalls
     finally:
         if hog is not None:
             hog.__exit__()

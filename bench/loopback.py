@@ -134,6 +134,7 @@ def run_config(srv: Any, tmp: Path, *, voice: str, bypass: bool, block_ms: float
     from rtvc.audio import LiveRunner
     from rtvc.engine import Engine, EngineConfig
     from rtvc.params import Params
+    from rtvc.sysinfo import cpu_times, steal_share
     from rtvc.voices import VoiceRegistry
     from tests.pulse import Recorder
 
@@ -158,9 +159,11 @@ def run_config(srv: Any, tmp: Path, *, voice: str, bypass: bool, block_ms: float
         st0 = dict(runner.stats)
         m0 = runner.summary()["out_margin_blocks"]
         d0 = eng.counters["dropped_blocks"]
+        c0 = cpu_times()
         subprocess.run(["paplay", "--device=rtvc_test_src", "--latency-msec=10", str(wav)], env=srv.env,
                        check=True, timeout=600)
         time.sleep(0.5)
+        steal = steal_share(c0, cpu_times())
         summ = runner.summary()
     finally:
         runner.stop()
@@ -180,6 +183,7 @@ def run_config(srv: Any, tmp: Path, *, voice: str, bypass: bool, block_ms: float
         "xrun_kinds": {k: summ["runner"][k] - st0[k] for k in ("input_status_flags", "output_status_flags",
                                                                "input_overflows", "output_underflows")},
         "compute_ms_p99": summ["compute_ms_p99"],
+        "cpu_steal_share": steal,  # the hypervisor's share of the CPU time while the clicks played
         "dropped_blocks": summ["dropped_blocks"] - d0, "trimmed_ms": 1000.0 * summ["runner"]["trimmed_samples"] / RATE,
         "buffer_age_ms": summ["buffer_age_ms"], "callback": callback, "profile": profile,
         "settle": {"seconds": settle_s, "xruns": x0, "startup_underflows": summ["runner"]["startup_underflows"]},
@@ -267,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"{r['delay_ms_p99']} max {r['delay_ms_max']} ms, {r['measured']}/{n_clicks} clicks, "
                       f"xruns {r['xruns']} (settling: {r['settle']['xruns']}, before the first block: "
                       f"{r['settle']['startup_underflows']}; {r['xrun_kinds']}), output margin {r['margin_blocks_start']} -> "
-                      f"{r['margin_blocks_end']} blocks, stream latency {r['stream_latency_ms']}", file=log, flush=True)
+                      f"{r['margin_blocks_end']} blocks, stream latency {r['stream_latency_ms']}, CPU steal "
+                      f"{'n/a' if r['cpu_steal_share'] is None else format(r['cpu_steal_share'], '.0%')}", file=log, flush=True)
                 results.append(r)
     doc = {"benchmark": "loopback", "machine": machine(), "rate_hz": RATE, "server": "PulseAudio null sinks "
            "(private server), PortAudio ALSA 'pulse' device", "callback": a.callback, "profile": a.profile,
