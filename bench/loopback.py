@@ -239,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="seconds the stream runs before the clicks (default 20, quick 2): the live profile's "
                          "output margin adapts to the path meanwhile; its xruns are reported apart")
     ap.add_argument("--dsp-voice", default="higher", help="the DSP voice measured (default higher)")
+    ap.add_argument("--server-rt", action="store_true",
+                    help="put the PulseAudio server's main thread on SCHED_FIFO 3 (as bench/load.py --server-rt "
+                         "and the README's tuning advice; needs root or CAP_SYS_NICE)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "out"))
     a = ap.parse_args(argv)
     n_clicks = a.clicks or (15 if a.quick else 200)
@@ -254,7 +257,11 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict[str, Any]] = []
     missing: list[str] = []
     t_start = time.monotonic()
+    server_sched = "SCHED_OTHER nice -11 (PulseAudio's default main thread; I/O threads real-time)"
     with pulse_rig() as srv, tempfile.TemporaryDirectory(prefix="rtvc-loopback-") as td:
+        if a.server_rt:
+            os.sched_setscheduler(srv.pid, os.SCHED_FIFO, os.sched_param(3))
+            server_sched = "main thread SCHED_FIFO 3 (--server-rt)"
         nv = neural_voice()
         kinds: list[tuple[str, bool]] = [("neutral", True), (a.dsp_voice, False)]
         if nv is not None:
@@ -275,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"{'n/a' if r['cpu_steal_share'] is None else format(r['cpu_steal_share'], '.0%')}", file=log, flush=True)
                 results.append(r)
     doc = {"benchmark": "loopback", "machine": machine(), "rate_hz": RATE, "server": "PulseAudio null sinks "
-           "(private server), PortAudio ALSA 'pulse' device", "callback": a.callback, "profile": a.profile,
+           "(private server), PortAudio ALSA 'pulse' device", "server_scheduling": server_sched,
+           "callback": a.callback, "profile": a.profile,
            "device_latency": a.device_latency, "quick": a.quick, "clicks_per_config": n_clicks, "settle_s": settle_s,
            "missing": missing, "wall_s": time.monotonic() - t_start,
            "results": results}

@@ -417,7 +417,8 @@ def _thread_ids() -> set[int]:
 def _inheritable_priority(rt_priority: int | None) -> Iterator[None]:
     """Run the body with the calling thread at ``SCHED_FIFO rt_priority`` (where permitted), so
     threads started inside inherit it, and give it to every thread the body started that is
-    still running at the end (a library may start its threads from a thread of its own);
+    still running at the end and runs below it (a library may start its threads from a thread
+    of its own, or pick a priority of its own: PortAudio's ALSA callback thread takes FIFO 1);
     restore this thread's scheduling after."""
     if rt_priority is None or not hasattr(os, "sched_setscheduler"):
         yield
@@ -435,7 +436,8 @@ def _inheritable_priority(rt_priority: int | None) -> Iterator[None]:
         os.sched_setscheduler(0, before[0], before[1])
         for tid in _thread_ids() - before_tids:
             try:
-                if os.sched_getscheduler(tid) == os.SCHED_OTHER:
+                pol = os.sched_getscheduler(tid)
+                if pol == os.SCHED_OTHER or (pol == os.SCHED_FIFO and os.sched_getparam(tid).sched_priority < rt_priority):
                     os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(rt_priority))
             except OSError:
                 pass  # the thread has ended meanwhile
@@ -1034,9 +1036,13 @@ class LiveRunner:
         """Open and start the device streams. With the native callback and ``rt_priority``, the
         threads the audio libraries start meanwhile (libpulse's mainloop behind ALSA's ``pulse``
         plugin moves every sample to and from the server) inherit ``SCHED_FIFO`` from this
-        thread, raised for the duration; PortAudio's callback thread gets it by its own flag."""
+        thread, raised for the duration; PortAudio's callback thread gets it by its own flag.
+        They run one step above the worker (``rt_priority + 1``): they only move samples
+        between the rings and the server (microseconds per block), so a worker block that
+        takes long (a compute spike on a busy machine) must not hold them up, or the server
+        runs dry although the ring has audio (an ALSA-level underrun)."""
         raise_ = self.callback == "native" and self.rt_priority is not None
-        with _inheritable_priority(1 if raise_ else None):
+        with _inheritable_priority(min(99, self.rt_priority + 1) if raise_ and self.rt_priority else None):
             self._open_streams_now()
 
     def _open_streams_now(self) -> None:

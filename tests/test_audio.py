@@ -487,3 +487,46 @@ def test_cli_run_flags_reach_the_runner(tmp_path: Path, capsys: pytest.CaptureFi
     assert s["stream_state"] == "stopped" and s["faults"] == [] and s["file_error"] is None
     assert main(["run", "--input-file", str(wav), "--null-output", "--device-block-ms", "20", "--duration", "0.3"]) == 2
     assert "--device-block-ms 20 is out of range; expected 1..10" in capsys.readouterr().err
+
+
+def test_threads_started_while_opening_streams_run_above_the_worker() -> None:
+    """Audio-library threads (libpulse's mainloop; PortAudio's callback thread, which sets FIFO 1
+    itself) end at the asked priority, one above the worker's; unrelated threads are left alone."""
+    import os
+    import threading
+
+    try:
+        before = os.sched_getscheduler(0), os.sched_getparam(0)
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+        os.sched_setscheduler(0, before[0], before[1])
+    except (OSError, AttributeError):
+        pytest.skip("SCHED_FIFO is not permitted here")
+    stop = threading.Event()
+    tids: dict[str, int] = {}
+
+    def run(name: str, own_priority: int | None) -> None:
+        if own_priority is not None:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(own_priority))
+        tids[name] = threading.get_native_id()
+        stop.wait(5)
+
+    outside = threading.Thread(target=run, args=("outside", None))
+    outside.start()
+    with audio._inheritable_priority(11):
+        assert os.sched_getparam(0).sched_priority == 11  # inherited by threads started now
+        started = [threading.Thread(target=run, args=(n, p)) for n, p in (("plain", None), ("own_fifo_1", 1),
+                                                                          ("own_fifo_20", 20))]
+        for t in started:
+            t.start()
+        while len(tids) < 4:
+            time.sleep(0.01)
+    try:
+        assert (os.sched_getscheduler(0), os.sched_getparam(0)) == before  # this thread restored
+        prio = {n: (os.sched_getscheduler(t), os.sched_getparam(t).sched_priority) for n, t in tids.items()}
+        assert prio["plain"] == (os.SCHED_FIFO, 11) and prio["own_fifo_1"] == (os.SCHED_FIFO, 11)
+        assert prio["own_fifo_20"] == (os.SCHED_FIFO, 20)  # above already: kept
+        assert prio["outside"] == (os.SCHED_OTHER, 0)
+    finally:
+        stop.set()
+        for t in [outside, *started]:
+            t.join()
