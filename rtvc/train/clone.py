@@ -20,6 +20,7 @@ from ..features import N_CEP, FeatureConfig
 from ..paths import user_voices_dir
 from ..voices import DSP_PRESETS
 from .build import build_voice
+from .commands import AUGMENT_FLAGS
 from .dataset import AugmentConfig, load_audio_16k
 from .train import LOSS_OPTIONS, TrainConfig
 
@@ -158,7 +159,7 @@ def clone_voice(folder: str | Path, name: str, *, minutes_limit: float | None = 
         if value != getattr(TrainConfig(), key):  # the command names what differs from the defaults
             loss_flags += ["--" + key.replace("_", "-"), f"{value:g}"]
     aug = aug or AugmentConfig()
-    for key, flag in (("warp_spread", "--aug-warp-spread"), ("eq_nepers", "--aug-eq")):
+    for key, flag in AUGMENT_FLAGS.items():
         if getattr(aug, key) != getattr(AugmentConfig(), key):
             loss_flags += [flag, f"{getattr(aug, key):g}"]
     out = Path(out_dir) if out_dir is not None else user_voices_dir()

@@ -12,7 +12,11 @@ from pathlib import Path
 
 from ..errors import ConfigError, RtvcError
 
-__all__ = ["SUBCOMMANDS", "holdout_split", "frames_cache_dir"]
+__all__ = ["SUBCOMMANDS", "holdout_split", "frames_cache_dir", "AUGMENT_FLAGS"]
+
+AUGMENT_FLAGS = {"warp_spread": "--aug-warp-spread", "eq_nepers": "--aug-eq"}
+"""Command-line flag of each recorded :class:`~rtvc.train.dataset.AugmentConfig` option (the
+parser and the command a cloned voice records both use it)."""
 
 
 def holdout_split(items: list, share: float) -> tuple[list, list]:
@@ -60,10 +64,10 @@ def _add_loss_arguments(p: argparse.ArgumentParser) -> None:
                    help="weigh cepstral coefficient k by (k+1)**G in the loss, 0: equally "
                         f"(default {d.cep_emphasis:g})")
     a = AugmentConfig()
-    p.add_argument("--aug-warp-spread", type=float, default=a.warp_spread, metavar="S",
+    p.add_argument(AUGMENT_FLAGS["warp_spread"], type=float, default=a.warp_spread, metavar="S",
                    help="disguise: the vocal-tract warp at the top of the band differs from the bottom's by "
                         f"up to 2**S (0..1; default {a.warp_spread:g}: one warp for the whole band)")
-    p.add_argument("--aug-eq", type=float, default=a.eq_nepers, metavar="N",
+    p.add_argument(AUGMENT_FLAGS["eq_nepers"], type=float, default=a.eq_nepers, metavar="N",
                    help=f"disguise: random smooth EQ of up to N nepers per cosine term (0..2; default {a.eq_nepers:g})")
 
 
@@ -72,8 +76,8 @@ def _augment(args: argparse.Namespace):  # noqa: ANN202
     from .dataset import AugmentConfig
 
     share = getattr(args, "parallel_share", None)  # train only: clone has no parallel speakers
-    return AugmentConfig(warp_spread=args.aug_warp_spread, eq_nepers=args.aug_eq,
-                         **({} if share is None else {"parallel_share": share}))
+    options = {field: getattr(args, flag[2:].replace("-", "_")) for field, flag in AUGMENT_FLAGS.items()}
+    return AugmentConfig(**options, **({} if share is None else {"parallel_share": share}))
 
 
 def _loss_options(args: argparse.Namespace) -> dict[str, float]:
