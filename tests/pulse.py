@@ -155,16 +155,20 @@ class RtvcProcess:
 
     def _read_err(self) -> None:
         assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.err.append(line)
-            if "algorithmic latency" in line:
-                self.ready.set()
+        try:
+            for line in self.proc.stderr:
+                self.err.append(line)
+                if "algorithmic latency" in line:
+                    self.ready.set()
+        except ValueError:  # closed by finish()'s communicate(), which reads the rest
+            pass
         self.ready.set()
 
     def finish(self, timeout_s: float = 60.0) -> dict[str, Any]:
         """Wait for the run to end; return its final JSON summary (exit code 0 asserted)."""
-        out, _ = self.proc.communicate(timeout=timeout_s)
+        out, rest = self.proc.communicate(timeout=timeout_s)
         self._t.join(timeout=5)
+        self.err.append(rest or "")
         assert self.proc.returncode == 0, f"rtvc exited {self.proc.returncode}:\n" + "".join(self.err)
         return json.loads(out.strip().splitlines()[-1])
 
