@@ -82,7 +82,7 @@ def build_voice(sources: Sequence[Path] | Sequence[np.ndarray], out_dir: str | P
     first_train_s = 0.0
     if par is not None and realign:
         first_train_s = info["train_s"]
-        par = parallel_frames(parallel or (), config=fc, convert=_converter_fn(model))
+        par = parallel_frames(parallel, config=fc, convert=_converter_fn(model))
         model, info = train_converter(frames, config=train, feature_config=fc, aug=aug, progress=progress, parallel=par)
     tc = train or TrainConfig()
     training = {"data": data, "licence": licence, "minutes": round(frames.minutes, 2), "command": command,
@@ -91,7 +91,7 @@ def build_voice(sources: Sequence[Path] | Sequence[np.ndarray], out_dir: str | P
                 "final_loss": round(info["final_loss"], 5), "analysis_s": round(t_an, 1),
                 "train_s": round(info["train_s"], 1), "n_cep": fc.n_cep, **(extra or {})}
     if par is not None:
-        training["parallel_frames"] = {"pairs": len(parallel or ()), "minutes": round(par.minutes, 2),
+        training["parallel_frames"] = {"pairs": len(parallel), "minutes": round(par.minutes, 2),
                                        "share": (aug or AugmentConfig()).parallel_share, "realigned": realign,
                                        **({"first_train_s": round(first_train_s, 1)} if realign else {})}
     return write_voice(model, out_dir, name, description=description, gender=gender, f0_log2_mean=mean,

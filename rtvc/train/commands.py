@@ -160,6 +160,11 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true")
 
 
+def _note_mbrola(corpus: str) -> None:
+    if "mbrola" in corpus:
+        print("rtvc train: note: MBROLA data may be used for experiments only, never for shipped voices")
+
+
 def _parallel_pairs(args: argparse.Namespace, train: list) -> tuple[list, list]:
     """``(source, target)`` audio pairs from the ``--parallel`` corpora (utterances saying a
     training utterance's text) and the parallel utterances used."""
@@ -169,9 +174,9 @@ def _parallel_pairs(args: argparse.Namespace, train: list) -> tuple[list, list]:
 
     names = [n.strip() for n in args.parallel.split(",") if n.strip()]
     pairs, used = [], []
+    target_audio: dict[int, object] = {}  # each target utterance read once, shared by its pairs
     for name in names:
-        if "mbrola" in name:
-            print("rtvc train: note: MBROLA data may be used for experiments only, never for shipped voices")
+        _note_mbrola(name)
         n = args.parallel_max_utterances or args.max_utterances
         src = build_corpus(name, cache_dir=args.cache_dir, max_utterances=n, progress=not args.quiet)
         matched = match_by_text(train, src)
@@ -179,7 +184,9 @@ def _parallel_pairs(args: argparse.Namespace, train: list) -> tuple[list, list]:
             raise ConfigError(f"parallel corpus {name!r} says none of the {len(train)} training sentences of "
                               f"{args.corpus!r}; expected a corpus built with the same seed (synthetic corpora)")
         for i, j in matched:
-            pairs.append((load_audio_16k(src[j].path), load_audio_16k(train[i].path)))
+            if i not in target_audio:
+                target_audio[i] = load_audio_16k(train[i].path)
+            pairs.append((load_audio_16k(src[j].path), target_audio[i]))
             used.append(src[j])
     return pairs, used
 
@@ -201,8 +208,7 @@ def train_handler(args: argparse.Namespace) -> int:
         aug = _augment(args)
         utts = build_corpus(args.corpus, cache_dir=args.cache_dir, max_utterances=args.max_utterances,
                             progress=not args.quiet)
-        if "mbrola" in args.corpus:
-            print("rtvc train: note: MBROLA data may be used for experiments only, never for shipped voices")
+        _note_mbrola(args.corpus)
         train, held = holdout_split(utts, args.holdout)
         pairs, par_utts = _parallel_pairs(args, train)
         licences = sorted({u.licence for u in train} | {u.licence for u in par_utts})

@@ -95,11 +95,13 @@ class FrameSet:
         return len(self) * 80 / 16000 / 60
 
 
-def frames_cache_key(audio: Sequence[np.ndarray], config: FeatureConfig) -> str:
+def frames_cache_key(audio: Sequence[np.ndarray], config: FeatureConfig, *, salt: dict | None = None) -> str:
     """sha256 over the 16 kHz samples of every file (in order), the feature config and
-    :data:`ANALYSIS_VERSION`: the same audio analysed with the same settings gives the same key."""
+    :data:`ANALYSIS_VERSION` (and ``salt``, for other analyses of the same audio): the same audio
+    analysed with the same settings gives the same key."""
     h = hashlib.sha256()
-    h.update(json.dumps({"config": config.as_dict(), "version": ANALYSIS_VERSION}, sort_keys=True).encode())
+    head = {"config": config.as_dict(), "version": ANALYSIS_VERSION, **({"salt": salt} if salt else {})}
+    h.update(json.dumps(head, sort_keys=True).encode())
     for x in audio:
         x = np.ascontiguousarray(x, dtype=np.float32)
         h.update(np.int64(x.shape[0]).tobytes())
@@ -120,14 +122,9 @@ def analyse_files(paths: Sequence[Path] | Sequence[np.ndarray], *, config: Featu
     cache: Path | None = None
     if cache_dir is not None:
         cache = Path(cache_dir) / f"frames-{frames_cache_key(audio, config)}.npz"
-        if cache.is_file():
-            try:
-                with np.load(cache) as z:
-                    fs = FrameSet(z["logmag"], z["cepstrum"], z["f0_hz"], z["periodicity"])
-                os.utime(cache)  # most recently used: kept by the pruning
-                return fs
-            except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # damaged or partial: analyse again
-                pass
+        fs = read_cached_frames(cache)
+        if fs is not None:
+            return fs
     fx = FeatureExtractor(config)
     parts = []
     for x in audio:
@@ -139,12 +136,32 @@ def analyse_files(paths: Sequence[Path] | Sequence[np.ndarray], *, config: Featu
                   np.concatenate([a.f0_hz for a in parts]),
                   np.concatenate([a.periodicity for a in parts]))
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, logmag=fs.logmag, cepstrum=fs.cepstrum, f0_hz=fs.f0_hz, periodicity=fs.periodicity)
-        os.replace(tmp, cache)  # atomic: a concurrent reader never sees half a file
-        _prune_cache(cache.parent)
+        write_cached_frames(cache, fs)
     return fs
+
+
+def read_cached_frames(cache: Path) -> FrameSet | None:
+    """The :class:`FrameSet` kept in ``cache``, marked most recently used; ``None`` when it is
+    missing, damaged or partial (then the caller analyses again)."""
+    if not cache.is_file():
+        return None
+    try:
+        with np.load(cache) as z:
+            fs = FrameSet(z["logmag"], z["cepstrum"], z["f0_hz"], z["periodicity"])
+        os.utime(cache)  # most recently used: kept by the pruning
+        return fs
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return None
+
+
+def write_cached_frames(cache: Path, fs: FrameSet) -> None:
+    """Keep ``fs`` in ``cache`` (written atomically: a concurrent reader never sees half a file)
+    and prune the folder's files of the same kind (the name's part before the first ``-``)."""
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")
+    np.savez(tmp, logmag=fs.logmag, cepstrum=fs.cepstrum, f0_hz=fs.f0_hz, periodicity=fs.periodicity)
+    os.replace(tmp, cache)
+    _prune_cache(cache.parent, pattern=cache.name.split("-", 1)[0] + "-*.npz")
 
 
 def log_f0_stats(f0_hz: np.ndarray) -> tuple[float, float]:

@@ -16,18 +16,15 @@ the input).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import zipfile
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
 from ..errors import ConfigError
-from ..features import FeatureConfig, FeatureExtractor
-from .dataset import ANALYSIS_VERSION, FrameSet, _prune_cache
+from ..features import Analysis, FeatureConfig, FeatureExtractor
+from .dataset import FrameSet, frames_cache_key, read_cached_frames, write_cached_frames
 
 __all__ = ["align_path", "aligned_target_index", "parallel_frames", "match_by_text"]
 
@@ -88,18 +85,6 @@ def match_by_text(target: Sequence, source: Sequence) -> list[tuple[int, int]]:
     return out
 
 
-def _cache_key(pairs: Sequence[tuple[np.ndarray, np.ndarray]], config: FeatureConfig) -> str:
-    h = hashlib.sha256()
-    h.update(json.dumps({"config": config.as_dict(), "analysis": ANALYSIS_VERSION, "parallel": PARALLEL_VERSION},
-                        sort_keys=True).encode())
-    for s, t in pairs:
-        for x in (s, t):
-            x = np.ascontiguousarray(x, dtype=np.float32)
-            h.update(np.int64(x.shape[0]).tobytes())
-            h.update(x.tobytes())
-    return h.hexdigest()
-
-
 def parallel_frames(pairs: Sequence[tuple[np.ndarray, np.ndarray]], *, config: FeatureConfig | None = None,
                     cache_dir: str | os.PathLike[str] | None = None,
                     convert: Callable[[np.ndarray], np.ndarray] | None = None) -> FrameSet:
@@ -117,21 +102,20 @@ def parallel_frames(pairs: Sequence[tuple[np.ndarray, np.ndarray]], *, config: F
         raise ConfigError("no parallel utterance pairs; expected at least one (source, target) pair")
     cache: Path | None = None
     if cache_dir is not None and convert is None:
-        cache = Path(cache_dir) / f"parallel-{_cache_key(pairs, config)}.npz"
-        if cache.is_file():
-            try:
-                with np.load(cache) as z:
-                    fs = FrameSet(z["logmag"], z["cepstrum"], z["f0_hz"], z["periodicity"])
-                os.utime(cache)
-                return fs
-            except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-                pass
+        key = frames_cache_key([x for pair in pairs for x in pair], config, salt={"parallel": PARALLEL_VERSION})
+        cache = Path(cache_dir) / f"parallel-{key}.npz"
+        fs = read_cached_frames(cache)
+        if fs is not None:
+            return fs
     fx = FeatureExtractor(config)
+    targets: dict[int, Analysis] = {}  # a target said to several sources is analysed once
     n_mfcc = config.n_mfcc
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
     for src, tgt in pairs:
         a = fx.analyze(src, keep_logmag=True)
-        b = fx.analyze(tgt)
+        if id(tgt) not in targets:
+            targets[id(tgt)] = fx.analyze(tgt)
+        b = targets[id(tgt)]
         if len(a.f0_hz) < 2 or len(b.f0_hz) < 2:
             continue
         if convert is None:
@@ -150,9 +134,5 @@ def parallel_frames(pairs: Sequence[tuple[np.ndarray, np.ndarray]], *, config: F
         raise ConfigError("every parallel pair was too short to align; expected utterances of at least 2 frames")
     fs = FrameSet(*(np.concatenate([p[k] for p in parts]) for k in range(4)))
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, logmag=fs.logmag, cepstrum=fs.cepstrum, f0_hz=fs.f0_hz, periodicity=fs.periodicity)
-        os.replace(tmp, cache)
-        _prune_cache(cache.parent, pattern="parallel-*.npz")
+        write_cached_frames(cache, fs)
     return fs
