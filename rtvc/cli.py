@@ -26,7 +26,7 @@ import numpy as np
 from .errors import ConfigError, DeviceError, RtvcError
 from .params import Params
 from .resampling import SUPPORTED_RATES
-from .types import Audio
+from .types import NEURAL_DEVICES, Audio
 
 __all__ = ["main", "SUBCOMMANDS", "add_engine_arguments", "add_run_arguments", "build_engine", "build_runner",
            "build_params", "convert_array", "sample_path", "DEMO_OUTPUT"]
@@ -64,6 +64,9 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--output-gain-db", type=float, default=None, metavar="DB", help="output gain in dB, -60..24")
     g.add_argument("--mix", type=float, default=None, help="wet/dry mix, 0..1 (1 = converted only)")
     g.add_argument("--bypass", action="store_true", help="pass the input through unconverted (same latency)")
+    g.add_argument("--neural-device", choices=NEURAL_DEVICES, default="cpu",
+                   help="where neural voices run: cpu (default; one onnxruntime thread), cuda (onnxruntime-gpu's "
+                        "CUDA provider, the gpu extra; falls back to CPU with a logged reason) or auto")
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
@@ -169,7 +172,8 @@ def build_engine(args: argparse.Namespace, *, device_rate: int | None = None) ->
     block = int(round(rate * args.block_ms / 1000.0))
     registry = VoiceRegistry()
     params = build_params(args, registry=registry)
-    return Engine(EngineConfig(device_rate=rate, max_block=max(8192, block)), registry=registry, params=params)
+    return Engine(EngineConfig(device_rate=rate, max_block=max(8192, block),
+                               neural_device=getattr(args, "neural_device", "cpu")), registry=registry, params=params)
 
 
 def build_runner(args: argparse.Namespace, engine: Any) -> Any:

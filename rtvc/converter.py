@@ -27,7 +27,7 @@ from .errors import AudioFileError, ConfigError, ModelError
 from .features import FeatureConfig, FeatureExtractor
 from .manifest import read_manifest, sha256_file
 from .synthesis import Synthesizer
-from .types import HOP, MODEL_RATE, Audio
+from .types import HOP, MODEL_RATE, NEURAL_DEVICES, Audio
 
 __all__ = ["NeuralVoice", "F0Mapper", "TimbreMapper", "target_timbre_mean", "select_providers"]
 
@@ -45,15 +45,35 @@ def select_providers(device: str = "cpu", providers: list[str] | None = None) ->
 
     if providers:
         return list(providers)
+    if device not in NEURAL_DEVICES:
+        raise ModelError(f"device {device!r}; expected one of {NEURAL_DEVICES}")
     avail = ort.get_available_providers()
     if device in ("cuda", "auto"):
         if "CUDAExecutionProvider" in avail:
             log.info("onnxruntime: using CUDAExecutionProvider (asked %r)", device)
+            _preload_cuda_libraries(ort)
             return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-        log.info("onnxruntime: CUDA asked (%r) but available providers are %s; using CPU", device, avail)
-    elif device != "cpu":
-        raise ModelError(f"device {device!r}; expected 'cpu', 'cuda' or 'auto'")
+        (log.warning if device == "cuda" else log.info)(
+            "onnxruntime: CUDA asked (%r) but this onnxruntime offers only %s (CUDA needs the gpu extra: "
+            "onnxruntime-gpu in place of onnxruntime); running on CPU", device, avail)
     return ["CPUExecutionProvider"]
+
+
+_cuda_preloaded = False
+
+
+def _preload_cuda_libraries(ort: Any) -> None:
+    """Load the CUDA and cuDNN libraries of the ``nvidia-*`` pip packages (onnxruntime-gpu's
+    ``[cuda,cudnn]`` extras) once, so its CUDA provider finds them without LD_LIBRARY_PATH;
+    a no-op where this onnxruntime has no ``preload_dlls`` (it then searches the system paths)."""
+    global _cuda_preloaded
+    if _cuda_preloaded or not hasattr(ort, "preload_dlls"):
+        return
+    _cuda_preloaded = True
+    try:
+        ort.preload_dlls()
+    except Exception as e:  # a missing library shows again, with its name, when the session starts
+        log.info("onnxruntime: preloading CUDA libraries failed (%s); the system library path is searched", e)
 
 
 class F0Mapper:
@@ -176,7 +196,11 @@ class NeuralVoice:
             sess = ort.InferenceSession(str(path), sess_options=opts, providers=provs)
         except Exception as e:  # onnxruntime raises its own exception types for bad bytes
             raise ModelError(f"voice model {path} cannot be loaded by onnxruntime: {e}") from e
-        log.info("voice %s: providers %s, %d thread(s)", m["name"], sess.get_providers(), threads)
+        got = sess.get_providers()
+        if "CUDAExecutionProvider" in provs and "CUDAExecutionProvider" not in got:
+            log.warning("voice %s: onnxruntime could not start its CUDA provider (its own message above says "
+                        "why: usually a missing CUDA or cuDNN library); running on CPU", m["name"])
+        log.info("voice %s: providers %s, %d thread(s)", m["name"], got, threads)
         t = m["tensors"]
         ins = {i.name: i.shape for i in sess.get_inputs()}
         outs = {o.name: o.shape for o in sess.get_outputs()}
@@ -241,8 +265,11 @@ class NeuralVoice:
 
         The features kernel writes straight into the model's input, the model writes the
         envelope straight into ``cep_out``, and the recurrent state ping-pongs between two
-        buffers (``feed[state_in]`` is always the one the next hop reads): a hop allocates
-        nothing and passes no dictionaries to onnxruntime.
+        buffers (``h_in`` names the one the next hop reads): a hop allocates nothing and passes
+        no dictionaries to onnxruntime. On the CPU provider the bound buffers share memory with
+        NumPy arrays. On the CUDA provider the state stays on the GPU (no copies), and the
+        features input is bound again each hop: onnxruntime copies a host input to the GPU when
+        it is bound, not when the model runs.
         """
         import onnxruntime as ort
 
@@ -250,22 +277,27 @@ class NeuralVoice:
         n_out = int(self.manifest["features"]["n_output"])
         feats = fx["feats"].reshape(1, 1, self.n_input)  # a view: the model reads what the kernel wrote
         cep = np.zeros(n_out, np.float32)
-        h = (np.zeros(self.state_shape, np.float32), np.zeros(self.state_shape, np.float32))
-        ov = [ort.OrtValue.ortvalue_from_numpy(a) for a in (feats, cep.reshape(1, 1, n_out), *h)]
+        gpu = self.session.get_providers()[0] == "CUDAExecutionProvider"
+        h_host = [np.zeros(self.state_shape, np.float32) for _ in (0, 1)]
+        # on the CPU the OrtValues wrap ``h_host`` (which must stay alive); on the GPU they are copies
+        h = [ort.OrtValue.ortvalue_from_numpy(a, *(("cuda", 0) if gpu else ())) for a in h_host]
+        ov = [ort.OrtValue.ortvalue_from_numpy(a) for a in (feats, cep.reshape(1, 1, n_out))]
         bindings = []
         for i in (0, 1):  # hop with ``h[i]`` in, ``h[1 - i]`` out
             b = self.session.io_binding()
             b.bind_ortvalue_input(self.names[0], ov[0])
-            b.bind_ortvalue_input(self.names[1], ov[2 + i])
+            b.bind_ortvalue_input(self.names[1], h[i])
             b.bind_ortvalue_output(self.names[2], ov[1])
-            b.bind_ortvalue_output(self.names[3], ov[3 - i])
+            b.bind_ortvalue_output(self.names[3], h[1 - i])
             bindings.append(b)
         return {
             "fx": fx,
             "syn": self.synth.init_state(),
-            "feed": {self.names[0]: feats, self.names[1]: h[0]},
-            "h": h,
+            "gpu": gpu,
+            "h": h,  # the two state buffers (OrtValues; on the CPU provider views of host memory)
+            "h_host": None if gpu else h_host,  # the host memory of ``h`` (CPU provider)
             "h_in": 0,
+            "h_zero": np.zeros(self.state_shape, np.float32),  # for a reset on the GPU
             "bindings": bindings,
             "ort_values": ov,  # the bindings refer to these; they keep the arrays alive
             "cep_out": cep,
@@ -274,23 +306,34 @@ class NeuralVoice:
             "resets": 0,
         }
 
+    @staticmethod
+    def recurrent_state(state: dict[str, Any]) -> np.ndarray:
+        """A host copy of the recurrent state the next hop reads (for inspection; allocates)."""
+        return state["h"][state["h_in"]].numpy().copy()
+
     def step(self, x: Audio, state: dict[str, Any]) -> tuple[Audio, dict[str, Any]]:
         feats, fs = self.fx.step(x, state["fx"])
         f0_hz = fs["f0_hz"]
         if self.timbre is not None:
             self.timbre.map(feats, f0_hz > 0.0, state["timbre"])
         i = state["h_in"]
-        self.session.run_with_iobinding(state["bindings"][i])
-        h = state["h"][1 - i]
+        binding = state["bindings"][i]
+        if state["gpu"]:
+            binding.bind_ortvalue_input(self.names[0], state["ort_values"][0])  # copies this hop's features
+        self.session.run_with_iobinding(binding)
         cep = state["cep_out"]
-        if not (all_finite(h) and all_finite(cep)):
-            # bad numbers never enter the recurrent state: start it again from zeros
-            h[:] = 0.0
+        # bad numbers never enter the recurrent state: start it again from zeros. On the GPU the
+        # state is not read back each hop; a non-finite state shows in the envelope it makes.
+        ok = all_finite(cep) if state["gpu"] else all_finite(state["h_host"][1 - i]) and all_finite(cep)
+        if not ok:
+            if state["gpu"]:
+                state["h"][1 - i].update_inplace(state["h_zero"])
+            else:
+                state["h_host"][1 - i][:] = 0.0
             state["resets"] += 1
             cep[:] = 0.0
             cep[0] = math.log(1e-5)  # silence
         state["h_in"] = 1 - i
-        state["feed"][self.names[1]] = h
         f0_out = self.f0map.map(f0_hz, self.pitch_st, state["f0"])
         y = self.synth.step(cep, state["syn"], f0_hz=f0_out, voicing=fs["periodicity"],
                             formant_ratio=self.formant_ratio, src_spec=fs["spec"], src_cep=fs["cep"],

@@ -37,7 +37,7 @@ from ._native.ring import ring_read, ring_write
 from .errors import ConfigError, ControlError
 from .params import Params
 from .resampling import SUPPORTED_RATES, StreamResampler
-from .types import HOP, MODEL_RATE, Audio
+from .types import HOP, MODEL_RATE, NEURAL_DEVICES, Audio
 from .voices import VoiceInfo, VoiceRegistry
 
 __all__ = ["Engine", "EngineConfig"]
@@ -55,8 +55,11 @@ class EngineConfig:
     hop: int = HOP
     max_block: int = 8192  # process() splits longer inputs into chunks of this size
     queue_size: int = 64
+    neural_device: str = "cpu"  # where neural voices run: 'cpu', 'cuda' or 'auto' (converter.select_providers)
 
     def __post_init__(self) -> None:
+        if self.neural_device not in NEURAL_DEVICES:
+            raise ConfigError(f"neural device {self.neural_device!r}; expected one of {NEURAL_DEVICES}")
         if self.device_rate not in SUPPORTED_RATES:
             raise ConfigError(f"device rate {self.device_rate} Hz is not supported; expected one of {SUPPORTED_RATES}")
         if self.model_rate != MODEL_RATE:
@@ -156,6 +159,12 @@ class Engine:
         return self.prefill + d * self.config.device_rate / self.config.model_rate
 
     @property
+    def active_stage(self) -> Any:
+        """The stage of the voice playing now (a :class:`~rtvc.dsp.DspVoice` or a
+        :class:`~rtvc.converter.NeuralVoice`; for reading only)."""
+        return self._active.stage
+
+    @property
     def algorithmic_latency_ms(self) -> float:
         return 1000.0 * self.latency_samples() / self.config.device_rate
 
@@ -164,7 +173,8 @@ class Engine:
 
     # ------------------------------------------------------------------ control (any thread)
     def _load(self, info: VoiceInfo, params: Params) -> _Active:
-        stage = self.registry.make_stage(info, model_rate=self.config.model_rate, hop=self.hop)
+        stage = self.registry.make_stage(info, model_rate=self.config.model_rate, hop=self.hop,
+                                         device=self.config.neural_device)
         stage.set_params(params)
         return _Active(info, stage)
 

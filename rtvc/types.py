@@ -15,7 +15,7 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Audio", "Frames", "MODEL_RATE", "HOP", "Stage", "S"]
+__all__ = ["Audio", "Frames", "MODEL_RATE", "HOP", "NEURAL_DEVICES", "Stage", "S"]
 
 Audio = npt.NDArray[np.float32]
 Frames = npt.NDArray[np.float32]
@@ -25,6 +25,10 @@ MODEL_RATE = 16_000
 
 HOP = 80
 """Engine hop at the model rate, in samples (5 ms): every stage is stepped with this many."""
+
+NEURAL_DEVICES = ("cpu", "cuda", "auto")
+"""Where a neural voice's model runs: onnxruntime's CPU provider, its CUDA provider (the ``gpu``
+extra; CPU with a logged reason where CUDA is unavailable), or CUDA where available."""
 
 S = TypeVar("S")
 

@@ -122,8 +122,11 @@ class VoiceRegistry:
                 return v
         raise ConfigError(f"unknown voice {name!r}; expected one of {self.names()}")
 
-    def make_stage(self, info: VoiceInfo, *, model_rate: int = MODEL_RATE, hop: int = HOP) -> Any:
-        """Build (and load) the stage for ``info``. Raises ModelError for a damaged model."""
+    def make_stage(self, info: VoiceInfo, *, model_rate: int = MODEL_RATE, hop: int = HOP,
+                   device: str = "cpu") -> Any:
+        """Build (and load) the stage for ``info``; a neural voice runs on ``device`` ('cpu',
+        'cuda' or 'auto', see :func:`~rtvc.converter.select_providers`). Raises ModelError for a
+        damaged model."""
         if info.kind == "dsp":
             from .dsp import DspVoice
 
@@ -131,4 +134,4 @@ class VoiceRegistry:
         from .converter import NeuralVoice
 
         assert info.path is not None
-        return NeuralVoice.load(info.path, model_rate=model_rate, hop=hop)
+        return NeuralVoice.load(info.path, model_rate=model_rate, hop=hop, device=device)

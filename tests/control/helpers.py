@@ -25,7 +25,7 @@ class DelayRegistry(VoiceRegistry):
     def __init__(self) -> None:
         super().__init__(model_dirs=[])
 
-    def make_stage(self, info: Any, *, model_rate: int = 16000, hop: int = 80) -> Any:
+    def make_stage(self, info: Any, *, model_rate: int = 16000, hop: int = 80, device: str = "cpu") -> Any:
         return DelayStage(160, hop=hop)
 
 
