@@ -136,7 +136,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--holdout", type=float, default=0.1, help="share of utterances kept out of training")
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--batch", type=int, default=16, help="sequences per training step (default 16)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="where the network trains (default cpu; cuda needs a torch that sees a GPU)")
     p.add_argument("--synthesis", default="pulse-noise", choices=["pulse-noise", "source"])
     p.add_argument("--postfilter", type=float, default=None, metavar="BETA",
                    help="cepstral postfilter of the synthesis, 1..2 (default: none); a manifest option, "
@@ -203,8 +206,8 @@ def train_handler(args: argparse.Namespace) -> int:
     try:
         fc = _feature_config(args)
         _synthesis_options(args)
-        tc = TrainConfig(steps=args.steps, hidden=args.hidden, threads=args.threads, seed=args.seed,
-                         **_loss_options(args))  # a bad loss option is refused before any corpus work
+        tc = TrainConfig(steps=args.steps, hidden=args.hidden, batch=args.batch, threads=args.threads,
+                         seed=args.seed, device=args.device, **_loss_options(args))  # a bad loss option is refused before any corpus work
         aug = _augment(args)
         utts = build_corpus(args.corpus, cache_dir=args.cache_dir, max_utterances=args.max_utterances,
                             progress=not args.quiet)

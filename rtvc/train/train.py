@@ -18,6 +18,7 @@ from .model import Converter
 __all__ = ["TrainConfig", "Progress", "train_converter", "envelope_loss", "cepstral_weights", "LOSS_OPTIONS"]
 
 LOSS_OPTIONS = ("delta_weight", "gv_weight", "cep_emphasis")
+TRAIN_DEVICES = ("cpu", "cuda")
 """The :class:`TrainConfig` fields that shape the loss (recorded in the manifest's ``training.loss``)."""
 
 
@@ -40,6 +41,7 @@ class TrainConfig:
     lr: float = 2e-3
     seed: int = 0
     threads: int = 2
+    device: str = "cpu"  # where the network trains: 'cpu' or 'cuda' (batches are built on the CPU either way)
     # bench/quality.py, 1000 steps: gv 0.1 + delta 1 raised DNSMOS P.808 by 0.02 (joe) and 0.11
     # (kumo) with the WER gap within 0.1 point; on joe, gv >= 0.25 raised similarity more but cost
     # 2-14 WER points and F0 correlation. delta 0, gv 0, emphasis 0 is the original loss.
@@ -48,6 +50,15 @@ class TrainConfig:
     cep_emphasis: float = 0.0
 
     def __post_init__(self) -> None:
+        for name in ("steps", "batch", "frames", "hidden", "layers", "threads"):
+            v = getattr(self, name)
+            if not (isinstance(v, int) and v >= (2 if name == "frames" else 1)):
+                raise ConfigError(f"{name} {v!r}; expected an integer >= {2 if name == 'frames' else 1}")
+        if self.device not in TRAIN_DEVICES:
+            raise ConfigError(f"training device {self.device!r}; expected one of {TRAIN_DEVICES}")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("training device 'cuda': this torch sees no CUDA GPU (torch.cuda.is_available() is "
+                              f"False; torch {torch.__version__}); expected 'cpu' here")
         for name in LOSS_OPTIONS:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
@@ -69,7 +80,7 @@ def envelope_loss(pred: torch.Tensor, target: torch.Tensor, *, config: TrainConf
     Returns the scalar loss and its unweighted parts (``frame``, ``delta``, ``gv``; the latter two
     only when their weight is positive) as floats for the progress line.
     """
-    w = cepstral_weights(pred.shape[-1], config.cep_emphasis)
+    w = cepstral_weights(pred.shape[-1], config.cep_emphasis).to(pred.device)
     l1 = torch.nn.functional.smooth_l1_loss
     frame = (l1(pred, target, beta=0.5, reduction="none") * w).mean()
     loss, parts = frame, {"frame": frame.item()}
@@ -136,6 +147,8 @@ def train_converter(frames: FrameSet, *, config: TrainConfig | None = None, feat
         y_all = torch.from_numpy(frames.cepstrum)
         model = Converter(x_all.shape[-1], y_all.shape[-1], hidden=c.hidden, layers=c.layers)
         model.set_normalisation(x_all.mean(0), x_all.std(0).clamp(min=1e-3), y_all.mean(0), y_all.std(0).clamp(min=1e-3))
+        dev = torch.device(c.device)
+        model.to(dev)
         opt = torch.optim.AdamW(model.parameters(), lr=c.lr, weight_decay=1e-5)
         warm = max(1, min(50, c.steps // 10))
         sched = torch.optim.lr_scheduler.LambdaLR(
@@ -146,7 +159,8 @@ def train_converter(frames: FrameSet, *, config: TrainConfig | None = None, feat
         ema: dict[str, float] = {}  # smoothed total loss and its parts
         for step in range(c.steps):
             x, y = data.batch(c.batch, c.frames)
-            pred, _ = model.forward_normalised(x, model.init_state(c.batch))
+            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+            pred, _ = model.forward_normalised(x, model.init_state(c.batch).to(dev))
             target = (y - model.out_mean) / model.out_std
             loss, parts = envelope_loss(pred, target, config=c)
             opt.zero_grad()
@@ -157,7 +171,7 @@ def train_converter(frames: FrameSet, *, config: TrainConfig | None = None, feat
             for k, v in {"loss": loss.item(), **parts}.items():
                 ema[k] = v if k not in ema else 0.95 * ema[k] + 0.05 * v
             bar.update(**ema)
-        model.eval()
+        model.cpu().eval()  # export and the parity checks run on the CPU
         return model, {"final_loss": ema.get("loss", 0.0), "train_s": time.perf_counter() - t0, "steps": c.steps,
                        "n_input": N_INPUT}
     finally:

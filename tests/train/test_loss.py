@@ -103,9 +103,12 @@ def test_voice_flags_reach_train_config(sub, monkeypatch, tmp_path):
     monkeypatch.setattr("rtvc.train.corpus.build_corpus", lambda *a, **k: [])
     argv = [sub, "--corpus", "x", "--name", "v", "--gender", "male", "--steps", "7", "--threads", "1",
             "--delta-weight", "0.25", "--gv-weight", "0.5", "--cep-emphasis", "0.3", "--out", str(tmp_path), "--quiet"]
+    if sub == "voice":
+        argv += ["--batch", "5"]
     assert train_main(argv) == 0
     tc = seen["train"]
     assert (tc.steps, tc.threads, tc.delta_weight, tc.gv_weight, tc.cep_emphasis) == (7, 1, 0.25, 0.5, 0.3)
+    assert tc.batch == (5 if sub == "voice" else 16) and tc.device == "cpu"
 
 
 def test_voice_defaults_are_the_train_config_defaults(monkeypatch, tmp_path):
@@ -179,3 +182,41 @@ def test_a_voice_trained_with_the_loss_terms_records_them_and_keeps_the_runtime_
     stage = reg.make_stage(reg.get("gv"))
     y, _ = stage.step(_speech_like(1)[:80], stage.init_state())
     assert y.shape == (80,) and np.all(np.isfinite(y))
+
+
+def test_train_config_refuses_bad_sizes_and_devices():
+    import torch
+
+    from rtvc.errors import ConfigError
+    from rtvc.train.train import TrainConfig
+
+    with pytest.raises(ConfigError, match=r"batch 0; expected an integer >= 1"):
+        TrainConfig(batch=0)
+    with pytest.raises(ConfigError, match=r"frames 1; expected an integer >= 2"):
+        TrainConfig(frames=1)
+    with pytest.raises(ConfigError, match=r"training device 'tpu'; expected one of \('cpu', 'cuda'\)"):
+        TrainConfig(device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match=r"training device 'cuda': this torch sees no CUDA GPU"):
+            TrainConfig(device="cuda")
+
+
+def test_training_on_cuda_gives_a_cpu_model_close_to_cpu_training():
+    import torch
+
+    from rtvc.train.dataset import analyse_files
+    from rtvc.train.train import TrainConfig, train_converter
+
+    if not torch.cuda.is_available():
+        pytest.skip("torch sees no CUDA GPU")
+    rng = np.random.default_rng(0)
+    t = np.arange(32000) / 16000
+    ph = 2 * np.pi * np.cumsum(120 * (1 + 0.1 * np.sin(2 * np.pi * 0.7 * t))) / 16000
+    x = (0.1 * sum(np.sin(k * ph) / k for k in range(1, 25)) + 0.002 * rng.standard_normal(len(t))).astype(np.float32)
+    frames = analyse_files([x])
+    cfg = dict(steps=5, batch=2, frames=40, hidden=16, threads=1)
+    m_cpu, _ = train_converter(frames, config=TrainConfig(**cfg), progress=False)
+    m_gpu, info = train_converter(frames, config=TrainConfig(**cfg, device="cuda"), progress=False)
+    assert all(p.device.type == "cpu" for p in m_gpu.parameters())
+    for a, b in zip(m_cpu.parameters(), m_gpu.parameters()):  # same seed, same batches: same weights
+        torch.testing.assert_close(a, b, atol=2e-3, rtol=1e-2)
