@@ -9,7 +9,9 @@ Per hop of 80 samples at 16 kHz::
       -> Synthesizer (pulse+noise or source excitation, target envelope, short OLA) -> y
 
 The stage latency is the synthesis OLA delay (``syn_len - hop`` = 80 samples, 5 ms): the
-analysis window ends at the current hop and the GRU looks at no future frame.
+analysis window ends at the current hop and the GRU looks at no future frame; a voice whose
+manifest gives ``lookahead_frames`` k (trained with ``--lookahead k``) outputs frame t - k's
+envelope after hearing frame t, which adds k hops to the latency.
 """
 
 from __future__ import annotations
@@ -153,7 +155,10 @@ class NeuralVoice:
                                      options=manifest.get("synthesis_options"))
         except ConfigError as e:
             raise ModelError(f"voice model {path}: {e}") from e
-        self.latency = self.synth.latency
+        # a converter with lookahead k gives frame t - k's envelope after hearing frame t: the
+        # synthesis takes that frame's source values (F0, voicing, spectrum) from a k-hop delay line
+        self.lookahead = int(manifest.get("lookahead_frames", 0))
+        self.latency = self.synth.latency + self.lookahead * self.config.hop
         t = manifest["tensors"]
         self.names = (t["features"], t["state_in"], t["envelope"], t["state_out"])
         self.state_shape = tuple(t["state_shape"])
@@ -304,7 +309,14 @@ class NeuralVoice:
             "f0": self.f0map.init_state(),
             "timbre": self.timbre.init_state() if self.timbre is not None else None,
             "resets": 0,
+            "delay": self._init_delay(fx) if self.lookahead else None,
         }
+
+    def _init_delay(self, fx: dict[str, Any]) -> dict[str, Any]:
+        """The source values of the last ``lookahead + 1`` frames (a ring; silence at first)."""
+        n = self.lookahead + 1
+        return {"f0": np.zeros(n), "per": np.zeros(n), "spec": np.zeros((n, *fx["spec"].shape), fx["spec"].dtype),
+                "cep": np.zeros((n, *fx["cep"].shape), fx["cep"].dtype), "pos": 0}
 
     @staticmethod
     def recurrent_state(state: dict[str, Any]) -> np.ndarray:
@@ -334,8 +346,18 @@ class NeuralVoice:
             cep[:] = 0.0
             cep[0] = math.log(1e-5)  # silence
         state["h_in"] = 1 - i
+        per, spec, src_cep = fs["periodicity"], fs["spec"], fs["cep"]
+        d = state["delay"]
+        if d is not None:  # this frame in, the frame ``lookahead`` hops old out
+            j = d["pos"]
+            d["f0"][j], d["per"][j] = f0_hz, per
+            d["spec"][j] = spec
+            d["cep"][j] = src_cep
+            j = (j + 1) % len(d["f0"])
+            d["pos"] = j
+            f0_hz, per, spec, src_cep = float(d["f0"][j]), float(d["per"][j]), d["spec"][j], d["cep"][j]
         f0_out = self.f0map.map(f0_hz, self.pitch_st, state["f0"])
-        y = self.synth.step(cep, state["syn"], f0_hz=f0_out, voicing=fs["periodicity"],
-                            formant_ratio=self.formant_ratio, src_spec=fs["spec"], src_cep=fs["cep"],
+        y = self.synth.step(cep, state["syn"], f0_hz=f0_out, voicing=per,
+                            formant_ratio=self.formant_ratio, src_spec=spec, src_cep=src_cep,
                             src_f0_hz=f0_hz)
         return y, state

@@ -14,10 +14,14 @@ from typing import Any
 
 from .errors import ModelError
 
-__all__ = ["MANIFEST_VERSION", "REQUIRED_KEYS", "sha256_file", "check_manifest", "read_manifest",
-           "write_manifest"]
+__all__ = ["MANIFEST_VERSION", "REQUIRED_KEYS", "MAX_LOOKAHEAD_FRAMES", "sha256_file", "check_manifest",
+           "read_manifest", "write_manifest"]
 
 MANIFEST_VERSION = 1
+
+MAX_LOOKAHEAD_FRAMES = 2
+"""Most frames (hops) a converter may look ahead (optional key ``lookahead_frames``, default 0):
+each adds one hop (5 ms) to the voice's latency."""
 
 REQUIRED_KEYS: dict[str, type | tuple[type, ...]] = {
     "format_version": int,
@@ -86,6 +90,9 @@ def check_manifest(m: Any, *, source: str = "manifest", model_rate: int | None =
     for key in ("log2_mean", "log2_std"):
         if not isinstance(m["f0"].get(key), (int, float)):
             raise ModelError(f"{source}: f0.{key} = {m['f0'].get(key)!r}; expected a number")
+    k = m.get("lookahead_frames", 0)
+    if not (isinstance(k, int) and not isinstance(k, bool) and 0 <= k <= MAX_LOOKAHEAD_FRAMES):
+        raise ModelError(f"{source}: lookahead_frames {k!r}; expected an integer 0..{MAX_LOOKAHEAD_FRAMES}")
     if not isinstance(m.get("synthesis_options", {}), dict):
         raise ModelError(f"{source}: synthesis_options = {m['synthesis_options']!r}; expected an object "
                          "(phase, voicing, postfilter) or no key")

@@ -255,3 +255,45 @@ def test_voice_takes_its_timbre_from_the_preview_clip(tiny_voice, tmp_path, capl
     onnx.with_name("noclip.preview.wav").write_bytes(b"RIFF\x00\x00garbage")
     caplog.clear()
     assert NeuralVoice.load(onnx).timbre is None and "noclip.preview.wav" in caplog.text
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_lookahead_pairs_each_envelope_with_the_source_frame_k_hops_older(tiny_voice, tmp_path, k):
+    """A converter with lookahead k outputs frame t - k's envelope after hearing frame t: the
+    synthesis must get that frame's F0, voicing and spectrum, and the latency grows by k hops."""
+    onnx, m = _copy(tiny_voice, tmp_path, name=f"ahead{k}")
+    m["lookahead_frames"] = k
+    _write(onnx, m)
+    shutil.copy(tiny_voice.with_name("tiny.preview.wav"), onnx.with_name(f"ahead{k}.preview.wav"))  # same normalisation
+    plain, ahead = NeuralVoice.load(tiny_voice), NeuralVoice.load(onnx)
+    assert ahead.latency == plain.latency + k * 80
+    x = _speech_like(1.0, seed=6)
+    calls = {}
+    for name, v in (("plain", plain), ("ahead", ahead)):
+        rec = calls[name] = []
+        step = v.synth.step
+
+        def spy(cep, st, *, step=step, rec=rec, **kw):
+            rec.append((cep.copy(), kw["f0_hz"], kw["voicing"], kw["src_spec"].copy(), kw["src_f0_hz"]))
+            return step(cep, st, **kw)
+
+        v.synth.step = spy
+        st = v.init_state()
+        for i in range(len(x) // 80):
+            v.step(x[i * 80:(i + 1) * 80], st)
+    p, a = calls["plain"], calls["ahead"]
+    assert sum(r[4] > 0 for r in p) > 50  # the sample is voiced
+    for t in range(k, len(p)):
+        np.testing.assert_array_equal(a[t][0], p[t][0])  # the model runs on the same frames
+        assert a[t][4] == p[t - k][4] and a[t][2] == p[t - k][2]  # source F0 and voicing k hops old
+        np.testing.assert_array_equal(a[t][3], p[t - k][3])  # and its spectrum
+    assert all(r[4] == 0.0 for r in a[:k])  # before that: silence
+
+
+def test_a_bad_lookahead_in_the_manifest_is_refused(tiny_voice, tmp_path):
+    for bad in (3, -1, "1", True, 1.0):
+        onnx, m = _copy(tiny_voice, tmp_path)
+        m["lookahead_frames"] = bad
+        _write(onnx, m)
+        with pytest.raises(ModelError, match=r"lookahead_frames .*; expected an integer 0\.\.2"):
+            NeuralVoice.load(onnx)

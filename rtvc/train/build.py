@@ -39,14 +39,19 @@ def pick_preview(audio: Sequence[np.ndarray], *, min_s: float = 3.0, max_s: floa
     return (y * min(1.0, 0.9 / peak)).astype(np.float32)
 
 
-def _converter_fn(model):  # noqa: ANN001, ANN202
-    """Input features ``(n, F)`` -> envelope cepstra ``(n, E)`` with a trained converter."""
+def _converter_fn(model, lookahead: int = 0):  # noqa: ANN001, ANN202
+    """Input features ``(n, F)`` -> envelope cepstra ``(n, E)`` with a trained converter, on the
+    input's timeline (a converter with ``lookahead`` k gives frame t's envelope at output t + k;
+    the last k frames repeat the last envelope)."""
     import torch
 
     def convert(x: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             y, _ = model(torch.from_numpy(np.ascontiguousarray(x, np.float32))[None], model.init_state(1))
-        return y[0].numpy()
+        y = y[0].numpy()
+        if lookahead:
+            y = np.concatenate([y[lookahead:], np.repeat(y[-1:], lookahead, axis=0)])
+        return y
 
     return convert
 
@@ -82,12 +87,12 @@ def build_voice(sources: Sequence[Path] | Sequence[np.ndarray], out_dir: str | P
     first_train_s = 0.0
     if par is not None and realign:
         first_train_s = info["train_s"]
-        par = parallel_frames(parallel, config=fc, convert=_converter_fn(model))
+        par = parallel_frames(parallel, config=fc, convert=_converter_fn(model, (train or TrainConfig()).lookahead))
         model, info = train_converter(frames, config=train, feature_config=fc, aug=aug, progress=progress, parallel=par)
     tc = train or TrainConfig()
     training = {"data": data, "licence": licence, "minutes": round(frames.minutes, 2), "command": command,
                 "steps": tc.steps, "batch": tc.batch, "frames": tc.frames, "hidden": tc.hidden, "layers": tc.layers,
-                "seed": tc.seed, "device": tc.device, "loss": tc.loss_options(), "augment": (aug or AugmentConfig()).options(),
+                "seed": tc.seed, "lookahead": tc.lookahead, "device": tc.device, "loss": tc.loss_options(), "augment": (aug or AugmentConfig()).options(),
                 "final_loss": round(info["final_loss"], 5), "analysis_s": round(t_an, 1),
                 "train_s": round(info["train_s"], 1), "n_cep": fc.n_cep, **(extra or {})}
     if par is not None:
@@ -96,5 +101,5 @@ def build_voice(sources: Sequence[Path] | Sequence[np.ndarray], out_dir: str | P
                                        **({"first_train_s": round(first_train_s, 1)} if realign else {})}
     return write_voice(model, out_dir, name, description=description, gender=gender, f0_log2_mean=mean,
                        f0_log2_std=std, synthesis=synthesis, training=training, preview=pick_preview(audio),
-                       feature_config=fc,
+                       feature_config=fc, lookahead_frames=tc.lookahead,
                        synthesis_options=SYNTHESIS_OPTIONS if synthesis_options is None else synthesis_options)

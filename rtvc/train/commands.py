@@ -138,6 +138,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--batch", type=int, default=16, help="sequences per training step (default 16)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--lookahead", type=int, default=0, metavar="K",
+                   help="frames (5 ms each) the converter hears before it gives a frame's envelope, 0..2; each "
+                        "adds 5 ms to the voice's latency (default 0)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="where the network trains (default cpu; cuda needs a torch that sees a GPU)")
     p.add_argument("--synthesis", default="pulse-noise", choices=["pulse-noise", "source"])
@@ -207,7 +210,7 @@ def train_handler(args: argparse.Namespace) -> int:
         fc = _feature_config(args)
         _synthesis_options(args)
         tc = TrainConfig(steps=args.steps, hidden=args.hidden, batch=args.batch, threads=args.threads,
-                         seed=args.seed, device=args.device, **_loss_options(args))  # a bad loss option is refused before any corpus work
+                         seed=args.seed, lookahead=args.lookahead, device=args.device, **_loss_options(args))  # a bad loss option is refused before any corpus work
         aug = _augment(args)
         utts = build_corpus(args.corpus, cache_dir=args.cache_dir, max_utterances=args.max_utterances,
                             progress=not args.quiet)

@@ -43,10 +43,12 @@ def export_onnx(model: Converter, path: str | Path) -> Path:
 def write_voice(model: Converter, out_dir: str | Path, name: str, *, description: str, gender: str,
                 f0_log2_mean: float, f0_log2_std: float, synthesis: str, training: dict[str, Any],
                 preview: np.ndarray | None = None, feature_config: FeatureConfig | None = None,
-                synthesis_options: dict[str, Any] | None = None) -> Path:
+                synthesis_options: dict[str, Any] | None = None, lookahead_frames: int = 0) -> Path:
     """Write ``NAME.onnx``, ``NAME.json`` (manifest) and ``NAME.preview.wav`` into ``out_dir``.
 
-    ``synthesis_options`` (see :mod:`rtvc.synthesis`) go into the manifest when given.
+    ``synthesis_options`` (see :mod:`rtvc.synthesis`) go into the manifest when given;
+    ``lookahead_frames`` (the converter's output for frame t is the envelope of frame t - k) when
+    not 0.
 
     Returns the path of the .onnx file.
     """
@@ -79,6 +81,7 @@ def write_voice(model: Converter, out_dir: str | Path, name: str, *, description
         "tensors": {**TENSORS, "state_shape": [model.layers, 1, model.hidden], "opset": OPSET},
         "f0": {"log2_mean": float(f0_log2_mean), "log2_std": float(f0_log2_std),
                "mean_hz": float(2.0 ** f0_log2_mean)},
+        **({"lookahead_frames": int(lookahead_frames)} if lookahead_frames else {}),
         "synthesis": synthesis,
         **({"synthesis_options": check_options(synthesis_options)} if synthesis_options else {}),
         "onnx_sha256": sha256_file(onnx_path),

@@ -12,6 +12,7 @@ import torch
 
 from ..errors import ConfigError
 from ..features import FeatureConfig, N_INPUT
+from ..manifest import MAX_LOOKAHEAD_FRAMES
 from .dataset import AugmentConfig, Augmenter, FrameSet
 from .model import Converter
 
@@ -41,6 +42,7 @@ class TrainConfig:
     lr: float = 2e-3
     seed: int = 0
     threads: int = 2
+    lookahead: int = 0  # frames the converter hears before it outputs a frame's envelope (+5 ms latency each)
     device: str = "cpu"  # where the network trains: 'cpu' or 'cuda' (batches are built on the CPU either way)
     # bench/quality.py, 1000 steps: gv 0.1 + delta 1 raised DNSMOS P.808 by 0.02 (joe) and 0.11
     # (kumo) with the WER gap within 0.1 point; on joe, gv >= 0.25 raised similarity more but cost
@@ -54,6 +56,11 @@ class TrainConfig:
             v = getattr(self, name)
             if not (isinstance(v, int) and v >= (2 if name == "frames" else 1)):
                 raise ConfigError(f"{name} {v!r}; expected an integer >= {2 if name == 'frames' else 1}")
+        if not (isinstance(self.lookahead, int) and 0 <= self.lookahead <= MAX_LOOKAHEAD_FRAMES):
+            raise ConfigError(f"lookahead {self.lookahead!r}; expected an integer 0..{MAX_LOOKAHEAD_FRAMES} frames")
+        if self.lookahead >= self.frames:
+            raise ConfigError(f"lookahead {self.lookahead} frames; expected fewer than the {self.frames} frames "
+                              "of a training sequence")
         if self.device not in TRAIN_DEVICES:
             raise ConfigError(f"training device {self.device!r}; expected one of {TRAIN_DEVICES}")
         if self.device == "cuda" and not torch.cuda.is_available():
@@ -162,6 +169,8 @@ def train_converter(frames: FrameSet, *, config: TrainConfig | None = None, feat
             x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
             pred, _ = model.forward_normalised(x, model.init_state(c.batch).to(dev))
             target = (y - model.out_mean) / model.out_std
+            if c.lookahead:  # the output at frame t is the envelope of frame t - k
+                pred, target = pred[:, c.lookahead:], target[:, :-c.lookahead]
             loss, parts = envelope_loss(pred, target, config=c)
             opt.zero_grad()
             loss.backward()

@@ -104,11 +104,12 @@ def test_voice_flags_reach_train_config(sub, monkeypatch, tmp_path):
     argv = [sub, "--corpus", "x", "--name", "v", "--gender", "male", "--steps", "7", "--threads", "1",
             "--delta-weight", "0.25", "--gv-weight", "0.5", "--cep-emphasis", "0.3", "--out", str(tmp_path), "--quiet"]
     if sub == "voice":
-        argv += ["--batch", "5"]
+        argv += ["--batch", "5", "--lookahead", "1"]
     assert train_main(argv) == 0
     tc = seen["train"]
     assert (tc.steps, tc.threads, tc.delta_weight, tc.gv_weight, tc.cep_emphasis) == (7, 1, 0.25, 0.5, 0.3)
     assert tc.batch == (5 if sub == "voice" else 16) and tc.device == "cpu"
+    assert tc.lookahead == (1 if sub == "voice" else 0)
 
 
 def test_voice_defaults_are_the_train_config_defaults(monkeypatch, tmp_path):
@@ -220,3 +221,23 @@ def test_training_on_cuda_gives_a_cpu_model_close_to_cpu_training():
     assert all(p.device.type == "cpu" for p in m_gpu.parameters())
     for a, b in zip(m_cpu.parameters(), m_gpu.parameters()):  # same seed, same batches: same weights
         torch.testing.assert_close(a, b, atol=2e-3, rtol=1e-2)
+
+
+def test_lookahead_is_refused_out_of_range_and_shifts_the_converted_timeline():
+    import torch
+
+    from rtvc.errors import ConfigError
+    from rtvc.train.build import _converter_fn
+    from rtvc.train.model import Converter
+    from rtvc.train.train import TrainConfig
+
+    with pytest.raises(ConfigError, match=r"lookahead 3; expected an integer 0\.\.2 frames"):
+        TrainConfig(lookahead=3)
+    with pytest.raises(ConfigError, match=r"lookahead 2 frames; expected fewer than the 2 frames"):
+        TrainConfig(lookahead=2, frames=2)
+    torch.manual_seed(0)
+    model = Converter(23, 8, hidden=8, layers=1).eval()
+    x = np.random.default_rng(0).standard_normal((30, 23)).astype(np.float32)
+    y0, y2 = _converter_fn(model)(x), _converter_fn(model, 2)(x)
+    np.testing.assert_array_equal(y2[:-2], y0[2:])  # output t + 2 is frame t's envelope
+    np.testing.assert_array_equal(y2[-2:], np.repeat(y0[-1:], 2, axis=0))
