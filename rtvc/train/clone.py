@@ -110,7 +110,8 @@ def clone_voice(folder: str | Path, name: str, *, minutes_limit: float | None = 
                 out_dir: str | Path | None = None, hidden: int = 128, seed: int = 0,
                 synthesis: str = "pulse-noise", gender: str = "unknown",
                 feature_config: FeatureConfig | None = None, loss_options: Mapping[str, float] | None = None,
-                aug: AugmentConfig | None = None, cache_dir: str | Path | None = None) -> Path:
+                aug: AugmentConfig | None = None, cache_dir: str | Path | None = None,
+                device: str = "cpu") -> Path:
     """Clone the voice in ``folder`` into ``NAME.onnx`` + manifest + preview; return the .onnx path.
 
     Parameters
@@ -137,13 +138,15 @@ def clone_voice(folder: str | Path, name: str, *, minutes_limit: float | None = 
         How the training disguises the target (see :class:`~rtvc.train.dataset.AugmentConfig`).
     cache_dir : path, optional
         Cache the analysed frames there (keyed by audio content and feature config).
+    device : str
+        Where the network trains: 'cpu' (default) or 'cuda' (a torch that sees a GPU).
     """
     _check_name(name)
     fc = feature_config or FeatureConfig()
     loss = dict(loss_options or {})
     if unknown := sorted(set(loss) - set(LOSS_OPTIONS)):
         raise ConfigError(f"loss options {unknown}; expected some of {list(LOSS_OPTIONS)}")
-    tc = TrainConfig(hidden=hidden, seed=seed, **loss)  # bad options are refused before reading audio
+    tc = TrainConfig(hidden=hidden, seed=seed, device=device, **loss)  # bad options are refused before reading audio
     src = check_clone_folder(folder, min_minutes=min_minutes, minutes_limit=minutes_limit)
     n_frames = sum(len(x) for x in src.audio) // 80
     if steps is None:
@@ -153,7 +156,7 @@ def clone_voice(folder: str | Path, name: str, *, minutes_limit: float | None = 
             steps = int(np.ceil(epochs * n_frames / (tc.batch * tc.frames)))
         else:
             steps = int(np.clip(150 * src.active_s / 60, 300, 1500))
-    tc = TrainConfig(hidden=hidden, seed=seed, steps=max(1, int(steps)), **loss)
+    tc = TrainConfig(hidden=hidden, seed=seed, steps=max(1, int(steps)), device=device, **loss)
     loss_flags: list[str] = []
     for key, value in tc.loss_options().items():
         if value != getattr(TrainConfig(), key):  # the command names what differs from the defaults
@@ -169,7 +172,7 @@ def clone_voice(folder: str | Path, name: str, *, minutes_limit: float | None = 
                        licence="the user's own recordings (not redistributed)",
                        command=shlex.join(["rtvc", "clone", str(folder), "--name", name, "--steps", str(tc.steps)]
                                           + (["--n-cep", str(fc.n_cep)] if fc.n_cep != N_CEP else [])
-                                          + loss_flags),
+                                          + loss_flags + (["--device", device] if device != "cpu" else [])),
                        synthesis=synthesis, train=tc, aug=aug, feature_config=fc, cache_dir=cache_dir,
                        progress=progress, extra={"active_minutes": round(src.active_s / 60, 2),
                                                  "skipped": src.skipped})

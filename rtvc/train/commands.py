@@ -36,6 +36,8 @@ def add_clone_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-minutes", type=float, default=5.0, help="refuse less speech than this (default 5)")
     p.add_argument("--gender", default="unknown")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: the user voices folder)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="where the network trains (default cpu; cuda needs a torch that sees a GPU)")
     _add_feature_arguments(p)
     _add_loss_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -119,7 +121,8 @@ def clone_handler(args: argparse.Namespace) -> int:
         path = clone_voice(args.folder, args.name, minutes_limit=args.minutes, epochs=args.epochs, steps=args.steps,
                            min_minutes=args.min_minutes, progress=not args.quiet, out_dir=args.out, gender=args.gender,
                            feature_config=_feature_config(args), loss_options=_loss_options(args),
-                           aug=_augment(args), cache_dir=None if args.no_frames_cache else frames_cache_dir())
+                           aug=_augment(args), cache_dir=None if args.no_frames_cache else frames_cache_dir(),
+                           device=args.device)
     except RtvcError as e:
         print(f"rtvc clone: {e}")
         return 2

@@ -150,6 +150,11 @@ def test_clone_flags_reach_train_config_and_the_recorded_command(monkeypatch, tm
     tc = seen["train"]
     assert (tc.steps, tc.delta_weight, tc.gv_weight, tc.cep_emphasis) == (5, TrainConfig().delta_weight, 0.5, 0.3)
     assert seen["command"].endswith("--steps 5 --gv-weight 0.5 --cep-emphasis 0.3")
+    assert tc.device == "cpu"
+    import torch
+
+    if not torch.cuda.is_available():  # asked for a GPU that is not there: refused before any audio is read
+        assert train_main(argv + ["--device", "cuda"]) == 2
 
 
 def test_clone_refuses_unknown_loss_options(tmp_path):
