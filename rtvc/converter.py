@@ -55,13 +55,17 @@ def select_providers(device: str = "cpu", providers: list[str] | None = None) ->
             log.info("onnxruntime: using CUDAExecutionProvider (asked %r)", device)
             _preload_cuda_libraries(ort)
             return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-        (log.warning if device == "cuda" else log.info)(
+        global _cuda_fallback_told
+        loud = device == "cuda" and not _cuda_fallback_told  # said once per process, then in the debug log
+        _cuda_fallback_told |= loud
+        (log.warning if loud else log.info if device == "auto" else log.debug)(
             "onnxruntime: CUDA asked (%r) but this onnxruntime offers only %s (CUDA needs the gpu extra: "
             "onnxruntime-gpu in place of onnxruntime); running on CPU", device, avail)
     return ["CPUExecutionProvider"]
 
 
 _cuda_preloaded = False
+_cuda_fallback_told = False
 
 
 def _preload_cuda_libraries(ort: Any) -> None:

@@ -62,7 +62,8 @@ def test_cli_passes_the_neural_device_to_the_engine():
 
 @pytest.mark.skipif(HAVE_CUDA, reason="this machine has CUDA: the fallback cannot be seen here")
 @pytest.mark.parametrize("device", ["cuda", "auto"])
-def test_cuda_asked_without_it_runs_on_cpu_with_a_logged_reason(device, caplog):
+def test_cuda_asked_without_it_runs_on_cpu_with_a_logged_reason(device, caplog, monkeypatch):
+    monkeypatch.setattr("rtvc.converter._cuda_fallback_told", False)
     x = _sample(48000)
     y_cpu, _ = _convert("cpu", SHIPPED[0], x)
     with caplog.at_level(logging.INFO, logger="rtvc.converter"):
