@@ -82,7 +82,7 @@ def test_every_dsp_voice_within_latency_budget(voice):
 
 
 @pytest.mark.parametrize("rate,voice", [(44100, "higher"), (48000, "male-to-female"), (48000, "whisper"),
-                                        (16000, "robot")])
+                                        (16000, "robot"), (48000, "joe"), (44100, "aria"), (16000, "kumo")])
 def test_output_independent_of_host_block_size(rate, voice):
     x = voiced(rate, 1.2)
     rng = np.random.default_rng(7)
@@ -215,3 +215,31 @@ def test_output_never_exceeds_full_scale():
     y = eng.process(voiced(16000, 0.5) * 4)
     assert np.max(np.abs(y)) <= 1.0
     assert eng.counters["limited_samples"] > 0
+
+
+def test_a_lookahead_voice_is_one_hop_later_and_independent_of_host_block_size(tmp_path):
+    """A copy of a shipped voice whose manifest says ``lookahead_frames`` 1: the engine reports
+    5 ms more latency, and its output still does not depend on the host block size."""
+    import json
+    import shutil
+
+    src = VoiceRegistry().get("joe").path
+    for suffix in (".onnx", ".preview.wav"):
+        shutil.copy(src.with_name("joe" + suffix), tmp_path / ("ahead" + suffix))
+    m = json.loads(src.with_suffix(".json").read_text())
+    m["name"], m["lookahead_frames"] = "ahead", 1
+    (tmp_path / "ahead.json").write_text(json.dumps(m))
+    reg = VoiceRegistry([tmp_path])
+    plain = Engine(EngineConfig(device_rate=48000), params=Params(voice="joe"))
+    x = voiced(48000, 1.2)
+    rng = np.random.default_rng(3)
+    ref = None
+    for sizes in (1, 441, "random", len(x)):
+        eng = Engine(EngineConfig(device_rate=48000), registry=reg, params=Params(voice="ahead", **OPEN_GATE))
+        assert eng.algorithmic_latency_ms == pytest.approx(plain.algorithmic_latency_ms + 5.0)
+        y = run_blocks(eng, x, sizes, rng)
+        if ref is None:
+            ref = y
+            assert np.max(np.abs(ref)) > 0.01
+        else:
+            np.testing.assert_array_equal(y, ref, err_msg=f"block size {sizes}")
