@@ -342,6 +342,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         "latency_removed": not args.keep_latency, "compute_s": compute_s, "rtf": compute_s / (x.shape[0] / rate),
         "blocks": int(c["blocks"]), "dropped_blocks": int(c["dropped_blocks"]),
         "nonfinite_samples": int(c["nonfinite_samples"]), "stage_resets": int(c["stage_resets"]),
+        "stage_errors": int(c["stage_errors"]),
     }
     if result["nonfinite_samples"]:
         print(f"rtvc: warning: {result['nonfinite_samples']} non-finite samples (NaN/inf) in {args.input_path} "

@@ -22,6 +22,7 @@ then handed over through a bounded queue and applied at the next block boundary.
 
 from __future__ import annotations
 
+import logging
 import math
 import queue
 import threading
@@ -39,6 +40,8 @@ from .params import Params
 from .resampling import SUPPORTED_RATES, StreamResampler
 from .types import HOP, MODEL_RATE, NEURAL_DEVICES, Audio
 from .voices import VoiceInfo, VoiceRegistry
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Engine", "EngineConfig"]
 
@@ -125,6 +128,7 @@ class Engine:
         self._remote: Callable[[tuple[Any, ...]], None] | None = None
         self._mirror_base: dict[str, int] = {}
         self.counters = {"blocks": 0, "hops": 0, "samples_in": 0, "nonfinite_samples": 0, "stage_resets": 0,
+                         "stage_errors": 0,
                          "dropped_blocks": 0, "xruns": 0, "commands_applied": 0,
                          "commands_coalesced": 0, "limited_samples": 0}
         # values the audio runner keeps current (None where there is no live stream)
@@ -385,7 +389,20 @@ class Engine:
         return self._y
 
     def _step_stage(self, act: _Active, x: Audio) -> Audio:
-        y, act.state = act.stage.step(x, act.state)
+        try:
+            y, act.state = act.stage.step(x, act.state)
+        except Exception as e:  # noqa: BLE001 - e.g. onnxruntime failing at run time (a lost GPU)
+            # the stream goes on: this hop is silent, the voice starts again from a fresh state
+            self.counters["stage_errors"] += 1
+            n = self.counters["stage_errors"]
+            if n & (n - 1) == 0:  # the 1st, 2nd, 4th, 8th... failure: a log that cannot flood
+                log.error("voice %s failed in the audio path (%s: %s); hop silenced, state reset "
+                          "(stage_errors %d)", act.info.name, type(e).__name__, e, n)
+            try:
+                act.state = act.stage.init_state()
+            except Exception:  # noqa: BLE001 - keep the old state; the next hop tries again
+                pass
+            return np.zeros(self.hop, np.float32)
         if not all_finite(y):
             # bad numbers never enter state: reset this voice and output silence for the hop
             self.counters["stage_resets"] += 1

@@ -31,6 +31,32 @@ class NanStage(DelayStage):
         return y, state
 
 
+class FailingStage(DelayStage):
+    """Raises on the 10th hop after each (re)start of its state, or on every hop with ``always``
+    (as onnxruntime does after losing its GPU)."""
+
+    def __init__(self, latency, always=False):
+        super().__init__(latency)
+        self.always = always
+
+    def init_state(self):
+        return {"inner": super().init_state(), "n": 0}
+
+    def step(self, x, state):
+        state["n"] += 1
+        if self.always or state["n"] == 10:
+            raise RuntimeError("CUDA failure 999: unknown error")
+        y, state["inner"] = super().step(x, state["inner"])
+        return y, state
+
+
+class FailingRegistry(DelayRegistry):
+    def make_stage(self, info, **kw):
+        if info.name in ("robot", "whisper"):
+            return FailingStage(self.latency, always=info.name == "whisper")
+        return DelayStage(self.latency)
+
+
 class NanRegistry(DelayRegistry):
     def make_stage(self, info, **kw):
         return NanStage(self.latency) if info.name == "robot" else DelayStage(self.latency)
@@ -117,6 +143,30 @@ def test_stage_that_returns_nan_is_reset_and_output_stays_finite():
     y = eng.process(voiced(16000, 0.3))
     assert np.all(np.isfinite(y))
     assert eng.counters["stage_resets"] > 0
+
+
+def test_a_stage_that_raises_is_silenced_for_that_hop_counted_and_started_again(caplog):
+    import logging
+
+    eng = Engine(EngineConfig(device_rate=16000), registry=FailingRegistry(), params=Params(**OPEN_GATE))
+    eng.update(voice="robot")
+    x = voiced(16000, 0.5)  # 100 hops: every 10th fails (the restarted state fails again 10 hops later)
+    with caplog.at_level(logging.ERROR, logger="rtvc.engine"):
+        y = eng.process(x)
+    assert y.shape == x.shape and np.all(np.isfinite(y))
+    assert eng.counters["stage_errors"] == 10 and eng.telemetry()["stage_errors"] == 10
+    hops = y.reshape(-1, 80)
+    assert np.count_nonzero(np.abs(hops).max(axis=1) > 0.01) > 70  # the other hops played
+    logged = [r for r in caplog.records if "failed in the audio path" in r.getMessage()]
+    assert "CUDA failure 999" in logged[0].getMessage() and "voice robot" in logged[0].getMessage()
+    assert len(logged) == 4  # failures 1, 2, 4, 8: the log cannot flood
+    # a voice that fails on every hop: silence, counted, and the engine keeps running
+    eng.update(voice="whisper")
+    y = eng.process(voiced(16000, 0.5))
+    assert y.shape == (8000,) and eng.counters["stage_errors"] > 90
+    assert np.abs(y[-4000:]).max() == 0.0
+    eng.update(voice="neutral")  # a working voice plays again at once
+    assert np.abs(eng.process(voiced(16000, 0.5))[-4000:]).max() > 0.01
 
 
 def test_bad_voice_request_keeps_previous_voice_playing():
