@@ -126,3 +126,11 @@ def test_the_engine_on_cuda_sounds_like_the_engine_on_cpu(voice):
     print(f"{voice}: engine output CUDA vs CPU, SNR {snr:.1f} dB")
     assert float(np.abs(y_cpu).max()) > 0.01
     assert snr > 40.0
+
+
+def test_telemetry_names_the_provider_of_the_active_voice():
+    eng = Engine(EngineConfig(device_rate=48000), params=Params(voice="robot"))
+    assert eng.telemetry()["voice_provider"] is None  # a DSP voice
+    eng.update(voice=SHIPPED[0])
+    eng.process(np.zeros(4800, np.float32))  # the switch happens at a block boundary
+    assert eng.telemetry()["voice_provider"] == "CPUExecutionProvider"  # the default device

@@ -64,6 +64,9 @@ TELEMETRY_FIELDS: dict[str, str] = {
     "xruns": "audio under/overruns",
     "dropped_blocks": "input blocks dropped because compute fell behind",
     "blocks": "blocks processed",
+    "stage_errors": "times the active voice failed while running (each silences one 5 ms hop)",
+    "voice_provider": "where the active neural voice's model runs (onnxruntime provider, e.g. "
+                      "'CPUExecutionProvider' or 'CUDAExecutionProvider'); null for DSP voices",
 }
 
 
