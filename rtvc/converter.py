@@ -171,6 +171,8 @@ class NeuralVoice:
         self.timbre: TimbreMapper | None = None  # set by ``load`` from the preview clip
         self.pitch_st = 0.0
         self.formant_ratio = 1.0
+        self.session_options: Any = None  # set by ``load``; a CPU fallback session reuses them
+        self.cpu_fallback_tried = False
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -222,6 +224,7 @@ class NeuralVoice:
         if list(ins[t["state_in"]]) != list(t["state_shape"]):
             raise ModelError(f"voice model {path}: state shape {ins[t['state_in']]}; expected {t['state_shape']}")
         voice = cls(sess, m, path=path)
+        voice.session_options = opts
         voice._load_timbre(path.with_name(path.stem + ".preview.wav"))
         voice._warm_up()
         return voice
@@ -322,6 +325,27 @@ class NeuralVoice:
         return {"f0": np.zeros(n), "per": np.zeros(n), "spec": np.zeros((n, *fx["spec"].shape), fx["spec"].dtype),
                 "cep": np.zeros((n, *fx["cep"].shape), fx["cep"].dtype), "pos": 0}
 
+    def _fall_back_to_cpu(self, error: Exception) -> None:
+        """The CUDA provider failed at run time (a lost or reset GPU): run this voice on the CPU
+        from now on. Loading the CPU session takes tens of milliseconds in the audio path, once,
+        instead of a voice that stays silent."""
+        import onnxruntime as ort
+
+        if self.cpu_fallback_tried:
+            return
+        self.cpu_fallback_tried = True
+        name = self.manifest["name"]
+        log.error("voice %s: onnxruntime's CUDA provider failed (%s: %s); moving the voice to the CPU",
+                  name, type(error).__name__, error)
+        try:
+            digest = sha256_file(self.path)
+            if digest != self.manifest["onnx_sha256"]:
+                raise ModelError(f"{self.path} has sha256 {digest}; expected {self.manifest['onnx_sha256']}")
+            self.session = ort.InferenceSession(str(self.path), sess_options=self.session_options,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as e:  # the file went away or changed since the voice was loaded
+            log.error("voice %s: cannot load it on the CPU either (%s); it stays silent", name, e)
+
     @staticmethod
     def recurrent_state(state: dict[str, Any]) -> np.ndarray:
         """A host copy of the recurrent state the next hop reads (for inspection; allocates)."""
@@ -335,8 +359,14 @@ class NeuralVoice:
         i = state["h_in"]
         binding = state["bindings"][i]
         if state["gpu"]:
-            binding.bind_ortvalue_input(self.names[0], state["ort_values"][0])  # copies this hop's features
-        self.session.run_with_iobinding(binding)
+            try:
+                binding.bind_ortvalue_input(self.names[0], state["ort_values"][0])  # copies this hop's features
+                self.session.run_with_iobinding(binding)
+            except Exception as e:
+                self._fall_back_to_cpu(e)
+                raise  # the engine silences this hop and asks for a fresh state: on the CPU
+        else:
+            self.session.run_with_iobinding(binding)
         cep = state["cep_out"]
         # bad numbers never enter the recurrent state: start it again from zeros. On the GPU the
         # state is not read back each hop; a non-finite state shows in the envelope it makes.

@@ -297,3 +297,83 @@ def test_a_bad_lookahead_in_the_manifest_is_refused(tiny_voice, tmp_path):
         _write(onnx, m)
         with pytest.raises(ModelError, match=r"lookahead_frames .*; expected an integer 0\.\.2"):
             NeuralVoice.load(onnx)
+
+
+class _LostGpuSession:
+    """Stands for a CUDA session whose GPU went away: every run raises. (Its buffers are bound on
+    the CPU: this onnxruntime has no CUDA; the tests mark the state as the CUDA path's.)"""
+
+    def __init__(self, real):
+        self.real = real
+
+    def get_providers(self):
+        return self.real.get_providers()
+
+    def io_binding(self):
+        return self.real.io_binding()
+
+    def run_with_iobinding(self, binding):
+        raise RuntimeError("CUDA failure 700: an illegal memory access was encountered")
+
+
+def test_a_cuda_voice_whose_gpu_fails_moves_to_the_cpu_once(tiny_voice, caplog):
+    import logging
+
+    from rtvc.engine import Engine, EngineConfig
+    from rtvc.voices import VoiceRegistry
+
+    v = NeuralVoice.load(tiny_voice)
+    st = v.init_state()  # bound on the CPU (there is no GPU here) ...
+    st["gpu"] = True  # ... and run as the CUDA path runs
+    v.session = _LostGpuSession(v.session)
+    with caplog.at_level(logging.ERROR, logger="rtvc.converter"), pytest.raises(RuntimeError, match="CUDA failure 700"):
+        v.step(_speech_like(0.005, seed=7), st)
+    assert not isinstance(v.session, _LostGpuSession) and v.cpu_fallback_tried
+    assert v.session.get_providers() == ["CPUExecutionProvider"]
+    assert any("moving the voice to the CPU" in r.getMessage() for r in caplog.records)
+    st = v.init_state()  # what the engine asks for after a failed hop
+    x = _speech_like(0.5, seed=8)
+    y = np.concatenate([v.step(x[i:i + 80], st)[0].copy() for i in range(0, len(x), 80)])
+    assert np.all(np.isfinite(y)) and np.abs(y).max() > 0.001
+
+    # through the engine: one hop of silence, one stage error, then the voice plays on the CPU
+    class Reg(VoiceRegistry):
+        def make_stage(self, info, **kw):
+            stage = super().make_stage(info, **kw)
+            real_init = stage.init_state
+
+            def init_state():
+                s = real_init()
+                s["gpu"] = isinstance(stage.session, _LostGpuSession)
+                return s
+
+            stage.session = _LostGpuSession(stage.session)
+            stage.init_state = init_state
+            return stage
+
+    eng = Engine(EngineConfig(device_rate=16000), registry=Reg([tiny_voice.parent]),
+                 params=Params(voice="tiny", gate_threshold_db=-120.0))
+    y = eng.process(_speech_like(0.5, seed=9))
+    assert eng.counters["stage_errors"] == 1 and np.abs(y[-4000:]).max() > 0.001
+    assert eng.telemetry()["voice_provider"] == "CPUExecutionProvider"
+
+
+def test_the_cpu_fallback_refuses_a_model_file_changed_since_loading(tiny_voice, tmp_path, caplog):
+    import logging
+
+    onnx, m = _copy(tiny_voice, tmp_path)
+    _write(onnx, m)
+    v = NeuralVoice.load(onnx)
+    st = v.init_state()
+    st["gpu"] = True
+    v.session = lost = _LostGpuSession(v.session)
+    with open(onnx, "ab") as f:
+        f.write(b"garbage")
+    with caplog.at_level(logging.ERROR, logger="rtvc.converter"), pytest.raises(RuntimeError):
+        v.step(np.zeros(80, np.float32), st)
+    assert v.session is lost and v.cpu_fallback_tried  # not replaced by the changed file
+    assert any("cannot load it on the CPU either" in r.getMessage() and "sha256" in r.getMessage()
+               for r in caplog.records)
+    with pytest.raises(RuntimeError):  # tried once: the next failure does not read the file again
+        v.step(np.zeros(80, np.float32), st)
+    assert sum("moving the voice to the CPU" in r.getMessage() for r in caplog.records) == 1
