@@ -79,8 +79,7 @@ def bench_voice(name: str, x: np.ndarray, rate: int, block: int, neural_device: 
     warm = x[: 50 * block]
     for s in range(0, len(warm) - block + 1, block):  # JIT/ONNX warm-up and state settle
         eng.process_into(warm[s:s + block], y)
-    session = getattr(eng.active_stage, "session", None)  # the voice is switched in by the first block
-    providers = session.get_providers()[:1] if session is not None else []
+    provider = eng.voice_provider  # after the warm-up: the voice is switched in by the first block
     n_blocks = len(x) // block
     times = np.zeros(n_blocks, np.int64)
     for b in range(n_blocks):
@@ -88,7 +87,8 @@ def bench_voice(name: str, x: np.ndarray, rate: int, block: int, neural_device: 
         t0 = time.perf_counter_ns()
         eng.process_into(seg, y)
         times[b] = time.perf_counter_ns() - t0
-    return {"voice": name, "kind": eng.registry.get(name).kind, "providers": providers, "block_ms": 1000.0 * block / rate,
+    return {"voice": name, "kind": eng.registry.get(name).kind, "providers": [provider] if provider else [],
+            "block_ms": 1000.0 * block / rate,
             "algorithmic_latency_ms": eng.algorithmic_latency_ms, **stats_ms(times, block, rate),
             "dropped_blocks": eng.counters["dropped_blocks"], "nonfinite_samples": eng.counters["nonfinite_samples"]}
 
@@ -176,7 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=int, default=48000, help="device rate (Hz)")
     ap.add_argument("--voices", default="", help="comma-separated subset (default: all)")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out")
-    ap.add_argument("--neural-device", choices=("cpu", "cuda", "auto"), default="cpu",
+    from rtvc.types import NEURAL_DEVICES
+
+    ap.add_argument("--neural-device", choices=NEURAL_DEVICES, default="cpu",
                     help="where the neural voices' model runs (default cpu, one thread)")
     args = ap.parse_args(argv)
     from rtvc.voices import VoiceRegistry

@@ -68,6 +68,14 @@ _cuda_preloaded = False
 _cuda_fallback_told = False
 
 
+def _check_sha256(path: Path, manifest: dict[str, Any]) -> None:
+    """Raise ModelError unless ``path`` has the sha256 its manifest gives."""
+    digest = sha256_file(path)
+    if digest != manifest["onnx_sha256"]:
+        raise ModelError(f"voice model {path} has sha256 {digest}; expected {manifest['onnx_sha256']} "
+                         "(from the manifest): the file is damaged or was replaced")
+
+
 def _preload_cuda_libraries(ort: Any) -> None:
     """Load the CUDA and cuDNN libraries of the ``nvidia-*`` pip packages (onnxruntime-gpu's
     ``[cuda,cudnn]`` extras) once, so its CUDA provider finds them without LD_LIBRARY_PATH;
@@ -194,10 +202,7 @@ class NeuralVoice:
         m = read_manifest(path.with_suffix(".json"), model_rate=model_rate, hop=hop)
         if not path.is_file():
             raise ModelError(f"voice model {path} is missing; expected it beside {path.with_suffix('.json').name}")
-        digest = sha256_file(path)
-        if digest != m["onnx_sha256"]:
-            raise ModelError(f"voice model {path} has sha256 {digest}; expected {m['onnx_sha256']} "
-                             "(from the manifest): the file is damaged or was replaced")
+        _check_sha256(path, m)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = int(threads)
         opts.inter_op_num_threads = 1
@@ -338,9 +343,7 @@ class NeuralVoice:
         log.error("voice %s: onnxruntime's CUDA provider failed (%s: %s); moving the voice to the CPU",
                   name, type(error).__name__, error)
         try:
-            digest = sha256_file(self.path)
-            if digest != self.manifest["onnx_sha256"]:
-                raise ModelError(f"{self.path} has sha256 {digest}; expected {self.manifest['onnx_sha256']}")
+            _check_sha256(self.path, self.manifest)
             self.session = ort.InferenceSession(str(self.path), sess_options=self.session_options,
                                                 providers=["CPUExecutionProvider"])
         except Exception as e:  # the file went away or changed since the voice was loaded

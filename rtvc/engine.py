@@ -169,6 +169,12 @@ class Engine:
         return self._active.stage
 
     @property
+    def voice_provider(self) -> str | None:
+        """The onnxruntime provider the active neural voice runs on; None for a DSP voice."""
+        session = getattr(self._active.stage, "session", None)
+        return str(session.get_providers()[0]) if session is not None else None
+
+    @property
     def algorithmic_latency_ms(self) -> float:
         return 1000.0 * self.latency_samples() / self.config.device_rate
 
@@ -446,10 +452,6 @@ class Engine:
         self._level_in, self._level_out = snap["levels"]
 
     # ------------------------------------------------------------------ telemetry (any thread)
-    def _voice_provider(self) -> str | None:
-        session = getattr(self._active.stage, "session", None)  # neural voices only
-        return str(session.get_providers()[0]) if session is not None else None
-
     def telemetry(self) -> dict[str, Any]:
         """A snapshot of levels, latency, compute statistics and counters (JSON-ready)."""
         n = min(self._times_n, TIMING_WINDOW)
@@ -468,7 +470,7 @@ class Engine:
             "compute_ms_p99": float(np.percentile(t, 99)),
             "compute_ms_max": float(t[-1]),
             "rtf": p50 / block_ms_mean if block_ms_mean > 0 else 0.0,
-            "voice_provider": self._voice_provider(),
+            "voice_provider": self.voice_provider,
             **{k: int(v) for k, v in self.counters.items()},
             **self.gauges,
         }

@@ -15,7 +15,7 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Audio", "Frames", "MODEL_RATE", "HOP", "NEURAL_DEVICES", "Stage", "S"]
+__all__ = ["Audio", "Frames", "MODEL_RATE", "HOP", "NEURAL_DEVICES", "TRAIN_DEVICES", "Stage", "S"]
 
 Audio = npt.NDArray[np.float32]
 Frames = npt.NDArray[np.float32]
@@ -29,6 +29,9 @@ HOP = 80
 NEURAL_DEVICES = ("cpu", "cuda", "auto")
 """Where a neural voice's model runs: onnxruntime's CPU provider, its CUDA provider (the ``gpu``
 extra; CPU with a logged reason where CUDA is unavailable), or CUDA where available."""
+
+TRAIN_DEVICES = ("cpu", "cuda")
+"""Where a converter trains (torch's device; ``cuda`` needs a torch that sees a GPU)."""
 
 S = TypeVar("S")
 

@@ -92,7 +92,8 @@ def build_voice(sources: Sequence[Path] | Sequence[np.ndarray], out_dir: str | P
     tc = train or TrainConfig()
     training = {"data": data, "licence": licence, "minutes": round(frames.minutes, 2), "command": command,
                 "steps": tc.steps, "batch": tc.batch, "frames": tc.frames, "hidden": tc.hidden, "layers": tc.layers,
-                "seed": tc.seed, "lookahead": tc.lookahead, "device": tc.device, "loss": tc.loss_options(), "augment": (aug or AugmentConfig()).options(),
+                "seed": tc.seed, "lookahead": tc.lookahead, "device": tc.device, "loss": tc.loss_options(),
+                "augment": (aug or AugmentConfig()).options(),
                 "final_loss": round(info["final_loss"], 5), "analysis_s": round(t_an, 1),
                 "train_s": round(info["train_s"], 1), "n_cep": fc.n_cep, **(extra or {})}
     if par is not None:

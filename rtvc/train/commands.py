@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 
 from ..errors import ConfigError, RtvcError
+from ..manifest import MAX_LOOKAHEAD_FRAMES
+from ..types import TRAIN_DEVICES
 
 __all__ = ["SUBCOMMANDS", "holdout_split", "frames_cache_dir", "AUGMENT_FLAGS"]
 
@@ -36,8 +38,7 @@ def add_clone_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-minutes", type=float, default=5.0, help="refuse less speech than this (default 5)")
     p.add_argument("--gender", default="unknown")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: the user voices folder)")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                   help="where the network trains (default cpu; cuda needs a torch that sees a GPU)")
+    _add_device_argument(p)
     _add_feature_arguments(p)
     _add_loss_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -50,6 +51,11 @@ def _add_feature_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"cepstral coefficients of the predicted envelope (default {N_CEP})")
     p.add_argument("--no-frames-cache", action="store_true",
                    help="analyse the audio again instead of reading cached frames (and cache nothing)")
+
+
+def _add_device_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", choices=TRAIN_DEVICES, default="cpu",
+                   help="where the network trains (default cpu; cuda needs a torch that sees a GPU)")
 
 
 def _add_loss_arguments(p: argparse.ArgumentParser) -> None:
@@ -142,10 +148,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=16, help="sequences per training step (default 16)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--lookahead", type=int, default=0, metavar="K",
-                   help="frames (5 ms each) the converter hears before it gives a frame's envelope, 0..2; each "
-                        "adds 5 ms to the voice's latency (default 0)")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                   help="where the network trains (default cpu; cuda needs a torch that sees a GPU)")
+                   help=f"frames (5 ms each) the converter hears before it gives a frame's envelope, "
+                        f"0..{MAX_LOOKAHEAD_FRAMES}; each adds 5 ms to the voice's latency (default 0)")
+    _add_device_argument(p)
     p.add_argument("--synthesis", default="pulse-noise", choices=["pulse-noise", "source"])
     p.add_argument("--postfilter", type=float, default=None, metavar="BETA",
                    help="cepstral postfilter of the synthesis, 1..2 (default: none); a manifest option, "
@@ -212,8 +217,9 @@ def train_handler(args: argparse.Namespace) -> int:
     try:
         fc = _feature_config(args)
         _synthesis_options(args)
+        # a bad option is refused before any corpus work
         tc = TrainConfig(steps=args.steps, hidden=args.hidden, batch=args.batch, threads=args.threads,
-                         seed=args.seed, lookahead=args.lookahead, device=args.device, **_loss_options(args))  # a bad loss option is refused before any corpus work
+                         seed=args.seed, lookahead=args.lookahead, device=args.device, **_loss_options(args))
         aug = _augment(args)
         utts = build_corpus(args.corpus, cache_dir=args.cache_dir, max_utterances=args.max_utterances,
                             progress=not args.quiet)

@@ -13,13 +13,13 @@ import torch
 from ..errors import ConfigError
 from ..features import FeatureConfig, N_INPUT
 from ..manifest import MAX_LOOKAHEAD_FRAMES
+from ..types import TRAIN_DEVICES
 from .dataset import AugmentConfig, Augmenter, FrameSet
 from .model import Converter
 
 __all__ = ["TrainConfig", "Progress", "train_converter", "envelope_loss", "cepstral_weights", "LOSS_OPTIONS"]
 
 LOSS_OPTIONS = ("delta_weight", "gv_weight", "cep_emphasis")
-TRAIN_DEVICES = ("cpu", "cuda")
 """The :class:`TrainConfig` fields that shape the loss (recorded in the manifest's ``training.loss``)."""
 
 
