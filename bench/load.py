@@ -20,7 +20,8 @@ phase jump over 0.25 rad or an amplitude dip below half the median is a disconti
 up there, whatever caused it.
 
 Configurations (``--configs``): ``native`` (the default path: compiled GIL-free callback, the
-engine in its own worker process), ``python`` (the Python-callback fallback, worker process),
+engine in its own worker process), ``native-pulse`` (the same with rtvc's own PulseAudio client,
+``--backend pulse``, instead of PortAudio and ALSA's ``pulse`` plugin), ``python`` (the Python-callback fallback, worker process),
 ``native-thread`` (native callback, the engine in a thread of the hogged process: the design
 before the worker process), and ``server-loopback``: no rtvc at all, PulseAudio's own
 ``module-loopback`` (C, inside the server, at ``latency_msec`` = 4 blocks) from the same source
@@ -216,8 +217,10 @@ def cpu_hog(seconds: float, threads: int = 2) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-c", CPU_HOG, str(threads), str(seconds)])
 
 
-CONFIGS = {"native": ("native", "auto"), "python": ("python", "auto"), "native-thread": ("native", "thread"),
-           "python-thread": ("python", "thread"), "server-loopback": (None, None)}
+CONFIGS = {"native": ("native", "auto", "portaudio"), "native-pulse": ("native", "auto", "pulse"),
+           "python": ("python", "auto", "portaudio"), "native-thread": ("native", "thread", "portaudio"),
+           "python-thread": ("python", "thread", "portaudio"), "server-loopback": (None, None, None)}
+"""name: (callback, worker, audio backend)."""
 
 
 def record_under_load(srv: Any, path: Path, *, seconds: float, load: bool, cpu_hog_on: bool, settle_s: float = 0.0,
@@ -288,12 +291,14 @@ def run_server_loopback(srv: Any, tmp: Path, *, block_ms: float, seconds: float,
 
 def run_config(srv: Any, tmp: Path, *, callback: str, block_ms: float, seconds: float, load: bool = True,
                profile: str = "live", device_block_ms: float | None = None, cpu_hog_on: bool = True,
-               worker: str = "auto", settle_s: float = 0.0, device_latency: str | float | None = None) -> dict[str, Any]:
+               worker: str = "auto", settle_s: float = 0.0, device_latency: str | float | None = None,
+               backend: str = "portaudio") -> dict[str, Any]:
     from rtvc.audio import LiveRunner
     from rtvc.engine import Engine, EngineConfig
     from rtvc.params import Params
     eng = Engine(EngineConfig(device_rate=RATE), params=Params(bypass=True, gate_threshold_db=-120.0))
-    runner = LiveRunner(eng, input="pulse", output="pulse", rate=RATE, block_ms=block_ms, callback=callback,
+    devs = {"input": "pulse", "output": "pulse"} if backend == "portaudio" else {}  # pulse: PULSE_SINK / PULSE_SOURCE
+    runner = LiveRunner(eng, **devs, rate=RATE, block_ms=block_ms, callback=callback, backend=backend,
                         profile=profile, device_block_ms=device_block_ms, worker=worker, device_latency=device_latency)
     runner.start()
     try:
@@ -324,7 +329,7 @@ def run_config(srv: Any, tmp: Path, *, callback: str, block_ms: float, seconds: 
     disc = discontinuities(y, f_hz=SINE_HZ)
     minutes = max(1e-9, disc["seconds"] / 60.0)
     st = s["runner"]
-    return {"callback": callback, "worker": s["worker"], "worker_priority": s.get("worker_priority"),
+    return {"callback": callback, "backend": backend, "worker": s["worker"], "worker_priority": s.get("worker_priority"),
             "block_ms": block_ms, "seconds": seconds, "load": load,
             "xrun_kinds": {k: st[k] - st0.get(k, 0) for k in ("input_status_flags", "output_status_flags",
                                                              "input_overflows", "output_underflows")},
@@ -373,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
             dev_lat = float(dev_lat)
         except ValueError:
             ap.error(f"--device-latency: {dev_lat!r} is not 'low', 'high' or a number of seconds")
-    configs = (a.configs or ("native,python" if a.quick else "server-loopback,native,python,native-thread")).split(",")
+    configs = (a.configs or ("native,python" if a.quick else
+                             "server-loopback,native,native-pulse,python,native-thread")).split(",")
     for c in configs:
         if c not in CONFIGS:
             ap.error(f"--configs: {c!r} is not known; expected some of {', '.join(CONFIGS)}")
@@ -396,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="rtvc-load-") as td:
             for block_ms in [float(b) for b in a.blocks.split(",")]:
                 for name in configs:
-                    cb, worker = CONFIGS[name]
+                    cb, worker, backend = CONFIGS[name]
                     dev_block = None if a.device_block is None else (
                         block_ms / 2 if a.device_block == "half" else float(a.device_block))
                     if name == "server-loopback":
@@ -406,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
                         r = run_config(srv, Path(td), callback=cb, block_ms=block_ms, seconds=seconds,
                                        load=not a.no_load, profile=a.profile, device_block_ms=dev_block,
                                        cpu_hog_on=not a.no_cpu_hog, worker=worker, settle_s=settle_s,
-                                       device_latency=dev_lat)
+                                       device_latency=dev_lat, backend=backend)
                     r["config"] = name
                     print(f"load {name:<13} {block_ms:4g} ms: xruns {r['xruns']}, discontinuities {r['discontinuities']} "
                           f"({r['discontinuities_per_min']:.1f}/min), dropped {r['dropped_blocks']}, gc pause max "
@@ -419,7 +425,8 @@ def main(argv: list[str] | None = None) -> int:
            "seconds_per_config": seconds, "settle_s": settle_s, "device_latency": a.device_latency, "profile": a.profile, "device_block": a.device_block,
            "load": ("none" if a.no_load else "GIL hog thread (pure-Python loop + gc.collect over 100k objects)"
                     + ("" if a.no_cpu_hog else " + a 2-thread NumPy process")),
-           "server": "private PulseAudio, null sinks, PortAudio ALSA 'pulse' device", "server_scheduling": server_sched,
+           "server": "private PulseAudio, null sinks; PortAudio's ALSA 'pulse' device, or rtvc.pulse (native-pulse)",
+           "server_scheduling": server_sched,
            "voice": "bypass",
            "wall_s": time.monotonic() - t_start, "results": results}
     (out / "load.json").write_text(json.dumps(doc, indent=1))

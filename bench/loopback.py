@@ -9,12 +9,15 @@ and rtvc's answer on the same clock, so the lag between the channels is the whol
 
 For each voice kind (bypass, DSP, neural if ``rtvc voices`` lists one) and block size (5 and
 10 ms) it reports the delay p50 / p99 / max over the clicks (at least 200 without
-``--quick``), the clicks lost, xruns and the stream latencies PortAudio reports. The clicks
+``--quick``), the clicks lost, xruns and the stream latencies the host reports, for each audio
+backend (PortAudio through ALSA's ``pulse`` plugin, rtvc's own libpulse client; both by default,
+side by side in the same run). The clicks
 start after the stream has run ``--settle`` seconds (20): the live profile's output margin
 adapts to the path in that time (its xruns are reported apart, with the margin before and
 after the clicks).
 
     python bench/loopback.py [--quick] [--json] [--clicks 200] [--callback native|python]
+                             [--backend portaudio|pulse|both]
                              [--profile live|gaming] [--device-latency low|high|MS] [--out bench/out]
 
 Writes ``loopback.json`` and ``loopback.png`` (histograms) into ``--out``.
@@ -127,7 +130,7 @@ def measure_delays(left: np.ndarray, right: np.ndarray, *, period_s: float, max_
 
 def run_config(srv: Any, tmp: Path, *, voice: str, bypass: bool, block_ms: float, n_clicks: int, period_s: float,
                callback: str, profile: str, device_latency: Any, device_block_ms: float | None = None,
-               settle_s: float = 20.0) -> dict[str, Any]:
+               settle_s: float = 20.0, backend: str = "portaudio") -> dict[str, Any]:
     """One loopback measurement with an in-process :class:`~rtvc.audio.LiveRunner`."""
     import soundfile as sf
 
@@ -142,7 +145,9 @@ def run_config(srv: Any, tmp: Path, *, voice: str, bypass: bool, block_ms: float
     info = reg.get(voice)
     params = Params().replace(voice=voice, **dict(info.defaults), bypass=bypass, gate_threshold_db=-120.0)
     eng = Engine(EngineConfig(device_rate=RATE), registry=reg, params=params)
-    runner = LiveRunner(eng, input="pulse", output="pulse", rate=RATE, block_ms=block_ms, channel=0,
+    devs = {"input": "pulse", "output": "pulse"} if backend == "portaudio" else \
+        {"input": "rtvc_test_in.monitor", "output": "rtvc_test_ret"}
+    runner = LiveRunner(eng, **devs, rate=RATE, block_ms=block_ms, channel=0, backend=backend,
                         callback=callback, profile=profile, device_latency=device_latency,
                         device_block_ms=device_block_ms)
     x, _ = click_train(n_clicks, period_s=period_s, seed=int(block_ms * 10))
@@ -185,7 +190,7 @@ def run_config(srv: Any, tmp: Path, *, voice: str, bypass: bool, block_ms: float
         "compute_ms_p99": summ["compute_ms_p99"],
         "cpu_steal_share": steal,  # the hypervisor's share of the CPU time while the clicks played
         "dropped_blocks": summ["dropped_blocks"] - d0, "trimmed_ms": 1000.0 * summ["runner"]["trimmed_samples"] / RATE,
-        "buffer_age_ms": summ["buffer_age_ms"], "callback": callback, "profile": profile,
+        "buffer_age_ms": summ["buffer_age_ms"], "callback": callback, "profile": profile, "backend": backend,
         "settle": {"seconds": settle_s, "xruns": x0, "startup_underflows": summ["runner"]["startup_underflows"]},
         "margin_blocks_start": m0,
         "margin_blocks_end": summ["out_margin_blocks"],
@@ -209,7 +214,7 @@ def _plot(results: list[dict[str, Any]], path: Path, title: str) -> None:
         ax.hist(r["delays_ms"], bins=bins, color="tab:blue")
         ax.axvline(r["delay_ms_p50"], color="k", lw=1)
         ax.axvline(r["delay_ms_p99"], color="r", lw=1, ls="--")
-        ax.set_title(f"{r['kind']} ({r['voice']}), {r['block_ms']:g} ms blocks: p50 {r['delay_ms_p50']:.1f}, "
+        ax.set_title(f"{r.get('backend', 'portaudio')}: {r['kind']} ({r['voice']}), {r['block_ms']:g} ms blocks: p50 {r['delay_ms_p50']:.1f}, "
                      f"p99 {r['delay_ms_p99']:.1f}, max {r['delay_ms_max']:.1f} ms (n={r['measured']})", fontsize=9)
     axes[-1, 0].set_xlabel("loopback delay (ms)")
     fig.suptitle(title, fontsize=9)
@@ -231,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clicks", type=int, default=None, help="clicks per configuration (default 200, quick 15)")
     ap.add_argument("--period-ms", type=float, default=150.0, help="time between clicks (ms)")
     ap.add_argument("--callback", choices=("native", "python"), default="native")
+    ap.add_argument("--backend", choices=("portaudio", "pulse", "both"), default="both",
+                    help="PortAudio through ALSA's pulse plugin, rtvc's own PulseAudio client, or both side by "
+                         "side in the same run (default)")
     ap.add_argument("--profile", choices=("live", "gaming"), default="live")
     ap.add_argument("--device-latency", default=None, help="low, high or milliseconds (default: the profile's)")
     ap.add_argument("--device-block", default=None, help="device callback size: ms, or 'half' (of the block)")
@@ -268,13 +276,16 @@ def main(argv: list[str] | None = None) -> int:
             kinds.append((nv, False))
         else:
             missing.append("neural: `rtvc voices` lists no voice of kind 'neural'")
-        for block_ms in [float(b) for b in a.blocks.split(",")]:
-            for voice, bypass in kinds:
+        backends = ("portaudio", "pulse") if a.backend == "both" else (a.backend,)
+        if a.callback == "python":
+            backends = ("portaudio",)  # the pulse backend's callbacks are native only
+        for block_ms, backend, (voice, bypass) in [(float(b), be, k) for b in a.blocks.split(",")
+                                                   for be in backends for k in kinds]:
                 r = run_config(srv, Path(td), voice=voice, bypass=bypass, block_ms=block_ms, n_clicks=n_clicks,
                                period_s=a.period_ms / 1000.0, callback=a.callback, profile=a.profile,
                                device_latency=lat, device_block_ms=_dev_block(a.device_block, block_ms),
-                               settle_s=settle_s)
-                print(f"loopback {r['kind']:<6} {voice:<10} {block_ms:4g} ms: p50 {r['delay_ms_p50']} p99 "
+                               settle_s=settle_s, backend=backend)
+                print(f"loopback {backend:<9} {r['kind']:<6} {voice:<10} {block_ms:4g} ms: p50 {r['delay_ms_p50']} p99 "
                       f"{r['delay_ms_p99']} max {r['delay_ms_max']} ms, {r['measured']}/{n_clicks} clicks, "
                       f"xruns {r['xruns']} (settling: {r['settle']['xruns']}, before the first block: "
                       f"{r['settle']['startup_underflows']}; {r['xrun_kinds']}), output margin {r['margin_blocks_start']} -> "
@@ -282,13 +293,14 @@ def main(argv: list[str] | None = None) -> int:
                       f"{'n/a' if r['cpu_steal_share'] is None else format(r['cpu_steal_share'], '.0%')}", file=log, flush=True)
                 results.append(r)
     doc = {"benchmark": "loopback", "machine": machine(), "rate_hz": RATE, "server": "PulseAudio null sinks "
-           "(private server), PortAudio ALSA 'pulse' device", "server_scheduling": server_sched,
+           "(private server); backend portaudio: PortAudio's ALSA 'pulse' device; backend pulse: rtvc.pulse",
+           "backends": list(backends), "server_scheduling": server_sched,
            "callback": a.callback, "profile": a.profile,
            "device_latency": a.device_latency, "quick": a.quick, "clicks_per_config": n_clicks, "settle_s": settle_s,
            "missing": missing, "wall_s": time.monotonic() - t_start,
            "results": results}
     (out / "loopback.json").write_text(json.dumps(doc, indent=1))
-    _plot(results, out / "loopback.png", f"rtvc loopback through PulseAudio, {a.callback} callback, {machine()}")
+    _plot(results, out / "loopback.png", f"rtvc loopback through PulseAudio ({'/'.join(backends)}, {a.callback} callback)\n{machine()}")
     if a.json:
         print(json.dumps({**doc, "results": [{k: v for k, v in r.items() if k != "delays_ms"} for r in results]}))
     return 0

@@ -91,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--block-ms", type=float, default=10.0)
     ap.add_argument("--burst-every", type=float, default=10.0, help="seconds between overload bursts")
     ap.add_argument("--callback", choices=("native", "python"), default="native")
+    ap.add_argument("--backend", choices=("portaudio", "pulse"), default="portaudio",
+                    help="PortAudio through ALSA's pulse plugin, or rtvc's own PulseAudio client")
     ap.add_argument("--profile", choices=("live", "gaming"), default="live")
     ap.add_argument("--worker", choices=("auto", "process", "thread"), default="auto")
     ap.add_argument("--seed", type=int, default=0)
@@ -115,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
 
         eng = Engine(EngineConfig(device_rate=RATE), params=Params(voice="neutral"))
         voices = [v.name for v in eng.registry.list() if v.kind == "dsp"]
-        runner = LiveRunner(eng, input="pulse", output="pulse", rate=RATE, block_ms=a.block_ms,
+        devs = {"input": "pulse", "output": "pulse"} if a.backend == "portaudio" else {}  # PULSE_SINK / _SOURCE
+        runner = LiveRunner(eng, **devs, rate=RATE, block_ms=a.block_ms, backend=a.backend,
                             callback=a.callback, profile=a.profile, worker=a.worker)
         ctl = Controller(eng, runner=runner)
         bursts = Bursts(runner)
@@ -176,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         srv.stop()
     rec = [r for r in recoveries if np.isfinite(r)]
-    doc = {"benchmark": "soak", "machine": machine(), "rate_hz": RATE, "block_ms": a.block_ms, "callback": a.callback, "worker": s["worker"],
+    doc = {"benchmark": "soak", "machine": machine(), "rate_hz": RATE, "block_ms": a.block_ms, "callback": a.callback, "backend": a.backend, "worker": s["worker"],
            "worker_priority": s.get("worker_priority"),
            "profile": a.profile, "seconds": seconds, "quick": a.quick, "control_changes": changes,
            "control_errors": errors, "bursts": bursts.count, "xruns": s["xruns"] - x0,

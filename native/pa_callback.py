@@ -12,8 +12,10 @@ must outlive the stream. Publication order: samples are copied, then a fence, th
 owner's counter is stored, so the other side never sees a counter ahead of the data.
 
 Where the control block names an eventfd (``wake_fd`` >= 0, Linux), the input side then writes
-1 to it: the worker sleeps in ``poll`` on that descriptor and wakes the moment input arrives,
-instead of polling the ring. ``write`` on an eventfd never blocks and allocates nothing.
+1 to it once the ring holds at least ``wake_min`` samples: the worker sleeps in ``poll`` on that
+descriptor and wakes the moment a block's worth of input is there, instead of polling the ring
+(``wake_min`` 0: after every callback; a PulseAudio monitor source delivers ~0.5 ms pieces).
+``write`` on an eventfd never blocks and allocates nothing.
 """
 
 from __future__ import annotations
@@ -30,13 +32,15 @@ __all__ = ["CTL_SIZE", "CTL", "CNT", "N_COUNTERS", "libc_write_address", "make_c
 # control block layout (int64 words)
 CTL = {"in_buf": 0, "in_size": 1, "in_idx": 2, "out_buf": 3, "out_size": 4, "out_idx": 5,
        "in_channels": 6, "in_select": 7, "out_channels": 8, "counters": 9, "out_gain_q16": 10,
-       "wake_fd": 11, "wake_write": 12, "wake_one": 13}
-CTL_SIZE = 14
+       "wake_fd": 11, "wake_write": 12, "wake_one": 13, "wake_min": 14}
+CTL_SIZE = 15
 # counters layout (int64 words)
 CNT = {"callbacks": 0, "frames": 1, "in_ring_full": 2, "out_ring_empty": 3, "pa_input_underflow": 4,
        "pa_input_overflow": 5, "pa_output_underflow": 6, "pa_output_overflow": 7, "pa_priming": 8,
-       "in_ring_full_events": 9, "out_ring_empty_events": 10}
-"""``in_ring_full`` / ``out_ring_empty`` count frames; the ``*_events`` count callbacks that hit it."""
+       "in_ring_full_events": 9, "out_ring_empty_events": 10, "out_deferred": 11}
+"""``in_ring_full`` / ``out_ring_empty`` count frames; the ``*_events`` count callbacks that hit it;
+``out_deferred`` (the PulseAudio path only, ``pulse_callback.py``) frames a write request asked
+for before the ring had them, left for the next request (no gap)."""
 N_COUNTERS = 12
 
 # PaStreamCallbackFlags bits
@@ -88,7 +92,7 @@ def _callback_body(inp: int, outp: int, frames: int, flags: int, ctl_addr: int) 
             cnt[9] += 1
         fence()
         idx[0] = w + n
-        if ctl[11] >= 0:
+        if ctl[11] >= 0 and w + n - idx[1] >= ctl[14]:
             call_write(ctl[12], ctl[11], ctl_addr + 13 * 8, 8)
     if outp != 0:
         och = ctl[8]
@@ -130,9 +134,10 @@ def libc_write_address() -> int:
 
 def make_control_block(in_buf: np.ndarray, in_idx: np.ndarray, out_buf: np.ndarray, out_idx: np.ndarray,
                        counters: np.ndarray, *, in_channels: int, in_select: int, out_channels: int,
-                       wake_fd: int | None = None) -> np.ndarray:
+                       wake_fd: int | None = None, wake_min: int = 0) -> np.ndarray:
     """Fill an int64 control block with the arrays' addresses (the arrays must outlive the stream);
-    ``wake_fd``: an eventfd the input side signals after each callback (None: no signal)."""
+    ``wake_fd``: an eventfd the input side signals after a callback that leaves at least
+    ``wake_min`` samples in the input ring (None: no signal)."""
     for name, a, dt in (("in_buf", in_buf, np.float32), ("out_buf", out_buf, np.float32)):
         if a.dtype != dt or not a.flags.c_contiguous or a.shape[0] & (a.shape[0] - 1):
             raise ValueError(f"{name} must be a contiguous float32 array of power-of-two length, got {a.dtype} {a.shape}")
@@ -145,5 +150,5 @@ def make_control_block(in_buf: np.ndarray, in_idx: np.ndarray, out_buf: np.ndarr
     ctl[6], ctl[7], ctl[8], ctl[9] = in_channels, in_select, out_channels, counters.ctypes.data
     write = libc_write_address() if wake_fd is not None else 0
     ctl[11] = int(wake_fd) if write else -1
-    ctl[12], ctl[13] = write, 1
+    ctl[12], ctl[13], ctl[14] = write, 1, max(0, int(wake_min))
     return ctl

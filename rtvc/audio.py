@@ -85,12 +85,15 @@ from .worker import (
 )
 
 __all__ = ["list_devices", "resolve_device", "check_settings", "default_rate", "has_devices", "device_name",
-           "LiveRunner", "BLOCK_MS_RANGE", "CALLBACKS", "PROFILES"]
+           "LiveRunner", "BLOCK_MS_RANGE", "CALLBACKS", "BACKENDS", "PROFILES"]
 
 BLOCK_MS_RANGE = (2.5, 100.0)
 _KIND_KEY = {"input": "max_input_channels", "output": "max_output_channels"}
 CALLBACKS = ("native", "python")
 """``native``: the compiled GIL-free PortAudio callback; ``python``: sounddevice's Python callback."""
+BACKENDS = ("portaudio", "pulse")
+"""``portaudio``: PortAudio (ALSA, and PulseAudio through ALSA's ``pulse`` plugin; CoreAudio,
+WASAPI); ``pulse``: rtvc's own libpulse client (:mod:`rtvc.pulse`; PulseAudio or PipeWire-pulse)."""
 PROFILES: dict[str, dict[str, Any]] = {
     "live": {"max_backlog_blocks": 2, "out_margin_blocks": 1.0, "margin_max_blocks": 2.0, "margin_max_ms": 20.0,
              "margin_step_blocks": 0.5, "margin_relax_s": 30.0, "device_latency": "low"},
@@ -544,6 +547,10 @@ class LiveRunner:
     callback
         ``"native"`` (default): the PortAudio callback is the compiled ``pa_callback`` and
         never takes the GIL. ``"python"``: sounddevice's Python callback (the fallback).
+    backend
+        ``"portaudio"`` (default) or ``"pulse"``: rtvc's own PulseAudio client
+        (:mod:`rtvc.pulse`), no ALSA plugin in between; device specs are then sink / source
+        names (or indices, or substrings), the callbacks always native.
     profile
         ``"live"`` (default): smallest buffers. ``"gaming"``: a larger device latency hint, a
         longer input backlog and an output margin that widens after each underflow (up to
@@ -597,7 +604,8 @@ class LiveRunner:
                  out_margin_blocks: float | None = None, device_latency: str | float | None = None,
                  duplex: bool = False, realtime: bool = True, stall_timeout_s: float = 2.0,
                  device_block_ms: float | None = None, switch_interval_ms: float | None = 1.0,
-                 freeze_gc: bool = True, worker: str = "auto", rt_priority: int | None = 10) -> None:
+                 freeze_gc: bool = True, worker: str = "auto", rt_priority: int | None = 10,
+                 backend: str = "portaudio") -> None:
         if not (BLOCK_MS_RANGE[0] <= block_ms <= BLOCK_MS_RANGE[1]):
             raise ConfigError(f"block size {block_ms} ms is out of range; expected {BLOCK_MS_RANGE[0]}..{BLOCK_MS_RANGE[1]} ms")
         if channel is not None and channel < 0:
@@ -608,6 +616,10 @@ class LiveRunner:
             raise ConfigError(f"callback {callback!r} is not known; expected one of {CALLBACKS}")
         if profile not in PROFILES:
             raise ConfigError(f"profile {profile!r} is not known; expected one of {tuple(PROFILES)}")
+        if backend not in BACKENDS:
+            raise ConfigError(f"audio backend {backend!r} is not known; expected one of {BACKENDS}")
+        if backend == "pulse" and (callback != "native" or duplex):
+            raise ConfigError("the pulse backend runs native callbacks only (no --callback python, no duplex)")
         if worker not in WORKERS:
             raise ConfigError(f"worker {worker!r} is not known; expected one of {WORKERS}")
         if rt_priority is not None and not (1 <= rt_priority <= 99):
@@ -629,6 +641,8 @@ class LiveRunner:
         self.output_file = Path(output_file) if output_file is not None else None
         self.null_output = bool(null_output)
         self.callback = callback
+        self.backend = backend
+        self._pulse_devs: dict[str, dict[str, Any]] = {}
         self.profile = profile
         self.max_backlog_blocks = int(max_backlog_blocks)
         self.out_margin_blocks = float(out_margin_blocks)
@@ -703,6 +717,9 @@ class LiveRunner:
         self._file_x = x
 
     def _resolve(self) -> None:
+        if self.backend == "pulse":
+            self._resolve_pulse()
+            return
         dev: dict[str, int | None] = {"input": None, "output": None, "monitor": None}
         if self.input_file is None:
             dev["input"] = resolve_device(self._spec["input"], "input")
@@ -712,10 +729,25 @@ class LiveRunner:
             dev["monitor"] = resolve_device(self._spec["monitor"], "output")
         self._dev = dev
 
+    def _resolve_pulse(self) -> None:
+        """Pulse backend: ``_dev`` holds sink / source names (``_pulse_devs`` their details)."""
+        from .pulse import list_pulse_devices, resolve_pulse_device
+
+        wanted = {"input": self.input_file is None, "output": self.output_file is None and not self.null_output,
+                  "monitor": self._spec["monitor"] is not None}
+        listing = list_pulse_devices() if any(wanted.values()) else None
+        found = {k: resolve_pulse_device(self._spec[k], k, listing) for k, on in wanted.items() if on}
+        self._pulse_devs = found
+        self._dev = {k: (found[k]["name"] if k in found else None) for k in ("input", "output", "monitor")}  # type: ignore[misc]
+
     def _in_channels(self, index: int | None) -> int:
         if index is None:
             return 1
-        d = {d["index"]: d for d in list_devices()}[index]
+        if self.backend == "pulse":
+            d = {**self._pulse_devs["input"], "index": index, "hostapi": "PulseAudio",
+                 "max_input_channels": self._pulse_devs["input"]["channels"], "max_output_channels": 0}
+        else:
+            d = {d["index"]: d for d in list_devices()}[index]
         if self.channel is not None:
             if self.channel >= d["max_input_channels"]:
                 raise DeviceError(f"input channel {self.channel} does not exist on {_describe(d)}; "
@@ -726,10 +758,12 @@ class LiveRunner:
         return min(2, d["max_input_channels"])
 
     def _check_args(self, dev: dict[str, int | None], rate: int) -> dict[str, Any] | None:
-        if dev["input"] is None and dev["output"] is None and dev["monitor"] is None:
+        if self.backend == "pulse" or (dev["input"] is None and dev["output"] is None and dev["monitor"] is None):
             if rate not in SUPPORTED_RATES:
                 raise DeviceError(f"rate {rate} Hz is not supported; expected one of {SUPPORTED_RATES}")
-            return None
+            if dev["input"] is not None:
+                self._in_channels(dev["input"])  # a channel the source lacks: refused here
+            return None  # the PulseAudio server converts any rate and channel count
         return {"input": dev["input"], "output": dev["output"], "monitor": dev["monitor"], "rate": rate,
                 "input_channels": self._in_channels(dev["input"]), "output_channels": 1}
 
@@ -738,7 +772,9 @@ class LiveRunner:
         """Current input / output / monitor device names (or file / null) and the rate in Hz."""
         def name(kind: str) -> str | None:
             i = self._dev.get(kind)
-            return device_name(i) if i is not None else None
+            if i is None or self.backend == "pulse":
+                return i  # type: ignore[return-value]
+            return device_name(i)
 
         inp = name("input") if self._dev.get("input") is not None else f"file:{self.input_file}"
         if self._dev.get("output") is not None:
@@ -1032,6 +1068,19 @@ class LiveRunner:
                              latency=self._latency_s(sd, index, "input" if kind == "input" else "output"),
                              ctl=ctl, keep=(ring, cnt), realtime=self.rt_priority is not None)
 
+    def _open_pulse(self, kind: str, name: str, channels: int) -> Any:
+        from .pulse import PulseStream
+
+        ring = self._in if kind == "input" else (self._out if kind == "output" else self._mon)
+        cnt = self._ncnt[kind]
+        ctl = make_control_block(ring.buf, ring.idx, ring.buf, ring.idx, cnt, in_channels=channels,
+                                 in_select=self._ch_sel, out_channels=channels,
+                                 wake_fd=self._wake_fd if kind == "input" else None, wake_min=self.block)
+        lat = self.device_latency
+        latency_s = float(lat) if isinstance(lat, (int, float)) else (None if lat == "low" else 4 * self.device_block / self.rate)
+        return PulseStream(kind=kind, device=name, channels=channels, rate=self.rate, block=self.device_block or self.block,
+                           ctl=ctl, keep=(ring, cnt), latency_s=latency_s)
+
     def _open_streams(self) -> None:
         """Open and start the device streams. With the native callback and ``rt_priority``, the
         threads the audio libraries start meanwhile (libpulse's mainloop behind ALSA's ``pulse``
@@ -1059,7 +1108,15 @@ class LiveRunner:
         common = dict(samplerate=rate, blocksize=self.device_block, dtype="float32", latency=lat)
         streams: list[Any] = []
         try:
-            if self.callback == "native":
+            if self.backend == "pulse":
+                for kind, name, ch in (("input", di, n_in), ("output", do, 1), ("monitor", dm, 1)):
+                    if name is None:
+                        continue
+                    s = self._open_pulse(kind, str(name), ch)
+                    streams.append(s)
+                    if kind != "monitor":
+                        self.stream_latency_s[kind] = s.latency
+            elif self.callback == "native":
                 for kind, index, ch in (("input", di, n_in), ("output", do, 1), ("monitor", dm, 1)):
                     if index is None:
                         continue
@@ -1436,7 +1493,7 @@ class LiveRunner:
         w = self._writer
         out = {**self.engine.telemetry(), "runner": dict(self.stats), "devices": self.devices,
                "block_ms": self.block_ms, "block": self.block, "max_backlog_blocks": self.max_backlog_blocks,
-               "callback": self.callback, "profile": self.profile, "stream_state": self.stream_state,
+               "callback": self.callback, "backend": self.backend, "profile": self.profile, "stream_state": self.stream_state,
                "worker": self.worker_home, "worker_pid": self._wp.pid if self._wp is not None else None,
                "buffering_bound_ms": self.buffering_bound_ms, "target_buffer_age_ms": self.target_buffer_age_ms,
                "out_margin_blocks": self._margin_blocks,

@@ -91,6 +91,10 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--callback", choices=("native", "python"), default="native",
                    help="audio callback: native (default; compiled, never waits for the Python interpreter) "
                         "or python (sounddevice's Python callback, the fallback)")
+    g.add_argument("--backend", choices=("portaudio", "pulse"), default="portaudio",
+                   help="audio host: portaudio (default; ALSA, CoreAudio, WASAPI, PulseAudio through ALSA's pulse "
+                        "plugin) or pulse (rtvc's own PulseAudio/PipeWire client, Linux: smaller, steadier "
+                        "buffers; --input/--output are then source/sink names, see `rtvc devices --backend pulse`)")
     g.add_argument("--worker", choices=("auto", "process", "thread"), default="auto",
                    help="where the engine runs: process (its own interpreter, fed by shared-memory rings: nothing "
                         "else in rtvc can stall it), thread, or auto (default: process with a sound device, "
@@ -155,6 +159,8 @@ def _device_rate(args: argparse.Namespace) -> int:
     if getattr(args, "input_file", None):
         r = _file_rate(args.input_file)
         return r if r in SUPPORTED_RATES and r >= 16000 else 48_000
+    if getattr(args, "backend", "portaudio") == "pulse":
+        return 48_000  # the server converts; 48 kHz is the engine's native rate
     if hasattr(args, "input"):
         from .audio import default_rate, resolve_device
 
@@ -188,7 +194,8 @@ def build_runner(args: argparse.Namespace, engine: Any) -> Any:
                       callback=getattr(args, "callback", "native"), profile=getattr(args, "profile", "live"),
                       device_block_ms=_device_block_ms(getattr(args, "device_block_ms", None), args.block_ms),
                       device_latency=_device_latency(getattr(args, "device_latency", None)),
-                      worker=getattr(args, "worker", "auto"), rt_priority=_rt_priority(getattr(args, "rt_priority", 10)))
+                      worker=getattr(args, "worker", "auto"), rt_priority=_rt_priority(getattr(args, "rt_priority", 10)),
+                      backend=getattr(args, "backend", "portaudio"))
 
 
 def _rt_priority(n: int) -> int | None:
@@ -253,11 +260,26 @@ def convert_array(engine: Any, x: Audio, *, block: int, keep_latency: bool = Fal
 # ---------------------------------------------------------------------- devices / voices
 def _add_devices(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON list")
+    p.add_argument("--backend", choices=("portaudio", "pulse"), default="portaudio",
+                   help="list PortAudio's devices (default) or the PulseAudio server's sinks and sources")
 
 
 def _cmd_devices(args: argparse.Namespace) -> int:
     from .audio import list_devices
 
+    if getattr(args, "backend", "portaudio") == "pulse":
+        from .pulse import list_pulse_devices
+
+        pd = list_pulse_devices()
+        if args.json:
+            print(json.dumps(pd, indent=2))
+            return 0
+        for key, dflt, mark in (("sources", "default_source", "<"), ("sinks", "default_sink", ">")):
+            for d in pd[key]:
+                m = mark if d["name"] == pd[dflt] else " "
+                print(f"{m} {key[:-1]:6s} {d['index']:3d} {d['name']} ({d['description']}, {d['channels']} ch, "
+                      f"{d['rate']} Hz)")
+        return 0
     devs = list_devices()
     if args.json:
         print(json.dumps(devs, indent=2))

@@ -137,10 +137,14 @@ class Recorder:
 
 class RtvcProcess:
     """``python -m rtvc run --input pulse --output pulse --rate RATE --json --quiet ARGS`` as a child
-    process of the test server; waits until its streams are open (it prints the latency)."""
+    process of the test server; waits until its streams are open (it prints the latency).
+    ``backend="pulse"``: ``--backend pulse`` instead, whose default devices are the same
+    ``PULSE_SINK`` / ``PULSE_SOURCE``."""
 
-    def __init__(self, server: PulseServer, args: list[str], *, sink: str, source: str, rate: int) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "rtvc", "run", "--input", "pulse", "--output", "pulse",
+    def __init__(self, server: PulseServer, args: list[str], *, sink: str, source: str, rate: int,
+                 backend: str = "portaudio") -> None:
+        devices = ["--input", "pulse", "--output", "pulse"] if backend == "portaudio" else ["--backend", backend]
+        self.proc = subprocess.Popen([sys.executable, "-m", "rtvc", "run", *devices,
                                       "--rate", str(rate), "--json", "--quiet", *args],
                                      env=server.child_env(sink=sink, source=source),
                                      cwd=str(Path(__file__).resolve().parents[1]),

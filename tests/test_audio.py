@@ -294,6 +294,10 @@ def test_new_option_errors(tmp_path: Path) -> None:
         _file_runner(tmp_path, callback="c")
     with pytest.raises(ConfigError, match=r"profile 'quiet' is not known; expected one of \('live', 'gaming'\)"):
         _file_runner(tmp_path, profile="quiet")
+    with pytest.raises(ConfigError, match=r"audio backend 'jack' is not known; expected one of \('portaudio', 'pulse'\)"):
+        _file_runner(tmp_path, backend="jack")
+    with pytest.raises(ConfigError, match=r"pulse backend runs native callbacks only"):
+        _file_runner(tmp_path, backend="pulse", callback="python")
     with pytest.raises(ConfigError, match=r"out_margin_blocks 20 is out of range; expected 0\.\.16"):
         _file_runner(tmp_path, out_margin_blocks=20)
     with pytest.raises(ConfigError, match=r"stall_timeout_s 0 is out of range"):
@@ -530,3 +534,14 @@ def test_threads_started_while_opening_streams_run_above_the_worker() -> None:
         stop.set()
         for t in [outside, *started]:
             t.join()
+
+
+def test_pulse_backend_without_a_server_is_a_clear_device_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rtvc import pulse
+
+    if not pulse.available():
+        pytest.skip("libpulse is not installed")
+    monkeypatch.setenv("PULSE_SERVER", f"unix:{tmp_path / 'no-such-socket'}")
+    eng = Engine(EngineConfig(device_rate=48_000))
+    with pytest.raises(DeviceError, match=r"PulseAudio server"):
+        LiveRunner(eng, backend="pulse")

@@ -48,11 +48,12 @@ def _tone(seconds: float, f_hz: float = 300.0) -> np.ndarray:
 class _Run(RtvcProcess):
     """``rtvc run`` (bypass, control server on) as a child process."""
 
-    def __init__(self, srv: PulseServer, duration_s: float, extra: tuple[str, ...] | list[str] = ()) -> None:
+    def __init__(self, srv: PulseServer, duration_s: float, extra: tuple[str, ...] | list[str] = (),
+                 backend: str = "portaudio") -> None:
         self.port = _free_port()
         super().__init__(srv, ["--bypass", "--gate-db", "-120", "--duration", str(duration_s),
                                "--control", "--port", str(self.port), "--token", "faults-test", *extra],
-                         sink="rtvc_test_out", source="rtvc_test_in.monitor", rate=RATE)
+                         sink="rtvc_test_out", source="rtvc_test_in.monitor", rate=RATE, backend=backend)
 
     def healthy(self) -> bool:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=5) as r:
@@ -83,8 +84,12 @@ def _module_id(srv: PulseServer, sink: str) -> str:
     raise AssertionError(f"no module for {sink}")
 
 
+BACKENDS = pytest.mark.parametrize("backend", ["portaudio", "pulse"])
+
+
 @pytest.mark.live
-def test_output_device_disappears_and_comes_back(pulse_server: PulseServer, tmp_path: Path) -> None:
+@BACKENDS
+def test_output_device_disappears_and_comes_back(pulse_server: PulseServer, tmp_path: Path, backend: str) -> None:
     """rtvc plays into the server's only sink, which is unloaded and loaded again. (With another
     sink present PulseAudio would move the stream there itself, and nothing would be lost.) The
     input is a looping tone file, so that no sink is needed for it."""
@@ -92,7 +97,7 @@ def test_output_device_disappears_and_comes_back(pulse_server: PulseServer, tmp_
     srv.pactl("unload-module", _module_id(srv, "rtvc_test_in"))
     wav = tmp_path / "loop.wav"
     sf.write(wav, _tone(1.0), RATE, subtype="FLOAT")
-    run = _Run(srv, duration_s=15, extra=["--input-file", str(wav), "--loop"])
+    run = _Run(srv, duration_s=15, extra=["--input-file", str(wav), "--loop"], backend=backend)
     time.sleep(2.5)  # streams flowing
     srv.pactl("unload-module", _module_id(srv, "rtvc_test_out"))
     time.sleep(2.0)
@@ -115,9 +120,10 @@ def test_output_device_disappears_and_comes_back(pulse_server: PulseServer, tmp_
 
 
 @pytest.mark.live
-def test_audio_server_killed_and_restarted(pulse_server: PulseServer, tmp_path: Path) -> None:
+@BACKENDS
+def test_audio_server_killed_and_restarted(pulse_server: PulseServer, tmp_path: Path, backend: str) -> None:
     srv = pulse_server
-    run = _Run(srv, duration_s=16)
+    run = _Run(srv, duration_s=16, backend=backend)
     time.sleep(2.5)
     srv.kill()
     time.sleep(2.0)

@@ -63,13 +63,14 @@ def _play(server: PulseServer, x: np.ndarray, sink: str, tmp_path: Path) -> None
     subprocess.run(["paplay", f"--device={sink}", str(path)], env=server.env, check=True, timeout=60)
 
 
-def test_live_pitch_conversion(pulse_server: PulseServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["portaudio", "pulse"])
+def test_live_pitch_conversion(pulse_server: PulseServer, tmp_path: Path, backend: str) -> None:
     srv = pulse_server
     x = _tone(150.0, 2.5)
     rec = Recorder(srv, "rtvc_test_out.monitor", tmp_path / "out.raw", rate=RATE, channels=1)
     try:
         rtvc = RtvcProcess(srv, ["--voice", "higher", "--duration", "6"], sink="rtvc_test_out",
-                           source="rtvc_test_in.monitor", rate=RATE)
+                           source="rtvc_test_in.monitor", rate=RATE, backend=backend)
         time.sleep(0.5)
         _play(srv, x, "rtvc_test_in", tmp_path)
         summary = rtvc.finish()
@@ -85,6 +86,7 @@ def test_live_pitch_conversion(pulse_server: PulseServer, tmp_path: Path) -> Non
           f"(expected {expected:.4f}); xruns {summary['xruns']}, dropped {summary['dropped_blocks']}, "
           f"runner {summary['runner']}")
     assert summary["voice"] == "higher"
+    assert summary["devices"]["output"] == ("rtvc_test_out" if backend == "pulse" else summary["devices"]["output"])
     assert abs(ratio / expected - 1.0) < 0.05, (ratio, expected)
 
 
@@ -161,3 +163,42 @@ def test_live_monitor_stream_and_gain(pulse_server: PulseServer, tmp_path: Path)
     print(f"live monitor: level {ratio_db:.2f} dB relative to the played tone (expected -6.00); "
           f"xruns {summary['xruns']}, runner {summary['runner']}")
     assert abs(ratio_db + 6.0) < 1.0
+
+
+def test_pulse_backend_lists_and_resolves_devices(pulse_server: PulseServer) -> None:
+    """``rtvc devices --backend pulse --json`` lists the server's sinks and sources; device specs
+    resolve by exact name, index, unique substring and the client default, and a bad spec is
+    refused naming it and the candidates."""
+    import json
+    import os
+    import sys
+
+    from rtvc.errors import DeviceError
+    from rtvc.pulse import list_pulse_devices, resolve_pulse_device
+
+    srv = pulse_server
+    env = srv.child_env(sink="rtvc_test_out", source="rtvc_test_in.monitor")
+    r = subprocess.run([sys.executable, "-m", "rtvc", "devices", "--backend", "pulse", "--json"], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    listed = json.loads(r.stdout)
+    assert {d["name"] for d in listed["sinks"]} >= {"rtvc_test_in", "rtvc_test_out"}
+    assert {d["name"] for d in listed["sources"]} >= {"rtvc_test_in.monitor", "rtvc_test_out.monitor"}
+    old = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        devs = list_pulse_devices()
+        assert resolve_pulse_device(None, "output", devs)["name"] == "rtvc_test_out"  # PULSE_SINK
+        assert resolve_pulse_device("default", "input", devs)["name"] == "rtvc_test_in.monitor"
+        assert resolve_pulse_device("rtvc_test_in", "output", devs)["name"] == "rtvc_test_in"  # exact beats substring
+        idx = next(d["index"] for d in devs["sinks"] if d["name"] == "rtvc_test_out")
+        assert resolve_pulse_device(str(idx), "monitor", devs)["name"] == "rtvc_test_out"
+        assert resolve_pulse_device("out.mon", "input", devs)["name"] == "rtvc_test_out.monitor"
+        with pytest.raises(DeviceError, match=r"'nosuch' matches no sink; expected one of: rtvc_test_in, rtvc_test_out"):
+            resolve_pulse_device("nosuch", "output", devs)
+        with pytest.raises(DeviceError, match=r"'rtvc_test' matches 2 source"):
+            resolve_pulse_device("rtvc_test", "input", devs)
+    finally:
+        os.environ.clear()
+        os.environ.update(old)

@@ -86,12 +86,14 @@ def test_loopback_command_line_gives_one_json_object(tmp_path: Path) -> None:
     if shutil.which("pulseaudio") is None:
         pytest.skip("the `pulseaudio` binary is not installed")
     p = subprocess.run([sys.executable, "bench/loopback.py", "--json", "--clicks", "60", "--blocks", "10",
-                        "--out", str(tmp_path)], cwd=str(ROOT), capture_output=True, text=True, timeout=180)
+                        "--settle", "3", "--out", str(tmp_path)], cwd=str(ROOT), capture_output=True, text=True,
+                       timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
     doc = json.loads(p.stdout)
     assert doc["benchmark"] == "loopback" and "logical cores" in doc["machine"]
     kinds = {r["kind"] for r in doc["results"]}
     assert {"bypass", "dsp"} <= kinds
+    assert {r["backend"] for r in doc["results"]} == {"portaudio", "pulse"}  # both, side by side
     assert ("neural" in kinds) != any(m.startswith("neural") for m in doc["missing"])
     for r in doc["results"]:
         # two thirds of the clicks answered, as before with 6 clicks; the neural voice's answer to a
