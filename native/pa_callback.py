@@ -37,10 +37,8 @@ CTL_SIZE = 15
 # counters layout (int64 words)
 CNT = {"callbacks": 0, "frames": 1, "in_ring_full": 2, "out_ring_empty": 3, "pa_input_underflow": 4,
        "pa_input_overflow": 5, "pa_output_underflow": 6, "pa_output_overflow": 7, "pa_priming": 8,
-       "in_ring_full_events": 9, "out_ring_empty_events": 10, "out_deferred": 11}
-"""``in_ring_full`` / ``out_ring_empty`` count frames; the ``*_events`` count callbacks that hit it;
-``out_deferred`` (the PulseAudio path only, ``pulse_callback.py``) frames a write request asked
-for before the ring had them, left for the next request (no gap)."""
+       "in_ring_full_events": 9, "out_ring_empty_events": 10}
+"""``in_ring_full`` / ``out_ring_empty`` count frames; the ``*_events`` count callbacks that hit it."""
 N_COUNTERS = 12
 
 # PaStreamCallbackFlags bits

@@ -13,14 +13,15 @@ eventfd wake-up, so the worker cannot tell the two hosts apart.
 in, so the compiled code stays cacheable), the frame size in bytes and two scratch words for the
 out-parameters of ``pa_stream_peek`` / ``pa_stream_begin_write``.
 
-A write request is answered with what the output ring holds, up to the request. What the ring
-lacks is *deferred* (``out_deferred`` counts the frames), not replaced by silence, as long as the
-server keeps at least ``keep`` frames queued (``tlength`` minus the request is what it holds):
-requests do not come in whole blocks (a 44.1 kHz sink asks a 48 kHz stream for 262 frames now and
-240 then), and the rest is asked for again with the next request, a fraction of a block later.
-Only below ``keep`` is the gap filled with silence, counted as a ring underflow as on the
-PortAudio path (the live output margin then widens). Priming: the first request asks for the
-whole target buffer at once; its silence goes *ahead of* the ring's audio and counts as
+A write request is answered in full, as a PortAudio callback is: from the output ring, and what
+the ring lacks as silence, counted as a ring underflow (the live output margin then widens).
+(Answering with only what the ring holds and leaving the rest for the next request, half a block
+later, while the server still held 1.25 blocks, was measured and dropped: 5-7 underflows a
+minute against 1-3, aria at 5 ms blocks on the 2-core VM.) The state callbacks store the stream's and the connection's state in the pulse block whenever
+they change, so nothing outside the mainloop needs its lock while the stream runs: a Python
+thread that took the lock and then waited for the GIL (behind a garbage collection) would hold up
+every callback meanwhile. Priming: the first request asks for
+the whole target buffer at once; its silence goes *ahead of* the ring's audio and counts as
 ``pa_priming``.
 """
 
@@ -36,19 +37,19 @@ from .intrinsics import voidptr_to_int as _voidptr_to_int
 from .pa_callback import CNT, CTL_SIZE, N_COUNTERS, _callback_body
 
 __all__ = ["PB", "PB_SIZE", "PULSE_FUNCTIONS", "make_pulse_block", "pulse_read_cb", "pulse_write_cb",
-           "pulse_underflow_cb", "pulse_overflow_cb"]
+           "pulse_underflow_cb", "pulse_overflow_cb", "pulse_stream_state_cb", "pulse_context_state_cb"]
 
 PB = {"ctl": 0, "peek": 1, "drop": 2, "begin_write": 3, "write": 4, "cancel_write": 5, "frame_bytes": 6,
-      "data": 7, "nbytes": 8, "primed": 9, "tlength": 10, "keep": 11}
-PB_SIZE = 12
+      "data": 7, "nbytes": 8, "primed": 9, "stream_get_state": 10, "context_get_state": 11, "stream_state": 12,
+      "context_state": 13}
+PB_SIZE = 14
 PULSE_FUNCTIONS = ("pa_stream_peek", "pa_stream_drop", "pa_stream_begin_write", "pa_stream_write",
-                   "pa_stream_cancel_write")
-"""The libpulse functions the callbacks call, in ``PB`` order from ``peek``."""
+                   "pa_stream_cancel_write", "pa_stream_get_state", "pa_context_get_state")
+"""The libpulse functions the callbacks call (``make_pulse_block`` puts each in its ``PB`` slot)."""
 
 _IN_OVERFLOW = CNT["pa_input_overflow"]
 _PRIMING = CNT["pa_priming"]
 _OUT_UNDERFLOW = CNT["pa_output_underflow"]
-_DEFERRED = CNT["out_deferred"]
 
 _SIZE_T = types.uint64 if ctypes.sizeof(ctypes.c_size_t) == 8 else types.uint32
 _REQUEST_SIG = types.void(types.voidptr, _SIZE_T, types.voidptr)
@@ -108,25 +109,19 @@ def _put(s: int, pb_addr: int, frames: int, zeros_first: int) -> int:
 @njit(nogil=True, cache=True)
 def _write_body(s: int, nbytes: int, pb_addr: int) -> None:
     pb = carray(_int_to_voidptr(pb_addr), (PB_SIZE,), np.int64)
-    ctl = carray(_int_to_voidptr(pb[0]), (CTL_SIZE,), np.int64)
-    cnt = carray(_int_to_voidptr(ctl[9]), (N_COUNTERS,), np.int64)
-    idx = carray(_int_to_voidptr(ctl[5]), (2,), np.int64)
     req = nbytes // pb[6]
     if req <= 0:
         return
-    queued = max(0, pb[10] - req)  # what the server still holds of its target buffer
-    avail = idx[0] - idx[1]
-    audio = min(avail, req)
-    fill = min(req - audio, max(0, pb[11] - queued - audio))  # silence only where the server would run dry
     lead = 0
     if pb[9] == 0:  # the first request: silence ahead of the ring's audio, not an underflow
         pb[9] = 1
-        lead = fill
+        ctl = carray(_int_to_voidptr(pb[0]), (CTL_SIZE,), np.int64)
+        idx = carray(_int_to_voidptr(ctl[5]), (2,), np.int64)
+        lead = max(0, req - (idx[0] - idx[1]))
         if lead > 0:
+            cnt = carray(_int_to_voidptr(ctl[9]), (N_COUNTERS,), np.int64)
             cnt[_PRIMING] += 1
-    done = _put(s, pb_addr, audio + fill, lead)
-    if done < req:
-        cnt[_DEFERRED] += req - done
+    _put(s, pb_addr, req, lead)
 
 
 @njit(nogil=True, cache=True)
@@ -159,13 +154,29 @@ def pulse_overflow_cb(s, userdata):
     _count(_voidptr_to_int(userdata), _IN_OVERFLOW)
 
 
-def make_pulse_block(ctl: np.ndarray, functions: dict[str, int], *, channels: int, tlength: int = 0,
-                     keep: int = 0) -> np.ndarray:
+@njit(nogil=True, cache=True)
+def _store_state(obj: int, pb_addr: int, fn_slot: int, slot: int) -> None:
+    pb = carray(_int_to_voidptr(pb_addr), (PB_SIZE,), np.int64)
+    pb[slot] = call_i32_p(pb[fn_slot], obj)
+
+
+@cfunc(_NOTIFY_SIG, nopython=True, nogil=True, cache=True)
+def pulse_stream_state_cb(s, userdata):
+    """The stream's state changed: store it (``stream_state``), so that the runner's supervisor can
+    read it without the mainloop's lock."""
+    _store_state(_voidptr_to_int(s), _voidptr_to_int(userdata), 10, 12)
+
+
+@cfunc(_NOTIFY_SIG, nopython=True, nogil=True, cache=True)
+def pulse_context_state_cb(c, userdata):
+    """The connection's state changed (server gone: failed): store it (``context_state``)."""
+    _store_state(_voidptr_to_int(c), _voidptr_to_int(userdata), 11, 13)
+
+
+def make_pulse_block(ctl: np.ndarray, functions: dict[str, int], *, channels: int) -> np.ndarray:
     """The int64 pulse block for one stream: ``ctl`` (a ``make_control_block`` array, which must
     outlive the stream as this block must), ``functions`` the addresses of ``PULSE_FUNCTIONS``
-    by name, ``channels`` of the stream's float32 samples; playback: the server's target buffer
-    ``tlength`` and the least it must keep queued, ``keep`` (frames; set once the server has
-    granted the buffer, before the stream starts)."""
+    by name, ``channels`` of the stream's float32 samples."""
     if ctl.dtype != np.int64 or ctl.ndim != 1 or not ctl.flags.c_contiguous:
         raise ValueError(f"ctl must be a contiguous int64 control block, got {ctl.dtype} {ctl.shape}")
     missing = [f for f in PULSE_FUNCTIONS if not functions.get(f)]
@@ -175,8 +186,8 @@ def make_pulse_block(ctl: np.ndarray, functions: dict[str, int], *, channels: in
         raise ValueError(f"channels {channels} is out of range; expected >= 1")
     pb = np.zeros(PB_SIZE, np.int64)
     pb[PB["ctl"]] = ctl.ctypes.data
-    for i, f in enumerate(PULSE_FUNCTIONS):
-        pb[PB["peek"] + i] = functions[f]
+    for f, slot in zip(PULSE_FUNCTIONS, ("peek", "drop", "begin_write", "write", "cancel_write", "stream_get_state",
+                                         "context_get_state")):
+        pb[PB[slot]] = functions[f]
     pb[PB["frame_bytes"]] = 4 * channels
-    pb[PB["tlength"]], pb[PB["keep"]] = tlength, keep
     return pb

@@ -15,9 +15,8 @@ as half a block is free, and runs its sink with periods of that size, as it does
 plugin); a record stream gets ``fragsize`` = one block. Measured on the 2-core VM (20 s after a
 5 s start, bypass): with ``PA_STREAM_ADJUST_LATENCY`` instead the server shrank the null sink's
 period to 0.5-2.5 ms and underran our stream 23-26 times in 20 s; with early requests 0-3 xruns,
-as many as PortAudio's path. The write callback answers each request with what the output ring
-holds and defers the rest while the server keeps at least 1.25 blocks queued (see
-``rtvc._native.pulse_callback``). Setup,
+as many as PortAudio's path. The write callback answers each request in full, from the output
+ring and with silence for what it lacks (see ``rtvc._native.pulse_callback``). Setup,
 state polling and teardown are plain Python (ctypes) holding the mainloop's lock; nothing in
 Python runs per block.
 
@@ -96,6 +95,7 @@ _PROTOS: dict[str, tuple[Any, list[Any]]] = {
     "pa_context_get_state": (ctypes.c_int, [_VP]),
     "pa_context_errno": (ctypes.c_int, [_VP]),
     "pa_context_disconnect": (None, [_VP]),
+    "pa_context_set_state_callback": (None, [_VP, _VP, _VP]),
     "pa_context_unref": (None, [_VP]),
     "pa_context_get_sink_info_list": (_VP, [_VP, _INFO_CB, _VP]),
     "pa_context_get_source_info_list": (_VP, [_VP, _INFO_CB, _VP]),
@@ -108,6 +108,7 @@ _PROTOS: dict[str, tuple[Any, list[Any]]] = {
     "pa_stream_set_write_callback": (None, [_VP, _VP, _VP]),
     "pa_stream_set_underflow_callback": (None, [_VP, _VP, _VP]),
     "pa_stream_set_overflow_callback": (None, [_VP, _VP, _VP]),
+    "pa_stream_set_state_callback": (None, [_VP, _VP, _VP]),
     "pa_stream_connect_playback": (ctypes.c_int, [_VP, ctypes.c_char_p, ctypes.POINTER(_BufferAttr), ctypes.c_int,
                                                   _VP, _VP]),
     "pa_stream_connect_record": (ctypes.c_int, [_VP, ctypes.c_char_p, ctypes.POINTER(_BufferAttr), ctypes.c_int]),
@@ -348,9 +349,12 @@ class PulseStream:
     def __init__(self, *, kind: str, device: str, channels: int, rate: int, block: int, ctl: np.ndarray,
                  keep: tuple[Any, ...], latency_s: float | None = None) -> None:
         from ._native.pulse_callback import (
+            PB,
             make_pulse_block,
+            pulse_context_state_cb,
             pulse_overflow_cb,
             pulse_read_cb,
+            pulse_stream_state_cb,
             pulse_underflow_cb,
             pulse_write_cb,
         )
@@ -379,10 +383,13 @@ class PulseStream:
         try:
             conn.lock()
             try:
+                self._pb[PB["context_state"]] = lib.pa_context_get_state(conn.ctx)
+                lib.pa_context_set_state_callback(conn.ctx, pulse_context_state_cb.address, ud)
                 s = lib.pa_stream_new(conn.ctx, f"rtvc {kind}".encode(), ctypes.byref(spec), None)
                 if not s:
                     raise DeviceError(f"PulseAudio: cannot create the {kind} stream: {conn.error()}")
                 self._s = s
+                lib.pa_stream_set_state_callback(s, pulse_stream_state_cb.address, ud)
                 if kind == "input":
                     lib.pa_stream_set_read_callback(s, pulse_read_cb.address, ud)
                     lib.pa_stream_set_overflow_callback(s, pulse_overflow_cb.address, ud)
@@ -404,11 +411,6 @@ class PulseStream:
                 self.device = (lib.pa_stream_get_device_name(s) or device.encode()).decode("utf-8", "replace")
             finally:
                 conn.unlock()
-            if kind != "input":  # what the server granted, before the first request (the stream is corked)
-                from ._native.pulse_callback import PB
-
-                self._pb[PB["tlength"]] = self.buffer_attr["tlength"] // frame
-                self._pb[PB["keep"]] = self.buffer_attr["minreq"] // frame + 3 * block // 4
         except BaseException:
             self._teardown()
             raise
@@ -439,22 +441,24 @@ class PulseStream:
 
     @property
     def active(self) -> bool:
-        if self.closed or self._s is None:
-            return False
-        self._conn.lock()
-        try:
-            return (self._lib.pa_context_get_state(self._conn.ctx) == _CTX_READY
-                    and self._lib.pa_stream_get_state(self._s) == _ST_READY)
-        finally:
-            self._conn.unlock()
+        """Connection and stream ready: read from the states the compiled state callbacks store,
+        without the mainloop's lock (a thread holding it while it waits for the GIL would stall
+        every audio callback of this stream meanwhile)."""
+        from ._native.pulse_callback import PB
+
+        return (not self.closed and int(self._pb[PB["context_state"]]) == _CTX_READY
+                and int(self._pb[PB["stream_state"]]) == _ST_READY)
 
     def _teardown(self) -> None:
         if self._s is not None:
             self._conn.lock()
             try:
                 for setter in ("pa_stream_set_read_callback", "pa_stream_set_write_callback",
-                               "pa_stream_set_underflow_callback", "pa_stream_set_overflow_callback"):
+                               "pa_stream_set_underflow_callback", "pa_stream_set_overflow_callback",
+                               "pa_stream_set_state_callback"):
                     getattr(self._lib, setter)(self._s, None, None)
+                if self._conn.ctx:
+                    self._lib.pa_context_set_state_callback(self._conn.ctx, None, None)
                 self._lib.pa_stream_disconnect(self._s)
                 self._lib.pa_stream_unref(self._s)
             finally:

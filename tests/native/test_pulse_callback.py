@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from rtvc._native.pa_callback import CNT, N_COUNTERS, make_control_block
-from rtvc._native.pulse_callback import PB, make_pulse_block, pulse_overflow_cb, pulse_read_cb, pulse_underflow_cb
-from rtvc._native.pulse_callback import pulse_write_cb
+from rtvc._native.pulse_callback import PB, PULSE_FUNCTIONS, make_pulse_block, pulse_context_state_cb, pulse_overflow_cb
+from rtvc._native.pulse_callback import pulse_read_cb, pulse_stream_state_cb, pulse_underflow_cb, pulse_write_cb
 
 _VP, _SZ = ctypes.c_void_p, ctypes.c_size_t
 _PEEK = ctypes.CFUNCTYPE(ctypes.c_int, _VP, ctypes.POINTER(_VP), ctypes.POINTER(_SZ))
@@ -22,6 +22,7 @@ _DROP = ctypes.CFUNCTYPE(ctypes.c_int, _VP)
 _BEGIN = ctypes.CFUNCTYPE(ctypes.c_int, _VP, ctypes.POINTER(_VP), ctypes.POINTER(_SZ))
 _WRITE = ctypes.CFUNCTYPE(ctypes.c_int, _VP, _VP, _SZ, _VP, ctypes.c_int64, ctypes.c_int)
 _CANCEL = ctypes.CFUNCTYPE(ctypes.c_int, _VP)
+_STATE = ctypes.CFUNCTYPE(ctypes.c_int, _VP)
 
 
 class FakeServer:
@@ -35,12 +36,13 @@ class FakeServer:
         self.piece = piece
         self.wbuf = np.zeros(1 << 16, np.float32)
         self.calls = {"peek": 0, "drop": 0, "begin": 0, "write": 0, "cancel": 0}
+        self.states = {"stream": 2, "context": 4}  # READY, READY
         self._fns = (_PEEK(self._peek), _DROP(self._drop), _BEGIN(self._begin), _WRITE(self._write),
-                     _CANCEL(self._cancel))
+                     _CANCEL(self._cancel), _STATE(lambda s: self.states["stream"]),
+                     _STATE(lambda c: self.states["context"]))
 
     def addresses(self) -> dict[str, int]:
-        names = ("pa_stream_peek", "pa_stream_drop", "pa_stream_begin_write", "pa_stream_write", "pa_stream_cancel_write")
-        return {n: ctypes.cast(f, _VP).value for n, f in zip(names, self._fns)}
+        return {n: ctypes.cast(f, _VP).value for n, f in zip(PULSE_FUNCTIONS, self._fns)}
 
     def _peek(self, s, data, nbytes):  # type: ignore[no-untyped-def]
         self.calls["peek"] += 1
@@ -75,7 +77,7 @@ class FakeServer:
 
 
 class Rig:
-    def __init__(self, *, channels: int = 1, size: int = 4096, tlength: int = 0, keep: int = 0, piece: int = 1 << 20,
+    def __init__(self, *, channels: int = 1, size: int = 4096, piece: int = 1 << 20,
                  wake_fd: int | None = None, wake_min: int = 0, in_select: int = -1) -> None:
         self.srv = FakeServer(piece)
         self.buf = np.zeros(size, np.float32)
@@ -83,7 +85,7 @@ class Rig:
         self.cnt = np.zeros(N_COUNTERS, np.int64)
         self.ctl = make_control_block(self.buf, self.idx, self.buf, self.idx, self.cnt, in_channels=channels,
                                       in_select=in_select, out_channels=channels, wake_fd=wake_fd, wake_min=wake_min)
-        self.pb = make_pulse_block(self.ctl, self.srv.addresses(), channels=channels, tlength=tlength, keep=keep)
+        self.pb = make_pulse_block(self.ctl, self.srv.addresses(), channels=channels)
         self.ud = self.pb.ctypes.data
 
     def ring_put(self, x: np.ndarray) -> None:
@@ -102,25 +104,24 @@ class Rig:
         return np.concatenate(new) if new else np.zeros(0, np.float32)
 
 
-def reference_write(ring: list[float], req: int, *, tlength: int, keep: int, primed: bool) -> dict:
-    """The write policy in plain Python: answer with what the ring holds; add silence only so
-    that the server keeps ``keep`` frames (ahead of the audio when priming); defer the rest."""
-    queued = max(0, tlength - req)
+def reference_write(ring: list[float], req: int, *, primed: bool) -> dict:
+    """The write policy in plain Python: every request is answered in full, from the ring and
+    with silence for what it lacks (after the audio, counted as an underflow; ahead of it, as
+    priming, on the first request)."""
     audio = min(len(ring), req)
-    fill = min(req - audio, max(0, keep - queued - audio))
-    lead = 0 if primed else fill
-    out = [0.0] * lead + ring[:audio] + [0.0] * (fill - lead)
-    return {"out": out, "taken": audio, "deferred": req - audio - fill, "priming": int(lead > 0),
-            "underflow_events": int(fill - lead > 0), "missing": fill - lead}
+    short = req - audio
+    lead = 0 if primed else short
+    out = [0.0] * lead + ring[:audio] + [0.0] * (short - lead)
+    return {"out": out, "taken": audio, "priming": int(lead > 0), "underflow_events": int(short - lead > 0),
+            "missing": short - lead}
 
 
 def test_write_requests_match_the_reference_policy_over_a_random_session():
     rng = np.random.default_rng(3)
-    tlength, keep = 504, 180
-    r = Rig(tlength=tlength, keep=keep)
+    r = Rig()
     ring: list[float] = []
     primed = False
-    expect = {"deferred": 0, "priming": 0, "underflow_events": 0, "missing": 0}
+    expect = {"priming": 0, "underflow_events": 0, "missing": 0}
     sample = 1.0
     for _ in range(400):
         k = int(rng.choice([0, 0, 120, 240, 262, 300]))  # what the worker wrote since the last request
@@ -129,7 +130,7 @@ def test_write_requests_match_the_reference_policy_over_a_random_session():
         r.ring_put(x)
         ring += list(x)
         req = int(rng.choice([120, 121, 131, 240, 262, 504]))
-        ref = reference_write(ring, req, tlength=tlength, keep=keep, primed=primed)
+        ref = reference_write(ring, req, primed=primed)
         got = r.request(req)
         np.testing.assert_array_equal(got, np.asarray(ref["out"], np.float32))
         ring = ring[ref["taken"]:]
@@ -137,36 +138,26 @@ def test_write_requests_match_the_reference_policy_over_a_random_session():
         for key in expect:
             expect[key] += ref[key]
         assert r.ring_level() == len(ring)
-    assert r.cnt[CNT["out_deferred"]] == expect["deferred"] > 0
     assert r.cnt[CNT["pa_priming"]] == expect["priming"]
     assert r.cnt[CNT["out_ring_empty_events"]] == expect["underflow_events"] > 0
     assert r.cnt[CNT["out_ring_empty"]] == expect["missing"]
 
 
 def test_first_request_primes_with_silence_ahead_of_the_audio():
-    r = Rig(tlength=480, keep=180)
+    r = Rig()
     r.ring_put(np.arange(1, 101, dtype=np.float32))
     got = r.request(480)  # the server asks for its whole buffer; the ring has 100 frames
-    np.testing.assert_array_equal(got[:80], 0.0)
-    np.testing.assert_array_equal(got[80:], np.arange(1, 101))
+    np.testing.assert_array_equal(got[:380], 0.0)
+    np.testing.assert_array_equal(got[380:], np.arange(1, 101))
     assert r.cnt[CNT["pa_priming"]] == 1 and r.cnt[CNT["out_ring_empty_events"]] == 0
-    assert r.cnt[CNT["out_deferred"]] == 300
-
-
-def test_a_short_ring_is_deferred_while_the_server_holds_enough():
-    r = Rig(tlength=480, keep=180)
-    r.pb[PB["primed"]] = 1
-    r.ring_put(np.arange(1, 201, dtype=np.float32))
-    got = r.request(262)  # the server still holds 218 >= keep: no silence, 62 deferred
-    np.testing.assert_array_equal(got, np.arange(1, 201))
-    assert r.cnt[CNT["out_deferred"]] == 62 and r.cnt[CNT["out_ring_empty_events"]] == 0
-    got = r.request(400)  # holds 80: 100 frames of silence keep it at 180
-    assert got.shape[0] == 100 and not got.any()
-    assert r.cnt[CNT["out_ring_empty_events"]] == 1 and r.cnt[CNT["out_ring_empty"]] == 100
+    r.ring_put(np.arange(1, 51, dtype=np.float32))
+    got = r.request(120)  # later: the audio first, then silence, counted
+    np.testing.assert_array_equal(got, np.r_[np.arange(1, 51), np.zeros(70)])
+    assert r.cnt[CNT["out_ring_empty_events"]] == 1 and r.cnt[CNT["out_ring_empty"]] == 70
 
 
 def test_stereo_and_small_write_pieces_keep_the_order():
-    r = Rig(channels=2, tlength=4000, keep=0, piece=40)  # 40 bytes: 5 stereo frames per begin_write
+    r = Rig(channels=2, piece=40)  # 40 bytes: 5 stereo frames per begin_write
     r.pb[PB["primed"]] = 1
     r.ring_put(np.arange(1, 24, dtype=np.float32))
     got = r.request(23)
@@ -231,3 +222,24 @@ def test_pulse_block_checks_its_arguments():
         make_pulse_block(r.ctl, r.srv.addresses(), channels=0)
     with pytest.raises(ValueError, match="int64 control block"):
         make_pulse_block(r.ctl.astype(np.int32), r.srv.addresses(), channels=1)
+
+
+def test_state_callbacks_store_the_states_for_a_lock_free_read():
+    r = Rig()
+    pulse_stream_state_cb.ctypes(None, r.ud)
+    pulse_context_state_cb.ctypes(None, r.ud)
+    assert r.pb[PB["stream_state"]] == 2 and r.pb[PB["context_state"]] == 4
+    r.srv.states = {"stream": 3, "context": 5}  # the server went away: FAILED, FAILED
+    pulse_stream_state_cb.ctypes(None, r.ud)
+    pulse_context_state_cb.ctypes(None, r.ud)
+    assert r.pb[PB["stream_state"]] == 3 and r.pb[PB["context_state"]] == 5
+
+
+def test_pulse_block_layout():
+    r = Rig(channels=2)
+    addr = r.srv.addresses()
+    slots = dict(zip(PULSE_FUNCTIONS, ("peek", "drop", "begin_write", "write", "cancel_write", "stream_get_state",
+                                      "context_get_state")))
+    for fn, slot in slots.items():
+        assert r.pb[PB[slot]] == addr[fn], fn
+    assert r.pb[PB["ctl"]] == r.ctl.ctypes.data and r.pb[PB["frame_bytes"]] == 8 and r.pb[PB["primed"]] == 0
