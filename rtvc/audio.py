@@ -126,8 +126,9 @@ def _sounddevice() -> Any:
 
 
 # ---------------------------------------------------------------------- device lookup
-def list_devices() -> list[dict[str, Any]]:
-    """All audio devices PortAudio sees.
+def list_devices(backend: str = "portaudio") -> list[dict[str, Any]]:
+    """All audio devices PortAudio sees (``backend="pulse"``: the PulseAudio server's sources and
+    sinks, in the same shape; see :func:`pulse_device_table`).
 
     Returns
     -------
@@ -139,8 +140,14 @@ def list_devices() -> list[dict[str, Any]]:
     Raises
     ------
     DeviceError
-        PortAudio cannot be loaded or initialised.
+        PortAudio cannot be loaded or initialised (pulse: no server reachable).
     """
+    if backend not in BACKENDS:
+        raise ConfigError(f"audio backend {backend!r} is not known; expected one of {BACKENDS}")
+    if backend == "pulse":
+        from .pulse import list_pulse_devices
+
+        return pulse_device_table(list_pulse_devices())
     sd = _sounddevice()
     try:
         devs = sd.query_devices()
@@ -161,6 +168,22 @@ def list_devices() -> list[dict[str, Any]]:
             "default_output": i == d_out,
         })
     return out
+
+
+def pulse_device_table(listing: dict[str, Any]) -> list[dict[str, Any]]:
+    """A PulseAudio listing (:func:`rtvc.pulse.list_pulse_devices`) as :func:`list_devices` rows:
+    sources first (input channels), then sinks (output channels); ``index`` is the server's
+    index, which sources and sinks number separately, so ``kind`` says which one a row is."""
+    rows = []
+    for key, kind, ch_key in (("sources", "source", "max_input_channels"), ("sinks", "sink", "max_output_channels")):
+        dflt = listing.get("default_source" if kind == "source" else "default_sink")
+        for d in listing[key]:
+            rows.append({"index": d["index"], "name": d["name"], "hostapi": "PulseAudio", "kind": kind,
+                         "description": d["description"], "max_input_channels": 0, "max_output_channels": 0,
+                         ch_key: d["channels"], "default_samplerate": float(d["rate"]),
+                         "default_input": kind == "source" and d["name"] == dflt,
+                         "default_output": kind == "sink" and d["name"] == dflt})
+    return rows
 
 
 def has_devices() -> bool:

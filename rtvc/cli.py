@@ -268,17 +268,15 @@ def _cmd_devices(args: argparse.Namespace) -> int:
     from .audio import list_devices
 
     if getattr(args, "backend", "portaudio") == "pulse":
-        from .pulse import list_pulse_devices
-
-        pd = list_pulse_devices()
+        rows = list_devices("pulse")
         if args.json:
-            print(json.dumps(pd, indent=2))
+            print(json.dumps(rows, indent=2))
             return 0
-        for key, dflt, mark in (("sources", "default_source", "<"), ("sinks", "default_sink", ">")):
-            for d in pd[key]:
-                m = mark if d["name"] == pd[dflt] else " "
-                print(f"{m} {key[:-1]:6s} {d['index']:3d} {d['name']} ({d['description']}, {d['channels']} ch, "
-                      f"{d['rate']} Hz)")
+        for d in rows:
+            m = ("<" if d["default_input"] else " ") + (">" if d["default_output"] else " ")
+            ch = d["max_input_channels"] or d["max_output_channels"]
+            print(f"{m} {d['kind']:6s} {d['index']:3d} {d['name']} ({d['description']}, {ch} ch, "
+                  f"{d['default_samplerate']:g} Hz)")
         return 0
     devs = list_devices()
     if args.json:

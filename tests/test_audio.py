@@ -545,3 +545,20 @@ def test_pulse_backend_without_a_server_is_a_clear_device_error(tmp_path: Path, 
     eng = Engine(EngineConfig(device_rate=48_000))
     with pytest.raises(DeviceError, match=r"PulseAudio server"):
         LiveRunner(eng, backend="pulse")
+
+
+def test_pulse_device_table_has_portaudio_rows() -> None:
+    listing = {"sinks": [{"name": "spk", "index": 3, "description": "Speakers", "channels": 2, "rate": 44100}],
+               "sources": [{"name": "mic", "index": 3, "description": "Mic", "channels": 1, "rate": 48000},
+                           {"name": "spk.monitor", "index": 4, "description": "Monitor", "channels": 2, "rate": 44100}],
+               "default_sink": "spk", "default_source": "mic"}
+    rows = audio.pulse_device_table(listing)
+    assert [(r["kind"], r["name"], r["max_input_channels"], r["max_output_channels"]) for r in rows] == [
+        ("source", "mic", 1, 0), ("source", "spk.monitor", 2, 0), ("sink", "spk", 0, 2)]
+    assert [r["name"] for r in rows if r["default_input"]] == ["mic"]
+    assert [r["name"] for r in rows if r["default_output"]] == ["spk"]
+    keys = {"index", "name", "hostapi", "max_input_channels", "max_output_channels", "default_samplerate",
+            "default_input", "default_output"}
+    assert all(keys <= set(r) and r["hostapi"] == "PulseAudio" for r in rows)
+    with pytest.raises(ConfigError, match=r"audio backend 'oss' is not known"):
+        audio.list_devices("oss")

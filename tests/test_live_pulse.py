@@ -181,9 +181,13 @@ def test_pulse_backend_lists_and_resolves_devices(pulse_server: PulseServer) -> 
     r = subprocess.run([sys.executable, "-m", "rtvc", "devices", "--backend", "pulse", "--json"], env=env,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    listed = json.loads(r.stdout)
-    assert {d["name"] for d in listed["sinks"]} >= {"rtvc_test_in", "rtvc_test_out"}
-    assert {d["name"] for d in listed["sources"]} >= {"rtvc_test_in.monitor", "rtvc_test_out.monitor"}
+    listed = json.loads(r.stdout)  # the same row shape as PortAudio's list
+    sinks = {d["name"] for d in listed if d["kind"] == "sink" and d["max_output_channels"] == 2}
+    sources = {d["name"] for d in listed if d["kind"] == "source" and d["max_input_channels"] == 2}
+    assert sinks >= {"rtvc_test_in", "rtvc_test_out"}
+    assert sources >= {"rtvc_test_in.monitor", "rtvc_test_out.monitor"}
+    assert [d["name"] for d in listed if d["default_output"]] == ["rtvc_test_in"]  # the server's default
+    assert all(d["hostapi"] == "PulseAudio" for d in listed)
     old = dict(os.environ)
     os.environ.clear()
     os.environ.update(env)

@@ -115,7 +115,7 @@ class Controller:
         self._need_runner("list_devices")
         from .. import audio  # lazily: only the audio module imports sounddevice
 
-        return list(audio.list_devices())
+        return list(audio.list_devices(getattr(self.runner, "backend", "portaudio")))
 
     def list_presets(self) -> list[dict[str, Any]]:
         return self.presets.list()
