@@ -31,7 +31,7 @@ pytestmark = pytest.mark.live
 
 CHILD = r"""
 import json, sys, time
-from rtvc.audio import LiveRunner, _IN_CALLS, _OUT_CALLS
+from rtvc.audio import LiveRunner, _IN_CALLS, _OUT_CALLS, _OUT_UNDERFLOW
 from rtvc.engine import Engine, EngineConfig
 from rtvc.params import Params
 
@@ -66,6 +66,7 @@ blocks_after = s["runner"]["worker_blocks"]
 r.stop()
 print(json.dumps({"held_s": held_s, "worker": s["worker"], "produced_blocks": (w1 - w0) / r.block, "in_calls": int(c1[_IN_CALLS] - c0[_IN_CALLS]),
                   "out_calls": int(c1[_OUT_CALLS] - c0[_OUT_CALLS]), "block_s": r.block / r.rate,
+                  "out_underflows_held": int(c1[_OUT_UNDERFLOW] - c0[_OUT_UNDERFLOW]),
                   "age_min_ms": min(ages[20:]), "age_max_tail_ms": max(ages[-50:]),
                   "buffering_bound_ms": s["buffering_bound_ms"], "target_buffer_age_ms": s["target_buffer_age_ms"],
                   "dropped_blocks": s["dropped_blocks"] - d0, "stream_state": s["stream_state"], "runner": s["runner"]}))
@@ -111,7 +112,9 @@ def test_pulse_backend_callbacks_run_while_the_gil_is_held(pulse_server: PulseSe
     # the output side is asked every half block, the input side delivers a block at a time
     assert pu["out_calls"] >= expected and pu["in_calls"] >= expected / 2, pu
     assert pu["worker"] == "process" and pu["produced_blocks"] >= 2 * expected / 3, pu
-    assert pu["dropped_blocks"] == 0 and pu["runner"]["output_underflows"] == 0, pu
+    # nothing underflowed while the GIL was held (the whole run's count includes the stream's
+    # start, where the pulse backend has had an underflow now and then: not what this tests)
+    assert pu["dropped_blocks"] == 0 and pu["out_underflows_held"] == 0, pu
     assert pu["stream_state"] == "running"
 
 
