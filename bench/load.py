@@ -21,8 +21,8 @@ up there, whatever caused it.
 
 Configurations (``--configs``): ``native`` (the default path: compiled GIL-free callback, the
 engine in its own worker process), ``native-pulse`` (the same with rtvc's own PulseAudio client,
-``--backend pulse``, instead of PortAudio and ALSA's ``pulse`` plugin), ``python`` (the Python-callback fallback, worker process),
-``native-thread`` (native callback, the engine in a thread of the hogged process: the design
+``--backend pulse``, instead of PortAudio and ALSA's ``pulse`` plugin), ``python`` (the
+Python-callback fallback, worker process), ``native-thread`` (native callback, the engine in a thread of the hogged process: the design
 before the worker process), and ``server-loopback``: no rtvc at all, PulseAudio's own
 ``module-loopback`` (C, inside the server, at ``latency_msec`` = 4 blocks) from the same source
 to the same sink under the same load -- the reference for what the server and the machine

@@ -41,6 +41,13 @@ def fence(typingctx):
     return sig, codegen
 
 
+def _fn(builder, addr, ret, args):
+    """The integer ``addr`` as a pointer to a C function returning ``ret`` with ``args`` (LLVM types)."""
+    from llvmlite import ir
+
+    return builder.inttoptr(addr, ir.FunctionType(ret, args).as_pointer())
+
+
 @intrinsic
 def call_write(typingctx, fn_addr, fd, buf_addr, nbytes):
     """Call the C function at ``fn_addr`` as ``ssize_t write(int fd, const void *buf, size_t n)``
@@ -52,17 +59,10 @@ def call_write(typingctx, fn_addr, fd, buf_addr, nbytes):
         from llvmlite import ir
 
         i64, i32 = ir.IntType(64), ir.IntType(32)
-        fnty = ir.FunctionType(i64, [i32, cgutils.voidptr_t, i64])
-        fn = builder.inttoptr(args[0], fnty.as_pointer())
+        fn = _fn(builder, args[0], i64, [i32, cgutils.voidptr_t, i64])
         return builder.call(fn, [builder.trunc(args[1], i32), builder.inttoptr(args[2], cgutils.voidptr_t), args[3]])
 
     return sig, codegen
-
-
-def _fn(builder, addr, ret, args):
-    from llvmlite import ir
-
-    return builder.inttoptr(addr, ir.FunctionType(ret, args).as_pointer())
 
 
 @intrinsic

@@ -10,19 +10,22 @@ eventfd wake-up, so the worker cannot tell the two hosts apart.
 
 ``userdata`` points to an int64 *pulse block* (``PB`` offsets below): the address of the
 ``pa_callback`` control block, the addresses of the libpulse functions the callbacks call (passed
-in, so the compiled code stays cacheable), the frame size in bytes and two scratch words for the
-out-parameters of ``pa_stream_peek`` / ``pa_stream_begin_write``.
+in, so the compiled code stays cacheable), the frame size in bytes, two scratch words for the
+out-parameters of ``pa_stream_peek`` / ``pa_stream_begin_write``, and the stream's and the
+connection's last state.
 
 A write request is answered in full, as a PortAudio callback is: from the output ring, and what
 the ring lacks as silence, counted as a ring underflow (the live output margin then widens).
 (Answering with only what the ring holds and leaving the rest for the next request, half a block
 later, while the server still held 1.25 blocks, was measured and dropped: 5-7 underflows a
-minute against 1-3, aria at 5 ms blocks on the 2-core VM.) The state callbacks store the stream's and the connection's state in the pulse block whenever
-they change, so nothing outside the mainloop needs its lock while the stream runs: a Python
-thread that took the lock and then waited for the GIL (behind a garbage collection) would hold up
-every callback meanwhile. Priming: the first request asks for
+minute against 1-3, aria at 5 ms blocks on the 2-core VM.) Priming: the first request asks for
 the whole target buffer at once; its silence goes *ahead of* the ring's audio and counts as
 ``pa_priming``.
+
+The state callbacks store the stream's and the connection's state in the pulse block whenever
+they change, so nothing outside the mainloop needs its lock while the stream runs: a Python
+thread that took the lock and then waited for the GIL (behind a garbage collection) would hold up
+every callback meanwhile.
 """
 
 from __future__ import annotations
@@ -57,6 +60,14 @@ _NOTIFY_SIG = types.void(types.voidptr, types.voidptr)
 
 
 @njit(nogil=True, cache=True)
+def _count(pb_addr: int, which: int) -> None:
+    pb = carray(_int_to_voidptr(pb_addr), (PB_SIZE,), np.int64)
+    ctl = carray(_int_to_voidptr(pb[0]), (CTL_SIZE,), np.int64)
+    cnt = carray(_int_to_voidptr(ctl[9]), (N_COUNTERS,), np.int64)
+    cnt[which] += 1
+
+
+@njit(nogil=True, cache=True)
 def _read_body(s: int, pb_addr: int) -> None:
     pb = carray(_int_to_voidptr(pb_addr), (PB_SIZE,), np.int64)
     fb = pb[6]
@@ -71,17 +82,15 @@ def _read_body(s: int, pb_addr: int) -> None:
         if pb[7] != 0:
             _callback_body(pb[7], 0, n // fb, 0, pb[0])
         else:  # a hole in the record stream: count it as an input overflow (samples the server lost)
-            ctl = carray(_int_to_voidptr(pb[0]), (CTL_SIZE,), np.int64)
-            cnt = carray(_int_to_voidptr(ctl[9]), (N_COUNTERS,), np.int64)
-            cnt[_IN_OVERFLOW] += 1
+            _count(pb_addr, _IN_OVERFLOW)
         call_i32_p(pb[2], s)
 
 
 @njit(nogil=True, cache=True)
-def _put(s: int, pb_addr: int, frames: int, zeros_first: int) -> int:
+def _put(s: int, pb_addr: int, frames: int, zeros_first: int) -> None:
     """Write ``frames`` frames to the server (in as many ``pa_stream_begin_write`` pieces as it
     hands out): ``zeros_first`` frames of silence, then from the ring (``_callback_body``: what
-    the ring lacks is zero-filled and counted). Returns the frames written."""
+    the ring lacks is zero-filled and counted)."""
     pb = carray(_int_to_voidptr(pb_addr), (PB_SIZE,), np.int64)
     fb = pb[6]
     done = 0
@@ -103,7 +112,6 @@ def _put(s: int, pb_addr: int, frames: int, zeros_first: int) -> int:
         if call_pa_write(pb[4], s, pb[7], k * fb) < 0:
             break
         done += k
-    return done
 
 
 @njit(nogil=True, cache=True)
@@ -119,17 +127,8 @@ def _write_body(s: int, nbytes: int, pb_addr: int) -> None:
         idx = carray(_int_to_voidptr(ctl[5]), (2,), np.int64)
         lead = max(0, req - (idx[0] - idx[1]))
         if lead > 0:
-            cnt = carray(_int_to_voidptr(ctl[9]), (N_COUNTERS,), np.int64)
-            cnt[_PRIMING] += 1
+            _count(pb_addr, _PRIMING)
     _put(s, pb_addr, req, lead)
-
-
-@njit(nogil=True, cache=True)
-def _count(pb_addr: int, which: int) -> None:
-    pb = carray(_int_to_voidptr(pb_addr), (PB_SIZE,), np.int64)
-    ctl = carray(_int_to_voidptr(pb[0]), (CTL_SIZE,), np.int64)
-    cnt = carray(_int_to_voidptr(ctl[9]), (N_COUNTERS,), np.int64)
-    cnt[which] += 1
 
 
 @cfunc(_REQUEST_SIG, nopython=True, nogil=True, cache=True)

@@ -665,7 +665,7 @@ class LiveRunner:
         self.null_output = bool(null_output)
         self.callback = callback
         self.backend = backend
-        self._pulse_devs: dict[str, dict[str, Any]] = {}
+        self._pulse_rows: list[dict[str, Any]] = []  # pulse backend: the server's devices at the last resolve
         self.profile = profile
         self.max_backlog_blocks = int(max_backlog_blocks)
         self.out_margin_blocks = float(out_margin_blocks)
@@ -753,22 +753,21 @@ class LiveRunner:
         self._dev = dev
 
     def _resolve_pulse(self) -> None:
-        """Pulse backend: ``_dev`` holds sink / source names (``_pulse_devs`` their details)."""
+        """Pulse backend: ``_dev`` holds sink / source names (``_pulse_rows`` the server's devices)."""
         from .pulse import list_pulse_devices, resolve_pulse_device
 
         wanted = {"input": self.input_file is None, "output": self.output_file is None and not self.null_output,
                   "monitor": self._spec["monitor"] is not None}
         listing = list_pulse_devices() if any(wanted.values()) else None
-        found = {k: resolve_pulse_device(self._spec[k], k, listing) for k, on in wanted.items() if on}
-        self._pulse_devs = found
-        self._dev = {k: (found[k]["name"] if k in found else None) for k in ("input", "output", "monitor")}  # type: ignore[misc]
+        found = {k: resolve_pulse_device(self._spec[k], k, listing)["name"] for k, on in wanted.items() if on}
+        self._pulse_rows = pulse_device_table(listing) if listing is not None else []
+        self._dev = {k: found.get(k) for k in ("input", "output", "monitor")}  # type: ignore[misc]
 
     def _in_channels(self, index: int | None) -> int:
         if index is None:
             return 1
-        if self.backend == "pulse":
-            d = {**self._pulse_devs["input"], "index": index, "hostapi": "PulseAudio",
-                 "max_input_channels": self._pulse_devs["input"]["channels"], "max_output_channels": 0}
+        if self.backend == "pulse":  # ``index`` is the source's name
+            d = next(r for r in self._pulse_rows if r["kind"] == "source" and r["name"] == index)
         else:
             d = {d["index"]: d for d in list_devices()}[index]
         if self.channel is not None:
@@ -1099,9 +1098,9 @@ class LiveRunner:
         ctl = make_control_block(ring.buf, ring.idx, ring.buf, ring.idx, cnt, in_channels=channels,
                                  in_select=self._ch_sel, out_channels=channels,
                                  wake_fd=self._wake_fd if kind == "input" else None, wake_min=self.block)
-        lat = self.device_latency
-        latency_s = float(lat) if isinstance(lat, (int, float)) else (None if lat == "low" else 4 * self.device_block / self.rate)
-        return PulseStream(kind=kind, device=name, channels=channels, rate=self.rate, block=self.device_block or self.block,
+        lat, block = self.device_latency, self.device_block or self.block
+        latency_s = float(lat) if isinstance(lat, (int, float)) else (None if lat == "low" else 4 * block / self.rate)
+        return PulseStream(kind=kind, device=name, channels=channels, rate=self.rate, block=block,
                            ctl=ctl, keep=(ring, cnt), latency_s=latency_s)
 
     def _open_streams(self) -> None:

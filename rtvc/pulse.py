@@ -16,9 +16,10 @@ plugin); a record stream gets ``fragsize`` = one block. Measured on the 2-core V
 5 s start, bypass): with ``PA_STREAM_ADJUST_LATENCY`` instead the server shrank the null sink's
 period to 0.5-2.5 ms and underran our stream 23-26 times in 20 s; with early requests 0-3 xruns,
 as many as PortAudio's path. The write callback answers each request in full, from the output
-ring and with silence for what it lacks (see ``rtvc._native.pulse_callback``). Setup,
-state polling and teardown are plain Python (ctypes) holding the mainloop's lock; nothing in
-Python runs per block.
+ring and with silence for what it lacks (see ``rtvc._native.pulse_callback``). Setup and
+teardown are plain Python (ctypes) holding the mainloop's lock; nothing in Python runs per
+block, and while the streams run no Python thread takes that lock (the stream state is read
+from words the compiled state callbacks store).
 
 Devices are PulseAudio sink and source names (``pactl list short sinks``); ``None`` is the
 client default (``PULSE_SINK`` / ``PULSE_SOURCE`` when set, else the server's default).
@@ -26,12 +27,13 @@ client default (``PULSE_SINK`` / ``PULSE_SOURCE`` when set, else the server's de
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -45,7 +47,7 @@ CONNECT_TIMEOUT_S = 3.0
 # enums and flags (pulse/def.h, pulse/sample.h)
 _CTX_READY, _CTX_FAILED, _CTX_TERMINATED = 4, 5, 6
 _ST_READY, _ST_FAILED, _ST_TERMINATED = 2, 3, 4
-_OP_RUNNING = 0
+_OP_DONE, _OP_CANCELLED = 1, 2
 _SAMPLE_FLOAT32LE = 5
 _CONTEXT_NOAUTOSPAWN = 0x0001
 _STREAM_START_CORKED = 0x0001
@@ -167,7 +169,7 @@ def _function_addresses(lib: Any) -> dict[str, int]:
 class _Connection:
     """A threaded mainloop and a context connected to the server (``PULSE_SERVER`` or the
     default socket; never autospawns a daemon). ``with conn.locked():`` around every libpulse
-    call after ``start``."""
+    call once the mainloop runs."""
 
     def __init__(self, name: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
         lib = self.lib = _libpulse()
@@ -184,7 +186,7 @@ class _Connection:
             if lib.pa_threaded_mainloop_start(self.ml) < 0:
                 raise DeviceError("PulseAudio: the mainloop thread did not start")
             self.started = True
-            self.wait(lambda: self.lib.pa_context_get_state(self.ctx), _CTX_READY, (_CTX_FAILED, _CTX_TERMINATED),
+            self.wait(lambda: self.lib.pa_context_get_state(self.ctx), (_CTX_READY,), (_CTX_FAILED, _CTX_TERMINATED),
                       timeout_s, "connecting to the PulseAudio server")
         except BaseException:
             self.close()
@@ -194,26 +196,28 @@ class _Connection:
         code = self.lib.pa_context_errno(self.ctx) if self.ctx else 0
         return f"{(self.lib.pa_strerror(code) or b'?').decode('utf-8', 'replace')} [pa errno {code}]"
 
-    def lock(self) -> None:
-        if self.started:
-            self.lib.pa_threaded_mainloop_lock(self.ml)
-
-    def unlock(self) -> None:
-        if self.started:
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """The mainloop's lock (nothing to take before the mainloop thread runs)."""
+        if not self.started:
+            yield
+            return
+        self.lib.pa_threaded_mainloop_lock(self.ml)
+        try:
+            yield
+        finally:
             self.lib.pa_threaded_mainloop_unlock(self.ml)
 
-    def wait(self, state: Callable[[], int], ready: int, failed: tuple[int, ...], timeout_s: float, what: str) -> None:
-        """Poll ``state()`` (called with the lock held) until ``ready``; DeviceError on a failed
-        state or after ``timeout_s``."""
+    def wait(self, state: Callable[[], int], ready: tuple[int, ...], failed: tuple[int, ...], timeout_s: float,
+             what: str) -> None:
+        """Poll ``state()`` (called with the lock held) until it is one of ``ready``; DeviceError
+        on a failed state or after ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
         while True:
-            self.lock()
-            try:
+            with self.locked():
                 st = state()
                 err = self.error() if st in failed else ""
-            finally:
-                self.unlock()
-            if st == ready:
+            if st in ready:
                 return
             if st in failed:
                 raise DeviceError(f"{what} failed: {err}")
@@ -222,46 +226,24 @@ class _Connection:
             time.sleep(0.002)
 
     def run_operation(self, start: Callable[[], Any], what: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
-        self.lock()
-        try:
+        """Start an operation (``start()`` under the lock) and wait until it is done or cancelled."""
+        with self.locked():
             op = start()
-        finally:
-            self.unlock()
         if not op:
             raise DeviceError(f"PulseAudio: {what} failed: {self.error()}")
         try:
-            deadline = time.monotonic() + timeout_s
-            while True:
-                self.lock()
-                try:
-                    st = self.lib.pa_operation_get_state(op)
-                finally:
-                    self.unlock()
-                if st != _OP_RUNNING:
-                    return
-                if time.monotonic() > deadline:
-                    raise DeviceError(f"PulseAudio: {what} timed out after {timeout_s:g} s")
-                time.sleep(0.002)
+            self.wait(lambda: self.lib.pa_operation_get_state(op), (_OP_DONE, _OP_CANCELLED), (), timeout_s,
+                      f"PulseAudio: {what}")
         finally:
-            self.lock()
-            self.lib.pa_operation_unref(op)
-            self.unlock()
-
-    @property
-    def alive(self) -> bool:
-        self.lock()
-        try:
-            return self.lib.pa_context_get_state(self.ctx) == _CTX_READY
-        finally:
-            self.unlock()
+            with self.locked():
+                self.lib.pa_operation_unref(op)
 
     def close(self) -> None:
         lib = self.lib
         if self.ctx:
-            self.lock()
-            lib.pa_context_disconnect(self.ctx)
-            lib.pa_context_unref(self.ctx)
-            self.unlock()
+            with self.locked():
+                lib.pa_context_disconnect(self.ctx)
+                lib.pa_context_unref(self.ctx)
             self.ctx = None
         if self.ml:
             if self.started:
@@ -275,7 +257,7 @@ def list_pulse_devices() -> dict[str, Any]:
     """The server's sinks and sources: ``{"sinks": [...], "sources": [...], "default_sink",
     "default_source"}``, each device ``{"name", "index", "description", "channels", "rate"}``.
     DeviceError when no server is reachable."""
-    conn = _Connection("rtvc-list", timeout_s=CONNECT_TIMEOUT_S)
+    conn = _Connection("rtvc-list")
     try:
         out: dict[str, Any] = {"sinks": [], "sources": [], "default_sink": None, "default_source": None}
 
@@ -381,8 +363,7 @@ class PulseStream:
         ud = ctypes.c_void_p(self._pb.ctypes.data)
         conn = self._conn
         try:
-            conn.lock()
-            try:
+            with conn.locked():
                 self._pb[PB["context_state"]] = lib.pa_context_get_state(conn.ctx)
                 lib.pa_context_set_state_callback(conn.ctx, pulse_context_state_cb.address, ud)
                 s = lib.pa_stream_new(conn.ctx, f"rtvc {kind}".encode(), ctypes.byref(spec), None)
@@ -400,17 +381,12 @@ class PulseStream:
                     rc = lib.pa_stream_connect_playback(s, device.encode(), ctypes.byref(attr), flags, None, None)
                 if rc < 0:
                     raise DeviceError(f"PulseAudio: cannot connect the {kind} stream to {device!r}: {conn.error()}")
-            finally:
-                conn.unlock()
-            conn.wait(lambda: lib.pa_stream_get_state(s), _ST_READY, (_ST_FAILED, _ST_TERMINATED), CONNECT_TIMEOUT_S,
+            conn.wait(lambda: lib.pa_stream_get_state(s), (_ST_READY,), (_ST_FAILED, _ST_TERMINATED), CONNECT_TIMEOUT_S,
                       f"opening the PulseAudio {kind} stream on {device!r}")
-            conn.lock()
-            try:
+            with conn.locked():
                 a = lib.pa_stream_get_buffer_attr(s).contents
                 self.buffer_attr = {f: int(getattr(a, f)) for f, _ in _BufferAttr._fields_}
                 self.device = (lib.pa_stream_get_device_name(s) or device.encode()).decode("utf-8", "replace")
-            finally:
-                conn.unlock()
         except BaseException:
             self._teardown()
             raise
@@ -422,13 +398,10 @@ class PulseStream:
     def _cork(self, corked: bool) -> None:
         if self.closed or self._s is None:
             return
-        self._conn.lock()
-        try:
+        with self._conn.locked():
             op = self._lib.pa_stream_cork(self._s, 1 if corked else 0, None, None)
             if op:
                 self._lib.pa_operation_unref(op)
-        finally:
-            self._conn.unlock()
 
     def start(self) -> None:
         self._cork(False)
@@ -451,8 +424,7 @@ class PulseStream:
 
     def _teardown(self) -> None:
         if self._s is not None:
-            self._conn.lock()
-            try:
+            with self._conn.locked():
                 for setter in ("pa_stream_set_read_callback", "pa_stream_set_write_callback",
                                "pa_stream_set_underflow_callback", "pa_stream_set_overflow_callback",
                                "pa_stream_set_state_callback"):
@@ -461,8 +433,6 @@ class PulseStream:
                     self._lib.pa_context_set_state_callback(self._conn.ctx, None, None)
                 self._lib.pa_stream_disconnect(self._s)
                 self._lib.pa_stream_unref(self._s)
-            finally:
-                self._conn.unlock()
             self._s = None
         self._conn.close()
 
