@@ -79,6 +79,9 @@ WIDEN_GRACE_S = 2.0
 EPISODE_GAP_S, RECUR_S = 0.25, 60.0
 """Output underflows closer together than ``EPISODE_GAP_S`` are one episode (one shortfall) for
 the margin; an episode within ``RECUR_S`` of the previous one is recurring jitter."""
+TRIM_WINDOW_S, RECHECK_S = 0.5, 0.1
+"""Output trimming measures the ring's lowest level over ``TRIM_WINDOW_S``; after an underflow,
+over ``RECHECK_S`` once the worker has caught up (see ``BlockWorker._trim``)."""
 CUT_FADE_S, CUT_MIN_CORR, CUT_QUIET, CUT_FORCE_S = 0.001, 0.9, 1e-3, 1.0
 """Output trimming (see ``BlockWorker._trim``): cross-fade length, the correlation a cut needs,
 the RMS under which a block is quiet, how long a due cut waits for a good place."""
@@ -301,8 +304,12 @@ class BlockWorker:
         self._period_min = 1 << 62  # lowest pre-write output level since the last underflow / narrowing
         # underflow episodes: last underflow, start, margin before, frames missing, follows another
         self._ep_last, self._ep_start, self._ep_base, self._ep_missing, self._ep_recurs = -1e9, -1e9, 0.0, 0, False
-        # output trimming: the lowest pre-write output level over a window of ~0.5 s
-        self.win_blocks = max(4, int(round(0.5 * self.rate / b)))
+        # output trimming: the lowest pre-write output level over a window of ~0.5 s (~0.1 s after an underflow)
+        self.win_blocks = max(4, int(round(TRIM_WINDOW_S * self.rate / b)))
+        self.recheck_blocks = min(self.win_blocks, max(4, int(round(RECHECK_S * self.rate / b))))
+        self._recheck = {"out": False, "mon": False}  # a short window is open after an underflow
+        self._behind = False  # the last block had another waiting behind it
+        self._catching_up = False  # the block being processed is one of a backlog, or its last
         self._win = {"out": [1 << 62, 0, 0, 0], "mon": [1 << 62, 0, 0, 0]}  # [min level, blocks, pending, waited]
         self._fade = max(4, min(int(round(CUT_FADE_S * self.rate)), b // 4))
         self._force_blocks = max(1, int(round(CUT_FORCE_S * self.rate / b)))
@@ -331,17 +338,29 @@ class BlockWorker:
         (see ``native/splice.py``): a length between half and twice what is due where the block
         repeats itself (correlation >= ``CUT_MIN_CORR``: whole periods of a voiced sound), or
         anywhere in a quiet block (below ``CUT_QUIET`` RMS), cross-faded over ``CUT_FADE_S``;
-        when neither comes for ``CUT_FORCE_S`` the cut is made anyway (``stats['forced_cuts']``)."""
+        when neither comes for ``CUT_FORCE_S`` the cut is made anyway (``stats['forced_cuts']``).
+
+        After an underflow (of the ring, or one the device reports) the silence that filled the gap
+        delays everything behind it by as much;
+        the worker's late blocks then raise the ring that far above its margin. So the window is
+        restarted short (``recheck_blocks``, ~0.1 s) and opens only once the worker has caught up
+        (while it works off a backlog, its last block included, the level is still climbing
+        back), so the excess is cut within ~0.1 s instead of 0.5-1 s."""
         w = self._win[key]
         level = ring_read_available(ring.idx)
-        if level < w[0]:
-            w[0] = level
+        recheck = self._recheck[key]
+        if recheck and self._catching_up:
+            w[0], w[1] = 1 << 62, 0
+        else:
+            if level < w[0]:
+                w[0] = level
+            w[1] += 1
         if key == "out" and level < self._period_min:
             self._period_min = level
-        w[1] += 1
-        if w[1] >= self.win_blocks:
+        if w[1] >= (self.recheck_blocks if recheck else self.win_blocks):
             w[2] = max(0, w[0] - int(self.margin_blocks * self.block))
             w[0], w[1] = 1 << 62, 0
+            self._recheck[key] = False
         due = w[2]
         fade = self._fade
         hi_max = y.shape[0] - fade
@@ -393,6 +412,8 @@ class BlockWorker:
             n_drop = ((avail - b) // b) * b
             ring_discard(r_in.idx, n_drop)
             counters["dropped_blocks"] += n_drop // b
+        behind = ring_read_available(r_in.idx) >= 2 * b
+        self._catching_up, self._behind = behind or self._behind, behind
         x, y = self._x, self._y
         ring_read(r_in.buf, r_in.idx, x)
         if self._edge:
@@ -457,6 +478,10 @@ class BlockWorker:
         s["missing_samples"] += int(d[OUT_MISSING])
         xr = int(d[IN_STATUS] + d[OUT_STATUS] + d[MON_STATUS] + d[IN_OVERFLOW] + d[OUT_UNDERFLOW])
         self.engine.counters["xruns"] += xr
+        for key, ring_short, device_short in (("out", OUT_UNDERFLOW, OUT_STATUS), ("mon", MON_UNDERFLOW, MON_STATUS)):
+            if d[ring_short] or d[device_short]:  # measure the ring afresh, over a short window once caught up
+                self._recheck[key] = True
+                self._win[key][:3] = [1 << 62, 0, 0]  # and cut nothing still due: the ring just ran short
         if d[OUT_UNDERFLOW]:
             now = time.monotonic()
             self._last_underflow = now

@@ -562,3 +562,68 @@ def test_pulse_device_table_has_portaudio_rows() -> None:
     assert all(keys <= set(r) and r["hostapi"] == "PulseAudio" for r in rows)
     with pytest.raises(ConfigError, match=r"audio backend 'oss' is not known"):
         audio.list_devices("oss")
+
+
+def _after_a_stall(tmp_path: Path, *, report: str | None) -> tuple[LiveRunner, list[int], int]:
+    """Steady state at the margin, then a stall: the device takes three blocks while the worker
+    is held (two of them missing: silence was played), the input delivered three meanwhile; the
+    worker catches up and the steady state resumes. ``report``: who counts the underflow (the
+    ring's callback, the device's status, or nobody). Returns the runner, the pre-write output
+    levels from the first block after the catch-up on, and the block."""
+    from rtvc._native.pa_callback import CNT
+
+    r = _file_runner(tmp_path, params=Params(bypass=True, gate_threshold_db=-120.0))
+    r._allocate()
+    core, b = r._core, r.block
+    core.device_out = True  # as if a device consumed the output ring
+    phase = [0]
+
+    def arrive(n: int) -> None:
+        t = (phase[0] + np.arange(n * b)) / r.rate
+        phase[0] += n * b
+        ring_write(r._in.buf, r._in.idx, (0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32))
+
+    sink = np.zeros(4 * b, np.float32)
+    assert ring_read_available(r._out.idx) == b  # the runner starts the ring at the margin (one block)
+    for _ in range(2 * core.win_blocks):
+        arrive(1)
+        assert r.step()
+        audio.ring_read(r._out.buf, r._out.idx, sink[:b])
+    assert r.stats["trimmed_samples"] == 0 and ring_read_available(r._out.idx) == b
+    audio.ring_read(r._out.buf, r._out.idx, sink[:b])  # the stall: one block there, two missing
+    if report == "ring":
+        r._ncnt["output"][CNT["out_ring_empty_events"]] += 1
+        r._ncnt["output"][CNT["out_ring_empty"]] += 2 * b
+    elif report == "device":
+        r._ncnt["output"][CNT["pa_output_underflow"]] += 1
+    r._collect()
+    arrive(3)
+    for _ in range(3):  # the catch-up: a backlog, no cut
+        assert r.step()
+    assert r.stats["trimmed_samples"] == 0 and ring_read_available(r._out.idx) == 3 * b
+    levels = []
+    for _ in range(3 * core.win_blocks):
+        levels.append(ring_read_available(r._out.idx))
+        arrive(1)
+        assert r.step()
+        audio.ring_read(r._out.buf, r._out.idx, sink[:b])
+    return r, levels, b
+
+
+@pytest.mark.parametrize("report", ["ring", "device"])
+def test_after_an_underflow_the_delay_it_added_is_cut_within_a_tenth_of_a_second(tmp_path: Path, report: str) -> None:
+    """The silence that filled an underflow delays everything behind it; once the worker has
+    caught up the ring stands that far (two blocks) above its margin. The window that measures
+    the ring restarts short after an underflow, so the excess is cut within ~0.1 s of the
+    catch-up (not 0.5-1 s), and it is all cut: the level comes back to the margin exactly."""
+    r, levels, b = _after_a_stall(tmp_path, report=report)
+    core = r._core
+    assert levels[0] == 3 * b  # two blocks above the margin
+    back = next(i for i, v in enumerate(levels) if v == b)
+    assert core.recheck_blocks <= back <= core.recheck_blocks + 4, levels[:30]  # cut as soon as measured
+    assert levels[back:] == [b] * (len(levels) - back)  # and nothing more
+    assert r.stats["trimmed_samples"] == 2 * b and r.engine.counters["xruns"] == 1
+    # reference: the same stall without the underflow counted waits for the full window
+    r2, levels2, _ = _after_a_stall(tmp_path, report=None)
+    back2 = next(i for i, v in enumerate(levels2) if v == b)
+    assert back2 > core.win_blocks - 5 and r2.stats["trimmed_samples"] == 2 * b
