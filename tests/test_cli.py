@@ -322,7 +322,17 @@ def test_run_ctrl_c_stops_cleanly(tmp_path: Path) -> None:
         if "algorithmic latency" in line:
             break
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    try:
+        out, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:  # seen once in a full local run (not reproduced alone): say why
+        def masks(pid: int | str) -> str:
+            with open(f"/proc/{pid}/status") as f:
+                return " ".join(ln.strip() for ln in f if ln.startswith(("SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt")))
+
+        child, parent = masks(proc.pid), masks("self")
+        proc.kill()
+        out, err = proc.communicate(timeout=30)
+        raise AssertionError(f"rtvc run ignored SIGINT for 30 s; child {child}; pytest {parent}\n{err[-2000:]}") from None
     err = "".join(lines) + err
     assert proc.returncode == 0, err
     assert "stopped (ctrl-c)" in err and "Traceback" not in err, err
