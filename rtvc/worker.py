@@ -341,8 +341,8 @@ class BlockWorker:
         when neither comes for ``CUT_FORCE_S`` the cut is made anyway (``stats['forced_cuts']``).
 
         After an underflow (of the ring, or one the device reports) the silence that filled the gap
-        delays everything behind it by as much;
-        the worker's late blocks then raise the ring that far above its margin. So the window is
+        delays everything behind it by as much; the worker's late blocks then raise the ring that
+        far above its margin. So the window is
         restarted short (``recheck_blocks``, ~0.1 s) and opens only once the worker has caught up
         (while it works off a backlog, its last block included, the level is still climbing
         back), so the excess is cut within ~0.1 s instead of 0.5-1 s."""
