@@ -7,6 +7,7 @@ Per hop of 80 samples at 16 kHz::
       -> ONNX GRU (state in/out, one frame per step)          -> target cepstrum [1, 1, E]
       -> F0 map: log2 f0 - running source mean + target mean + pitch_st / 12
       -> Synthesizer (pulse+noise or source excitation, target envelope, short OLA) -> y
+      -> optional waveform head (manifest ``head``: causal ONNX convolutions, state in/out) -> y
 
 The stage latency is the synthesis OLA delay (``syn_len - hop`` = 80 samples, 5 ms): the
 analysis window ends at the current hop and the GRU looks at no future frame; a voice whose
@@ -152,6 +153,45 @@ class TimbreMapper:
         mean_shift(feats, 1, voiced, self.target, st, TIMBRE_EMA_FRAMES, TIMBRE_RAMP_FRAMES)
 
 
+def _load_head(path: Path, manifest: dict[str, Any], opts: Any) -> Any:
+    """The waveform head's onnxruntime session, checked against the manifest's ``head`` section.
+
+    It runs on the CPU provider whatever the converter's device: a few thousand multiply-adds
+    per sample, where a GPU would cost two copies per hop."""
+    import onnxruntime as ort
+
+    h = manifest["head"]
+    hp = path.with_name(h["onnx"])
+    if not hp.is_file():
+        raise ModelError(f"voice model {path}: its head {hp.name} is missing; expected it beside the manifest")
+    digest = sha256_file(hp)
+    if digest != h["sha256"]:
+        raise ModelError(f"voice head {hp} has sha256 {digest}; expected {h['sha256']} (from the manifest): "
+                         "the file is damaged or was replaced")
+    try:
+        sess = ort.InferenceSession(str(hp), sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own exception types for bad bytes
+        raise ModelError(f"voice head {hp} cannot be loaded by onnxruntime: {e}") from e
+    t = h["tensors"]
+    ins = {i.name: i.shape for i in sess.get_inputs()}
+    outs = {o.name: o.shape for o in sess.get_outputs()}
+    if set(ins) != {t["audio_in"], t["state_in"]} or set(outs) != {t["audio_out"], t["state_out"]}:
+        raise ModelError(f"voice head {hp}: tensors in={sorted(ins)} out={sorted(outs)}; expected "
+                         f"in={sorted([t['audio_in'], t['state_in']])} out={sorted([t['audio_out'], t['state_out']])}")
+    if list(ins[t["state_in"]]) != list(t["state_shape"]):
+        raise ModelError(f"voice head {hp}: state shape {ins[t['state_in']]}; expected {t['state_shape']}")
+    hop = int(manifest["hop"])
+    try:
+        y, st = sess.run([t["audio_out"], t["state_out"]], {t["audio_in"]: np.zeros((1, hop), np.float32),
+                                                             t["state_in"]: np.zeros(t["state_shape"], np.float32)})
+    except Exception as e:
+        raise ModelError(f"voice head {hp} fails on one hop of silence: {e}") from e
+    if y.shape != (1, hop) or list(st.shape) != list(t["state_shape"]) or not np.all(np.isfinite(y)):
+        raise ModelError(f"voice head {hp}: one hop gives audio {y.shape} and state {st.shape}; expected "
+                         f"(1, {hop}) finite and {tuple(t['state_shape'])}")
+    return sess
+
+
 class NeuralVoice:
     """A neural voice stage; build it with :meth:`load`."""
 
@@ -181,6 +221,7 @@ class NeuralVoice:
         self.formant_ratio = 1.0
         self.session_options: Any = None  # set by ``load``; a CPU fallback session reuses them
         self.cpu_fallback_tried = False
+        self.head: Any = None  # the waveform head's session (manifest ``head``), set by ``load``
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -230,6 +271,8 @@ class NeuralVoice:
             raise ModelError(f"voice model {path}: state shape {ins[t['state_in']]}; expected {t['state_shape']}")
         voice = cls(sess, m, path=path)
         voice.session_options = opts
+        if "head" in m:
+            voice.head = _load_head(path, m, opts)
         voice._load_timbre(path.with_name(path.stem + ".preview.wav"))
         voice._warm_up()
         return voice
@@ -322,7 +365,41 @@ class NeuralVoice:
             "timbre": self.timbre.init_state() if self.timbre is not None else None,
             "resets": 0,
             "delay": self._init_delay(fx) if self.lookahead else None,
+            "head": self._init_head() if self.head is not None else None,
         }
+
+    def _init_head(self) -> dict[str, Any]:
+        """The head's buffers, bound once like the converter's (state ping-pongs between two)."""
+        import onnxruntime as ort
+
+        t = self.manifest["head"]["tensors"]
+        hop = self.config.hop
+        x, y = np.zeros((1, hop), np.float32), np.zeros((1, hop), np.float32)
+        h = [np.zeros(tuple(t["state_shape"]), np.float32) for _ in (0, 1)]
+        ov = [ort.OrtValue.ortvalue_from_numpy(a) for a in (x, y, *h)]
+        bindings = []
+        for i in (0, 1):
+            b = self.head.io_binding()
+            b.bind_ortvalue_input(t["audio_in"], ov[0])
+            b.bind_ortvalue_input(t["state_in"], ov[2 + i])
+            b.bind_ortvalue_output(t["audio_out"], ov[1])
+            b.bind_ortvalue_output(t["state_out"], ov[3 - i])
+            bindings.append(b)
+        return {"x": x, "y": y, "h": h, "h_in": 0, "bindings": bindings, "ort_values": ov, "resets": 0}
+
+    def _run_head(self, y: Audio, hs: dict[str, Any]) -> Audio:
+        """The head on one hop of synthesiser output; a non-finite result restarts its state from
+        zeros and lets this hop through unchanged."""
+        hs["x"][0] = y
+        i = hs["h_in"]
+        self.head.run_with_iobinding(hs["bindings"][i])
+        if not (all_finite(hs["y"]) and all_finite(hs["h"][1 - i])):
+            hs["h"][1 - i][:] = 0.0
+            hs["resets"] += 1
+            hs["h_in"] = 1 - i
+            return hs["x"][0]
+        hs["h_in"] = 1 - i
+        return hs["y"][0]
 
     def _init_delay(self, fx: dict[str, Any]) -> dict[str, Any]:
         """The source values of the last ``lookahead + 1`` frames (a ring; silence at first)."""
@@ -397,4 +474,6 @@ class NeuralVoice:
         y = self.synth.step(cep, state["syn"], f0_hz=f0_out, voicing=per,
                             formant_ratio=self.formant_ratio, src_spec=spec, src_cep=src_cep,
                             src_f0_hz=f0_hz)
+        if state["head"] is not None:
+            y = self._run_head(y, state["head"])
         return y, state

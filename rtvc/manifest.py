@@ -96,10 +96,35 @@ def check_manifest(m: Any, *, source: str = "manifest", model_rate: int | None =
     if not isinstance(m.get("synthesis_options", {}), dict):
         raise ModelError(f"{source}: synthesis_options = {m['synthesis_options']!r}; expected an object "
                          "(phase, voicing, postfilter) or no key")
+    if "head" in m:
+        _check_head(m["head"], source)
     for key in ("data", "licence"):
         if not isinstance(m["training"].get(key), str):
             raise ModelError(f"{source}: training.{key} missing; expected the training data and its licence")
     return m
+
+
+HEAD_TENSOR_KEYS = ("audio_in", "state_in", "audio_out", "state_out")
+
+
+def _check_head(h: Any, source: str) -> None:
+    """The optional ``head`` section: a waveform head run on the synthesiser's output
+    (``{"onnx": FILE, "sha256": HEX, "tensors": {audio_in, state_in, audio_out, state_out,
+    state_shape: [1, C, S]}, "training": {...}}``)."""
+    if not isinstance(h, dict):
+        raise ModelError(f"{source}: head = {h!r}; expected an object (onnx, sha256, tensors, training)")
+    f = h.get("onnx")
+    if not (isinstance(f, str) and f.endswith(".onnx") and "/" not in f and "\\" not in f):
+        raise ModelError(f"{source}: head.onnx = {f!r}; expected a .onnx file name beside the manifest")
+    if not (isinstance(h.get("sha256"), str) and len(h["sha256"]) == 64):
+        raise ModelError(f"{source}: head.sha256 = {h.get('sha256')!r}; expected 64 hex digits")
+    t = h.get("tensors")
+    if not (isinstance(t, dict) and all(isinstance(t.get(k), str) for k in HEAD_TENSOR_KEYS)):
+        raise ModelError(f"{source}: head.tensors = {t!r}; expected names for {', '.join(HEAD_TENSOR_KEYS)}")
+    shape = t.get("state_shape")
+    if not (isinstance(shape, list) and len(shape) == 3 and shape[0] == 1
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape)):
+        raise ModelError(f"{source}: head.tensors.state_shape = {shape!r}; expected [1, channels, samples]")
 
 
 def read_manifest(json_path: str | Path, **kw: Any) -> dict[str, Any]:

@@ -246,7 +246,55 @@ def train_handler(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_head_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--voice", required=True, type=Path, help="the neural voice's .onnx (its manifest beside it)")
+    p.add_argument("--corpus", required=True, help="the corpus the voice was trained on (its held-out files stay out)")
+    p.add_argument("--name", required=True, help="name of the new voice (the voice plus the head)")
+    p.add_argument("--max-utterances", type=int, default=None)
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--channels", type=int, default=16)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache-dir", type=Path, default=None, help="corpora cache (default: the rtvc data folder)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: the user voices folder)")
+    p.add_argument("--quiet", action="store_true")
+
+
+def head_handler(args: argparse.Namespace) -> int:
+    import sys
+
+    from ..converter import NeuralVoice
+    from ..paths import user_voices_dir
+    from .corpus import build_corpus
+    from .dataset import load_audio_16k
+    from .head import train_head, voice_output, write_head_voice
+
+    t0 = time.perf_counter()
+    try:
+        voice = NeuralVoice.load(args.voice)
+        held = set(voice.manifest["training"].get("heldout", []))
+        utts = [u for u in build_corpus(args.corpus, cache_dir=args.cache_dir, max_utterances=args.max_utterances,
+                                        progress=not args.quiet) if u.path.name not in held]
+        _note_mbrola(args.corpus)
+        pairs = [voice_output(voice, load_audio_16k(u.path)) for u in utts]
+        model, info = train_head([y for y, _ in pairs], [x for _, x in pairs], steps=args.steps,
+                                 channels=args.channels, threads=args.threads, seed=args.seed,
+                                 progress=not args.quiet)
+        info.update(data=f"corpus {args.corpus!r}: the voice's own output for {len(utts)} utterances "
+                         f"({sum(x.size for _, x in pairs) / 16000 / 60:.2f} min) against the utterances",
+                    licence=" | ".join(sorted({u.licence for u in utts})),
+                    command=shlex.join(["python", "-m", "rtvc.train", *sys.argv[1:]]))
+        path = write_head_voice(args.voice, model, args.out or user_voices_dir(), args.name, training=info)
+    except RtvcError as e:
+        print(f"rtvc train-head: {e}")
+        return 2
+    print(f"voice {args.name!r} written to {path} in {time.perf_counter() - t0:.0f} s "
+          f"(head loss {info['final_loss']} against {info['identity_loss']} without it)")
+    return 0
+
+
 SUBCOMMANDS = {
     "clone": (add_clone_arguments, clone_handler),
+    "train-head": (add_head_arguments, head_handler),
     "train": (add_train_arguments, train_handler),
 }
