@@ -73,9 +73,9 @@ class WaveHead(nn.Module):
             n = (KERNEL - 1) * d
             hx = torch.cat([state_in[:, :, off:off + n], h], dim=2)
             off += n
-            kept.append(hx[:, :, hx.shape[2] - n:])
-            a, b = conv(hx).chunk(2, 1)
-            h = h + res(torch.tanh(a) * torch.sigmoid(b))
+            kept.append(hx[:, :, -n:])
+            g = conv(hx)  # static halves (not ``chunk``): no shape arithmetic in the exported graph
+            h = h + res(torch.tanh(g[:, :self.channels]) * torch.sigmoid(g[:, self.channels:]))
         return x + self.out(h)[:, 0], torch.cat(kept, dim=2)
 
 
