@@ -158,3 +158,13 @@ def test_a_damaged_or_mismatched_head_is_refused_and_the_voice_playing_keeps_pla
         assert eng.params.voice == "good"
     y = eng.process(x[1600:])
     assert np.all(np.isfinite(y)) and np.abs(y).max() > 1e-4
+
+
+def test_train_head_command_reports_a_missing_voice(tmp_path, capsys):
+    from rtvc.cli import main
+
+    rc = main(["train-head", "--voice", str(tmp_path / "nope.onnx"), "--corpus", "asterisk", "--name", "x",
+               "--out", str(tmp_path), "--quiet"])
+    assert rc == 2
+    assert "nope.json is missing" in capsys.readouterr().out
+    assert not list(tmp_path.iterdir())  # nothing written
