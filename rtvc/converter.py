@@ -69,12 +69,23 @@ _cuda_preloaded = False
 _cuda_fallback_told = False
 
 
-def _check_sha256(path: Path, manifest: dict[str, Any]) -> None:
+def _check_sha256(path: Path, expected: str, *, what: str = "voice model") -> None:
     """Raise ModelError unless ``path`` has the sha256 its manifest gives."""
     digest = sha256_file(path)
-    if digest != manifest["onnx_sha256"]:
-        raise ModelError(f"voice model {path} has sha256 {digest}; expected {manifest['onnx_sha256']} "
-                         "(from the manifest): the file is damaged or was replaced")
+    if digest != expected:
+        raise ModelError(f"{what} {path} has sha256 {digest}; expected {expected} (from the manifest): "
+                         "the file is damaged or was replaced")
+
+
+def _check_tensors(sess: Any, what: str, inputs: list[str], outputs: list[str]) -> dict[str, Any]:
+    """Raise ModelError unless ``sess`` has exactly these input and output names; return the
+    inputs' shapes by name."""
+    ins = {i.name: i.shape for i in sess.get_inputs()}
+    outs = {o.name for o in sess.get_outputs()}
+    if set(ins) != set(inputs) or outs != set(outputs):
+        raise ModelError(f"{what}: tensors in={sorted(ins)} out={sorted(outs)}; expected "
+                         f"in={sorted(inputs)} out={sorted(outputs)}")
+    return ins
 
 
 def _preload_cuda_libraries(ort: Any) -> None:
@@ -164,20 +175,13 @@ def _load_head(path: Path, manifest: dict[str, Any], opts: Any) -> Any:
     hp = path.with_name(h["onnx"])
     if not hp.is_file():
         raise ModelError(f"voice model {path}: its head {hp.name} is missing; expected it beside the manifest")
-    digest = sha256_file(hp)
-    if digest != h["sha256"]:
-        raise ModelError(f"voice head {hp} has sha256 {digest}; expected {h['sha256']} (from the manifest): "
-                         "the file is damaged or was replaced")
+    _check_sha256(hp, h["sha256"], what="voice head")
     try:
         sess = ort.InferenceSession(str(hp), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own exception types for bad bytes
         raise ModelError(f"voice head {hp} cannot be loaded by onnxruntime: {e}") from e
     t = h["tensors"]
-    ins = {i.name: i.shape for i in sess.get_inputs()}
-    outs = {o.name: o.shape for o in sess.get_outputs()}
-    if set(ins) != {t["audio_in"], t["state_in"]} or set(outs) != {t["audio_out"], t["state_out"]}:
-        raise ModelError(f"voice head {hp}: tensors in={sorted(ins)} out={sorted(outs)}; expected "
-                         f"in={sorted([t['audio_in'], t['state_in']])} out={sorted([t['audio_out'], t['state_out']])}")
+    ins = _check_tensors(sess, f"voice head {hp}", [t["audio_in"], t["state_in"]], [t["audio_out"], t["state_out"]])
     if list(ins[t["state_in"]]) != list(t["state_shape"]):
         raise ModelError(f"voice head {hp}: state shape {ins[t['state_in']]}; expected {t['state_shape']}")
     hop = int(manifest["hop"])
@@ -243,7 +247,7 @@ class NeuralVoice:
         m = read_manifest(path.with_suffix(".json"), model_rate=model_rate, hop=hop)
         if not path.is_file():
             raise ModelError(f"voice model {path} is missing; expected it beside {path.with_suffix('.json').name}")
-        _check_sha256(path, m)
+        _check_sha256(path, m["onnx_sha256"])
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = int(threads)
         opts.inter_op_num_threads = 1
@@ -259,11 +263,8 @@ class NeuralVoice:
                         "why: usually a missing CUDA or cuDNN library); running on CPU", m["name"])
         log.info("voice %s: providers %s, %d thread(s)", m["name"], got, threads)
         t = m["tensors"]
-        ins = {i.name: i.shape for i in sess.get_inputs()}
-        outs = {o.name: o.shape for o in sess.get_outputs()}
-        if set(ins) != {t["features"], t["state_in"]} or set(outs) != {t["envelope"], t["state_out"]}:
-            raise ModelError(f"voice model {path}: tensors in={sorted(ins)} out={sorted(outs)}; expected "
-                             f"in={sorted([t['features'], t['state_in']])} out={sorted([t['envelope'], t['state_out']])}")
+        ins = _check_tensors(sess, f"voice model {path}", [t["features"], t["state_in"]],
+                             [t["envelope"], t["state_out"]])
         n_in = m["features"]["n_input"]
         if ins[t["features"]][-1] != n_in:
             raise ModelError(f"voice model {path}: features width {ins[t['features']][-1]}; expected {n_in}")
@@ -420,7 +421,7 @@ class NeuralVoice:
         log.error("voice %s: onnxruntime's CUDA provider failed (%s: %s); moving the voice to the CPU",
                   name, type(error).__name__, error)
         try:
-            _check_sha256(self.path, self.manifest)
+            _check_sha256(self.path, self.manifest["onnx_sha256"])
             self.session = ort.InferenceSession(str(self.path), sess_options=self.session_options,
                                                 providers=["CPUExecutionProvider"])
         except Exception as e:  # the file went away or changed since the voice was loaded

@@ -99,7 +99,8 @@ def mel_loss(y: torch.Tensor, t: torch.Tensor, *, sample_rate: int = 16_000) -> 
     loss = y.new_zeros(())
     for n_fft, hop, n_mels in _LOSS_RESOLUTIONS:
         if n_fft not in _MEL_CACHE:
-            _MEL_CACHE[n_fft] = torch.from_numpy(librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels)).float()
+            fb = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels)
+            _MEL_CACHE[n_fft] = torch.from_numpy(fb).float()
         w = torch.hann_window(n_fft)
         ys = torch.stft(y, n_fft, hop, window=w, return_complex=True).abs()
         ts = torch.stft(t, n_fft, hop, window=w, return_complex=True).abs()

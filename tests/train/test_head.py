@@ -110,7 +110,8 @@ def test_engine_output_with_a_head_does_not_depend_on_the_block_size(head_voice)
     x = _speechlike(9600, 5)
     outs = []
     for block in (160, 37, 441):
-        eng = Engine(EngineConfig(device_rate=16000), registry=VoiceRegistry([onnx.parent]), params=Params(voice="joeh"))
+        eng = Engine(EngineConfig(device_rate=16000), registry=VoiceRegistry([onnx.parent]),
+                     params=Params(voice="joeh"))
         outs.append(np.concatenate([eng.process(x[i:i + block]) for i in range(0, x.size, block)]))
     np.testing.assert_allclose(outs[1], outs[0], atol=1e-6)
     np.testing.assert_allclose(outs[2], outs[0], atol=1e-6)
