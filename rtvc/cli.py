@@ -13,10 +13,13 @@ Every :class:`~rtvc.errors.RtvcError` becomes ``rtvc: error: ...`` on stderr and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import math
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, TextIO
@@ -423,25 +426,35 @@ def _no_device_reason(*, need_output: bool) -> str | None:
     return None
 
 
-def run_live(args: argparse.Namespace) -> int:
-    """``rtvc run`` (and ``rtvc serve``, which is ``run --control``): the live loop."""
-    out = sys.stderr if args.json else sys.stdout
-    if args.duration is not None and not (args.duration > 0 and math.isfinite(args.duration)):
-        raise ConfigError(f"--duration {args.duration} is out of range; expected a positive number of seconds")
-    _check_block_ms(args.block_ms)
-    file_only = args.input_file is not None and (args.output_file is not None or args.null_output)
-    if args.input_file is None:
-        # no sound card: the demo (the bundled sample through the same engine) instead of a traceback
-        reason = _no_device_reason(need_output=args.output_file is None and not args.null_output)
-        if reason is not None:
-            return _demo(args, reason, out)
-    ext = _control_module()
-    if ext is not None and hasattr(ext, "prepare_run"):
-        ext.prepare_run(args)  # e.g. the virtual mic must exist before the output stream opens
-    engine = build_engine(args)
-    runner = build_runner(args, engine)
+class _Terminated(Exception):
+    """SIGTERM arrived (``kill``, a service manager, a script): stop like Ctrl-C."""
+
+
+@contextlib.contextmanager
+def _sigterm_stops() -> Any:
+    """While the live loop runs, the first SIGTERM raises :class:`_Terminated` in it (the streams
+    close, the output file is finished, the summary is printed); later ones are ignored so that
+    clean-up is not cut short. Only the main thread can take signals; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    told = []
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        if not told:
+            told.append(signum)
+            raise _Terminated()
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _live_loop(args: argparse.Namespace, engine: Any, runner: Any, ext: Any, out: TextIO) -> str:
+    """Start the streams, print status until the run ends, stop them; returns why it ended."""
     handle = None
-    stopped_by = "end of input" if (file_only and not args.loop) else "duration"
     try:
         runner.start()
         if ext is not None and hasattr(ext, "start_for_run"):
@@ -455,11 +468,9 @@ def run_live(args: argparse.Namespace) -> int:
         while True:
             now = time.monotonic()
             if args.duration is not None and now - t0 >= args.duration:
-                stopped_by = "duration"
-                break
+                return "duration"
             if runner.finished.is_set():
-                stopped_by = "end of input"
-                break
+                return "end of input"
             if runner.restart_dead_streams():
                 print("rtvc: warning: an audio stream stopped (device gone or host API error); reopened it",
                       file=sys.stderr, flush=True)
@@ -468,13 +479,35 @@ def run_live(args: argparse.Namespace) -> int:
                 next_status = now + STATUS_EVERY_S
             time.sleep(0.05)
     except KeyboardInterrupt:
-        stopped_by = "ctrl-c"
+        return "ctrl-c"
+    except _Terminated:
+        return "sigterm"
     finally:
         try:
             if handle is not None:
                 handle.stop()
         finally:
             runner.stop()
+
+
+def run_live(args: argparse.Namespace) -> int:
+    """``rtvc run`` (and ``rtvc serve``, which is ``run --control``): the live loop."""
+    out = sys.stderr if args.json else sys.stdout
+    if args.duration is not None and not (args.duration > 0 and math.isfinite(args.duration)):
+        raise ConfigError(f"--duration {args.duration} is out of range; expected a positive number of seconds")
+    _check_block_ms(args.block_ms)
+    if args.input_file is None:
+        # no sound card: the demo (the bundled sample through the same engine) instead of a traceback
+        reason = _no_device_reason(need_output=args.output_file is None and not args.null_output)
+        if reason is not None:
+            return _demo(args, reason, out)
+    ext = _control_module()
+    if ext is not None and hasattr(ext, "prepare_run"):
+        ext.prepare_run(args)  # e.g. the virtual mic must exist before the output stream opens
+    engine = build_engine(args)
+    runner = build_runner(args, engine)
+    with _sigterm_stops():
+        stopped_by = _live_loop(args, engine, runner, ext, out)
     if runner.file_error is not None:
         print(f"rtvc: error: {runner.file_error}", file=sys.stderr)
     if runner.error is not None:

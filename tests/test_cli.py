@@ -345,6 +345,37 @@ def test_run_ctrl_c_stops_cleanly(tmp_path: Path) -> None:
     assert summary["stopped_by"] == "ctrl-c" and summary["devices"]["output"] == "null"
 
 
+
+def test_run_sigterm_stops_cleanly_and_finishes_the_output_file(tmp_path: Path) -> None:
+    """``kill`` or a service manager stops ``rtvc run`` like Ctrl-C: the streams close, the
+    output WAV is finished (readable, with what was converted), the summary is printed, exit 0."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src, _ = _speech(tmp_path, seconds=0.5)
+    dst = tmp_path / "out.wav"
+    proc = subprocess.Popen([sys.executable, "-m", "rtvc", "run", "--input-file", str(src), "--loop",
+                             "--output-file", str(dst), "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=str(Path(__file__).resolve().parents[1]))
+    assert proc.stderr is not None
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        if "algorithmic latency" in line:
+            break
+    time.sleep(1.0)  # about a second of audio converted and written
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    err = "".join(lines) + err
+    assert proc.returncode == 0, err
+    assert "stopped (sigterm)" in err and "Traceback" not in err, err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["stopped_by"] == "sigterm" and summary["output"] == str(dst)
+    y, rate = sf.read(str(dst), dtype="float32")
+    assert y.size >= rate // 2 and np.abs(y).max() > 1e-3
+
 def test_missing_optional_extra_is_a_clear_error(monkeypatch, capsys):
     import rtvc.cli as cli
 
