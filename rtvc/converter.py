@@ -196,6 +196,21 @@ def _load_head(path: Path, manifest: dict[str, Any], opts: Any) -> Any:
     return sess
 
 
+def _pingpong_bindings(session: Any, names: tuple[str, str, str, str], x: Any, y: Any, h: list[Any]) -> list[Any]:
+    """Two io-bindings of a model with a recurrent state: ``names`` are (input, state in, output,
+    state out); binding ``i`` reads ``h[i]`` and writes ``h[1 - i]``, so the state ping-pongs
+    between two buffers and a hop allocates nothing."""
+    bindings = []
+    for i in (0, 1):
+        b = session.io_binding()
+        b.bind_ortvalue_input(names[0], x)
+        b.bind_ortvalue_input(names[1], h[i])
+        b.bind_ortvalue_output(names[2], y)
+        b.bind_ortvalue_output(names[3], h[1 - i])
+        bindings.append(b)
+    return bindings
+
+
 class NeuralVoice:
     """A neural voice stage; build it with :meth:`load`."""
 
@@ -343,14 +358,7 @@ class NeuralVoice:
         # on the CPU the OrtValues wrap ``h_host`` (which must stay alive); on the GPU they are copies
         h = [ort.OrtValue.ortvalue_from_numpy(a, *(("cuda", 0) if gpu else ())) for a in h_host]
         ov = [ort.OrtValue.ortvalue_from_numpy(a) for a in (feats, cep.reshape(1, 1, n_out))]
-        bindings = []
-        for i in (0, 1):  # hop with ``h[i]`` in, ``h[1 - i]`` out
-            b = self.session.io_binding()
-            b.bind_ortvalue_input(self.names[0], ov[0])
-            b.bind_ortvalue_input(self.names[1], h[i])
-            b.bind_ortvalue_output(self.names[2], ov[1])
-            b.bind_ortvalue_output(self.names[3], h[1 - i])
-            bindings.append(b)
+        bindings = _pingpong_bindings(self.session, self.names, ov[0], ov[1], h)
         return {
             "fx": fx,
             "syn": self.synth.init_state(),
@@ -378,14 +386,8 @@ class NeuralVoice:
         x, y = np.zeros((1, hop), np.float32), np.zeros((1, hop), np.float32)
         h = [np.zeros(tuple(t["state_shape"]), np.float32) for _ in (0, 1)]
         ov = [ort.OrtValue.ortvalue_from_numpy(a) for a in (x, y, *h)]
-        bindings = []
-        for i in (0, 1):
-            b = self.head.io_binding()
-            b.bind_ortvalue_input(t["audio_in"], ov[0])
-            b.bind_ortvalue_input(t["state_in"], ov[2 + i])
-            b.bind_ortvalue_output(t["audio_out"], ov[1])
-            b.bind_ortvalue_output(t["state_out"], ov[3 - i])
-            bindings.append(b)
+        names = (t["audio_in"], t["state_in"], t["audio_out"], t["state_out"])
+        bindings = _pingpong_bindings(self.head, names, ov[0], ov[1], ov[2:])
         return {"x": x, "y": y, "h": h, "h_in": 0, "bindings": bindings, "ort_values": ov, "resets": 0}
 
     def _run_head(self, y: Audio, hs: dict[str, Any]) -> Audio:
@@ -394,12 +396,11 @@ class NeuralVoice:
         hs["x"][0] = y
         i = hs["h_in"]
         self.head.run_with_iobinding(hs["bindings"][i])
+        hs["h_in"] = 1 - i
         if not (all_finite(hs["y"]) and all_finite(hs["h"][1 - i])):
             hs["h"][1 - i][:] = 0.0
             hs["resets"] += 1
-            hs["h_in"] = 1 - i
             return hs["x"][0]
-        hs["h_in"] = 1 - i
         return hs["y"][0]
 
     def _init_delay(self, fx: dict[str, Any]) -> dict[str, Any]:

@@ -272,6 +272,7 @@ def head_handler(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     try:
         voice = NeuralVoice.load(args.voice)
+        voice.head = None  # a voice that has a head already: the new one replaces it, so it learns the plain output
         held = set(voice.manifest["training"].get("heldout", []))
         utts = [u for u in build_corpus(args.corpus, cache_dir=args.cache_dir, max_utterances=args.max_utterances,
                                         progress=not args.quiet) if u.path.name not in held]

@@ -190,13 +190,14 @@ def write_head_voice(voice_onnx: str | Path, model: WaveHead, out_dir: str | Pat
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / f"{name}.onnx"
-    if onnx_path.resolve() != src.resolve():
-        shutil.copyfile(src, onnx_path)
     preview = src.with_name(src.stem + ".preview.wav")
-    if preview.is_file():
-        shutil.copyfile(preview, out_dir / f"{name}.preview.wav")
+    if onnx_path.resolve() != src.resolve():  # else: the head of the voice itself is (re)placed
+        shutil.copyfile(src, onnx_path)
+        if preview.is_file():
+            shutil.copyfile(preview, out_dir / f"{name}.preview.wav")
     head_path = export_head(model, out_dir / f"{name}.head.onnx")
-    m = dict(m, name=name, description=f"{m['description']}; with a neural waveform head")
+    suffix = "" if "head" in m else "; with a neural waveform head"  # a head replaced, not stacked
+    m = dict(m, name=name, description=m["description"] + suffix)
     m["head"] = {"onnx": head_path.name, "sha256": sha256_file(head_path),
                  "tensors": {**HEAD_TENSORS, "state_shape": [1, model.channels, model.state_len]},
                  "training": training}

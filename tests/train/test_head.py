@@ -89,6 +89,19 @@ def head_voice(tmp_path_factory):
     return m, onnx
 
 
+
+def test_a_head_written_over_a_voice_that_has_one_replaces_it(head_voice, tmp_path):
+    _, onnx = head_voice
+    for suffix in (".onnx", ".json", ".head.onnx", ".preview.wav"):
+        shutil.copy(onnx.parent / f"joeh{suffix}", tmp_path / f"joeh{suffix}")
+    before = json.loads((tmp_path / "joeh.json").read_text())
+    p = write_head_voice(tmp_path / "joeh.onnx", _random_head(9), tmp_path, "joeh",  # in place
+                         training={"data": "test", "licence": "-"})
+    after = json.loads(p.with_suffix(".json").read_text())
+    assert after["description"] == before["description"]  # not "...; with a neural waveform head" twice
+    assert after["head"]["sha256"] != before["head"]["sha256"] and after["onnx_sha256"] == before["onnx_sha256"]
+    NeuralVoice.load(p)
+
 def test_voice_runs_the_head_on_its_synthesis_hop_by_hop(head_voice):
     m, onnx = head_voice
     man = json.loads(onnx.with_suffix(".json").read_text())
