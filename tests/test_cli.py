@@ -306,26 +306,34 @@ def test_run_device_errors(args: list[str], expect: str | None, fake_devices: li
     assert re.search(expect or "check_settings reached", err), err
 
 
-def test_run_ctrl_c_stops_cleanly(tmp_path: Path) -> None:
-    import signal
+def _start_run(*args: str, **popen: Any) -> tuple[Any, list[str]]:
+    """``rtvc run ARGS --json`` in a child process, returned once its streams run, with the
+    stderr lines read so far."""
     import subprocess
     import sys
 
-    src, _ = _speech(tmp_path, seconds=0.5)
-    # Ctrl-C in a terminal reaches a process whose SIGINT is at its default. A test runner started
-    # in the background by a non-interactive shell (``cmd &``, ``nohup``) has SIGINT *ignored*, its
-    # children inherit that, and Python then leaves it ignored: the cause of this test's rare
-    # failures (the masks below showed SIGINT in SigIgn for both). Give the child the terminal's.
-    proc = subprocess.Popen([sys.executable, "-m", "rtvc", "run", "--input-file", str(src), "--loop", "--null-output",
-                             "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=str(Path(__file__).resolve().parents[1]),
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen([sys.executable, "-m", "rtvc", "run", *args, "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=str(Path(__file__).resolve().parents[1]), **popen)
     assert proc.stderr is not None
     lines = []
     for line in proc.stderr:  # wait until the streams run
         lines.append(line)
         if "algorithmic latency" in line:
             break
+    return proc, lines
+
+
+def test_run_ctrl_c_stops_cleanly(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+
+    src, _ = _speech(tmp_path, seconds=0.5)
+    # Ctrl-C in a terminal reaches a process whose SIGINT is at its default. A test runner started
+    # in the background by a non-interactive shell (``cmd &``, ``nohup``) has SIGINT *ignored*, its
+    # children inherit that, and Python then leaves it ignored: the cause of this test's rare
+    # failures (the masks below showed SIGINT in SigIgn for both). Give the child the terminal's.
+    proc, lines = _start_run("--input-file", str(src), "--loop", "--null-output",
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     proc.send_signal(signal.SIGINT)
     try:
         out, err = proc.communicate(timeout=30)
@@ -345,26 +353,15 @@ def test_run_ctrl_c_stops_cleanly(tmp_path: Path) -> None:
     assert summary["stopped_by"] == "ctrl-c" and summary["devices"]["output"] == "null"
 
 
-
 def test_run_sigterm_stops_cleanly_and_finishes_the_output_file(tmp_path: Path) -> None:
     """``kill`` or a service manager stops ``rtvc run`` like Ctrl-C: the streams close, the
     output WAV is finished (readable, with what was converted), the summary is printed, exit 0."""
     import signal
-    import subprocess
-    import sys
     import time
 
     src, _ = _speech(tmp_path, seconds=0.5)
     dst = tmp_path / "out.wav"
-    proc = subprocess.Popen([sys.executable, "-m", "rtvc", "run", "--input-file", str(src), "--loop",
-                             "--output-file", str(dst), "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd=str(Path(__file__).resolve().parents[1]))
-    assert proc.stderr is not None
-    lines = []
-    for line in proc.stderr:
-        lines.append(line)
-        if "algorithmic latency" in line:
-            break
+    proc, lines = _start_run("--input-file", str(src), "--loop", "--output-file", str(dst))
     time.sleep(1.0)  # about a second of audio converted and written
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
@@ -375,6 +372,7 @@ def test_run_sigterm_stops_cleanly_and_finishes_the_output_file(tmp_path: Path) 
     assert summary["stopped_by"] == "sigterm" and summary["output"] == str(dst)
     y, rate = sf.read(str(dst), dtype="float32")
     assert y.size >= rate // 2 and np.abs(y).max() > 1e-3
+
 
 def test_missing_optional_extra_is_a_clear_error(monkeypatch, capsys):
     import rtvc.cli as cli
