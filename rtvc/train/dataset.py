@@ -267,6 +267,10 @@ class Augmenter:
 
     def batch(self, batch: int, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
         """One random batch: inputs ``(B, T, F)``, targets ``(B, T, E)`` (raw, not normalised)."""
+        return self.disguise(self.draw_index(batch, frames))
+
+    def draw_index(self, batch: int, frames: int) -> torch.Tensor:
+        """Random frame indices ``(B, T)`` of a batch: runs of ``frames`` consecutive frames."""
         n = self.n_own
         start = torch.randint(0, max(1, n - frames), (batch,), generator=self.gen)
         idx = start[:, None] + torch.arange(frames)[None, :]
@@ -277,6 +281,12 @@ class Augmenter:
             p_start = torch.randint(0, max(1, m - frames), (batch,), generator=self.gen)
             p_idx = n + (p_start[:, None] + torch.arange(frames)[None, :]).clamp(max=m - 1)
             idx = torch.where(par[:, None], p_idx, idx)
+        return idx
+
+    def disguise(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs ``(B, T, F)`` of the frames ``idx`` (B, T) under a random disguise per row, and
+        their targets ``(B, T, E)`` (the clean envelope with the disguise's level change)."""
+        batch = idx.shape[0]
         lm = self.logmag[idx].float()
         cep = self.cep[idx].clone()
         f0 = self.f0[idx].clone()

