@@ -296,9 +296,10 @@ def run_config(srv: Any, tmp: Path, *, callback: str, block_ms: float, seconds: 
     from rtvc.audio import LiveRunner
     from rtvc.engine import Engine, EngineConfig
     from rtvc.params import Params
+    from tests.pulse import runner_devices
+
     eng = Engine(EngineConfig(device_rate=RATE), params=Params(bypass=True, gate_threshold_db=-120.0))
-    devs = {"input": "pulse", "output": "pulse"} if backend == "portaudio" else {}  # pulse: PULSE_SINK / PULSE_SOURCE
-    runner = LiveRunner(eng, **devs, rate=RATE, block_ms=block_ms, callback=callback, backend=backend,
+    runner = LiveRunner(eng, **runner_devices(backend), rate=RATE, block_ms=block_ms, callback=callback, backend=backend,
                         profile=profile, device_block_ms=device_block_ms, worker=worker, device_latency=device_latency)
     runner.start()
     try:

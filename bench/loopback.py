@@ -139,14 +139,14 @@ def run_config(srv: Any, tmp: Path, *, voice: str, bypass: bool, block_ms: float
     from rtvc.params import Params
     from rtvc.sysinfo import cpu_times, steal_share
     from rtvc.voices import VoiceRegistry
-    from tests.pulse import Recorder
+    from tests.pulse import Recorder, runner_devices
 
     reg = VoiceRegistry()
     info = reg.get(voice)
     params = Params().replace(voice=voice, **dict(info.defaults), bypass=bypass, gate_threshold_db=-120.0)
     eng = Engine(EngineConfig(device_rate=RATE), registry=reg, params=params)
-    devs = {"input": "pulse", "output": "pulse"} if backend == "portaudio" else \
-        {"input": "rtvc_test_in.monitor", "output": "rtvc_test_ret"}
+    # rtvc's pulse client names the remapped devices; PortAudio reaches them through PULSE_SINK / _SOURCE
+    devs = runner_devices(backend) or {"input": "rtvc_test_in.monitor", "output": "rtvc_test_ret"}
     runner = LiveRunner(eng, **devs, rate=RATE, block_ms=block_ms, channel=0, backend=backend,
                         callback=callback, profile=profile, device_latency=device_latency,
                         device_block_ms=device_block_ms)

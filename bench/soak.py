@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(a.seed)
-    from tests.pulse import PulseServer
+    from tests.pulse import PulseServer, runner_devices
 
     srv = PulseServer().start()
     t_start = time.monotonic()
@@ -117,8 +117,7 @@ def main(argv: list[str] | None = None) -> int:
 
         eng = Engine(EngineConfig(device_rate=RATE), params=Params(voice="neutral"))
         voices = [v.name for v in eng.registry.list() if v.kind == "dsp"]
-        devs = {"input": "pulse", "output": "pulse"} if a.backend == "portaudio" else {}  # PULSE_SINK / _SOURCE
-        runner = LiveRunner(eng, **devs, rate=RATE, block_ms=a.block_ms, backend=a.backend,
+        runner = LiveRunner(eng, **runner_devices(a.backend), rate=RATE, block_ms=a.block_ms, backend=a.backend,
                             callback=a.callback, profile=a.profile, worker=a.worker)
         ctl = Controller(eng, runner=runner)
         bursts = Bursts(runner)

@@ -267,31 +267,30 @@ def _add_devices(p: argparse.ArgumentParser) -> None:
                    help="list PortAudio's devices (default) or the PulseAudio server's sinks and sources")
 
 
+def _device_line(d: dict[str, Any], backend: str) -> str:
+    """One device of ``rtvc devices``: ``<`` marks the default input, ``>`` the default output."""
+    mark = ("<" if d["default_input"] else " ") + (">" if d["default_output"] else " ")
+    if backend == "pulse":
+        ch = d["max_input_channels"] or d["max_output_channels"]
+        return (f"{mark} {d['kind']:6s} {d['index']:3d} {d['name']} ({d['description']}, {ch} ch, "
+                f"{d['default_samplerate']:g} Hz)")
+    return (f"{mark} {d['index']:3d} {d['name']} ({d['hostapi']}, {d['max_input_channels']} in, "
+            f"{d['max_output_channels']} out, {d['default_samplerate']:g} Hz)")
+
+
 def _cmd_devices(args: argparse.Namespace) -> int:
     from .audio import list_devices
 
-    if getattr(args, "backend", "portaudio") == "pulse":
-        rows = list_devices("pulse")
-        if args.json:
-            print(json.dumps(rows, indent=2))
-            return 0
-        for d in rows:
-            m = ("<" if d["default_input"] else " ") + (">" if d["default_output"] else " ")
-            ch = d["max_input_channels"] or d["max_output_channels"]
-            print(f"{m} {d['kind']:6s} {d['index']:3d} {d['name']} ({d['description']}, {ch} ch, "
-                  f"{d['default_samplerate']:g} Hz)")
-        return 0
-    devs = list_devices()
+    backend = getattr(args, "backend", "portaudio")
+    rows = list_devices(backend)
     if args.json:
-        print(json.dumps(devs, indent=2))
+        print(json.dumps(rows, indent=2))
         return 0
-    if not devs:
-        print("no audio devices found (rtvc run will fall back to a file demo)")
-        return 0
-    for d in devs:
-        mark = ("<" if d["default_input"] else " ") + (">" if d["default_output"] else " ")
-        print(f"{mark} {d['index']:3d} {d['name']} ({d['hostapi']}, {d['max_input_channels']} in, "
-              f"{d['max_output_channels']} out, {d['default_samplerate']:g} Hz)")
+    if not rows:
+        print("no audio devices found" + (" (rtvc run will fall back to a file demo)" if backend == "portaudio"
+                                          else " on the PulseAudio server"))
+    for d in rows:
+        print(_device_line(d, backend))
     return 0
 
 

@@ -177,6 +177,13 @@ class RtvcProcess:
         return json.loads(out.strip().splitlines()[-1])
 
 
+def runner_devices(backend: str) -> dict[str, str]:
+    """``LiveRunner`` device arguments that reach this module's server: PortAudio's ``pulse``
+    device (``PULSE_SINK`` / ``PULSE_SOURCE`` pick the sink and source); rtvc's own ``pulse``
+    backend reads the same variables for its defaults, so it needs none."""
+    return {"input": "pulse", "output": "pulse"} if backend == "portaudio" else {}
+
+
 @pytest.fixture
 def pulse_server() -> Iterator[PulseServer]:
     """A started private PulseAudio server, killed at the end of the test."""

@@ -34,7 +34,7 @@ FAKE_DEVICES = [
 @pytest.fixture
 def fake_devices(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     devs = [dict(d) for d in FAKE_DEVICES]
-    monkeypatch.setattr(audio, "list_devices", lambda: [dict(d) for d in devs])
+    monkeypatch.setattr(audio, "list_devices", lambda backend="portaudio": [dict(d) for d in devs])
     return devs
 
 
@@ -233,7 +233,7 @@ def test_run_fast_json_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 def test_run_without_sound_card_falls_back_to_demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(audio, "list_devices", lambda: [])
+    monkeypatch.setattr(audio, "list_devices", lambda backend="portaudio": [])
     monkeypatch.chdir(tmp_path)
     assert main(["run", "--voice", "deeper"]) == 0
     out, _ = _err(capsys)
@@ -252,7 +252,7 @@ def test_default_voice_is_a_shipped_neural_voice_and_runs_without_a_sound_card(
     info = VoiceRegistry([shipped_models_dir()]).get(DEFAULT_VOICE)  # shipped, not a user's clone
     assert info.kind == "neural"
     assert make_parser().parse_args(["run"]).voice == DEFAULT_VOICE
-    monkeypatch.setattr(audio, "list_devices", lambda: [])
+    monkeypatch.setattr(audio, "list_devices", lambda backend="portaudio": [])
     monkeypatch.chdir(tmp_path)
     assert main(["run", "--json"]) == 0  # the README's main command, as typed
     text, _ = _err(capsys)

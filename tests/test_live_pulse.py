@@ -188,6 +188,12 @@ def test_pulse_backend_lists_and_resolves_devices(pulse_server: PulseServer) -> 
     assert sources >= {"rtvc_test_in.monitor", "rtvc_test_out.monitor"}
     assert [d["name"] for d in listed if d["default_output"]] == ["rtvc_test_in"]  # the server's default
     assert all(d["hostapi"] == "PulseAudio" for d in listed)
+    r = subprocess.run([sys.executable, "-m", "rtvc", "devices", "--backend", "pulse"], env=env,
+                       capture_output=True, text=True, timeout=60)
+    lines = r.stdout.splitlines()
+    assert r.returncode == 0 and len(lines) == len(listed), r.stdout
+    assert any(ln.startswith(" > sink") and " rtvc_test_in (" in ln for ln in lines), r.stdout  # the default sink
+    assert any("source" in ln and "rtvc_test_out.monitor" in ln for ln in lines), r.stdout
     old = dict(os.environ)
     os.environ.clear()
     os.environ.update(env)
