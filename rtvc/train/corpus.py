@@ -418,9 +418,12 @@ def _segments(starts: Sequence[int], names: Sequence[str], n: int) -> list[tuple
     segs: list[tuple[str, int]] = []
     for s, p in zip([0, *starts], [PAUSE, *names]):
         s = min(max(int(s), 0), n)
-        if segs and (p == segs[-1][1] or s <= segs[-1][0]):
-            if s <= segs[-1][0]:
-                segs[-1] = (segs[-1][0], p)  # a zero-length phone: the later onset wins
+        if segs and s <= segs[-1][0]:
+            segs[-1] = (segs[-1][0], p)  # a zero-length phone: the later onset wins
+            if len(segs) > 1 and segs[-2][1] == p:
+                segs.pop()
+            continue
+        if segs and p == segs[-1][1]:
             continue
         segs.append((s, p))
     ends = [s for s, _ in segs[1:]] + [n]

@@ -303,6 +303,8 @@ def test_segments_tile_merge_and_clip():
     segs = C._segments([160, 320, 480, 480, 800, 9999], ["a", "a", "b", "c", "_", "d"], 1600)
     assert segs == [("_", 0.0, 0.01), ("a", 0.01, 0.03), ("c", 0.03, 0.05), ("_", 0.05, 0.1)]
     assert C._segments([0], ["a"], 160) == [("a", 0.0, 0.01)]  # a phone at 0 replaces the leading pause
+    # 'b' gives way to an 'a' at the same onset, which then merges with the 'a' before it
+    assert C._segments([160, 320, 320], ["a", "b", "a"], 480) == [("_", 0.0, 0.01), ("a", 0.01, 0.03)]
 
 
 def test_kokoro_phones_from_tokens_and_durations():
