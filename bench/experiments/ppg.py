@@ -25,6 +25,7 @@ Measured results are in the README ("Quality benchmark", what was tried).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
@@ -58,6 +59,17 @@ KOKORO_SPEAKERS = ("jf_alpha", "jf_gongitsune", "jf_tebukuro", "blend:jf_alpha+j
                    "blend:jf_gongitsune+jf_tebukuro:0.5", "blend:jf_alpha+jf_tebukuro:0.5")
 """Kokoro speakers for the recogniser (jf_nezumi and jm_kumo are benchmark sources: left out)."""
 SILENCE_NEPERS = 4.5  # frames whose c0 is this far under the utterance's loudest are labelled silence
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int):  # noqa: ANN202
+    """torch's intra-op thread count set to ``n`` for the block, then put back."""
+    prev = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(prev)
 
 
 def canon(p: str) -> str:
@@ -123,8 +135,13 @@ class PhoneNet(nn.Module):
 
 def train_phone_net(fs: FrameSet, labels: torch.Tensor, *, steps: int, seed: int = 0, threads: int = 2,
                     batch: int = 16, frames: int = 160, lr: float = 3e-3) -> PhoneNet:
+    with _torch_threads(threads):
+        return _train_phone_net(fs, labels, steps=steps, seed=seed, batch=batch, frames=frames, lr=lr)
+
+
+def _train_phone_net(fs: FrameSet, labels: torch.Tensor, *, steps: int, seed: int, batch: int, frames: int,
+                     lr: float) -> PhoneNet:
     torch.manual_seed(seed)
-    torch.set_num_threads(threads)
     aug = Augmenter(fs, aug=AugmentConfig(), seed=seed)
     xs = torch.cat([aug.batch(batch, frames)[0] for _ in range(8)]).reshape(-1, 23)
     net = PhoneNet()
@@ -221,9 +238,13 @@ class PPGConverter(nn.Module):
 
 def train_ppg_converter(frames: FrameSet, phone: PhoneNet, *, inputs: str, config: TrainConfig) -> tuple[PPGConverter, float]:
     """The shipped trainer's loop (same disguise, loss and schedule) around a :class:`PPGConverter`."""
+    with _torch_threads(config.threads):
+        return _train_ppg_converter(frames, phone, inputs=inputs, config=config)
+
+
+def _train_ppg_converter(frames: FrameSet, phone: PhoneNet, *, inputs: str, config: TrainConfig) -> tuple[PPGConverter, float]:
     c = config
     torch.manual_seed(c.seed)
-    torch.set_num_threads(c.threads)
     data = Augmenter(frames, seed=c.seed)
     model = PPGConverter(phone, frames.cepstrum.shape[1], inputs=inputs, hidden=c.hidden, layers=c.layers)
     with torch.no_grad():
