@@ -31,6 +31,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +43,7 @@ from torch import nn  # noqa: E402
 from rtvc.train.corpus import PAUSE, build_corpus  # noqa: E402
 from rtvc.train.dataset import AugmentConfig, Augmenter, FrameSet, analyse_files  # noqa: E402
 from rtvc.train.model import Converter  # noqa: E402
-from rtvc.train.train import Progress, TrainConfig, envelope_loss  # noqa: E402
+from rtvc.train.train import Progress, TrainConfig, train_converter  # noqa: E402
 
 PHONES = ("-", "aɪ", "aʊ", "b", "d", "dʒ", "eɪ", "f", "h", "i", "j", "k", "l", "m", "n", "oʊ", "p", "s", "t",
           "tʃ", "u", "v", "w", "z", "æ", "ð", "ŋ", "ɑ", "ɔ", "ɔɪ", "ə", "ɛ", "ɡ", "ɪ", "ɹ", "ʃ", "ʊ", "ʌ", "ʒ", "θ")
@@ -217,6 +218,11 @@ class PPGConverter(nn.Module):
     def init_state(self, batch: int = 1) -> torch.Tensor:
         return torch.zeros(self.layers, batch, self.hidden)
 
+    def train(self, mode: bool = True) -> "PPGConverter":
+        super().train(mode)
+        self.phone.eval()  # frozen
+        return self
+
     def converter_input(self, features: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.inputs == "hidden":
             z, state = self.phone.hidden_seq(features, state)
@@ -236,43 +242,20 @@ class PPGConverter(nn.Module):
         return y * self.out_std + self.out_mean, s
 
 
-def train_ppg_converter(frames: FrameSet, phone: PhoneNet, *, inputs: str, config: TrainConfig) -> tuple[PPGConverter, float]:
-    """The shipped trainer's loop (same disguise, loss and schedule) around a :class:`PPGConverter`."""
-    with _torch_threads(config.threads):
-        return _train_ppg_converter(frames, phone, inputs=inputs, config=config)
+def train_ppg_converter(frames: FrameSet, phone: PhoneNet, *, inputs: str, config: TrainConfig,
+                        **kw: Any) -> tuple[PPGConverter, dict[str, float]]:
+    """The shipped trainer (:func:`rtvc.train.train.train_converter`: disguise, loss, schedule)
+    around a :class:`PPGConverter`; ``kw`` goes to it (``aug``, ``parallel``, ``progress``...)."""
 
+    def make(xs: list[torch.Tensor], y_all: torch.Tensor, c: TrainConfig) -> PPGConverter:
+        model = PPGConverter(phone, y_all.shape[-1], inputs=inputs, hidden=c.hidden, layers=c.layers)
+        with torch.no_grad():
+            zs = [model.converter_input(x, phone.init_state(x.shape[0]))[0] for x in xs]
+        z = torch.cat(zs).reshape(-1, zs[0].shape[-1])
+        model.conv.set_normalisation(z.mean(0), z.std(0).clamp(min=1e-3), y_all.mean(0), y_all.std(0).clamp(min=1e-3))
+        return model
 
-def _train_ppg_converter(frames: FrameSet, phone: PhoneNet, *, inputs: str, config: TrainConfig) -> tuple[PPGConverter, float]:
-    c = config
-    torch.manual_seed(c.seed)
-    data = Augmenter(frames, seed=c.seed)
-    model = PPGConverter(phone, frames.cepstrum.shape[1], inputs=inputs, hidden=c.hidden, layers=c.layers)
-    with torch.no_grad():
-        xs = [model.converter_input(data.batch(c.batch, c.frames)[0], phone.init_state(c.batch))[0] for _ in range(8)]
-    x_all = torch.cat(xs).reshape(-1, xs[0].shape[-1])
-    y_all = torch.from_numpy(frames.cepstrum)
-    model.conv.set_normalisation(x_all.mean(0), x_all.std(0).clamp(min=1e-3), y_all.mean(0), y_all.std(0).clamp(min=1e-3))
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=c.lr, weight_decay=1e-5)
-    warm = max(1, min(50, c.steps // 10))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * (0.55 + 0.45 * math.cos(math.pi * min(1.0, s / c.steps))))
-    bar, ema = Progress("train", c.steps), {}
-    model.train()
-    phone.eval()
-    for _ in range(c.steps):
-        x, y = data.batch(c.batch, c.frames)
-        pred, _ = model.forward_normalised(x, model.init_state(c.batch))
-        loss, parts = envelope_loss(pred, (y - model.out_mean) / model.out_std, config=c)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        for k, v in {"loss": loss.item(), **parts}.items():
-            ema[k] = v if k not in ema else 0.95 * ema[k] + 0.05 * v
-        bar.update(**ema)
-    return model.eval(), ema.get("loss", 0.0)
+    return train_converter(frames, config=config, model_factory=make, **kw)
 
 
 def phones_command(a: argparse.Namespace) -> int:
@@ -305,10 +288,8 @@ def voice_command(a: argparse.Namespace) -> int:
     phone.load_state_dict(torch.load(a.phones))
     phone.eval()
 
-    def trainer(frames, *, config=None, feature_config=None, aug=None, progress=True, parallel=None):  # noqa: ANN001, ANN202
-        t = time.perf_counter()
-        model, loss = train_ppg_converter(frames, phone, inputs=a.input, config=config or TrainConfig())
-        return model, {"final_loss": loss, "train_s": time.perf_counter() - t, "steps": config.steps, "n_input": 23}
+    def trainer(frames, *, config=None, **kw):  # noqa: ANN001, ANN202
+        return train_ppg_converter(frames, phone, inputs=a.input, config=config or TrainConfig(), **kw)
 
     build.train_converter = trainer  # the rest of `python -m rtvc.train voice` as it is
     return train_main(["voice", "--corpus", a.corpus, "--max-utterances", str(a.max_utterances), "--name", a.name,

@@ -6,6 +6,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -17,7 +18,7 @@ from ..types import TRAIN_DEVICES
 from .dataset import AugmentConfig, Augmenter, FrameSet
 from .model import Converter
 
-__all__ = ["TrainConfig", "Progress", "train_converter", "envelope_loss", "cepstral_weights", "LOSS_OPTIONS"]
+__all__ = ["TrainConfig", "Progress", "train_converter", "converter_factory", "ModelFactory", "envelope_loss", "cepstral_weights", "LOSS_OPTIONS"]
 
 LOSS_OPTIONS = ("delta_weight", "gv_weight", "cep_emphasis")
 """The :class:`TrainConfig` fields that shape the loss (recorded in the manifest's ``training.loss``)."""
@@ -129,11 +130,27 @@ class Progress:
         sys.stderr.flush()
 
 
+ModelFactory = Callable[[list[torch.Tensor], torch.Tensor, TrainConfig], torch.nn.Module]
+"""``(input batches (B, T, F), target frames (n, E), config) -> model`` with its normalisation set.
+The model has :class:`Converter`'s interface (``forward_normalised``, ``init_state``,
+``out_mean``, ``out_std``, ``n_input``, ``n_output``, ``hidden``, ``layers``)."""
+
+
+def converter_factory(xs: list[torch.Tensor], y_all: torch.Tensor, c: TrainConfig) -> Converter:
+    """The shipped model: a :class:`Converter` normalised on the input batches and target frames."""
+    x_all = torch.cat(xs).reshape(-1, xs[0].shape[-1])
+    model = Converter(x_all.shape[-1], y_all.shape[-1], hidden=c.hidden, layers=c.layers)
+    model.set_normalisation(x_all.mean(0), x_all.std(0).clamp(min=1e-3), y_all.mean(0), y_all.std(0).clamp(min=1e-3))
+    return model
+
+
 def train_converter(frames: FrameSet, *, config: TrainConfig | None = None, feature_config: FeatureConfig | None = None,
                     aug: AugmentConfig | None = None, progress: bool = True,
-                    parallel: FrameSet | None = None) -> tuple[Converter, dict[str, float]]:
-    """Train a :class:`Converter` on one speaker's frames (any-to-one, augmented inputs), and
-    on ``parallel`` frames of other speakers aligned to them where given (see :class:`Augmenter`).
+                    parallel: FrameSet | None = None,
+                    model_factory: ModelFactory = converter_factory) -> tuple[Converter, dict[str, float]]:
+    """Train a :class:`Converter` (or what ``model_factory`` builds) on one speaker's frames
+    (any-to-one, augmented inputs), and on ``parallel`` frames of other speakers aligned to them
+    where given (see :class:`Augmenter`).
 
     Returns
     -------
@@ -149,11 +166,8 @@ def train_converter(frames: FrameSet, *, config: TrainConfig | None = None, feat
     try:
         data = Augmenter(frames, config=fc, aug=aug, seed=c.seed, parallel=parallel)
         # normalisation from a few augmented batches (inputs) and the clean targets
-        xs, ys = zip(*(data.batch(c.batch, c.frames) for _ in range(8)))
-        x_all = torch.cat(xs).reshape(-1, xs[0].shape[-1])
-        y_all = torch.from_numpy(frames.cepstrum)
-        model = Converter(x_all.shape[-1], y_all.shape[-1], hidden=c.hidden, layers=c.layers)
-        model.set_normalisation(x_all.mean(0), x_all.std(0).clamp(min=1e-3), y_all.mean(0), y_all.std(0).clamp(min=1e-3))
+        xs, _ = zip(*(data.batch(c.batch, c.frames) for _ in range(8)))
+        model = model_factory(list(xs), torch.from_numpy(frames.cepstrum), c)
         dev = torch.device(c.device)
         model.to(dev)
         opt = torch.optim.AdamW(model.parameters(), lr=c.lr, weight_decay=1e-5)
