@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         from rtvc.errors import RtvcError
         from rtvc.params import Params
 
-        eng = Engine(EngineConfig(device_rate=RATE), params=Params(voice="neutral"))
+        # the test tone is a steady signal: the noise-floor gate would take it for noise and shut it out
+        eng = Engine(EngineConfig(device_rate=RATE), params=Params(voice="neutral", gate_floor_margin_db=0.0))
         voices = [v.name for v in eng.registry.list() if v.kind == "dsp"]
         runner = LiveRunner(eng, **runner_devices(a.backend), rate=RATE, block_ms=a.block_ms, backend=a.backend,
                             callback=a.callback, profile=a.profile, worker=a.worker)

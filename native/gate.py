@@ -1,8 +1,9 @@
-"""Noise gate gain computer (per sample): peak follower, threshold, hold, linear attack/release.
+"""Noise gate: the gain computer (per sample: peak follower, threshold, hold, linear
+attack/release) and the noise-floor tracker that raises its threshold above steady noise.
 
-``st`` is float64 ``[env, gain, hold_left]``. The gain curve is written to ``g``; applying it
-is the caller's job, so the engine can apply it with look-ahead (delayed) and onsets are not
-clipped.
+``gate_gains``'s ``st`` is float64 ``[env, gain, hold_left]``. The gain curve is written to
+``g``; applying it is the caller's job, so the engine can apply it with look-ahead (delayed) and
+onsets are not clipped.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["gate_gains"]
+__all__ = ["gate_gains", "noise_floor_step"]
 
 
 @njit(cache=True, nogil=True)
@@ -38,3 +39,59 @@ def gate_gains(x: np.ndarray, thr_lin: float, env_decay: float, attack_step: flo
     st[0] = env
     st[1] = gain
     st[2] = hold
+
+
+@njit(cache=True, nogil=True)
+def noise_floor_step(x: np.ndarray, smooth: float, hops_per_sub: int, min_subs: int, st: np.ndarray,
+                     mins: np.ndarray) -> float:
+    """Noise floor by minimum statistics over one hop ``x``: the hop's mean square, smoothed
+    (one pole, weight ``smooth`` for the new hop), and the smallest smoothed value of the last
+    ``mins.shape[0]`` complete sub-windows of ``hops_per_sub`` hops and of the one under way. Speech has pauses and steady noise
+    has none, so the minimum over a few seconds is the noise's level, not the voice's; the
+    smoothing keeps the minimum of a fluctuating noise (pink, a fan's rumble) near its mean.
+
+    Parameters
+    ----------
+    x : float32 (hop,)
+        The hop. A hop that is not finite is not counted. Digital silence counts (a floor of
+        0: the gate keeps its fixed threshold until the silence has left the window).
+    smooth : float
+        In (0, 1].
+    hops_per_sub, min_subs : int
+        Hops per sub-window; complete sub-windows needed before a floor is reported.
+    st : float64 (5,)
+        ``[smoothed mean square, current sub-window minimum, hops in it, next ring slot,
+        complete sub-windows]``, initially ``[-1, inf, 0, 0, 0]`` (-1: nothing smoothed yet).
+    mins : float64 (n_sub,)
+        Ring of sub-window minima.
+
+    Returns
+    -------
+    float
+        The floor as an RMS level (linear), 0.0 until ``min_subs`` sub-windows are complete.
+    """
+    n_sub = mins.shape[0]
+    ms = 0.0
+    for i in range(x.shape[0]):
+        ms += np.float64(x[i]) * np.float64(x[i])
+    ms /= max(1, x.shape[0])
+    if ms >= 0.0 and ms <= 1.7976931348623157e308:  # also refuses NaN
+        st[0] = ms if st[0] < 0.0 else st[0] + smooth * (ms - st[0])
+        if st[0] < st[1]:
+            st[1] = st[0]
+        st[2] += 1.0
+        if st[2] >= hops_per_sub:
+            mins[int(st[3])] = st[1]
+            st[3] = (st[3] + 1.0) % n_sub
+            if st[4] < n_sub:
+                st[4] += 1.0
+            st[1] = np.inf
+            st[2] = 0.0
+    filled = int(st[4])
+    if filled < min_subs:
+        return 0.0
+    f = st[1]  # the sub-window under way counts too: a falling noise is followed at once
+    for j in range(filled):
+        if mins[j] < f:
+            f = mins[j]
+    return np.sqrt(f)

@@ -4,7 +4,8 @@ Data path (one direction)::
 
     x (device rate) -> sanitize (non-finite -> 0, counted) -> resample to the model rate
       -> fixed hops of HOP samples: input gain -> voice stage (+ dry delay line) -> mix
-         -> look-ahead noise gate -> output gain / mute (ramped)
+         -> look-ahead noise gate (threshold raised above the tracked noise floor)
+         -> output gain / mute (ramped)
       -> resample to the device rate -> output FIFO (pre-filled) -> y
 
 Every hop is a pure function of absolute input positions, so the output does not depend on
@@ -32,7 +33,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ._native.gate import gate_gains
+from ._native.gate import gate_gains, noise_floor_step
 from ._native.mix import all_finite, apply_gain_ramp, hop_mix, sanitize, soft_limit
 from ._native.ring import ring_read, ring_write
 from .errors import ConfigError, ControlError
@@ -49,6 +50,15 @@ CROSSFADE_HOPS = 4  # 20 ms voice-switch crossfade
 TIMING_WINDOW = 2048  # per-block compute times kept for p50/p99
 WARMUP_BLOCKS = 3  # left out of the compute statistics
 LIMIT_KNEE = 0.95  # output soft limiter: identity below, tanh knee to 1.0 above
+# noise floor under the gate (``gate_floor_margin_db``): the smallest input RMS (smoothed over 40 ms)
+# of the last 12 x 0.25 s (a held note longer than that counts as noise), reported after 0.5 s; the
+# gate's peak detector then needs the floor + margin to open. The raised threshold never exceeds
+# -26 dBFS, so a wrong floor (continuous music) cannot shut out a voice
+FLOOR_SMOOTH_S = 0.040
+FLOOR_SUBWINDOW_S = 0.25
+FLOOR_SUBWINDOWS = 12
+FLOOR_MIN_SUBWINDOWS = 2
+FLOOR_THRESHOLD_CAP = 10.0 ** (-26.0 / 20.0)
 
 
 @dataclass(frozen=True)
@@ -116,6 +126,11 @@ class Engine:
         self._gbuf = np.zeros(1 << 14, np.float32)  # gate gain delay line
         self._g = np.zeros(cfg.hop, np.float32)
         self._gate_st = np.zeros(3, np.float64)
+        self._floor_st = np.array([-1.0, np.inf, 0.0, 0.0, 0.0])  # noise floor tracker (see native/gate.py)
+        self._floor_mins = np.zeros(FLOOR_SUBWINDOWS, np.float64)
+        self._floor_hops = max(1, int(round(FLOOR_SUBWINDOW_S * cfg.model_rate / cfg.hop)))
+        self._floor_smooth = 1.0 - math.exp(-cfg.hop / (FLOOR_SMOOTH_S * cfg.model_rate))
+        self._noise_floor = 0.0
         self._hop_buf = np.zeros(cfg.hop, np.float32)
         self._wet = np.zeros(cfg.hop, np.float32)
         self._y = np.zeros(cfg.hop, np.float32)
@@ -283,6 +298,8 @@ class Engine:
         self._dry[:] = 0.0
         self._gbuf[:] = 0.0
         self._gate_st[:] = 0.0
+        self._floor_st[:] = (-1.0, np.inf, 0.0, 0.0, 0.0)
+        self._noise_floor = 0.0
 
     # ------------------------------------------------------------------ audio (worker thread)
     def warm_up(self) -> None:
@@ -352,23 +369,30 @@ class Engine:
 
     def _derive(self, p: Params) -> tuple[Any, ...]:
         """What a hop needs from a parameter snapshot, computed once per snapshot:
-        ``(p, target gains, gate threshold, attack step, release step, hold, attack samples)``."""
+        ``(p, target gains, gate threshold, attack step, release step, hold, attack samples,
+        floor margin)`` (the margin linear, 0 = off)."""
         sr = self.config.model_rate
         attack_n = max(1.0, p.gate_attack_ms * sr / 1000.0)
+        margin = _db_to_lin(p.gate_floor_margin_db) if p.gate_floor_margin_db > 0.0 else 0.0
         return (p, self._gains(p), _db_to_lin(p.gate_threshold_db), 1.0 / attack_n,
-                1.0 / max(1.0, p.gate_release_ms * sr / 1000.0), int(p.gate_hold_ms * sr / 1000.0), int(attack_n))
+                1.0 / max(1.0, p.gate_release_ms * sr / 1000.0), int(p.gate_hold_ms * sr / 1000.0), int(attack_n),
+                margin)
 
     def _hop(self, h: Audio) -> Audio:
         p = self._live
         hc = self._hop_consts
         if hc[0] is not p:  # a new snapshot (parameters are immutable: identity is enough)
             hc = self._hop_consts = self._derive(p)
-        _, gains, thr_lin, attack_step, release_step, hold, attack_i = hc
+        _, gains, thr_lin, attack_step, release_step, hold, attack_i, margin = hc
         g_in0, wet0, out0, _ = self._cur
         g_in1, wet1, out1, _ = gains
         x = self._hop_buf
         peak_in = apply_gain_ramp(h, g_in0, g_in1, x)
         self._level_in = max(peak_in, self._level_in * 0.5)
+        floor = self._noise_floor = noise_floor_step(x, self._floor_smooth, self._floor_hops, FLOOR_MIN_SUBWINDOWS,
+                                                     self._floor_st, self._floor_mins)
+        if margin > 0.0:  # steady noise above the fixed threshold stays shut out
+            thr_lin = max(thr_lin, min(floor * margin, FLOOR_THRESHOLD_CAP))
         # voice stage (+ crossfade from the previous voice after a switch)
         act = self._active
         wet = self._step_stage(act, x)
@@ -434,7 +458,7 @@ class Engine:
         times = [int(self._times_ns[i % TIMING_WINDOW]) for i in range(n - k, n)]
         gauges = {k2: v for k2, v in self.gauges.items() if isinstance(v, (int, float)) or v is None}
         return {"counters": dict(self.counters), "gauges": gauges, "times_ns": times,
-                "levels": (self._level_in, self._level_out)}, n
+                "levels": (self._level_in, self._level_out, self._noise_floor)}, n
 
     def mirror(self, snap: dict[str, Any], *, gauges: tuple[str, ...] = ("buffer_age_ms", "buffer_age_max_ms",
                                                                          "target_buffer_age_ms")) -> None:
@@ -449,7 +473,7 @@ class Engine:
         for t in snap["times_ns"]:
             self._times_ns[self._times_n % TIMING_WINDOW] = t
             self._times_n += 1
-        self._level_in, self._level_out = snap["levels"]
+        self._level_in, self._level_out, self._noise_floor = snap["levels"]
 
     # ------------------------------------------------------------------ telemetry (any thread)
     def telemetry(self) -> dict[str, Any]:
@@ -465,6 +489,7 @@ class Engine:
             "mute": self._live.mute,
             "input_level_dbfs": _lin_to_db(self._level_in),
             "output_level_dbfs": _lin_to_db(self._level_out),
+            "noise_floor_dbfs": _lin_to_db(self._noise_floor),
             "algorithmic_latency_ms": self.algorithmic_latency_ms,
             "compute_ms_p50": p50,
             "compute_ms_p99": float(np.percentile(t, 99)),

@@ -41,6 +41,9 @@ PARAM_SPECS: dict[str, ParamSpec] = {
     "gate_attack_ms": ParamSpec(float, 0.1, 50.0, "ms"),
     "gate_hold_ms": ParamSpec(float, 0.0, 2000.0, "ms"),
     "gate_release_ms": ParamSpec(float, 1.0, 2000.0, "ms"),
+    "gate_floor_margin_db": ParamSpec(float, 0.0, 40.0, "dB",
+                                      "the gate also stays shut below the tracked noise floor plus this margin "
+                                      "(steady noise: fans, hiss, hum); 0 = off"),
     "bypass": ParamSpec(bool, doc="pass the input through unconverted (same latency)"),
     "mute": ParamSpec(bool, doc="silence the output"),
 }
@@ -89,6 +92,7 @@ class Params:
     gate_attack_ms: float = 2.0
     gate_hold_ms: float = 150.0
     gate_release_ms: float = 120.0
+    gate_floor_margin_db: float = 16.0
     bypass: bool = False
     mute: bool = False
 

@@ -91,6 +91,24 @@ def test_devices_json_and_text(fake_devices: list, capsys: pytest.CaptureFixture
 
 
 # ---------------------------------------------------------------------- convert
+def test_gate_margin_option_reaches_the_engine(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Steady noise far above the fixed -60 dBFS threshold: shut out by default once its floor is
+    tracked, passed with ``--gate-margin-db 0``."""
+    x = (0.01 * np.random.default_rng(4).standard_normal(5 * 16000)).astype(np.float32)
+    src = tmp_path / "noise.wav"
+    sf.write(src, x, 16000, subtype="FLOAT")
+    tails = {}
+    for margin in (None, "0"):
+        out = tmp_path / f"out{margin}.wav"
+        extra = [] if margin is None else ["--gate-margin-db", margin]
+        assert main(["convert", str(src), str(out), "--voice", "neutral", "--float", *extra]) == 0
+        y, _ = sf.read(out, dtype="float32")
+        tails[margin] = float(np.sqrt(np.mean(y[4 * 16000:] ** 2)))
+    assert tails[None] == 0.0 and tails["0"] > 0.009
+    assert main(["convert", str(src), str(tmp_path / "x.wav"), "--gate-margin-db", "50"]) == 2
+    assert "'gate_floor_margin_db' = 50.0 is out of range" in capsys.readouterr().err
+
+
 def test_convert_json_fields_and_alignment(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     src, x = _speech(tmp_path, rate=48000)
     out = tmp_path / "out.wav"

@@ -10,7 +10,7 @@ from rtvc.errors import ConfigError
 from rtvc.params import Params
 from rtvc.voices import DSP_PRESETS, DelayStage, VoiceRegistry
 
-OPEN_GATE = dict(gate_threshold_db=-120.0)
+OPEN_GATE = dict(gate_threshold_db=-120.0, gate_floor_margin_db=0.0)
 
 
 class DelayRegistry(VoiceRegistry):
@@ -237,6 +237,51 @@ def test_gate_silences_noise_and_does_not_clip_onsets():
     assert np.max(np.abs(y[lat + 2000:lat + onset - 200])) == 0.0  # noise alone is gated to silence
     seg = slice(onset + lat, onset + lat + 400)  # the first 25 ms of the word come through intact
     np.testing.assert_allclose(y[seg], x[onset:onset + 400], atol=2e-3)
+
+
+def _pink(n, rng):
+    f = np.fft.rfft(rng.standard_normal(n))
+    f /= np.sqrt(np.maximum(np.arange(f.size), 1))
+    x = np.fft.irfft(f, n)
+    return x / np.sqrt(np.mean(x ** 2))
+
+
+def test_gate_follows_the_noise_floor_and_keeps_the_voice():
+    """Steady noise far above the fixed threshold (-60 dBFS) is shut out once the floor has been
+    tracked (3 s), whatever its colour; a voice over it comes through; margin 0 turns it off."""
+    rate = 16000
+    rng = np.random.default_rng(7)
+    n = 5 * rate
+    for noise in (rng.standard_normal(n), _pink(n, rng)):
+        x = (0.01 * noise).astype(np.float32)  # -40 dBFS RMS
+        speech = np.zeros(n, np.float32)
+        speech[int(3.5 * rate):int(4.2 * rate)] = voiced(rate, 0.7)  # RMS 17 dB above the noise
+        eng = Engine(EngineConfig(device_rate=rate), registry=DelayRegistry(), params=Params())
+        y = np.concatenate([eng.process(b) for b in np.split(x + speech, n // 160)])
+        lat = int(eng.latency_samples())
+        floor_db = eng.telemetry()["noise_floor_dbfs"]
+        assert -46.0 < floor_db < -40.0  # a minimum: a little below the noise's RMS
+        assert np.max(np.abs(y[lat + int(3.1 * rate):lat + int(3.5 * rate) - 200])) == 0.0  # noise alone: shut
+        seg = slice(lat + int(3.5 * rate) + 100, lat + int(4.2 * rate) - 100)  # the voice: through, with its noise
+        src = (x + speech)[int(3.5 * rate) + 100:int(4.2 * rate) - 100]
+        np.testing.assert_allclose(y[seg], src, atol=1e-5)
+        off = Engine(EngineConfig(device_rate=rate), registry=DelayRegistry(), params=Params(gate_floor_margin_db=0.0))
+        y0 = off.process(x)
+        assert np.sqrt(np.mean(y0[-rate:] ** 2)) > 0.009  # without it the noise passes (it is above -60 dBFS)
+
+
+def test_noise_floor_gate_does_not_depend_on_the_block_size():
+    rate = 48000
+    rng = np.random.default_rng(8)
+    x = (0.01 * rng.standard_normal(4 * rate)).astype(np.float32)
+    x[int(3.4 * rate):int(3.8 * rate)] += voiced(rate, 0.4)
+    outs = []
+    for block in (48, 441, 1024):
+        eng = Engine(EngineConfig(device_rate=rate), registry=DelayRegistry(), params=Params())
+        outs.append(np.concatenate([eng.process(x[i:i + block]) for i in range(0, len(x), block)]))
+    np.testing.assert_array_equal(outs[0], outs[1])
+    np.testing.assert_array_equal(outs[0], outs[2])
+    assert np.max(np.abs(outs[0][int(3.2 * rate):int(3.39 * rate)])) == 0.0  # the noise is shut out at 48 kHz too
 
 
 def test_telemetry_is_json_ready():

@@ -20,6 +20,7 @@ def test_every_field_has_a_spec_and_defaults_are_valid():
     ("mix", True, r"'mix' = True: expected a number"),
     ("voice", "", r"'voice' = '': expected a non-empty string"),
     ("gate_threshold_db", -200, r"expected \[-120.0, 0.0\] dBFS"),
+    ("gate_floor_margin_db", 41, r"'gate_floor_margin_db' = 41 is out of range; expected \[0.0, 40.0\] dB"),
 ])
 def test_bad_values_are_named_with_their_range(name, value, msg):
     with pytest.raises(ConfigError, match=msg):

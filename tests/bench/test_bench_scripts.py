@@ -103,3 +103,17 @@ def test_loopback_command_line_gives_one_json_object(tmp_path: Path) -> None:
         # at least the engine's algorithmic latency, and not absurdly more
         assert r["algorithmic_latency_ms"] - 1.0 <= r["delay_ms_p50"] <= r["delay_ms_max"] < 500.0
     assert (tmp_path / "loopback.json").is_file() and (tmp_path / "loopback.png").is_file()
+
+
+def test_noise_bench_levels_and_a_short_run() -> None:
+    from bench.noise import noise, rms_db, run_benchmark, speech_share
+
+    for kind in ("white", "pink", "fan", "clicks"):
+        assert abs(rms_db(noise(kind, -40.0, seconds=1.0)) + 40.0) < 1e-3
+    assert rms_db(np.zeros(100, np.float32)) == -200.0
+    assert speech_share(np.zeros(16000, np.float32)) == 0.0
+    res = run_benchmark(["neutral"], sources=[], noises=("white",), levels=(-40.0,), snrs=(), progress=False)
+    (r,) = res["noise_only"]
+    assert r["out_rms_dbfs_on"] == -200.0  # the noise-floor gate shuts steady noise out
+    assert abs(r["out_rms_dbfs_off"] + 40.0) < 0.5  # the fixed -60 dBFS gate alone lets it through
+    assert res["voice_over_noise"] == []
