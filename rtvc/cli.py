@@ -389,8 +389,10 @@ def _add_run(p: argparse.ArgumentParser) -> None:
 
 
 def _status_line(t: dict[str, Any]) -> str:
+    floor = t.get("noise_floor_dbfs")
     return (f"in {t['input_level_dbfs']:6.1f} dBFS  out {t['output_level_dbfs']:6.1f} dBFS  "
-            f"compute p50 {t['compute_ms_p50']:.2f} ms p99 {t['compute_ms_p99']:.2f} ms  "
+            + (f"noise floor {floor:.0f} dBFS  " if floor is not None and floor > -120 else "")
+            + f"compute p50 {t['compute_ms_p50']:.2f} ms p99 {t['compute_ms_p99']:.2f} ms  "
             f"xruns {t['xruns']}  dropped {t['dropped_blocks']}"
             + (f"  buffer age {t['buffer_age_ms']:.0f} ms" if t.get("buffer_age_ms") is not None else "")
             + (f"  [{t['stream_state']}]" if t.get("stream_state") not in (None, "running", "stopped") else ""))

@@ -403,3 +403,12 @@ def test_missing_optional_extra_is_a_clear_error(monkeypatch, capsys):
     assert cli.main(["voices"]) == 2
     err = capsys.readouterr().err
     assert "needs the `train` extra (torch is not installed)" in err
+
+
+def test_status_line_shows_the_noise_floor_once_tracked() -> None:
+    from rtvc.cli import _status_line
+
+    t = {"input_level_dbfs": -20.0, "output_level_dbfs": -21.0, "compute_ms_p50": 0.3, "compute_ms_p99": 0.5,
+         "xruns": 0, "dropped_blocks": 0, "noise_floor_dbfs": -52.3}
+    assert "noise floor -52 dBFS" in _status_line(t)
+    assert "noise floor" not in _status_line({**t, "noise_floor_dbfs": -200.0})  # not tracked yet
