@@ -46,9 +46,10 @@ def noise_floor_step(x: np.ndarray, smooth: float, hops_per_sub: int, min_subs: 
                      mins: np.ndarray) -> float:
     """Noise floor by minimum statistics over one hop ``x``: the hop's mean square, smoothed
     (one pole, weight ``smooth`` for the new hop), and the smallest smoothed value of the last
-    ``mins.shape[0]`` complete sub-windows of ``hops_per_sub`` hops and of the one under way. Speech has pauses and steady noise
-    has none, so the minimum over a few seconds is the noise's level, not the voice's; the
-    smoothing keeps the minimum of a fluctuating noise (pink, a fan's rumble) near its mean.
+    ``mins.shape[0]`` complete sub-windows of ``hops_per_sub`` hops and of the one under way.
+    Speech has pauses and steady noise has none, so the minimum over a few seconds is the
+    noise's level, not the voice's; the smoothing keeps the minimum of a fluctuating noise
+    (pink, a fan's rumble) near its mean.
 
     Parameters
     ----------
