@@ -113,8 +113,8 @@ def run_benchmark(voices: Sequence[str], *, sources: Sequence[Any], levels: Sequ
                 x = noise(kind, lvl)
                 r: dict[str, Any] = {"voice": v, "noise": kind, "level_dbfs": lvl,
                                      "input_speech_share": speech_share(x[measure:])}
-                for tag, margin in (("on", None), ("off", 0.0)):
-                    y, _ = convert(x, v, **({} if margin is None else {"gate_floor_margin_db": margin}))
+                for tag, changes in (("on", {}), ("off", {"gate_floor_margin_db": 0.0})):
+                    y, _ = convert(x, v, **changes)
                     r[f"out_rms_dbfs_{tag}"] = rms_db(y[measure:])
                     r[f"out_speech_share_{tag}"] = speech_share(y[measure:])
                 rows.append(r)

@@ -131,6 +131,7 @@ class Engine:
         self._floor_hops = max(1, int(round(FLOOR_SUBWINDOW_S * cfg.model_rate / cfg.hop)))
         self._floor_smooth = 1.0 - math.exp(-cfg.hop / (FLOOR_SMOOTH_S * cfg.model_rate))
         self._noise_floor = 0.0
+        self._gate_open = 0.0  # the threshold the gate used in the last hop (linear; 0 before the first)
         self._hop_buf = np.zeros(cfg.hop, np.float32)
         self._wet = np.zeros(cfg.hop, np.float32)
         self._y = np.zeros(cfg.hop, np.float32)
@@ -393,6 +394,7 @@ class Engine:
                                                      self._floor_st, self._floor_mins)
         if margin > 0.0:  # steady noise above the fixed threshold stays shut out
             thr_lin = max(thr_lin, min(floor * margin, FLOOR_THRESHOLD_CAP))
+        self._gate_open = thr_lin
         # voice stage (+ crossfade from the previous voice after a switch)
         act = self._active
         wet = self._step_stage(act, x)
@@ -458,7 +460,7 @@ class Engine:
         times = [int(self._times_ns[i % TIMING_WINDOW]) for i in range(n - k, n)]
         gauges = {k2: v for k2, v in self.gauges.items() if isinstance(v, (int, float)) or v is None}
         return {"counters": dict(self.counters), "gauges": gauges, "times_ns": times,
-                "levels": (self._level_in, self._level_out, self._noise_floor)}, n
+                "levels": (self._level_in, self._level_out, self._noise_floor, self._gate_open)}, n
 
     def mirror(self, snap: dict[str, Any], *, gauges: tuple[str, ...] = ("buffer_age_ms", "buffer_age_max_ms",
                                                                          "target_buffer_age_ms")) -> None:
@@ -473,7 +475,7 @@ class Engine:
         for t in snap["times_ns"]:
             self._times_ns[self._times_n % TIMING_WINDOW] = t
             self._times_n += 1
-        self._level_in, self._level_out, self._noise_floor = snap["levels"]
+        self._level_in, self._level_out, self._noise_floor, self._gate_open = snap["levels"]
 
     # ------------------------------------------------------------------ telemetry (any thread)
     def telemetry(self) -> dict[str, Any]:
@@ -490,6 +492,7 @@ class Engine:
             "input_level_dbfs": _lin_to_db(self._level_in),
             "output_level_dbfs": _lin_to_db(self._level_out),
             "noise_floor_dbfs": _lin_to_db(self._noise_floor),
+            "gate_open_dbfs": _lin_to_db(self._gate_open),
             "algorithmic_latency_ms": self.algorithmic_latency_ms,
             "compute_ms_p50": p50,
             "compute_ms_p99": float(np.percentile(t, 99)),

@@ -259,8 +259,10 @@ def test_gate_follows_the_noise_floor_and_keeps_the_voice():
         eng = Engine(EngineConfig(device_rate=rate), registry=DelayRegistry(), params=Params())
         y = np.concatenate([eng.process(b) for b in np.split(x + speech, n // 160)])
         lat = int(eng.latency_samples())
-        floor_db = eng.telemetry()["noise_floor_dbfs"]
+        tel = eng.telemetry()
+        floor_db = tel["noise_floor_dbfs"]
         assert -46.0 < floor_db < -40.0  # a minimum: a little below the noise's RMS
+        assert tel["gate_open_dbfs"] == pytest.approx(min(floor_db + 16.0, -26.0))  # 16 dB above it, at most -26
         assert np.max(np.abs(y[lat + int(3.1 * rate):lat + int(3.5 * rate) - 200])) == 0.0  # noise alone: shut
         seg = slice(lat + int(3.5 * rate) + 100, lat + int(4.2 * rate) - 100)  # the voice: through, with its noise
         src = (x + speech)[int(3.5 * rate) + 100:int(4.2 * rate) - 100]
@@ -268,6 +270,7 @@ def test_gate_follows_the_noise_floor_and_keeps_the_voice():
         off = Engine(EngineConfig(device_rate=rate), registry=DelayRegistry(), params=Params(gate_floor_margin_db=0.0))
         y0 = off.process(x)
         assert np.sqrt(np.mean(y0[-rate:] ** 2)) > 0.009  # without it the noise passes (it is above -60 dBFS)
+        assert off.telemetry()["gate_open_dbfs"] == pytest.approx(-60.0)
 
 
 def test_noise_floor_gate_does_not_depend_on_the_block_size():

@@ -56,8 +56,10 @@ TELEMETRY_FIELDS: dict[str, str] = {
     "mute": "mute on",
     "input_level_dbfs": "input peak level, dBFS (decaying)",
     "output_level_dbfs": "output peak level, dBFS (decaying)",
-    "noise_floor_dbfs": "tracked input noise floor (smallest 5 ms peak of the last 3 s), dBFS; the gate stays shut "
-                        "below it plus gate_floor_margin_db (-200 until 0.5 s of input)",
+    "noise_floor_dbfs": "tracked input noise floor (smallest input RMS, smoothed over 40 ms, of the last 3 s), dBFS "
+                        "(-200 until 0.5 s of input)",
+    "gate_open_dbfs": "input peak level above which the noise gate opens: gate_threshold_db, or the noise floor "
+                      "plus gate_floor_margin_db where that is higher (at most -26), dBFS",
     "algorithmic_latency_ms": "algorithmic latency of the active voice, ms",
     "compute_ms_p50": "compute time per block, median, ms",
     "compute_ms_p99": "compute time per block, 99th percentile, ms",
