@@ -13,7 +13,12 @@ minimum of ``cmndf`` over that range (unvoiced). The lag is refined by parabolic
 of ``cmndf`` around the integer lag. Periodicity is ``1 - cmndf`` at the integer lag, clipped
 to ``[0, 1]``. A frame whose reference segment has mean square below ``silence_ms`` is unvoiced
 with periodicity 0 (YIN itself is scale-invariant and would find pitch in -150 dBFS hum); so is a
-frame whose mean square is not finite (NaN or infinite input).
+frame whose mean square is not finite (NaN or infinite input). Such a frame's ``cmndf`` is set to
+1 everywhere (no trough), so ``cmndf`` always describes the frame just analysed.
+
+``yin_continue`` is a second, more lenient voicing decision on the same ``cmndf`` (for
+resynthesis): a frame the threshold calls unvoiced that follows a voiced one stays voiced when
+``cmndf`` has a trough below a higher threshold within a tolerance of the previous frame's lag.
 
 Cost: the difference function is the whole bill (``window * tau_max`` = 85 440 terms with the
 defaults, against a few hundred operations for everything else), and it is paid in full for every
@@ -27,12 +32,14 @@ flipped at the end), eight reference samples per pass share one load and store o
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 
 from .spectral import push_hop
 
-__all__ = ["yin_cmndf", "yin_difference", "yin_frame", "yin_pick", "yin_step", "yin_track"]
+__all__ = ["yin_cmndf", "yin_continue", "yin_difference", "yin_frame", "yin_pick", "yin_step", "yin_track"]
 
 
 @njit(cache=True, nogil=True)
@@ -199,6 +206,8 @@ def yin_frame(x: np.ndarray, tau_min: int, tau_max: int, threshold: float, silen
         ms += np.float64(x[j]) * np.float64(x[j])
     ms /= max(1, n - tau_max)
     if not (ms >= silence_ms and ms <= 1.7976931348623157e308):  # also catches NaN and inf
+        for t in range(cmndf.shape[0]):
+            cmndf[t] = 1.0
         return 0.0, 0.0
     yin_difference(x, tau_max, d)
     yin_cmndf(d, cmndf)
@@ -206,6 +215,57 @@ def yin_frame(x: np.ndarray, tau_min: int, tau_max: int, threshold: float, silen
     if not voiced or lag <= 0.0:
         return 0.0, per
     return sample_rate / lag, per
+
+
+@njit(cache=True, nogil=True)
+def yin_continue(cmndf: np.ndarray, tau_min: int, tau_max: int, sample_rate: float, f0_hz: float,
+                 periodicity: float, prev_f0_hz: float, threshold: float, tolerance: float) -> tuple[float, float]:
+    """Voicing with continuity: keep a voiced track going through frames YIN's threshold rejects.
+
+    A frame that :func:`yin_frame` called unvoiced (``f0_hz == 0``) after a voiced one
+    (``prev_f0_hz > 0``) is voiced at the deepest ``cmndf`` point among the integer lags within
+    ``tolerance`` of the previous lag (``floor(lag / (1 + tolerance))`` to
+    ``ceil(lag * (1 + tolerance))``, clipped to ``[tau_min, tau_max]``), if that point is below
+    ``threshold``; its periodicity is then ``1 - cmndf`` there. Voiced frames, frames after an
+    unvoiced one and frames without such a trough pass unchanged. A digitally silent frame has no
+    trough (:func:`yin_frame` sets its ``cmndf`` to 1), so a track never runs on into silence.
+
+    Parameters
+    ----------
+    cmndf : float64 (tau_max + 1,)
+        The frame's curve, as :func:`yin_frame` left it.
+    tau_min, tau_max : int
+        The tracker's lag range.
+    sample_rate : float
+        Hz.
+    f0_hz, periodicity : float
+        :func:`yin_frame`'s result for this frame.
+    prev_f0_hz : float
+        This function's result for the previous frame (0 = unvoiced).
+    threshold : float
+        The lenient CMNDF threshold (above the tracker's own).
+    tolerance : float
+        Relative lag tolerance, > 0.
+
+    Returns
+    -------
+    f0_hz, periodicity : float
+    """
+    if f0_hz > 0.0 or not prev_f0_hz > 0.0:
+        return f0_hz, periodicity
+    lag = sample_rate / prev_f0_hz
+    lo = max(tau_min, int(math.floor(lag / (1.0 + tolerance))))
+    hi = min(tau_max, int(math.ceil(lag * (1.0 + tolerance))))
+    if lo > hi:
+        return 0.0, periodicity
+    k = lo
+    for t in range(lo + 1, hi + 1):
+        if cmndf[t] < cmndf[k]:
+            k = t
+    v = cmndf[k]
+    if v < threshold:
+        return sample_rate / k, 1.0 - v
+    return 0.0, periodicity
 
 
 @njit(cache=True, nogil=True)

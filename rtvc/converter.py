@@ -5,6 +5,7 @@ Per hop of 80 samples at 16 kHz::
     x -> FeatureExtractor (causal STFT, MFCC, F0)            -> features [1, 1, F]
       -> timbre mean map: MFCC c1.. - running source mean (voiced frames) + target mean
       -> ONNX GRU (state in/out, one frame per step)          -> target cepstrum [1, 1, E]
+      -> synthesis voicing: the tracker's, or with continuity (manifest ``f0_continuity``)
       -> F0 map: log2 f0 - running source mean + target mean + pitch_st / 12
       -> Synthesizer (pulse+noise or source excitation, target envelope, short OLA) -> y
       -> optional waveform head (manifest ``head``: causal ONNX convolutions, state in/out) -> y
@@ -24,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ._native.f0 import yin_continue
 from ._native.mix import all_finite
 from ._native.timbre import mean_shift
 from .errors import AudioFileError, ConfigError, ModelError
@@ -226,6 +228,8 @@ class NeuralVoice:
                                      options=manifest.get("synthesis_options"))
         except ConfigError as e:
             raise ModelError(f"voice model {path}: {e}") from e
+        opts = self.synth.options
+        self.f0_continuity = (opts["f0_continuity"], opts["f0_continuity_tolerance"])
         # a converter with lookahead k gives frame t - k's envelope after hearing frame t: the
         # synthesis takes that frame's source values (F0, voicing, spectrum) from a k-hop delay line
         self.lookahead = int(manifest.get("lookahead_frames", 0))
@@ -373,6 +377,7 @@ class NeuralVoice:
             "f0": self.f0map.init_state(),
             "timbre": self.timbre.init_state() if self.timbre is not None else None,
             "resets": 0,
+            "f0_syn_hz": 0.0,  # the synthesis' F0 of the last frame (voicing with continuity)
             "delay": self._init_delay(fx) if self.lookahead else None,
             "head": self._init_head() if self.head is not None else None,
         }
@@ -435,9 +440,14 @@ class NeuralVoice:
 
     def step(self, x: Audio, state: dict[str, Any]) -> tuple[Audio, dict[str, Any]]:
         feats, fs = self.fx.step(x, state["fx"])
-        f0_hz = fs["f0_hz"]
+        f0_hz, per = fs["f0_hz"], fs["periodicity"]
         if self.timbre is not None:
             self.timbre.map(feats, f0_hz > 0.0, state["timbre"])
+        if self.f0_continuity[0] > 0.0:  # the synthesis' voicing only; the model's input is the tracker's
+            t = self.fx.f0
+            f0_hz, per = yin_continue(fs["f0"].cmndf, t.tau_min, t.tau_max, float(t.sample_rate), f0_hz, per,
+                                      state["f0_syn_hz"], *self.f0_continuity)
+            state["f0_syn_hz"] = f0_hz
         i = state["h_in"]
         binding = state["bindings"][i]
         if state["gpu"]:
@@ -462,7 +472,7 @@ class NeuralVoice:
             cep[:] = 0.0
             cep[0] = math.log(1e-5)  # silence
         state["h_in"] = 1 - i
-        per, spec, src_cep = fs["periodicity"], fs["spec"], fs["cep"]
+        spec, src_cep = fs["spec"], fs["cep"]
         d = state["delay"]
         if d is not None:  # this frame in, the frame ``lookahead`` hops old out
             j = d["pos"]

@@ -33,7 +33,7 @@ REQUIRED_KEYS: dict[str, type | tuple[type, ...]] = {
     "features": dict,  # {"config": FeatureConfig.as_dict(), "input_names": [...], "n_input", "n_output", means/stds}
     "tensors": dict,  # {"features": "features", "state_in": ..., "envelope": ..., "state_out": ..., "state_shape": [L,1,H]}
     "f0": dict,  # {"log2_mean": float, "log2_std": float}
-    "synthesis": str,  # optional "synthesis_options": {"phase", "voicing", "postfilter"} (rtvc.synthesis)
+    "synthesis": str,  # optional "synthesis_options": {"phase", "voicing", "postfilter", "f0_continuity", ...}
     "onnx_sha256": str,
     "training": dict,  # {"data": str, "licence": str, "minutes": float, "command": str, ...}
     "onnxruntime_version": str,
@@ -95,7 +95,7 @@ def check_manifest(m: Any, *, source: str = "manifest", model_rate: int | None =
         raise ModelError(f"{source}: lookahead_frames {k!r}; expected an integer 0..{MAX_LOOKAHEAD_FRAMES}")
     if not isinstance(m.get("synthesis_options", {}), dict):
         raise ModelError(f"{source}: synthesis_options = {m['synthesis_options']!r}; expected an object "
-                         "(phase, voicing, postfilter) or no key")
+                         "(see rtvc.synthesis) or no key")
     if "head" in m:
         _check_head(m["head"], source)
     for key in ("data", "licence"):

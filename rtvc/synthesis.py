@@ -18,6 +18,12 @@ are the behaviour voices were first shipped with):
   ``"adaptive"`` (weight and cutoff from the periodicity, :func:`adaptive_voicing`).
 - ``postfilter``: cepstral emphasis ``beta`` >= 1 of ``c2..`` with the power kept (1 = off);
   applied to the target envelope only (the converter's output is over-smoothed).
+- ``f0_continuity``: 0 (off) or a CMNDF threshold above the tracker's own (0.15), up to 0.9:
+  the synthesis' F0 keeps a voiced track going through frames the tracker calls unvoiced while
+  the frame has a trough below it near the previous F0
+  (:func:`rtvc._native.f0.yin_continue`); the converter's input features are not changed.
+  Applied by the neural voice stage, which owns the tracker.
+- ``f0_continuity_tolerance``: the relative lag window of that search (0.01..0.5, default 0.12).
 
 Both run through one causal STFT (long asymmetric analysis window, short synthesis window) so
 the delay is ``syn_len - hop`` samples whatever the method: :attr:`Synthesizer.latency`.
@@ -43,7 +49,8 @@ METHODS = ("pulse-noise", "source")
 VOICED_CUTOFF_HZ = 4500.0
 VOICED_WIDTH_HZ = 2000.0
 MAX_GAIN_LOG = 12.0  # +-104 dB: a broken envelope cannot blow the output up
-DEFAULT_OPTIONS: dict[str, Any] = {"phase": "zero", "voicing": "fixed", "postfilter": 1.0}
+DEFAULT_OPTIONS: dict[str, Any] = {"phase": "zero", "voicing": "fixed", "postfilter": 1.0, "f0_continuity": 0.0,
+                                   "f0_continuity_tolerance": 0.12}
 # adaptive voicing: periodicity -> voiced weight 0..1, cutoff between these (Hz)
 ADAPT_LO, ADAPT_HI = 0.35, 0.8
 ADAPT_MIN_CUTOFF_HZ, ADAPT_MAX_CUTOFF_HZ = 1500.0, 6000.0
@@ -64,6 +71,12 @@ def check_options(options: dict[str, Any] | None) -> dict[str, Any]:
     if isinstance(pf, bool) or not isinstance(pf, (int, float)) or not 1.0 <= float(pf) <= 2.0:
         raise ConfigError(f"synthesis postfilter {pf!r}; expected a number in [1, 2]")
     opts["postfilter"] = float(pf)
+    fc, tol = opts["f0_continuity"], opts["f0_continuity_tolerance"]
+    if isinstance(fc, bool) or not isinstance(fc, (int, float)) or not (fc == 0 or 0.15 < float(fc) <= 0.9):
+        raise ConfigError(f"synthesis f0_continuity {fc!r}; expected 0 (off) or a CMNDF threshold in (0.15, 0.9]")
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0.01 <= float(tol) <= 0.5:
+        raise ConfigError(f"synthesis f0_continuity_tolerance {tol!r}; expected a number in [0.01, 0.5]")
+    opts["f0_continuity"], opts["f0_continuity_tolerance"] = float(fc), float(tol)
     return opts
 
 

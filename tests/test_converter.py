@@ -138,7 +138,8 @@ def test_synthesis_options_are_read_from_the_manifest_and_checked(tiny_voice, tm
     assert m["synthesis_options"]["voicing"] == "adaptive"  # what build_voice writes by default
     del m["synthesis_options"]  # a manifest from before the options: the original synthesis
     _write(onnx, m)
-    assert NeuralVoice.load(onnx).synth.options == {"phase": "zero", "voicing": "fixed", "postfilter": 1.0}
+    assert NeuralVoice.load(onnx).synth.options == {"phase": "zero", "voicing": "fixed", "postfilter": 1.0,
+                                                    "f0_continuity": 0.0, "f0_continuity_tolerance": 0.12}
     m["synthesis_options"] = {"voicing": "adaptive"}
     _write(onnx, m)
     v = NeuralVoice.load(onnx)
@@ -288,6 +289,48 @@ def test_lookahead_pairs_each_envelope_with_the_source_frame_k_hops_older(tiny_v
         assert a[t][4] == p[t - k][4] and a[t][2] == p[t - k][2]  # source F0 and voicing k hops old
         np.testing.assert_array_equal(a[t][3], p[t - k][3])  # and its spectrum
     assert all(r[4] == 0.0 for r in a[:k])  # before that: silence
+
+
+def test_f0_continuity_changes_the_synthesis_voicing_only(tiny_voice, tmp_path):
+    """With ``f0_continuity`` the model gets the same input and gives the same envelopes; the
+    synthesis gets the tracker's F0 run through the continuity rule (checked against its NumPy
+    reference, fed by an independent tracker), which voices frames the plain voice leaves unvoiced."""
+    from rtvc.f0 import CausalF0
+    from tests.native.test_f0 import ref_continue
+
+    onnx, m = _copy(tiny_voice, tmp_path, name="cont")
+    m["synthesis_options"] = {**m["synthesis_options"], "f0_continuity": 0.4}
+    _write(onnx, m)
+    shutil.copy(tiny_voice.with_name("tiny.preview.wav"), onnx.with_name("cont.preview.wav"))  # same normalisation
+    plain, cont = NeuralVoice.load(tiny_voice), NeuralVoice.load(onnx)
+    rng = np.random.default_rng(8)
+    x = _speech_like(2.0, seed=8)
+    x += (np.linspace(0.0, 0.2, x.size) * rng.standard_normal(x.size)).astype(np.float32)  # voicing fades in noise
+    calls = {}
+    for name, v in (("plain", plain), ("cont", cont)):
+        rec = calls[name] = []
+        step = v.synth.step
+
+        def spy(cep, st, *, step=step, rec=rec, **kw):
+            rec.append((cep.copy(), kw["src_f0_hz"], kw["voicing"]))
+            return step(cep, st, **kw)
+
+        v.synth.step = spy
+        st = v.init_state()
+        for i in range(len(x) // 80):
+            v.step(x[i * 80:(i + 1) * 80], st)
+    tracker = CausalF0()
+    ts = tracker.init_state()
+    prev, added = 0.0, 0
+    for t, (p, c) in enumerate(zip(calls["plain"], calls["cont"])):
+        np.testing.assert_array_equal(c[0], p[0])  # same envelope: the model's input is unchanged
+        f0, per = tracker.step(x[t * 80:(t + 1) * 80], ts)[0]
+        assert p[1] == pytest.approx(f0, rel=1e-6)  # the plain voice synthesises the tracker's F0
+        want = ref_continue(ts.cmndf, tracker.tau_min, tracker.tau_max, p[1], p[2], prev, 0.4, 0.12)
+        assert c[1:] == pytest.approx(want, rel=1e-6), t
+        prev = c[1]
+        added += c[1] > 0.0 and p[1] == 0.0
+    assert added >= 5
 
 
 def test_a_bad_lookahead_in_the_manifest_is_refused(tiny_voice, tmp_path):

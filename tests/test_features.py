@@ -205,7 +205,12 @@ def test_minimum_phase_pulse_is_causal_and_zero_phase_is_symmetric():
 @pytest.mark.parametrize("options, match", [({"phase": "maximum"}, "phase 'maximum'"),
                                             ({"voicing": 1}, "voicing 1"),
                                             ({"postfilter": 3.0}, r"postfilter 3.0; expected a number in \[1, 2\]"),
-                                            ({"colour": "red"}, "option 'colour'")])
+                                            ({"colour": "red"}, "option 'colour'"),
+                                            ({"f0_continuity": 0.1}, r"f0_continuity 0.1; expected 0 \(off\) or a CMNDF"),
+                                            ({"f0_continuity": float("nan")}, "f0_continuity nan"),
+                                            ({"f0_continuity": True}, "f0_continuity True"),
+                                            ({"f0_continuity_tolerance": 0.0},
+                                             r"f0_continuity_tolerance 0.0; expected a number in \[0.01, 0.5\]")])
 def test_bad_synthesis_options_are_refused(options, match):
     with pytest.raises(ConfigError, match=match):
         Synthesizer("pulse-noise", options=options)

@@ -105,9 +105,11 @@ def _synthesis_options(args: argparse.Namespace) -> dict | None:
     from ..synthesis import check_options
     from .build import SYNTHESIS_OPTIONS
 
-    if args.postfilter is None:
+    given = {k: v for k, v in (("postfilter", args.postfilter), ("f0_continuity", args.f0_continuity))
+             if v is not None}
+    if not given:
         return None  # build_voice's default
-    opts = {**SYNTHESIS_OPTIONS, "postfilter": args.postfilter}
+    opts = {**SYNTHESIS_OPTIONS, **given}
     check_options(opts)  # a bad value is refused before any training
     return opts
 
@@ -155,6 +157,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--postfilter", type=float, default=None, metavar="BETA",
                    help="cepstral postfilter of the synthesis, 1..2 (default: none); a manifest option, "
                         "the ONNX model does not depend on it")
+    p.add_argument("--f0-continuity", type=float, default=None, metavar="THR",
+                   help="voicing with continuity for the synthesis' F0: a CMNDF threshold in (0.15, 0.9] "
+                        "(default: off); a manifest option like --postfilter")
     p.add_argument("--parallel", default="", metavar="CORPORA",
                    help="comma-separated corpora of other speakers saying the target corpus's sentences (same "
                         "seed, matched by text), aligned to it and trained on beside the disguised target, "

@@ -17,7 +17,7 @@ import librosa
 import numpy as np
 import pytest
 
-from rtvc._native.f0 import yin_cmndf, yin_difference, yin_frame, yin_step
+from rtvc._native.f0 import yin_cmndf, yin_continue, yin_difference, yin_frame, yin_step
 from rtvc.errors import ConfigError
 from rtvc.f0 import CausalF0, track_f0
 
@@ -136,6 +136,80 @@ def test_frame_matches_reference_on_noise_and_silence(rng):
     got = yin_frame(np.zeros(f.frame_len, np.float32), f.tau_min, f.tau_max, f.threshold, f.silence_ms,
                     float(SR), d, c)
     assert got == (0.0, 0.0)
+
+
+# ---------------------------------------------------------------- voicing with continuity
+def ref_continue(c: np.ndarray, tau_min: int, tau_max: int, f0_hz: float, per: float, prev_f0_hz: float,
+                 threshold: float, tolerance: float) -> tuple[float, float]:
+    """The continuity rule from its definition, over the lags as a NumPy range."""
+    if f0_hz > 0 or prev_f0_hz <= 0:
+        return f0_hz, per
+    lag = SR / prev_f0_hz
+    taus = np.arange(tau_min, tau_max + 1)
+    near = taus[(taus >= math.floor(lag / (1 + tolerance))) & (taus <= math.ceil(lag * (1 + tolerance)))]
+    if near.size == 0:
+        return 0.0, per
+    k = near[np.argmin(c[near])]  # the first of equal minima, as the kernel's strict ``<``
+    return (SR / k, 1.0 - c[k]) if c[k] < threshold else (0.0, per)
+
+
+def test_continue_matches_reference(rng):
+    tau_min, tau_max = 26, 267
+    checked = continued = 0
+    for _ in range(400):
+        c = rng.uniform(0.05, 1.2, tau_max + 1)
+        c[rng.integers(tau_min, tau_max + 1)] = rng.uniform(0.0, 0.6)  # one trough somewhere
+        prev = float(rng.choice([0.0, rng.uniform(40.0, 700.0)]))  # also lags outside the range
+        f0, per = (0.0, float(rng.uniform())) if rng.uniform() < 0.8 else (float(rng.uniform(60, 600)), 0.9)
+        thr, tol = float(rng.uniform(0.16, 0.9)), float(rng.uniform(0.01, 0.5))
+        got = yin_continue(c, tau_min, tau_max, float(SR), f0, per, prev, thr, tol)
+        want = ref_continue(c, tau_min, tau_max, f0, per, prev, thr, tol)
+        assert got == pytest.approx(want, rel=1e-12, abs=0.0)
+        checked += 1
+        continued += f0 == 0.0 and got[0] > 0.0
+    assert checked == 400 and continued > 20  # the draw exercises both outcomes
+
+
+def test_silent_frame_leaves_no_trough_to_continue_from():
+    f = CausalF0()
+    d = np.zeros(f.tau_max + 1)
+    c = np.zeros(f.tau_max + 1)
+    f0, _ = yin_frame(harmonic(150.0, f.frame_len), f.tau_min, f.tau_max, f.threshold, f.silence_ms, float(SR), d, c)
+    assert f0 > 0 and c.min() < 0.1
+    # the same curve would carry the track on; a silent frame replaces it
+    assert yin_continue(c, f.tau_min, f.tau_max, float(SR), 0.0, 0.0, f0, 0.4, 0.12)[0] > 0
+    assert yin_frame(np.zeros(f.frame_len, np.float32), f.tau_min, f.tau_max, f.threshold, f.silence_ms,
+                     float(SR), d, c) == (0.0, 0.0)
+    np.testing.assert_array_equal(c, np.ones_like(c))
+    assert yin_continue(c, f.tau_min, f.tau_max, float(SR), 0.0, 0.0, f0, 0.4, 0.12) == (0.0, 0.0)
+
+
+def test_continuity_carries_a_noisy_tone_and_stops_at_noise(rng):
+    """A 140 Hz tone sinking into noise (SNR 30 -> -5 dB): the strict threshold drops frames the
+    continuity keeps, each near the F0 of the frame before; pure noise afterwards ends the track.
+    (Here the strict tracker's last voiced frames are already an octave low, 70 Hz, and the
+    continuity follows them: it extends the track it is given, right or wrong.)"""
+    f = CausalF0()
+    n = 24_000
+    snr_db = np.linspace(30.0, -5.0, n)
+    tone = harmonic(140.0, n, seed=3)
+    noise = rng.standard_normal(n) * np.sqrt(np.mean(tone ** 2)) * 10 ** (-snr_db / 20)
+    x = np.concatenate([tone + noise, 0.1 * rng.standard_normal(8000)]).astype(np.float32)
+    st = f.init_state()
+    strict, cont, prev = [], [], 0.0
+    for i in range(x.shape[0] // HOP):
+        f0, per = f.step(x[i * HOP:(i + 1) * HOP], st)[0]
+        prev, _ = yin_continue(st.cmndf, f.tau_min, f.tau_max, float(SR), f0, per, prev, 0.4, 0.12)
+        strict.append(f0)
+        cont.append(prev)
+    strict, cont = np.array(strict), np.array(cont)
+    assert np.all(cont[strict > 0] == strict[strict > 0])  # voiced frames pass unchanged
+    added = np.nonzero((cont > 0) & (strict == 0))[0]
+    assert added.size >= 20 and added.max() < n // HOP, added
+    # each added frame's integer lag lies in the window around the previous frame's lag
+    lag, lag_prev = SR / cont[added], SR / cont[added - 1]
+    assert np.all((lag >= np.floor(lag_prev / 1.12)) & (lag <= np.ceil(lag_prev * 1.12)))
+    assert np.all(cont[n // HOP + 20:] == 0.0)  # noise alone: no trough, the track ends
 
 
 def ref_difference_sequential(x: np.ndarray, tau_max: int) -> np.ndarray:

@@ -179,12 +179,13 @@ def test_voice_command_trains_the_asked_cepstral_order_with_a_frames_cache(tmp_p
         pytest.skip("the asterisk prompts (and ffmpeg) are needed")
     args = ["voice", "--corpus", "asterisk", "--max-utterances", "4", "--holdout", "0", "--name", "t40",
             "--gender", "female", "--description", "two words", "--hidden", "16", "--threads", "1",
-            "--n-cep", "40", "--postfilter", "1.2", "--cache-dir", str(tmp_path / "c"), "--out", str(tmp_path / "o"), "--quiet"]
+            "--n-cep", "40", "--postfilter", "1.2", "--f0-continuity", "0.4", "--cache-dir", str(tmp_path / "c"), "--out", str(tmp_path / "o"), "--quiet"]
     monkeypatch.setattr("sys.argv", ["python -m rtvc.train", *args, "--steps", "1"])
     assert main(args + ["--steps", "1"]) == 0
     m = json.loads((tmp_path / "o" / "t40.json").read_text())
     assert m["features"]["config"]["n_cep"] == 40 and m["features"]["n_output"] == 40
-    assert m["synthesis_options"]["postfilter"] == 1.2 and m["synthesis_options"]["voicing"] == "adaptive"
+    assert m["synthesis_options"] == {"phase": "zero", "voicing": "adaptive", "postfilter": 1.2, "f0_continuity": 0.4,
+                                      "f0_continuity_tolerance": 0.12}
     # the recorded command re-runs as is (quoted description)
     cmd = shlex.split(m["training"]["command"])
     assert cmd[:3] == ["python", "-m", "rtvc.train"] and cmd[cmd.index("--description") + 1] == "two words"
@@ -197,6 +198,9 @@ def test_voice_command_refuses_a_bad_postfilter_before_building_anything(tmp_pat
     assert main(["voice", "--corpus", "asterisk", "--name", "v", "--gender", "female", "--postfilter", "3",
                  "--cache-dir", str(tmp_path / "c"), "--out", str(tmp_path / "o")]) == 2
     assert "synthesis postfilter 3.0; expected a number in [1, 2]" in capsys.readouterr().out
+    assert main(["voice", "--corpus", "asterisk", "--name", "v", "--gender", "female", "--f0-continuity", "0.1",
+                 "--cache-dir", str(tmp_path / "c"), "--out", str(tmp_path / "o")]) == 2
+    assert "synthesis f0_continuity 0.1; expected 0 (off)" in capsys.readouterr().out
     assert not (tmp_path / "c").exists() and not (tmp_path / "o").exists()
 
 
