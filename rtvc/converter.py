@@ -3,6 +3,7 @@
 Per hop of 80 samples at 16 kHz::
 
     x -> FeatureExtractor (causal STFT, MFCC, F0)            -> features [1, 1, F]
+         (its mel filterbank warped by the source/target F0 ratio: WarpNormaliser)
       -> timbre mean map: MFCC c1.. - running source mean (voiced frames) + target mean
       -> ONNX GRU (state in/out, one frame per step)          -> target cepstrum [1, 1, E]
       -> synthesis voicing: the tracker's, or with continuity (manifest ``f0_continuity``)
@@ -29,12 +30,12 @@ from ._native.f0 import yin_continue
 from ._native.mix import all_finite
 from ._native.timbre import mean_shift
 from .errors import AudioFileError, ConfigError, ModelError
-from .features import FeatureConfig, FeatureExtractor
+from .features import FeatureConfig, FeatureExtractor, mel_filterbank
 from .manifest import read_manifest, sha256_file
 from .synthesis import Synthesizer
 from .types import HOP, MODEL_RATE, NEURAL_DEVICES, Audio
 
-__all__ = ["NeuralVoice", "F0Mapper", "TimbreMapper", "target_timbre_mean", "select_providers"]
+__all__ = ["NeuralVoice", "F0Mapper", "TimbreMapper", "WarpNormaliser", "target_timbre_mean", "select_providers"]
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,51 @@ def _preload_cuda_libraries(ort: Any) -> None:
         ort.preload_dlls()
     except Exception as e:  # a missing library shows again, with its name, when the session starts
         log.info("onnxruntime: preloading CUDA libraries failed (%s); the system library path is searched", e)
+
+
+# vocal-tract-length normalisation of the converter's input (WarpNormaliser)
+WARP_GAMMA = 0.2  # warp = (source F0 mean / target F0 mean) ** WARP_GAMMA
+WARP_GRID = np.round(np.arange(0.8, 1.25 + 1e-9, 0.025), 3)  # the warps a stream can use (clipped to them)
+WARP_MIN_FRAMES = 20  # voiced frames of the source before its F0 mean is trusted (100 ms)
+
+
+class WarpNormaliser:
+    """Causal vocal-tract-length normalisation of the converter's input.
+
+    Formant frequencies scale with the vocal tract, and a speaker's average F0 tracks it across
+    sexes (higher voices, shorter tracts): the stream's mel filterbank reads the source spectrum
+    at ``warp = (source F0 mean / target F0 mean) ** WARP_GAMMA`` times each band's frequency
+    (:func:`rtvc.features.mel_filterbank`'s ``warp``), so a speaker with formants that much
+    higher gives the converter features nearer the target's own. The source mean is
+    :class:`F0Mapper`'s (read before this hop's update); the warp is rounded to ``WARP_GRID``
+    and starts at 1 until ``WARP_MIN_FRAMES`` voiced frames are in. The filterbanks of the whole
+    grid are built once, at load: a change of warp copies one into the stream's own filterbank
+    (no allocation).
+    """
+
+    def __init__(self, config: FeatureConfig, target_log2_mean: float, *, gamma: float = WARP_GAMMA) -> None:
+        self.target = float(target_log2_mean)
+        self.gamma = float(gamma)
+        self.bank = np.stack([mel_filterbank(sample_rate=config.sample_rate, n_fft=config.n_fft,
+                                             n_mels=config.n_mels, warp=float(a)) for a in WARP_GRID])
+        self.unit = int(np.argmin(np.abs(WARP_GRID - 1.0)))
+
+    def init_state(self) -> np.ndarray:
+        return np.array([self.unit], np.int64)  # the grid index the stream's filterbank holds
+
+    def warp_of(self, f0_state: np.ndarray) -> int:
+        """The grid index for an :class:`F0Mapper` state ``[source mean (log2 Hz), voiced frames]``."""
+        if f0_state[1] < WARP_MIN_FRAMES:
+            return self.unit
+        w = 2.0 ** (self.gamma * (f0_state[0] - self.target))
+        i = int(round((w - WARP_GRID[0]) / (WARP_GRID[1] - WARP_GRID[0])))
+        return min(max(i, 0), WARP_GRID.shape[0] - 1)
+
+    def update(self, f0_state: np.ndarray, fb: np.ndarray, st: np.ndarray) -> None:
+        i = self.warp_of(f0_state)
+        if i != st[0]:
+            fb[:] = self.bank[i]
+            st[0] = i
 
 
 class F0Mapper:
@@ -239,6 +285,7 @@ class NeuralVoice:
         self.state_shape = tuple(t["state_shape"])
         self.n_input = int(manifest["features"]["n_input"])
         self.f0map = F0Mapper(float(manifest["f0"]["log2_mean"]))
+        self.warp: WarpNormaliser | None = WarpNormaliser(self.config, float(manifest["f0"]["log2_mean"]))
         self.timbre: TimbreMapper | None = None  # set by ``load`` from the preview clip
         self.pitch_st = 0.0
         self.formant_ratio = 1.0
@@ -353,7 +400,7 @@ class NeuralVoice:
         """
         import onnxruntime as ort
 
-        fx = self.fx.init_state()
+        fx = self.fx.init_state(own_filterbank=self.warp is not None)
         n_out = int(self.manifest["features"]["n_output"])
         feats = fx["feats"].reshape(1, 1, self.n_input)  # a view: the model reads what the kernel wrote
         cep = np.zeros(n_out, np.float32)
@@ -378,6 +425,7 @@ class NeuralVoice:
             "timbre": self.timbre.init_state() if self.timbre is not None else None,
             "resets": 0,
             "f0_syn_hz": 0.0,  # the synthesis' F0 of the last frame (voicing with continuity)
+            "warp": self.warp.init_state() if self.warp is not None else None,
             "delay": self._init_delay(fx) if self.lookahead else None,
             "head": self._init_head() if self.head is not None else None,
         }
@@ -439,6 +487,8 @@ class NeuralVoice:
         return state["h"][state["h_in"]].numpy().copy()
 
     def step(self, x: Audio, state: dict[str, Any]) -> tuple[Audio, dict[str, Any]]:
+        if self.warp is not None:
+            self.warp.update(state["f0"], state["fx"]["fb"], state["warp"])
         feats, fs = self.fx.step(x, state["fx"])
         f0_hz, per = fs["f0_hz"], fs["periodicity"]
         if self.timbre is not None:

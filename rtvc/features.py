@@ -64,18 +64,25 @@ def _mel_to_hz(m: np.ndarray) -> np.ndarray:
 
 
 def mel_filterbank(*, sample_rate: int, n_fft: int, n_mels: int, fmin_hz: float = 0.0,
-                   fmax_hz: float | None = None) -> np.ndarray:
+                   fmax_hz: float | None = None, warp: float = 1.0) -> np.ndarray:
     """Slaney-normalised triangular mel filterbank, shape ``(n_mels, n_fft // 2 + 1)``, float32
-    (the definition of ``librosa.filters.mel`` with its defaults, rebuilt without librosa)."""
+    (the definition of ``librosa.filters.mel`` with its defaults, rebuilt without librosa).
+
+    ``warp`` (> 0) is a frequency warp of the input (vocal-tract-length normalisation): each
+    band reads the spectrum at ``warp`` times its own frequencies (the triangles are evaluated at
+    ``f / warp``, their weights divided by ``warp``), so a speaker whose formants lie ``warp``
+    times higher gives the mel energies an unwarped speaker would."""
+    if not (np.isfinite(warp) and warp > 0.0):
+        raise ConfigError(f"warp={warp!r}: expected a positive frequency ratio")
     fmax_hz = sample_rate / 2.0 if fmax_hz is None else fmax_hz
-    fft_hz = np.linspace(0.0, sample_rate / 2.0, n_fft // 2 + 1)
+    fft_hz = np.linspace(0.0, sample_rate / 2.0, n_fft // 2 + 1) / warp
     mel_hz = _mel_to_hz(np.linspace(_hz_to_mel(fmin_hz), _hz_to_mel(fmax_hz), n_mels + 2))
     fdiff = np.diff(mel_hz)
     ramps = mel_hz[:, None] - fft_hz[None, :]
     lower = -ramps[:-2] / fdiff[:-1, None]
     upper = ramps[2:] / fdiff[1:, None]
     w = np.maximum(0.0, np.minimum(lower, upper))
-    w *= (2.0 / (mel_hz[2:] - mel_hz[:-2]))[:, None]
+    w *= (2.0 / (mel_hz[2:] - mel_hz[:-2]) / warp)[:, None]
     return w.astype(np.float32)
 
 
@@ -155,8 +162,11 @@ class FeatureExtractor:
         self.n_bins = c.n_fft // 2 + 1
         self.n_input = c.n_mfcc + 3
 
-    def init_state(self) -> dict[str, Any]:
+    def init_state(self, *, own_filterbank: bool = False) -> dict[str, Any]:
+        """A stream's buffers. With ``own_filterbank`` the stream gets its own copy of the mel
+        filterbank (``state["fb"]``), which its owner may overwrite in place (a warped one)."""
         c = self.config
+        fb = self.fb.copy() if own_filterbank else self.fb
         st: dict[str, Any] = {
             "buf": np.zeros(c.n_fft, np.float32),
             "frame": np.zeros(c.n_fft, np.float32),
@@ -170,9 +180,10 @@ class FeatureExtractor:
             "f0": self.f0.init_state(),
             "f0_hz": 0.0,
             "periodicity": 0.0,
+            "fb": fb,
         }
         # the frame kernel's arguments after (frame, f0_hz, periodicity), bound once: a hop is one call
-        st["frame_args"] = (F0_REF_HZ, self.fb, self.dct, POWER_AMIN, self.cep_fwd, MAG_FLOOR, self.fft_perm,
+        st["frame_args"] = (F0_REF_HZ, fb, self.dct, POWER_AMIN, self.cep_fwd, MAG_FLOOR, self.fft_perm,
                             self.fft_tw, st["fft_work"], st["spec"], st["power"], st["mel"], st["logmag"], st["cep"],
                             st["feats"])
         f0, t = st["f0"], self.f0

@@ -1,6 +1,7 @@
 """NeuralVoice: loading checks (ModelError for every kind of damage), stage contract, latency."""
 
 import json
+import math
 import shutil
 
 import numpy as np
@@ -267,6 +268,7 @@ def test_lookahead_pairs_each_envelope_with_the_source_frame_k_hops_older(tiny_v
     _write(onnx, m)
     shutil.copy(tiny_voice.with_name("tiny.preview.wav"), onnx.with_name(f"ahead{k}.preview.wav"))  # same normalisation
     plain, ahead = NeuralVoice.load(tiny_voice), NeuralVoice.load(onnx)
+    plain.warp = ahead.warp = None  # the warp follows the (delayed) F0 map: tested on its own
     assert ahead.latency == plain.latency + k * 80
     x = _speech_like(1.0, seed=6)
     calls = {}
@@ -303,6 +305,7 @@ def test_f0_continuity_changes_the_synthesis_voicing_only(tiny_voice, tmp_path):
     _write(onnx, m)
     shutil.copy(tiny_voice.with_name("tiny.preview.wav"), onnx.with_name("cont.preview.wav"))  # same normalisation
     plain, cont = NeuralVoice.load(tiny_voice), NeuralVoice.load(onnx)
+    plain.warp = cont.warp = None  # the warp follows the F0 map's mean, which the extra voiced frames move
     rng = np.random.default_rng(8)
     x = _speech_like(2.0, seed=8)
     x += (np.linspace(0.0, 0.2, x.size) * rng.standard_normal(x.size)).astype(np.float32)  # voicing fades in noise
@@ -420,3 +423,51 @@ def test_the_cpu_fallback_refuses_a_model_file_changed_since_loading(tiny_voice,
     with pytest.raises(RuntimeError):  # tried once: the next failure does not read the file again
         v.step(np.zeros(80, np.float32), st)
     assert sum("moving the voice to the CPU" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_warp_normaliser_follows_the_source_f0_mean_on_its_grid():
+    from rtvc.converter import WARP_GAMMA, WARP_GRID, WARP_MIN_FRAMES, WarpNormaliser
+    from rtvc.features import FeatureConfig, FeatureExtractor, mel_filterbank
+
+    c = FeatureConfig()
+    w = WarpNormaliser(c, math.log2(100.0))
+    np.testing.assert_array_equal(w.bank[w.unit], FeatureExtractor(c).fb)  # warp 1: the plain filterbank
+    np.testing.assert_array_equal(w.bank[3], mel_filterbank(sample_rate=16000, n_fft=512, n_mels=40,
+                                                            warp=float(WARP_GRID[3])))
+    st = w.init_state()
+    fb = w.bank[w.unit].copy()
+    # a 200 Hz speaker against a 100 Hz target: 2 ** 0.2 = 1.149 -> the grid's 1.15, once trusted
+    w.update(np.array([math.log2(200.0), WARP_MIN_FRAMES - 1]), fb, st)
+    assert st[0] == w.unit and np.array_equal(fb, w.bank[w.unit])
+    w.update(np.array([math.log2(200.0), WARP_MIN_FRAMES]), fb, st)
+    assert WARP_GRID[st[0]] == pytest.approx(round(2 ** WARP_GAMMA / 0.025) * 0.025)
+    np.testing.assert_array_equal(fb, w.bank[st[0]])
+    for f0, want in ((100.0, 1.0), (20.0, WARP_GRID[0]), (2000.0, WARP_GRID[-1])):  # the grid clips
+        assert WARP_GRID[w.warp_of(np.array([math.log2(f0), 500.0]))] == pytest.approx(want)
+
+
+def test_a_stream_warps_its_own_filterbank_and_its_features_follow(tiny_voice):
+    """Two streams of one voice, a high and a low speaker: each gets the warp of its own F0 mean
+    in its own filterbank (the voice's is untouched), and the features it computes are those of
+    the warped filterbank."""
+    from rtvc.converter import WARP_GRID
+    from rtvc.features import POWER_AMIN, mel_filterbank
+
+    v = NeuralVoice.load(tiny_voice)
+    target_hz = 2.0 ** float(v.manifest["f0"]["log2_mean"])
+    plain_fb = v.fx.fb.copy()
+    warps = {}
+    for name, f0 in (("high", target_hz * 2.0), ("low", target_hz / 1.6)):
+        st = v.init_state()
+        x = _speech_like(1.0, f0=f0, seed=9)
+        for i in range(len(x) // 80):
+            v.step(x[i * 80:(i + 1) * 80], st)
+        warps[name] = float(WARP_GRID[st["warp"][0]])
+        fb = mel_filterbank(sample_rate=16000, n_fft=512, n_mels=40, warp=warps[name])
+        np.testing.assert_array_equal(st["fx"]["fb"], fb)
+        # the last frame's c0 (the level, which the timbre shift leaves alone) from its power spectrum
+        fs = st["fx"]
+        mel_db = 10.0 * np.log10(np.maximum(fb.astype(np.float64) @ fs["power"], POWER_AMIN))
+        assert fs["feats"][0] == pytest.approx(float(v.fx.dct[0] @ mel_db), rel=1e-4)
+    np.testing.assert_array_equal(v.fx.fb, plain_fb)
+    assert warps["high"] > 1.05 and warps["low"] < 0.95, warps

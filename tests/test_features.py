@@ -214,3 +214,36 @@ def test_minimum_phase_pulse_is_causal_and_zero_phase_is_symmetric():
 def test_bad_synthesis_options_are_refused(options, match):
     with pytest.raises(ConfigError, match=match):
         Synthesizer("pulse-noise", options=options)
+
+
+@pytest.mark.parametrize("warp", [0.8, 0.925, 1.0, 1.15, 1.25])
+def test_warped_filterbank_matches_librosa_at_the_warped_rate(warp):
+    """Reading the spectrum at ``warp`` times each band's frequency is the same as librosa's
+    filterbank for a sample rate of ``16000 / warp`` (bins ``warp`` times narrower) with the band
+    edges kept up to 8 kHz, divided by ``warp`` (the Slaney area over the warped axis)."""
+    import warnings
+
+    from rtvc.features import mel_filterbank
+
+    got = mel_filterbank(sample_rate=16000, n_fft=512, n_mels=40, warp=warp)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # librosa warns about bands beyond its (warped) Nyquist
+        want = librosa.filters.mel(sr=16000 / warp, n_fft=512, n_mels=40, fmin=0.0, fmax=8000.0) / warp
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-9)
+    # a formant-like peak at f * warp lights the bands a peak at f lights without the warp
+    # (response centroids within a tenth of a band; the bins are 31 Hz, the peaks 3 bins wide)
+    k = np.arange(257)
+    plain_fb = mel_filterbank(sample_rate=16000, n_fft=512, n_mels=40)
+    for f_bin in (30, 60, 100):
+        warped = got @ np.exp(-0.5 * ((k - f_bin * warp) / (3 * warp)) ** 2)
+        plain = plain_fb @ np.exp(-0.5 * ((k - f_bin) / 3) ** 2)
+        centroid = lambda r: float(np.sum(np.arange(40) * r) / np.sum(r))  # noqa: E731
+        assert centroid(warped) == pytest.approx(centroid(plain), abs=0.1)
+
+
+def test_bad_warp_is_refused():
+    from rtvc.features import mel_filterbank
+
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ConfigError, match="warp="):
+            mel_filterbank(sample_rate=16000, n_fft=512, n_mels=40, warp=bad)
