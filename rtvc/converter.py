@@ -106,7 +106,7 @@ def _preload_cuda_libraries(ort: Any) -> None:
 
 
 # vocal-tract-length normalisation of the converter's input (WarpNormaliser)
-WARP_GAMMA = 0.2  # warp = (source F0 mean / target F0 mean) ** WARP_GAMMA
+WARP_GAMMA = 0.3  # warp = (source F0 mean / target F0 mean) ** WARP_GAMMA
 WARP_GRID = np.round(np.arange(0.8, 1.25 + 1e-9, 0.025), 3)  # the warps a stream can use (clipped to them)
 WARP_MIN_FRAMES = 20  # voiced frames of the source before its F0 mean is trusted (100 ms)
 

@@ -137,6 +137,7 @@ def test_manifest_missing_key_is_refused(tiny_voice, tmp_path):
 def test_synthesis_options_are_read_from_the_manifest_and_checked(tiny_voice, tmp_path):
     onnx, m = _copy(tiny_voice, tmp_path)
     assert m["synthesis_options"]["voicing"] == "adaptive"  # what build_voice writes by default
+    assert m["synthesis_options"]["f0_continuity"] == 0.3
     del m["synthesis_options"]  # a manifest from before the options: the original synthesis
     _write(onnx, m)
     assert NeuralVoice.load(onnx).synth.options == {"phase": "zero", "voicing": "fixed", "postfilter": 1.0,
@@ -300,11 +301,14 @@ def test_f0_continuity_changes_the_synthesis_voicing_only(tiny_voice, tmp_path):
     from rtvc.f0 import CausalF0
     from tests.native.test_f0 import ref_continue
 
-    onnx, m = _copy(tiny_voice, tmp_path, name="cont")
-    m["synthesis_options"] = {**m["synthesis_options"], "f0_continuity": 0.4}
-    _write(onnx, m)
-    shutil.copy(tiny_voice.with_name("tiny.preview.wav"), onnx.with_name("cont.preview.wav"))  # same normalisation
-    plain, cont = NeuralVoice.load(tiny_voice), NeuralVoice.load(onnx)
+    paths = {}
+    for name, fc in (("plain", 0.0), ("cont", 0.4)):
+        onnx, m = _copy(tiny_voice, tmp_path, name=name)
+        m["synthesis_options"] = {**m["synthesis_options"], "f0_continuity": fc}
+        _write(onnx, m)
+        shutil.copy(tiny_voice.with_name("tiny.preview.wav"), onnx.with_name(f"{name}.preview.wav"))  # same normalisation
+        paths[name] = onnx
+    plain, cont = NeuralVoice.load(paths["plain"]), NeuralVoice.load(paths["cont"])
     plain.warp = cont.warp = None  # the warp follows the F0 map's mean, which the extra voiced frames move
     rng = np.random.default_rng(8)
     x = _speech_like(2.0, seed=8)
@@ -436,7 +440,7 @@ def test_warp_normaliser_follows_the_source_f0_mean_on_its_grid():
                                                             warp=float(WARP_GRID[3])))
     st = w.init_state()
     fb = w.bank[w.unit].copy()
-    # a 200 Hz speaker against a 100 Hz target: 2 ** 0.2 = 1.149 -> the grid's 1.15, once trusted
+    # a 200 Hz speaker against a 100 Hz target: 2 ** 0.3 = 1.231 -> the grid's 1.225, once trusted
     w.update(np.array([math.log2(200.0), WARP_MIN_FRAMES - 1]), fb, st)
     assert st[0] == w.unit and np.array_equal(fb, w.bank[w.unit])
     w.update(np.array([math.log2(200.0), WARP_MIN_FRAMES]), fb, st)
