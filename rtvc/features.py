@@ -146,7 +146,8 @@ class FeatureExtractor:
     view into the state, valid until the next step). The state also carries what synthesis
     needs from the same frame: ``state["spec"]`` (complex rfft of the windowed frame),
     ``state["logmag"]``, ``state["cep"]`` (target-style cepstrum of the input),
-    ``state["f0_hz"]`` and ``state["periodicity"]``.
+    ``state["f0_hz"]`` and ``state["periodicity"]``; ``state["fb"]`` is the mel filterbank the
+    stream uses (the extractor's own, or a copy of it the stream's owner may warp in place).
     """
 
     def __init__(self, config: FeatureConfig | None = None) -> None:
