@@ -274,8 +274,12 @@ class NeuralVoice:
                                      options=manifest.get("synthesis_options"))
         except ConfigError as e:
             raise ModelError(f"voice model {path}: {e}") from e
-        opts = self.synth.options
-        self.f0_continuity = (opts["f0_continuity"], opts["f0_continuity_tolerance"])
+        opts, t = self.synth.options, self.fx.f0
+        # voicing with continuity (None = off): yin_continue's arguments other than the frame's,
+        # the tracker's lag range and rate, then the option's threshold and tolerance
+        self._continue_args = (((t.tau_min, t.tau_max, float(t.sample_rate)),
+                                (opts["f0_continuity"], opts["f0_continuity_tolerance"]))
+                               if opts["f0_continuity"] > 0.0 else None)
         # a converter with lookahead k gives frame t - k's envelope after hearing frame t: the
         # synthesis takes that frame's source values (F0, voicing, spectrum) from a k-hop delay line
         self.lookahead = int(manifest.get("lookahead_frames", 0))
@@ -493,10 +497,9 @@ class NeuralVoice:
         f0_hz, per = fs["f0_hz"], fs["periodicity"]
         if self.timbre is not None:
             self.timbre.map(feats, f0_hz > 0.0, state["timbre"])
-        if self.f0_continuity[0] > 0.0:  # the synthesis' voicing only; the model's input is the tracker's
-            t = self.fx.f0
-            f0_hz, per = yin_continue(fs["f0"].cmndf, t.tau_min, t.tau_max, float(t.sample_rate), f0_hz, per,
-                                      state["f0_syn_hz"], *self.f0_continuity)
+        if self._continue_args is not None:  # the synthesis' voicing only; the model's input is the tracker's
+            lags, opt = self._continue_args
+            f0_hz, per = yin_continue(fs["f0"].cmndf, *lags, f0_hz, per, state["f0_syn_hz"], *opt)
             state["f0_syn_hz"] = f0_hz
         i = state["h_in"]
         binding = state["bindings"][i]

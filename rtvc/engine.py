@@ -59,6 +59,7 @@ FLOOR_SUBWINDOW_S = 0.25
 FLOOR_SUBWINDOWS = 12
 FLOOR_MIN_SUBWINDOWS = 2
 FLOOR_THRESHOLD_CAP = 10.0 ** (-26.0 / 20.0)
+FLOOR_STATE_START = (-1.0, np.inf, 0.0, 0.0, 0.0)  # noise_floor_step's state before the first hop
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,7 @@ class Engine:
         self._gbuf = np.zeros(1 << 14, np.float32)  # gate gain delay line
         self._g = np.zeros(cfg.hop, np.float32)
         self._gate_st = np.zeros(3, np.float64)
-        self._floor_st = np.array([-1.0, np.inf, 0.0, 0.0, 0.0])  # noise floor tracker (see native/gate.py)
+        self._floor_st = np.array(FLOOR_STATE_START)  # noise floor tracker (see native/gate.py)
         self._floor_mins = np.zeros(FLOOR_SUBWINDOWS, np.float64)
         self._floor_hops = max(1, int(round(FLOOR_SUBWINDOW_S * cfg.model_rate / cfg.hop)))
         self._floor_smooth = 1.0 - math.exp(-cfg.hop / (FLOOR_SMOOTH_S * cfg.model_rate))
@@ -299,7 +300,7 @@ class Engine:
         self._dry[:] = 0.0
         self._gbuf[:] = 0.0
         self._gate_st[:] = 0.0
-        self._floor_st[:] = (-1.0, np.inf, 0.0, 0.0, 0.0)
+        self._floor_st[:] = FLOOR_STATE_START
         self._noise_floor = 0.0
 
     # ------------------------------------------------------------------ audio (worker thread)

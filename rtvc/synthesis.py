@@ -67,16 +67,14 @@ def check_options(options: dict[str, Any] | None) -> dict[str, Any]:
         raise ConfigError(f"synthesis phase {opts['phase']!r}; expected 'zero' or 'minimum'")
     if opts["voicing"] not in ("fixed", "adaptive"):
         raise ConfigError(f"synthesis voicing {opts['voicing']!r}; expected 'fixed' or 'adaptive'")
-    pf = opts["postfilter"]
-    if isinstance(pf, bool) or not isinstance(pf, (int, float)) or not 1.0 <= float(pf) <= 2.0:
-        raise ConfigError(f"synthesis postfilter {pf!r}; expected a number in [1, 2]")
-    opts["postfilter"] = float(pf)
-    fc, tol = opts["f0_continuity"], opts["f0_continuity_tolerance"]
-    if isinstance(fc, bool) or not isinstance(fc, (int, float)) or not (fc == 0 or 0.15 < float(fc) <= 0.9):
-        raise ConfigError(f"synthesis f0_continuity {fc!r}; expected 0 (off) or a CMNDF threshold in (0.15, 0.9]")
-    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0.01 <= float(tol) <= 0.5:
-        raise ConfigError(f"synthesis f0_continuity_tolerance {tol!r}; expected a number in [0.01, 0.5]")
-    opts["f0_continuity"], opts["f0_continuity_tolerance"] = float(fc), float(tol)
+    for key, ok, expected in (
+            ("postfilter", lambda v: 1.0 <= v <= 2.0, "a number in [1, 2]"),
+            ("f0_continuity", lambda v: v == 0.0 or 0.15 < v <= 0.9, "0 (off) or a CMNDF threshold in (0.15, 0.9]"),
+            ("f0_continuity_tolerance", lambda v: 0.01 <= v <= 0.5, "a number in [0.01, 0.5]")):
+        v = opts[key]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not ok(float(v)):
+            raise ConfigError(f"synthesis {key} {v!r}; expected {expected}")
+        opts[key] = float(v)
     return opts
 
 

@@ -158,8 +158,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="cepstral postfilter of the synthesis, 1..2 (default: none); a manifest option, "
                         "the ONNX model does not depend on it")
     p.add_argument("--f0-continuity", type=float, default=None, metavar="THR",
-                   help="voicing with continuity for the synthesis' F0: a CMNDF threshold in (0.15, 0.9] "
-                        "(default: off); a manifest option like --postfilter")
+                   help="voicing with continuity for the synthesis' F0: a CMNDF threshold in (0.15, 0.9], "
+                        "0 = off (default 0.3); a manifest option like --postfilter")
     p.add_argument("--parallel", default="", metavar="CORPORA",
                    help="comma-separated corpora of other speakers saying the target corpus's sentences (same "
                         "seed, matched by text), aligned to it and trained on beside the disguised target, "

@@ -45,7 +45,8 @@ def run_stage(voice: NeuralVoice, x: np.ndarray, *, pitch_st: float = 0.0) -> np
 
 def resynthesize(x: np.ndarray, method: str = "pulse-noise", *, options: dict[str, Any] | None = None) -> np.ndarray:
     """Analysis-resynthesis of ``x`` with its own envelope and F0 (the vocoder ceiling); the
-    ``postfilter`` option is left out (it is meant for converted envelopes)."""
+    ``postfilter`` option is left out (it is meant for converted envelopes), and ``f0_continuity``
+    does not act here (the neural voice stage applies it, not the synthesiser)."""
     fx = FeatureExtractor()
     syn = Synthesizer(method, options={k: v for k, v in (options or {}).items() if k != "postfilter"})
     fs, ss = fx.init_state(), syn.init_state()
