@@ -15,7 +15,11 @@ It also reproduces the DESIGN.md reference (MBROLA us2/us3 male sources -> us1 f
 unconverted, plain DSP male-to-female, the target's own other sentences) to check the wiring.
 
     python bench/quality.py [--voices a,b] [--quick] [--json] [--out DIR] [--target PATH]
-                            [--utterances N] [--no-reference] [--f0 auto|rtvc|pyin]
+                            [--utterances N] [--no-reference] [--f0 auto|rtvc|pyin] [--warm]
+
+``--warm``: each utterance is converted after the engine has heard another utterance of the
+same speaker (what a live session looks like once the user has spoken); without it every
+utterance starts a fresh engine (the voice meets the speaker cold).
 
 Writes ``quality.json`` and ``quality.png`` into ``--out`` (default ``bench/out``); ``--json``
 prints the JSON object on stdout (the table goes to stderr then).
@@ -81,6 +85,7 @@ class Source:
     x: np.ndarray
     path: str = ""
     cache: dict[str, Any] = field(default_factory=dict)  # metrics of the unconverted source
+    primer: np.ndarray | None = None  # another utterance of the same speaker (``--warm``), never scored
 
 
 def _machine() -> str:
@@ -97,38 +102,49 @@ def _log(msg: str) -> None:
 
 # --------------------------------------------------------------------------- sources
 def select_sources(specs: Sequence[tuple[str, str, str]], per_source: int, *, seed: int = SOURCE_SEED,
-                   cache_dir: str | None = None, progress: bool = False) -> list[Source]:
+                   cache_dir: str | None = None, progress: bool = False, primers: bool = False) -> list[Source]:
     """``per_source`` utterances of each corpus in ``specs``, with text, 1.5-8 s long.
 
     Synthetic corpora are built with ``seed`` (sentences no training run at seed 0 has seen);
-    asterisk utterances are the first prompts (seeded order) with at least 5 words.
+    asterisk utterances are the first prompts (seeded order) with at least 5 words. With
+    ``primers`` one more utterance of each corpus becomes every one of its sources' ``primer``.
     """
     from rtvc.train.corpus import build_corpus
 
     out: list[Source] = []
+    n = per_source + int(primers)
     for corpus, sex, kind in specs:
         if corpus == "asterisk":
             # about 4 in 10 prompts have 5+ words: decode enough of them, not all 551
-            utts = build_corpus(corpus, cache_dir=cache_dir, seed=seed, max_utterances=max(30, 12 * per_source),
+            utts = build_corpus(corpus, cache_dir=cache_dir, seed=seed, max_utterances=max(30, 12 * n),
                                 progress=progress)
             utts = [u for u in utts if len(u.text.split()) >= 5 and 1.5 <= u.duration_s <= 8.0]
         else:
-            utts = build_corpus(corpus, cache_dir=cache_dir, seed=seed, max_utterances=per_source, progress=progress)
+            utts = build_corpus(corpus, cache_dir=cache_dir, seed=seed, max_utterances=n, progress=progress)
+        primer = load_audio(utts[per_source].path) if primers and len(utts) > per_source else None
         for u in utts[:per_source]:
-            out.append(Source(f"{corpus}/{u.path.stem}", u.speaker, sex, kind, u.text, load_audio(u.path), str(u.path)))
+            out.append(Source(f"{corpus}/{u.path.stem}", u.speaker, sex, kind, u.text, load_audio(u.path), str(u.path),
+                              primer=primer))
     return out
 
 
 # --------------------------------------------------------------------------- conversion
 def convert(x: np.ndarray, voice: str, *, registry: Any = None, block: int = BLOCK,
-            device_rate: int = DEVICE_RATE, **changes: Any) -> tuple[np.ndarray, float]:
+            device_rate: int = DEVICE_RATE, primer: np.ndarray | None = None,
+            **changes: Any) -> tuple[np.ndarray, float]:
     """Run ``x`` (16 kHz) through a fresh streaming engine set to ``voice``, in ``block``-sample blocks.
 
     The engine is built as ``Engine(EngineConfig(device_rate=16000))`` and switched with
-    ``engine.update(voice=voice, **changes)`` (so the voice's preset pitch/formant apply), one
+    ``engine.update(voice=voice, **changes)`` (so the voice's preset pitch/formant apply), a
     few blocks of silence are processed so the switch (and its 20 ms cross-fade) completes, then the signal is fed block by block.
     The first ``round(engine.latency_samples())`` output samples are dropped (and as many zeros
     appended to the input), so the output is time-aligned with ``x``.
+
+    With ``primer`` (another utterance of the same speaker) the engine first plays ``primer`` and
+    0.5 s of silence on the ``neutral`` voice and is switched to ``voice`` after them: what a
+    live session looks like once the user has spoken (the voice learns the speaker from what
+    the engine heard, :meth:`rtvc.engine.Engine.heard`; a voice playing all along has the same
+    speaker statistics).
 
     Returns
     -------
@@ -139,6 +155,12 @@ def convert(x: np.ndarray, voice: str, *, registry: Any = None, block: int = BLO
     from rtvc.engine import Engine, EngineConfig
 
     eng = Engine(EngineConfig(device_rate=device_rate), registry=registry)
+    if primer is not None:
+        eng.update(voice="neutral")
+        pre = np.zeros(int(math.ceil((primer.size + device_rate // 2) / block)) * block, np.float32)
+        pre[:primer.size] = primer
+        for i in range(0, pre.size, block):
+            eng.process(pre[i:i + block])
     p = eng.update(voice=voice, **changes)
     warm = np.zeros(block, np.float32)
     for _ in range(8):  # lands the switch and lets the 20 ms voice cross-fade finish on silence
@@ -255,7 +277,7 @@ def run_benchmark(*, voices: Sequence[str] | None = None, sources: Sequence[Sour
             for s in sources:
                 if s.name.split("/", 1)[0] in trained_on:
                     continue  # a voice is never judged on its own training speaker
-                y, pst = convert(s.x, name, registry=reg)
+                y, pst = convert(s.x, name, registry=reg, primer=s.primer)
                 m = _metrics_of(y, s.text, which, f0_src=s.x, pitch_st=pst, f0_method=f0_method)
                 row: dict[str, Any] = {"voice": name, "source": s.name, "speaker": s.speaker, "sex": s.sex,
                                        "kind": s.kind, "pitch_st": pst, "text": s.text}
@@ -352,6 +374,8 @@ def format_table(res: dict[str, Any]) -> str:
     hdr = (f"{'voice':<16} {'kind':<6} {'target':<8} {'sim->tgt':>8} {'(src)':>6} {'sim->src':>8} "
            f"{'WER':>5} {'(src)':>5} {'OVRL':>5} {'(src)':>5} {'P808':>5} {'(src)':>5} {'F0 r':>5}")
     lines = [hdr, "-" * len(hdr)]
+    if res.get("meta", {}).get("warm"):
+        lines.insert(0, "warm: each utterance after another utterance of its speaker (--warm)")
     for name, v in res["voices"].items():
         if "error" in v:
             lines.append(f"{name:<16} {v['kind']:<6} ERROR {v['error'][:90]}")
@@ -428,6 +452,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--metrics", default="sim,wer,dnsmos,f0")
     ap.add_argument("--f0", default="auto", choices=("auto", "rtvc", "pyin"), help="F0 tracker of the F0 metric")
     ap.add_argument("--no-reference", action="store_true", help="skip the DESIGN.md reference check")
+    ap.add_argument("--warm", action="store_true",
+                    help="live-like: before each utterance the engine hears another utterance of the same speaker "
+                         "(on the neutral voice, then switched to the voice under test)")
     a = ap.parse_args(list(argv) if argv is not None else None)
 
     from rtvc.errors import RtvcError
@@ -450,7 +477,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             voices = None
         _log(f"building/loading sources: {[s[0] for s in specs]} x {per}")
-        sources = select_sources(specs, per, progress=not a.json)
+        sources = select_sources(specs, per, progress=not a.json, primers=a.warm)
         res = run_benchmark(voices=voices, sources=sources, target=a.target, metrics=a.metrics.split(","),
                             f0_method=a.f0, registry=reg, progress=True)
         if not a.no_reference and not a.quick:
@@ -461,7 +488,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     res["meta"] = {"block": BLOCK, "device_rate": DEVICE_RATE, "model_rate": 16000, "threads": 1,
                    "machine": _machine(), "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                    "quick": a.quick, "n_sources": len(sources), "source_corpora": [s[0] for s in specs],
-                   "target": a.target, "f0_method": a.f0, "versions": _versions()}
+                   "target": a.target, "f0_method": a.f0, "warm": a.warm, "versions": _versions()}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "quality.json").write_text(json.dumps(res, indent=1, default=_json_default))

@@ -490,7 +490,10 @@ class NeuralVoice:
         """A host copy of the recurrent state the next hop reads (for inspection; allocates)."""
         return state["h"][state["h_in"]].numpy().copy()
 
-    def step(self, x: Audio, state: dict[str, Any]) -> tuple[Audio, dict[str, Any]]:
+    def _analyse(self, x: Audio, state: dict[str, Any]) -> tuple[dict[str, Any], float, float]:
+        """One hop of analysis: the warp, the features (written into the model's input,
+        timbre-normalised) and the synthesis' F0 and voicing. Reads and writes ``state``'s
+        ``fx``, ``f0`` (read only), ``warp``, ``timbre`` and ``f0_syn_hz``."""
         if self.warp is not None:
             self.warp.update(state["f0"], state["fx"]["fb"], state["warp"])
         feats, fs = self.fx.step(x, state["fx"])
@@ -501,6 +504,48 @@ class NeuralVoice:
             lags, opt = self._continue_args
             f0_hz, per = yin_continue(fs["f0"].cmndf, *lags, f0_hz, per, state["f0_syn_hz"], *opt)
             state["f0_syn_hz"] = f0_hz
+        return fs, f0_hz, per
+
+    def prime(self, x: Audio, state: dict[str, Any]) -> int:
+        """Learn the source speaker from audio the stream heard before this voice was selected.
+
+        ``x`` (model rate, oldest first; a trailing part hop is ignored) runs through this
+        voice's analysis alone (warp, features, timbre and F0 statistics, in :meth:`step`'s
+        order, lookahead included) in a scratch stream that starts from ``state``'s statistics.
+        The statistics that describe the speaker (the F0 mapper's and the timbre mapper's
+        running means and frame counts, the warp and its filterbank) are then copied into
+        ``state``; its analysis buffers, recurrent state and synthesis are left as they are,
+        so the stream goes on from its own audio. A voice selected mid-session therefore starts
+        where it would be had it been playing all along, instead of re-learning the speaker
+        over the first seconds (its words and intonation suffer there: ``bench/quality.py
+        --warm``). Allocates; call it off the audio thread, before ``state`` is used.
+
+        Returns the voiced frames the F0 statistics rest on.
+        """
+        hop = self.config.hop
+        fx = self.fx.init_state(own_filterbank=self.warp is not None)
+        if self.warp is not None:
+            fx["fb"][:] = self.warp.bank[int(state["warp"][0])]
+        scratch = {"fx": fx, "f0": state["f0"].copy(), "f0_syn_hz": 0.0,
+                   "warp": None if state["warp"] is None else state["warp"].copy(),
+                   "timbre": None if state["timbre"] is None else state["timbre"].copy()}
+        delayed = [0.0] * self.lookahead  # the synthesis' F0 of the last ``lookahead`` frames (step's delay line)
+        for i in range(x.shape[0] // hop):
+            _, f0_hz, _ = self._analyse(np.ascontiguousarray(x[i * hop:(i + 1) * hop], np.float32), scratch)
+            if delayed:
+                delayed.append(f0_hz)
+                f0_hz = delayed.pop(0)
+            self.f0map.map(f0_hz, 0.0, scratch["f0"])
+        state["f0"][:] = scratch["f0"]
+        if scratch["timbre"] is not None:
+            state["timbre"][:] = scratch["timbre"]
+        if scratch["warp"] is not None:
+            state["warp"][:] = scratch["warp"]
+            state["fx"]["fb"][:] = fx["fb"]
+        return int(state["f0"][1])
+
+    def step(self, x: Audio, state: dict[str, Any]) -> tuple[Audio, dict[str, Any]]:
+        fs, f0_hz, per = self._analyse(x, state)
         i = state["h_in"]
         binding = state["bindings"][i]
         if state["gpu"]:

@@ -18,7 +18,10 @@ a click at input sample ``n`` through a neutral voice peaks at output ``n + late
 
 Threads: ``process`` runs on one worker thread. Control requests (``request``/``update``) may
 come from any thread: they are validated and voice models are loaded in the caller's thread,
-then handed over through a bounded queue and applied at the next block boundary.
+then handed over through a bounded queue and applied at the next block boundary. A voice
+that adapts to the speaker (a neural voice's F0, timbre and warp statistics) learns the speaker
+from the engine's last ``HISTORY_S`` of input when it loads (``stage.prime``), so switching
+voices mid-session is not a cold start.
 """
 
 from __future__ import annotations
@@ -60,6 +63,9 @@ FLOOR_SUBWINDOWS = 12
 FLOOR_MIN_SUBWINDOWS = 2
 FLOOR_THRESHOLD_CAP = 10.0 ** (-26.0 / 20.0)
 FLOOR_STATE_START = (-1.0, np.inf, 0.0, 0.0, 0.0)  # noise_floor_step's state before the first hop
+# the input a newly selected voice learns the speaker from (its ``prime``): the last 8 s after the
+# input gain, longer than the warm-up of the neural voices' F0 and timbre statistics (200 voiced frames)
+HISTORY_S = 8.0
 
 
 @dataclass(frozen=True)
@@ -134,6 +140,8 @@ class Engine:
         self._noise_floor = 0.0
         self._gate_open = 0.0  # the threshold the gate used in the last hop (linear; 0 before the first)
         self._hop_buf = np.zeros(cfg.hop, np.float32)
+        self._history = np.zeros((int(round(HISTORY_S * cfg.model_rate / cfg.hop)), cfg.hop), np.float32)
+        self._history_n = 0  # hops written into ``_history`` (row n % rows) since the start or a reset
         self._wet = np.zeros(cfg.hop, np.float32)
         self._y = np.zeros(cfg.hop, np.float32)
         self._ramp = (np.arange(1, cfg.hop + 1, dtype=np.float32) / cfg.hop)
@@ -200,10 +208,37 @@ class Engine:
 
     # ------------------------------------------------------------------ control (any thread)
     def _load(self, info: VoiceInfo, params: Params) -> _Active:
+        """Load a voice; a stage that learns the speaker (``prime``, neural voices) first hears
+        what this engine heard (the last ``HISTORY_S``), so a switch mid-session is not a cold start."""
         stage = self.registry.make_stage(info, model_rate=self.config.model_rate, hop=self.hop,
                                          device=self.config.neural_device)
         stage.set_params(params)
-        return _Active(info, stage)
+        act = _Active(info, stage)
+        prime = getattr(stage, "prime", None)
+        if prime is not None:
+            heard = self.heard()
+            if heard.size:
+                t0 = time.perf_counter()
+                voiced = prime(heard, act.state)
+                log.info("voice %s: learnt the speaker from the last %.1f s of input (%d voiced frames) in %.0f ms",
+                         info.name, heard.size / self.config.model_rate, voiced, 1e3 * (time.perf_counter() - t0))
+        return act
+
+    def heard(self) -> np.ndarray:
+        """The input of the last ``HISTORY_S`` (model rate, after the input gain, oldest first),
+        copied from any thread without stopping the audio: hops the audio thread writes while
+        the copy is made (they overwrite the oldest) are left out. Allocates."""
+        h = self._history
+        rows = h.shape[0]
+        n1 = self._history_n
+        snap = h.copy()
+        n2 = self._history_n
+        # row k % rows holds hop k until hop k + rows overwrites it; hops n1..n2 may have been
+        # written during the copy, so keep the hops written before it that none of them overwrote
+        if n2 < n1:  # a reset in between: what was heard before it is gone
+            return np.zeros(0, np.float32)
+        lo = max(0, n2 + 1 - rows)
+        return snap[np.arange(lo, max(lo, n1)) % rows].reshape(-1)
 
     def request(self, params: Params) -> Params:
         """Ask for a new parameter snapshot; applied at the next block boundary.
@@ -302,6 +337,7 @@ class Engine:
         self._gate_st[:] = 0.0
         self._floor_st[:] = FLOOR_STATE_START
         self._noise_floor = 0.0
+        self._history_n = 0
 
     # ------------------------------------------------------------------ audio (worker thread)
     def warm_up(self) -> None:
@@ -390,6 +426,8 @@ class Engine:
         g_in1, wet1, out1, _ = gains
         x = self._hop_buf
         peak_in = apply_gain_ramp(h, g_in0, g_in1, x)
+        self._history[self._history_n % self._history.shape[0]] = x
+        self._history_n += 1
         self._level_in = max(peak_in, self._level_in * 0.5)
         floor = self._noise_floor = noise_floor_step(x, self._floor_smooth, self._floor_hops, FLOOR_MIN_SUBWINDOWS,
                                                      self._floor_st, self._floor_mins)

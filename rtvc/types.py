@@ -45,7 +45,9 @@ class Stage(Protocol[S]):
     ``latency`` is the stage's algorithmic delay in samples at the model rate: an impulse at
     input sample ``n`` comes out (for a neutral setting) at output sample ``n + latency``.
     Parameters are not state: ``set_params`` swaps an immutable snapshot, and is only called
-    by the engine at a block boundary.
+    by the engine at a block boundary. A stage that adapts to the speaker may also have
+    ``prime(x, state) -> int``: the engine calls it on a fresh state with the input it heard
+    before the voice was selected (:meth:`rtvc.engine.Engine.heard`), off the audio thread.
     """
 
     latency: int

@@ -475,3 +475,36 @@ def test_a_stream_warps_its_own_filterbank_and_its_features_follow(tiny_voice):
         assert fs["feats"][0] == pytest.approx(float(v.fx.dct[0] @ mel_db), rel=1e-4)
     np.testing.assert_array_equal(v.fx.fb, plain_fb)
     assert warps["high"] > 1.05 and warps["low"] < 0.95, warps
+
+
+@pytest.mark.parametrize("k", [0, 1])
+def test_prime_learns_the_speaker_exactly_as_playing_would(tiny_voice, tmp_path, k):
+    """``prime`` runs the analysis alone over heard audio: the speaker statistics it leaves in a
+    fresh state (F0 and timbre means and counts, warp, filterbank) equal those of a stream that
+    played the same audio through ``step``, lookahead included; the state's analysis buffers and
+    recurrent state stay fresh; a trailing part hop is ignored and silence teaches nothing."""
+    onnx, m = _copy(tiny_voice, tmp_path, name=f"prime{k}")
+    m["lookahead_frames"] = k
+    _write(onnx, m)
+    shutil.copy(tiny_voice.with_name("tiny.preview.wav"), onnx.with_name(f"prime{k}.preview.wav"))
+    v = NeuralVoice.load(onnx)
+    assert v.timbre is not None and v.warp is not None and v._continue_args is not None
+    target_hz = 2.0 ** float(v.manifest["f0"]["log2_mean"])
+    x = _speech_like(1.5, f0=target_hz * 1.9, seed=11)
+    played = v.init_state()
+    for i in range(len(x) // 80):
+        v.step(x[i * 80:(i + 1) * 80], played)
+    primed, fresh = v.init_state(), v.init_state()
+    assert v.prime(np.concatenate([x, x[:37]]), primed) == int(played["f0"][1]) > 100
+    for key in ("f0", "timbre", "warp"):
+        np.testing.assert_array_equal(primed[key], played[key], err_msg=key)
+    assert primed["warp"][0] != v.warp.unit
+    np.testing.assert_array_equal(primed["fx"]["fb"], played["fx"]["fb"])
+    for key in ("buf", "feats", "power"):  # the stream's own analysis goes on from its own audio
+        np.testing.assert_array_equal(primed["fx"][key], fresh["fx"][key], err_msg=key)
+    np.testing.assert_array_equal(v.recurrent_state(primed), 0.0)
+    np.testing.assert_array_equal(v.fx.fb, fresh["fx"]["fb"])  # the voice's own filterbank is untouched
+    quiet = v.init_state()
+    assert v.prime(np.zeros(16000, np.float32), quiet) == 0
+    np.testing.assert_array_equal(quiet["f0"], fresh["f0"])
+    np.testing.assert_array_equal(quiet["timbre"], fresh["timbre"])

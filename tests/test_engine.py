@@ -341,3 +341,87 @@ def test_a_lookahead_voice_is_one_hop_later_and_independent_of_host_block_size(t
             assert np.max(np.abs(ref)) > 0.01
         else:
             np.testing.assert_array_equal(y, ref, err_msg=f"block size {sizes}")
+
+
+def test_heard_is_the_last_input_in_order_even_while_the_audio_thread_writes():
+    """``heard()`` copies the input history from another thread: every copy is one contiguous,
+    in-order stretch of the input (a sample ramp), ending at most a few hops before the newest,
+    however the copy and the audio thread's writes interleave; a reset empties it."""
+    import threading
+
+    from rtvc.engine import HISTORY_S
+
+    eng = Engine(EngineConfig(device_rate=16000), registry=DelayRegistry(), params=Params(**OPEN_GATE))
+    assert eng.heard().size == 0
+    rows = int(round(HISTORY_S * 16000 / 80))
+    step = 2.0 ** -22
+    x = np.arange(30 * 16000, dtype=np.float32) * np.float32(step)  # exact in float32, below 0.12; unchanged at 0 dB
+    eng.process(x[:16000])  # 1 s: less than the history
+    np.testing.assert_array_equal(eng.heard(), x[:16000])
+    eng.process(x[16000:12 * 16000])  # wrapped around: the last rows - 1 hops (one is left as a margin)
+    np.testing.assert_array_equal(eng.heard(), x[12 * 16000 - (rows - 1) * 80:12 * 16000])
+    done = threading.Event()
+
+    def audio():
+        for i in range(12 * 16000, x.size, 160):
+            eng.process(x[i:i + 160])
+        done.set()
+
+    th = threading.Thread(target=audio)
+    th.start()
+    copies = 0
+    while not done.is_set():
+        h = eng.heard()
+        # a torn copy drops the hops written meanwhile (many here: this audio thread is not paced)
+        assert h.size > 0 and h.size % 80 == 0
+        np.testing.assert_array_equal(np.diff(h), np.float32(step))
+        copies += 1
+    th.join()
+    assert copies > 10
+
+    # the worst interleaving, made deterministic: the audio thread writes 10 hops (overwriting the
+    # 10 oldest rows) after heard() read the count and before its copy is taken
+    class Racing(np.ndarray):
+        def copy(self, *args, **kw):
+            eng.process(x[:800])
+            return np.ndarray.copy(self, *args, **kw)
+
+    eng.reset()
+    eng.process(x[:12 * 16000])
+    eng._history = eng._history.view(Racing)
+    h = eng.heard()
+    np.testing.assert_array_equal(h, x[12 * 16000 - (rows - 11) * 80:12 * 16000])
+    eng._history = eng._history.view(np.ndarray)
+    eng.reset()
+    eng.process(np.zeros(160, np.float32))
+    np.testing.assert_array_equal(eng.heard(), 0.0)
+    assert eng.heard().size == 160
+
+
+@pytest.mark.parametrize("voice", ["kumo", "aria"])
+def test_a_voice_selected_mid_session_knows_the_speaker_as_if_it_had_played_all_along(voice):
+    """Switching to a neural voice mid-session is not a cold start: the new voice learns the
+    speaker from what the engine heard (``prime``), so its F0 and timbre statistics, warp and
+    filterbank equal those of an engine that played that voice from the start; after a reset
+    the voice starts cold again."""
+    x = np.concatenate([voiced(48000, 1.5, f0=210.0, seed=4), np.zeros(4800, np.float32)])
+    all_along = Engine(EngineConfig(device_rate=48000), params=Params(voice=voice, **OPEN_GATE))
+    switched = Engine(EngineConfig(device_rate=48000), params=Params(voice="neutral", **OPEN_GATE))
+    for eng in (all_along, switched):
+        eng.process(x)
+    switched.update(voice=voice)
+    for eng in (all_along, switched):
+        eng.process(np.zeros(480, np.float32))  # applies the switch (silence: the statistics rest)
+    a, b = all_along._active.state, switched._active.state
+    assert switched._active.info.name == voice
+    assert a["f0"][1] > 100  # voiced frames: the statistics are not empty
+    for key in ("f0", "timbre", "warp"):
+        np.testing.assert_array_equal(b[key], a[key], err_msg=key)
+    np.testing.assert_array_equal(b["fx"]["fb"], a["fx"]["fb"])
+    assert a["warp"][0] != switched._active.stage.warp.unit  # the warp moved off 1: the filterbank copy is tested
+    switched.reset()
+    switched.update(voice="neutral")
+    switched.process(np.zeros(480, np.float32))
+    switched.update(voice=voice)
+    switched.process(np.zeros(480, np.float32))
+    assert switched._active.state["f0"][1] == 0.0  # the reset forgot the speaker

@@ -215,6 +215,32 @@ def test_convert_neutral_is_time_aligned(mbrola_utts):
     assert np.corrcoef(y[400:], x[400:])[0, 1] > 0.99
 
 
+def test_warm_conversion_hears_the_primer_first_and_stays_aligned(mbrola_utts):
+    """``--warm``: the primer (another utterance of the speaker) goes through the engine first
+    and never into the output; the output stays aligned with the utterance, and a neural voice
+    converts it with the speaker already learnt (so differently from a cold engine)."""
+    from bench.quality import convert
+
+    x = load_audio(mbrola_utts["us2"][0].path)
+    primer = load_audio(mbrola_utts["us2"][1].path)
+    y, _ = convert(x, "neutral", primer=primer)
+    assert y.shape == x.shape and np.corrcoef(y[400:], x[400:])[0, 1] > 0.99
+    cold, _ = convert(x, "kumo")
+    warm, _ = convert(x, "kumo", primer=primer)
+    assert warm.shape == cold.shape == x.shape
+    assert not np.allclose(warm[:8000], cold[:8000], atol=1e-3)
+
+
+@pytest.mark.skipif(not HAVE_MBROLA, reason="mbrola + mbrola-us2 not installed")
+def test_select_sources_gives_each_corpus_an_unscored_primer(tmp_path):
+    from bench.quality import select_sources
+
+    src = select_sources([("mbrola:us2", "male", "synthetic")], 2, seed=5, cache_dir=str(tmp_path), primers=True)
+    assert len(src) == 2 and src[0].primer is src[1].primer is not None
+    assert all(s.primer.size != s.x.size or not np.array_equal(s.primer, s.x) for s in src)
+    assert select_sources([("mbrola:us2", "male", "synthetic")], 2, seed=5, cache_dir=str(tmp_path))[0].primer is None
+
+
 @pytest.mark.skipif(not installed("resemblyzer"), reason="resemblyzer not installed")
 def test_run_benchmark_wiring_neutral_equals_source(mbrola_utts):
     from bench.quality import Source, format_table, run_benchmark
