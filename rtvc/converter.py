@@ -523,6 +523,7 @@ class NeuralVoice:
         Returns the voiced frames the F0 statistics rest on.
         """
         hop = self.config.hop
+        x = np.ascontiguousarray(x, np.float32)
         fx = self.fx.init_state(own_filterbank=self.warp is not None)
         if self.warp is not None:
             fx["fb"][:] = self.warp.bank[int(state["warp"][0])]
@@ -531,7 +532,7 @@ class NeuralVoice:
                    "timbre": None if state["timbre"] is None else state["timbre"].copy()}
         delayed = [0.0] * self.lookahead  # the synthesis' F0 of the last ``lookahead`` frames (step's delay line)
         for i in range(x.shape[0] // hop):
-            _, f0_hz, _ = self._analyse(np.ascontiguousarray(x[i * hop:(i + 1) * hop], np.float32), scratch)
+            _, f0_hz, _ = self._analyse(x[i * hop:(i + 1) * hop], scratch)
             if delayed:
                 delayed.append(f0_hz)
                 f0_hz = delayed.pop(0)
