@@ -73,7 +73,7 @@ def bench_voice(name: str, x: np.ndarray, rate: int, block: int, neural_device: 
     from rtvc.params import Params
 
     eng = Engine(EngineConfig(device_rate=rate, neural_device=neural_device),
-                 params=Params(voice="neutral", gate_threshold_db=-120.0, gate_floor_margin_db=0.0))
+                 params=Params(voice="neutral", gate_threshold_db=-120.0, gate_floor_margin_db=0.0, gate_confirm_ms=0.0))
     eng.update(voice=name)
     y = np.zeros(block, np.float32)
     warm = x[: 50 * block]
@@ -98,7 +98,7 @@ def measured_click_latency(rate: int) -> float:
     from rtvc.engine import Engine, EngineConfig
     from rtvc.params import Params
 
-    eng = Engine(EngineConfig(device_rate=rate), params=Params(voice="neutral", gate_threshold_db=-120.0, gate_floor_margin_db=0.0))
+    eng = Engine(EngineConfig(device_rate=rate), params=Params(voice="neutral", gate_threshold_db=-120.0, gate_floor_margin_db=0.0, gate_confirm_ms=0.0))
     x = np.zeros(rate // 2, np.float32)
     n0 = rate // 10
     x[n0] = 1.0

@@ -298,7 +298,7 @@ def run_config(srv: Any, tmp: Path, *, callback: str, block_ms: float, seconds: 
     from rtvc.params import Params
     from tests.pulse import runner_devices
 
-    eng = Engine(EngineConfig(device_rate=RATE), params=Params(bypass=True, gate_threshold_db=-120.0, gate_floor_margin_db=0.0))
+    eng = Engine(EngineConfig(device_rate=RATE), params=Params(bypass=True, gate_threshold_db=-120.0, gate_floor_margin_db=0.0, gate_confirm_ms=0.0))
     runner = LiveRunner(eng, **runner_devices(backend), rate=RATE, block_ms=block_ms, callback=callback, backend=backend,
                         profile=profile, device_block_ms=device_block_ms, worker=worker, device_latency=device_latency)
     runner.start()

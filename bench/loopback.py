@@ -143,7 +143,7 @@ def run_config(srv: Any, tmp: Path, *, voice: str, bypass: bool, block_ms: float
 
     reg = VoiceRegistry()
     info = reg.get(voice)
-    params = Params().replace(voice=voice, **dict(info.defaults), bypass=bypass, gate_threshold_db=-120.0, gate_floor_margin_db=0.0)
+    params = Params().replace(voice=voice, **dict(info.defaults), bypass=bypass, gate_threshold_db=-120.0, gate_floor_margin_db=0.0, gate_confirm_ms=0.0)
     eng = Engine(EngineConfig(device_rate=RATE), registry=reg, params=params)
     # rtvc's pulse client names the remapped devices; PortAudio reaches them through PULSE_SINK / _SOURCE
     devs = runner_devices(backend) or {"input": "rtvc_test_in.monitor", "output": "rtvc_test_ret"}

@@ -1,15 +1,16 @@
-"""Phantom speech: what each voice makes of noise alone, and what the noise-floor gate keeps of a
-voice over noise.
+"""Phantom speech: what each voice makes of noise alone, and what the gate keeps of a voice over
+noise.
 
 Noise-only inputs (white, pink, a fan's rumble with mains hum, keyboard-like clicks) at -50 and
 -40 dBFS RMS, 6 s each, go through the streaming engine (10 ms blocks, as ``bench/quality.py``)
-with the noise-floor gate on (``gate_floor_margin_db``, default) and off (0: the fixed -60 dBFS
-threshold only). Per voice and noise the table gives the output RMS over the last 2 s (after the
+with the default gate (the noise-floor margin ``gate_floor_margin_db`` and the click test
+``gate_confirm_ms``) and with both off (:data:`GATE_OFF`: the fixed -60 dBFS threshold only). Per voice and noise the table gives the output RMS over the last 2 s (after the
 floor has been tracked and the gate has released) and the share of 30 ms output frames that WebRTC's voice activity
 detector (aggressiveness 3) calls speech: noise a voice turns into speech-like sound scores high
 there. Then voice over noise: each source utterance of ``bench/quality.py`` after 3 s of white
-noise, at 20 and 10 dB SNR: the share of the voice's energy (frames within 40 dB of its loudest)
-that the gate keeps, against the gate off, and the word error rate (pocketsphinx) with and without it.
+noise, at 20 and 10 dB SNR, and clean (after 3 s of digital silence: what the click test costs a
+voice's onsets): the share of the voice's energy (frames within 40 dB of its loudest) that the
+default gate keeps, against the gate off, and the word error rate (pocketsphinx) with and without it.
 
     python bench/noise.py [--quick] [--json] [--voices a,b] [--out bench/out]
 """
@@ -39,7 +40,8 @@ SECONDS = 6.0
 SETTLE_S = 3.0  # the noise floor needs up to 3 s (its window) to be tracked: voice-over-noise lead-in
 MEASURE_FROM_S = 4.0  # noise-only rows: the output from here on (floor tracked, gate released)
 LEVELS_DBFS = (-50.0, -40.0)
-SNRS_DB = (20.0, 10.0)
+SNRS_DB = (20.0, 10.0, float("inf"))  # inf: the clean voice
+GATE_OFF = {"gate_floor_margin_db": 0.0, "gate_confirm_ms": 0.0}  # the fixed threshold alone
 
 
 def _white(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -113,7 +115,7 @@ def run_benchmark(voices: Sequence[str], *, sources: Sequence[Any], levels: Sequ
                 x = noise(kind, lvl)
                 r: dict[str, Any] = {"voice": v, "noise": kind, "level_dbfs": lvl,
                                      "input_speech_share": speech_share(x[measure:])}
-                for tag, changes in (("on", {}), ("off", {"gate_floor_margin_db": 0.0})):
+                for tag, changes in (("on", {}), ("off", GATE_OFF)):
                     y, _ = convert(x, v, **changes)
                     r[f"out_rms_dbfs_{tag}"] = rms_db(y[measure:])
                     r[f"out_speech_share_{tag}"] = speech_share(y[measure:])
@@ -131,21 +133,22 @@ def run_benchmark(voices: Sequence[str], *, sources: Sequence[Any], levels: Sequ
                 gain = np.sqrt(np.mean(s.x.astype(np.float64) ** 2)) * 10.0 ** (-snr / 20.0)
                 xn = (x + gain * rng.standard_normal(x.size)).astype(np.float32)
                 on, _ = convert(xn, v)
-                off, _ = convert(xn, v, gate_floor_margin_db=0.0)
+                off, _ = convert(xn, v, **GATE_OFF)
                 e = _frame_energy(s.x)
                 loud = e > e.max() * 1e-4  # within 40 dB of the loudest 10 ms
                 e_on, e_off = _frame_energy(on[settle:])[:e.size], _frame_energy(off[settle:])[:e.size]
                 ratios.append(float(e_on[loud].sum() / max(e_off[loud].sum(), 1e-20)))
                 w_on.append(wer(transcribe(on[settle:]), s.text))
                 w_off.append(wer(transcribe(off[settle:]), s.text))
-            kept.append({"voice": v, "snr_db": snr, "voice_energy_kept": float(np.mean(ratios)),
+            kept.append({"voice": v, "snr_db": None if snr == float("inf") else snr,  # None: clean
+                         "voice_energy_kept": float(np.mean(ratios)),
                          "voice_energy_kept_min": float(np.min(ratios)), "wer_on": float(np.mean(w_on)),
                          "wer_off": float(np.mean(w_off)), "n_utterances": len(ratios)})
     return {"noise_only": rows, "voice_over_noise": kept}
 
 
 def format_table(res: dict[str, Any]) -> str:
-    lines = ["| voice | noise | level | output, gate on (default) | output, floor gate off | speech-like frames on / off (input) |",
+    lines = ["| voice | noise | level | output, gate on (default) | output, gate off (fixed threshold) | speech-like frames on / off (input) |",
              "| --- | --- | --- | --- | --- | --- |"]
     for r in res["noise_only"]:
         on = "silence" if r["out_rms_dbfs_on"] <= -199 else f"{r['out_rms_dbfs_on']:.1f} dBFS"
@@ -153,7 +156,8 @@ def format_table(res: dict[str, Any]) -> str:
                      f"{r['out_speech_share_on']:.2f} / {r['out_speech_share_off']:.2f} ({r['input_speech_share']:.2f}) |")
     lines += ["", "| voice | SNR | voice energy kept by the gate (mean, min) | WER gate on / off |", "| --- | --- | --- | --- |"]
     for k in res["voice_over_noise"]:
-        lines.append(f"| {k['voice']} | {k['snr_db']:.0f} dB | {k['voice_energy_kept']:.4f}, {k['voice_energy_kept_min']:.4f} | "
+        snr = "clean" if k["snr_db"] is None else f"{k['snr_db']:.0f} dB"
+        lines.append(f"| {k['voice']} | {snr} | {k['voice_energy_kept']:.4f}, {k['voice_energy_kept_min']:.4f} | "
                      f"{k['wer_on']:.3f} / {k['wer_off']:.3f} |")
     return "\n".join(lines)
 

@@ -66,6 +66,9 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--gate-margin-db", type=float, default=None, metavar="DB",
                    help="the gate also stays shut below the tracked noise floor plus this margin, 0..40 "
                         "(default 16; 0 = fixed threshold only)")
+    g.add_argument("--gate-confirm-ms", type=float, default=None, metavar="MS",
+                   help="a closed gate opens only for a sound that lasts this long without dying away like a "
+                        "click (key clicks, taps stay out), 0..50 (default 20; 0 = every peak opens it)")
     g.add_argument("--input-gain-db", type=float, default=None, metavar="DB", help="input gain in dB, -60..24")
     g.add_argument("--output-gain-db", type=float, default=None, metavar="DB", help="output gain in dB, -60..24")
     g.add_argument("--mix", type=float, default=None, help="wet/dry mix, 0..1 (1 = converted only)")
@@ -128,6 +131,7 @@ def build_params(args: argparse.Namespace, *, registry: Any) -> Params:
     changes: dict[str, Any] = dict(info.defaults)
     explicit = {"pitch_st": args.pitch, "formant_ratio": args.formant, "gate_threshold_db": args.gate_db,
                 "gate_floor_margin_db": getattr(args, "gate_margin_db", None),
+                "gate_confirm_ms": getattr(args, "gate_confirm_ms", None),
                 "input_gain_db": args.input_gain_db, "output_gain_db": args.output_gain_db, "mix": args.mix,
                 "monitor_gain_db": getattr(args, "monitor_gain_db", None)}
     changes.update({k: v for k, v in explicit.items() if v is not None})

@@ -63,6 +63,12 @@ FLOOR_SUBWINDOWS = 12
 FLOOR_MIN_SUBWINDOWS = 2
 FLOOR_THRESHOLD_CAP = 10.0 ** (-26.0 / 20.0)
 FLOOR_STATE_START = (-1.0, np.inf, 0.0, 0.0, 0.0)  # noise_floor_step's state before the first hop
+# clicks (``gate_confirm_ms``): an onset that falls this far under its own peak within the confirm
+# time is a click (a key, a tap), not a voice; the gate stays shut (see native/gate.py: gate_gains)
+CLICK_DROP = 10.0 ** (-20.0 / 10.0)  # hop power
+# ... except within this long after the gate's hold ran out: the pauses between a speaker's phrases
+# (a word's onset there is not held back; key clicks in such a pause pass as they did before the test)
+CLICK_GRACE_S = 1.0
 # the input a newly selected voice learns the speaker from (its ``prime``): the last 8 s after the
 # input gain, longer than the warm-up of the neural voices' F0 and timbre statistics (200 voiced frames)
 HISTORY_S = 8.0
@@ -132,7 +138,7 @@ class Engine:
         self._dry_w = 0
         self._gbuf = np.zeros(1 << 14, np.float32)  # gate gain delay line
         self._g = np.zeros(cfg.hop, np.float32)
-        self._gate_st = np.zeros(3, np.float64)
+        self._gate_st = np.zeros(7, np.float64)  # gate_gains' state (see native/gate.py)
         self._floor_st = np.array(FLOOR_STATE_START)  # noise floor tracker (see native/gate.py)
         self._floor_mins = np.zeros(FLOOR_SUBWINDOWS, np.float64)
         self._floor_hops = max(1, int(round(FLOOR_SUBWINDOW_S * cfg.model_rate / cfg.hop)))
@@ -146,6 +152,7 @@ class Engine:
         self._y = np.zeros(cfg.hop, np.float32)
         self._ramp = (np.arange(1, cfg.hop + 1, dtype=np.float32) / cfg.hop)
         self._env_decay = math.exp(-1.0 / (0.010 * cfg.model_rate))  # gate level detector: 10 ms decay
+        self._click_grace = int(CLICK_GRACE_S * cfg.model_rate)
         self._times_ns = np.zeros(TIMING_WINDOW, np.int64)
         self._times_n = 0
         self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=cfg.queue_size)
@@ -408,20 +415,20 @@ class Engine:
     def _derive(self, p: Params) -> tuple[Any, ...]:
         """What a hop needs from a parameter snapshot, computed once per snapshot:
         ``(p, target gains, gate threshold, attack step, release step, hold, attack samples,
-        floor margin)`` (the margin linear, 0 = off)."""
+        floor margin, onset hops to confirm)`` (the margin linear, 0 = off)."""
         sr = self.config.model_rate
         attack_n = max(1.0, p.gate_attack_ms * sr / 1000.0)
         margin = _db_to_lin(p.gate_floor_margin_db) if p.gate_floor_margin_db > 0.0 else 0.0
         return (p, self._gains(p), _db_to_lin(p.gate_threshold_db), 1.0 / attack_n,
                 1.0 / max(1.0, p.gate_release_ms * sr / 1000.0), int(p.gate_hold_ms * sr / 1000.0), int(attack_n),
-                margin)
+                margin, int(math.ceil(p.gate_confirm_ms * sr / 1000.0 / self.hop - 1e-9)))
 
     def _hop(self, h: Audio) -> Audio:
         p = self._live
         hc = self._hop_consts
         if hc[0] is not p:  # a new snapshot (parameters are immutable: identity is enough)
             hc = self._hop_consts = self._derive(p)
-        _, gains, thr_lin, attack_step, release_step, hold, attack_i, margin = hc
+        _, gains, thr_lin, attack_step, release_step, hold, attack_i, margin, confirm = hc
         g_in0, wet0, out0, _ = self._cur
         g_in1, wet1, out1, _ = gains
         x = self._hop_buf
@@ -446,8 +453,11 @@ class Engine:
             if self._fade_pos >= CROSSFADE_HOPS:
                 self._fading = None
         d = act.stage.latency
-        gate_gains(x, thr_lin, self._env_decay, attack_step, release_step, hold, self._gate_st, self._g)
-        look = min(d, attack_i)  # the gate opens ``look`` samples before the onset arrives
+        gate_gains(x, thr_lin, self._env_decay, attack_step, release_step, hold, confirm, CLICK_DROP,
+                   self._click_grace, self._gate_st, self._g)
+        # the gate opens ``look`` samples before the onset arrives: its attack time, or with the click
+        # test (which holds an onset back until it is confirmed) as early as the voice's latency allows
+        look = d if confirm else min(d, attack_i)
         peak_out = hop_mix(x, wet, self._g, self._dry, self._gbuf, self._dry_w, d, look,
                            wet0, wet1, out0, out1, self._y)
         if peak_out > LIMIT_KNEE:  # pitch-shifted grains can peak above full scale

@@ -44,6 +44,9 @@ PARAM_SPECS: dict[str, ParamSpec] = {
     "gate_floor_margin_db": ParamSpec(float, 0.0, 40.0, "dB",
                                       "the gate also stays shut below the tracked noise floor plus this margin "
                                       "(steady noise: fans, hiss, hum); 0 = off"),
+    "gate_confirm_ms": ParamSpec(float, 0.0, 50.0, "ms",
+                                 "a closed gate opens only for a sound that lasts this long without dying away "
+                                 "like a click (key clicks, taps, mouse buttons stay out); 0 = off"),
     "bypass": ParamSpec(bool, doc="pass the input through unconverted (same latency)"),
     "mute": ParamSpec(bool, doc="silence the output"),
 }
@@ -93,6 +96,7 @@ class Params:
     gate_hold_ms: float = 150.0
     gate_release_ms: float = 120.0
     gate_floor_margin_db: float = 16.0
+    gate_confirm_ms: float = 20.0
     bypass: bool = False
     mute: bool = False
 

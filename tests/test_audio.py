@@ -154,7 +154,7 @@ def test_callbacks_count_status_and_underflow(tmp_path: Path) -> None:
 
 
 def test_worker_drops_the_oldest_blocks(tmp_path: Path) -> None:
-    r = _file_runner(tmp_path, params=Params(bypass=True, gate_threshold_db=-120.0, gate_floor_margin_db=0.0), max_backlog_blocks=2)
+    r = _file_runner(tmp_path, params=Params(bypass=True, gate_threshold_db=-120.0, gate_floor_margin_db=0.0, gate_confirm_ms=0.0), max_backlog_blocks=2)
     r._allocate()
     b = r.block
     assert not r.step()  # nothing waiting
@@ -311,7 +311,7 @@ def test_new_option_errors(tmp_path: Path) -> None:
 def test_output_ring_is_trimmed_to_its_margin(tmp_path: Path) -> None:
     """A device output ring that holds too much (as after a burst of input) comes back to the
     margin: the level seen before each write, minimised over a window, ends at the margin."""
-    r = _file_runner(tmp_path, params=Params(bypass=True, gate_threshold_db=-120.0, gate_floor_margin_db=0.0), out_margin_blocks=0.5)
+    r = _file_runner(tmp_path, params=Params(bypass=True, gate_threshold_db=-120.0, gate_floor_margin_db=0.0, gate_confirm_ms=0.0), out_margin_blocks=0.5)
     r._allocate()
     r._core.device_out = True  # as if a device consumed the output ring
     b = r.block
@@ -414,7 +414,7 @@ def test_native_counters_become_stats_and_gaming_widens(tmp_path: Path) -> None:
 def test_margin_narrows_only_when_the_ring_kept_a_step_of_headroom(tmp_path: Path) -> None:
     from rtvc._native.pa_callback import CNT
 
-    r = _file_runner(tmp_path, params=Params(bypass=True, gate_threshold_db=-120.0, gate_floor_margin_db=0.0), out_margin_blocks=0.5)
+    r = _file_runner(tmp_path, params=Params(bypass=True, gate_threshold_db=-120.0, gate_floor_margin_db=0.0, gate_confirm_ms=0.0), out_margin_blocks=0.5)
     r._allocate()
     core, b = r._core, r.block
     core.device_out = True  # as if a device consumed the output ring
@@ -444,7 +444,7 @@ def test_margin_narrows_only_when_the_ring_kept_a_step_of_headroom(tmp_path: Pat
 
 
 def test_margin_widened_by_a_burst_comes_back_in_one_calm_period(tmp_path: Path) -> None:
-    r = _file_runner(tmp_path, params=Params(bypass=True, gate_threshold_db=-120.0, gate_floor_margin_db=0.0), out_margin_blocks=0.5)
+    r = _file_runner(tmp_path, params=Params(bypass=True, gate_threshold_db=-120.0, gate_floor_margin_db=0.0, gate_confirm_ms=0.0), out_margin_blocks=0.5)
     r._allocate()
     core, b = r._core, r.block
     core.device_out = True
@@ -572,7 +572,7 @@ def _after_a_stall(tmp_path: Path, *, report: str | None) -> tuple[LiveRunner, l
     levels from the first block after the catch-up on, and the block."""
     from rtvc._native.pa_callback import CNT
 
-    r = _file_runner(tmp_path, params=Params(bypass=True, gate_threshold_db=-120.0, gate_floor_margin_db=0.0))
+    r = _file_runner(tmp_path, params=Params(bypass=True, gate_threshold_db=-120.0, gate_floor_margin_db=0.0, gate_confirm_ms=0.0))
     r._allocate()
     core, b = r._core, r.block
     core.device_out = True  # as if a device consumed the output ring

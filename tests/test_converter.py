@@ -402,7 +402,7 @@ def test_a_cuda_voice_whose_gpu_fails_moves_to_the_cpu_once(tiny_voice, caplog):
             return stage
 
     eng = Engine(EngineConfig(device_rate=16000), registry=Reg([tiny_voice.parent]),
-                 params=Params(voice="tiny", gate_threshold_db=-120.0, gate_floor_margin_db=0.0))
+                 params=Params(voice="tiny", gate_threshold_db=-120.0, gate_floor_margin_db=0.0, gate_confirm_ms=0.0))
     y = eng.process(_speech_like(0.5, seed=9))
     assert eng.counters["stage_errors"] == 1 and np.abs(y[-4000:]).max() > 0.001
     assert eng.telemetry()["voice_provider"] == "CPUExecutionProvider"

@@ -10,7 +10,7 @@ from rtvc.errors import ConfigError
 from rtvc.params import Params
 from rtvc.voices import DSP_PRESETS, DelayStage, VoiceRegistry
 
-OPEN_GATE = dict(gate_threshold_db=-120.0, gate_floor_margin_db=0.0)
+OPEN_GATE = dict(gate_threshold_db=-120.0, gate_floor_margin_db=0.0, gate_confirm_ms=0.0)
 
 
 class DelayRegistry(VoiceRegistry):
@@ -225,18 +225,30 @@ def test_mute_bypass_and_mix():
 
 
 def test_gate_silences_noise_and_does_not_clip_onsets():
+    """Without the click test the gate looks ahead by its attack time and a word's onset comes
+    through intact; with it (the default, 20 ms) the gate looks ahead by the voice's latency
+    (10 ms here) and holds back at most the confirm time less that, and the word from the
+    confirm time on is the same."""
     rate = 16000
     rng = np.random.default_rng(5)
     noise = (0.0005 * rng.standard_normal(rate)).astype(np.float32)  # about -66 dBFS
     x = noise.copy()
     onset = 8000
     x[onset:] += voiced(rate, 0.5)
-    eng = Engine(EngineConfig(device_rate=rate), registry=DelayRegistry(), params=Params(gate_threshold_db=-40.0))
+    eng = Engine(EngineConfig(device_rate=rate), registry=DelayRegistry(),
+                 params=Params(gate_threshold_db=-40.0, gate_confirm_ms=0.0))
     y = eng.process(x)
     lat = int(eng.latency_samples())
     assert np.max(np.abs(y[lat + 2000:lat + onset - 200])) == 0.0  # noise alone is gated to silence
     seg = slice(onset + lat, onset + lat + 400)  # the first 25 ms of the word come through intact
     np.testing.assert_allclose(y[seg], x[onset:onset + 400], atol=2e-3)
+    eng = Engine(EngineConfig(device_rate=rate), registry=DelayRegistry(), params=Params(gate_threshold_db=-40.0))
+    yc = eng.process(x)
+    assert np.max(np.abs(yc[lat + 2000:onset + lat])) == 0.0
+    first = onset + lat + int(np.argmax(yc[onset + lat:] != 0.0))
+    assert first - (onset + lat) <= 20 * rate // 1000 - DelayRegistry().latency  # at most 10 ms held back
+    confirmed = onset + lat + 20 * rate // 1000
+    np.testing.assert_array_equal(yc[confirmed:], y[confirmed:])
 
 
 def _pink(n, rng):
@@ -264,10 +276,12 @@ def test_gate_follows_the_noise_floor_and_keeps_the_voice():
         assert -46.0 < floor_db < -40.0  # a minimum: a little below the noise's RMS
         assert tel["gate_open_dbfs"] == pytest.approx(min(floor_db + 16.0, -26.0))  # 16 dB above it, at most -26
         assert np.max(np.abs(y[lat + int(3.1 * rate):lat + int(3.5 * rate) - 200])) == 0.0  # noise alone: shut
-        seg = slice(lat + int(3.5 * rate) + 100, lat + int(4.2 * rate) - 100)  # the voice: through, with its noise
-        src = (x + speech)[int(3.5 * rate) + 100:int(4.2 * rate) - 100]
+        # the voice: through, with its noise (from 25 ms in: the click test holds its first 20 ms back)
+        seg = slice(lat + int(3.5 * rate) + 400, lat + int(4.2 * rate) - 100)
+        src = (x + speech)[int(3.5 * rate) + 400:int(4.2 * rate) - 100]
         np.testing.assert_allclose(y[seg], src, atol=1e-5)
-        off = Engine(EngineConfig(device_rate=rate), registry=DelayRegistry(), params=Params(gate_floor_margin_db=0.0))
+        off = Engine(EngineConfig(device_rate=rate), registry=DelayRegistry(),
+                     params=Params(gate_floor_margin_db=0.0, gate_confirm_ms=0.0))
         y0 = off.process(x)
         assert np.sqrt(np.mean(y0[-rate:] ** 2)) > 0.009  # without it the noise passes (it is above -60 dBFS)
         assert off.telemetry()["gate_open_dbfs"] == pytest.approx(-60.0)
@@ -285,6 +299,54 @@ def test_noise_floor_gate_does_not_depend_on_the_block_size():
     np.testing.assert_array_equal(outs[0], outs[1])
     np.testing.assert_array_equal(outs[0], outs[2])
     assert np.max(np.abs(outs[0][int(3.2 * rate):int(3.39 * rate)])) == 0.0  # the noise is shut out at 48 kHz too
+
+
+def _key_clicks(rate, seconds, per_second=5.0, seed=9):
+    """Keyboard-like clicks: short noise bursts decaying with a 3.75 ms time constant."""
+    rng = np.random.default_rng(seed)
+    x = np.zeros(int(rate * seconds))
+    n = int(0.025 * rate)
+    for t0 in rng.integers(0, len(x) - n, int(per_second * seconds)):
+        x[t0:t0 + n] += 0.3 * rng.standard_normal(n) * np.exp(-np.arange(n) / (0.00375 * rate))
+    return x.astype(np.float32)
+
+
+def test_key_clicks_do_not_open_the_gate_a_voice_after_them_does():
+    """The default gate with its click test: 2 s of key clicks (peaks near -10 dBFS, 50 dB over
+    the threshold) come out as digital silence at any host block size; a voice right after them
+    opens the gate within the confirm time (20 ms) and comes through whole after that; with the
+    test off every click passes."""
+    rate = 48000
+    x = np.concatenate([_key_clicks(rate, 2.0), voiced(rate, 0.5)])
+    outs = []
+    for block in (48, 441, 1024):
+        eng = Engine(EngineConfig(device_rate=rate), registry=DelayRegistry(), params=Params())
+        outs.append(np.concatenate([eng.process(x[i:i + block]) for i in range(0, len(x), block)]))
+    np.testing.assert_array_equal(outs[0], outs[1])
+    np.testing.assert_array_equal(outs[0], outs[2])
+    lat = int(eng.latency_samples())
+    y = outs[0]
+    # the clicks are shut out (the gate opens for the voice as early as its look-ahead, 10 ms, allows)
+    assert np.max(np.abs(y[:lat + 2 * rate - rate // 100])) == 0.0
+    plain = Engine(EngineConfig(device_rate=rate), registry=DelayRegistry(), params=Params(gate_confirm_ms=0.0))
+    y0 = plain.process(x)
+    assert np.sqrt(np.mean(y0[lat:lat + 2 * rate] ** 2)) > 0.1 * np.sqrt(np.mean(x[:2 * rate] ** 2))  # clicks pass
+    seg = slice(lat + 2 * rate + int(0.020 * rate), len(x))  # the voice, 20 ms after it begins: whole
+    np.testing.assert_array_equal(y[seg], y0[seg])
+    assert np.max(np.abs(y0[seg])) > 0.1
+
+
+def test_the_next_phrase_after_a_pause_is_not_held_back():
+    """A pause between phrases (0.6 s: the gate closes) does not make the click test hold the
+    next phrase's onset back: the output equals the test-off output sample for sample."""
+    rate = 16000
+    x = np.concatenate([np.zeros(rate // 2), voiced(rate, 0.4), np.zeros(int(0.6 * rate)), voiced(rate, 0.4, seed=1)])
+    x = x.astype(np.float32)
+    y = Engine(EngineConfig(device_rate=rate), registry=DelayRegistry(), params=Params()).process(x)
+    y0 = Engine(EngineConfig(device_rate=rate), registry=DelayRegistry(), params=Params(gate_confirm_ms=0.0)).process(x)
+    second = int(1.5 * rate)
+    assert np.max(np.abs(y0[second - 2000:second])) == 0.0  # the gate had closed in the pause
+    np.testing.assert_array_equal(y[second - 2000:], y0[second - 2000:])
 
 
 def test_telemetry_is_json_ready():

@@ -209,7 +209,7 @@ def _fast_file_run(tmp_path: Path, out: Path, seconds: float) -> tuple[LiveRunne
     src = tmp_path / "long.wav"
     x = _tone(seconds, 220.0)
     sf.write(src, x, RATE, subtype="FLOAT")
-    eng = Engine(EngineConfig(device_rate=RATE), params=Params(bypass=True, gate_threshold_db=-120.0, gate_floor_margin_db=0.0))
+    eng = Engine(EngineConfig(device_rate=RATE), params=Params(bypass=True, gate_threshold_db=-120.0, gate_floor_margin_db=0.0, gate_confirm_ms=0.0))
     r = LiveRunner(eng, input_file=src, output_file=out, realtime=False)
     return r, x
 

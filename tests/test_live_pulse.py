@@ -105,7 +105,7 @@ def test_live_loopback_delay(pulse_server: PulseServer, tmp_path: Path) -> None:
         x[c:c + burst.shape[0]] = burst
     rec = Recorder(srv, "rtvc_test_in.monitor", tmp_path / "loop.raw", rate=RATE, channels=2)
     try:
-        rtvc = RtvcProcess(srv, ["--voice", "neutral", "--channel", "0", "--duration", "6"],
+        rtvc = RtvcProcess(srv, ["--voice", "neutral", "--channel", "0", "--duration", "6", "--gate-confirm-ms", "0"],
                            sink="rtvc_test_ret", source="rtvc_test_in.monitor", rate=RATE)
         time.sleep(1.0)
         _play(srv, x, "rtvc_test_src", tmp_path)

@@ -34,7 +34,7 @@ def _sample(rate):
 
 def _convert(neural_device, voice, x, rate=48000, block_ms=10.0):
     eng = Engine(EngineConfig(device_rate=rate, neural_device=neural_device),
-                 params=Params(voice=voice, gate_threshold_db=-120.0, gate_floor_margin_db=0.0))
+                 params=Params(voice=voice, gate_threshold_db=-120.0, gate_floor_margin_db=0.0, gate_confirm_ms=0.0))
     block = int(rate * block_ms / 1000)
     y = np.zeros(len(x) // block * block, np.float32)
     for s in range(0, len(y), block):

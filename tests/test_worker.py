@@ -58,7 +58,7 @@ def test_shared_block_is_one_memory_in_two_mappings(tmp_path: Path) -> None:
 
 
 def test_block_worker_on_local_rings_counts_callbacks() -> None:
-    eng = Engine(EngineConfig(device_rate=16000), params=Params(bypass=True, gate_threshold_db=-120.0, gate_floor_margin_db=0.0))
+    eng = Engine(EngineConfig(device_rate=16000), params=Params(bypass=True, gate_threshold_db=-120.0, gate_floor_margin_db=0.0, gate_confirm_ms=0.0))
     rings = Rings.local(4096)
     w = BlockWorker(eng, rings, rate=16000, block=160, max_backlog_blocks=2, out_margin_blocks=0.5,
                     margin_max_blocks=0.5, device_out=False, monitor=False)

@@ -112,8 +112,8 @@ def test_noise_bench_levels_and_a_short_run() -> None:
         assert abs(rms_db(noise(kind, -40.0, seconds=1.0)) + 40.0) < 1e-3
     assert rms_db(np.zeros(100, np.float32)) == -200.0
     assert speech_share(np.zeros(16000, np.float32)) == 0.0
-    res = run_benchmark(["neutral"], sources=[], noises=("white",), levels=(-40.0,), snrs=(), progress=False)
-    (r,) = res["noise_only"]
-    assert r["out_rms_dbfs_on"] == -200.0  # the noise-floor gate shuts steady noise out
-    assert abs(r["out_rms_dbfs_off"] + 40.0) < 0.5  # the fixed -60 dBFS gate alone lets it through
+    res = run_benchmark(["neutral"], sources=[], noises=("white", "clicks"), levels=(-40.0,), snrs=(), progress=False)
+    for r in res["noise_only"]:  # the noise-floor gate shuts steady noise out, the click test key clicks
+        assert r["out_rms_dbfs_on"] == -200.0, r
+        assert abs(r["out_rms_dbfs_off"] + 40.0) < 0.5, r  # the fixed -60 dBFS gate alone lets them through
     assert res["voice_over_noise"] == []
