@@ -4,7 +4,8 @@ noise.
 Noise-only inputs (white, pink, a fan's rumble with mains hum, keyboard-like clicks) at -50 and
 -40 dBFS RMS, 6 s each, go through the streaming engine (10 ms blocks, as ``bench/quality.py``)
 with the default gate (the noise-floor margin ``gate_floor_margin_db`` and the click test
-``gate_confirm_ms``) and with both off (:data:`GATE_OFF`: the fixed -60 dBFS threshold only). Per voice and noise the table gives the output RMS over the last 2 s (after the
+``gate_confirm_ms``) and with both off (:data:`GATE_OFF`: the fixed -60 dBFS threshold only).
+Per voice and noise the table gives the output RMS over the last 2 s (after the
 floor has been tracked and the gate has released) and the share of 30 ms output frames that WebRTC's voice activity
 detector (aggressiveness 3) calls speech: noise a voice turns into speech-like sound scores high
 there. Then voice over noise: each source utterance of ``bench/quality.py`` after 3 s of white

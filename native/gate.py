@@ -61,11 +61,8 @@ def gate_gains(x: np.ndarray, thr_lin: float, env_decay: float, attack_step: flo
             st[3] += 1.0
             st[4] = max(st[4], ms)
         st[5] = ms
-        if hold > 0:
-            st[6] = grace_samples
         armed = hold > 0 or st[6] > 0.0 or st[3] >= confirm_hops
-        if hold <= 0:
-            st[6] = max(0.0, st[6] - x.shape[0])
+        st[6] = grace_samples if hold > 0 else max(0.0, st[6] - x.shape[0])
     for i in range(x.shape[0]):
         a = abs(x[i])
         env = a if a > env else env * env_decay
