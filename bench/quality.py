@@ -39,7 +39,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -224,7 +224,8 @@ def _training_corpora(info: Any) -> set[str]:
 
 def run_benchmark(*, voices: Sequence[str] | None = None, sources: Sequence[Source], target: str | None = None,
                   metrics: Sequence[str] = ("sim", "wer", "dnsmos", "f0"), f0_method: str = "auto",
-                  registry: Any = None, progress: bool = True) -> dict[str, Any]:
+                  registry: Any = None, progress: bool = True,
+                  targets: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Convert every source with every voice and aggregate the metrics per voice.
 
     Parameters
@@ -236,6 +237,9 @@ def run_benchmark(*, voices: Sequence[str] | None = None, sources: Sequence[Sour
         WAV of a target speaker (or several, comma-separated: their mean embedding) for voices
         that declare none (DSP voices).
     metrics : subset of {"sim", "wer", "dnsmos", "f0"}
+    targets : mapping, optional
+        Per voice name, target WAV(s) (comma-separated) that replace its preview clip, e.g. a
+        clone's held-out recordings (``bench/clone.py``).
 
     Returns
     -------
@@ -265,7 +269,7 @@ def run_benchmark(*, voices: Sequence[str] | None = None, sources: Sequence[Sour
     per_utt: list[dict[str, Any]] = []
     for k, name in enumerate(names):
         info = infos[name]
-        tpath, tfrom = _target_for(info, target)
+        tpath, tfrom = (targets[name], "targets") if targets and name in targets else _target_for(info, target)
         temb = None
         if tpath and "sim" in which:
             if tpath not in target_emb:  # several comma-separated WAVs: their mean embedding

@@ -11,14 +11,22 @@ import time
 from pathlib import Path
 
 from ..errors import ConfigError, RtvcError
+from ..features import N_CEP
 from ..manifest import MAX_LOOKAHEAD_FRAMES
 from ..types import TRAIN_DEVICES
 
-__all__ = ["SUBCOMMANDS", "holdout_split", "frames_cache_dir", "AUGMENT_FLAGS"]
+__all__ = ["SUBCOMMANDS", "holdout_split", "frames_cache_dir", "AUGMENT_FLAGS", "HIGH_VOICE_HZ", "N_CEP_LOW",
+           "N_CEP_HIGH"]
 
 AUGMENT_FLAGS = {"warp_spread": "--aug-warp-spread", "eq_nepers": "--aug-eq"}
 """Command-line flag of each recorded :class:`~rtvc.train.dataset.AugmentConfig` option (the
 parser and the command a cloned voice records both use it)."""
+
+HIGH_VOICE_HZ = 160.0
+"""A clone whose median F0 is at least this gets ``N_CEP_HIGH`` cepstral coefficients, a lower
+voice ``N_CEP_LOW`` (the boundary lies between the usual male, 85-155 Hz, and female, 165-255 Hz,
+ranges; measured in :func:`rtvc.train.clone.cepstral_order_for`)."""
+N_CEP_LOW, N_CEP_HIGH = 64, N_CEP
 
 
 def holdout_split(items: list, share: float) -> tuple[list, list]:
@@ -39,16 +47,21 @@ def add_clone_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gender", default="unknown")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: the user voices folder)")
     _add_device_argument(p)
-    _add_feature_arguments(p)
+    _add_feature_arguments(p, by_voice=True)
     _add_loss_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _add_feature_arguments(p: argparse.ArgumentParser) -> None:
+def _add_feature_arguments(p: argparse.ArgumentParser, *, by_voice: bool = False) -> None:
     from ..features import N_CEP
 
-    p.add_argument("--n-cep", type=int, default=N_CEP,
-                   help=f"cepstral coefficients of the predicted envelope (default {N_CEP})")
+    if by_voice:  # clone: the order follows the recordings' pitch (rtvc.train.clone.cepstral_order_for)
+        p.add_argument("--n-cep", type=int, default=None,
+                       help=f"cepstral coefficients of the predicted envelope (default: {N_CEP_HIGH} for a voice "
+                            f"whose median F0 is {HIGH_VOICE_HZ:g} Hz or higher, else {N_CEP_LOW})")
+    else:
+        p.add_argument("--n-cep", type=int, default=N_CEP,
+                       help=f"cepstral coefficients of the predicted envelope (default {N_CEP})")
     p.add_argument("--no-frames-cache", action="store_true",
                    help="analyse the audio again instead of reading cached frames (and cache nothing)")
 
@@ -96,9 +109,10 @@ def _loss_options(args: argparse.Namespace) -> dict[str, float]:
 
 
 def _feature_config(args: argparse.Namespace):  # noqa: ANN202
+    """The parsed ``--n-cep`` as a FeatureConfig; None where the clone chooses it."""
     from ..features import FeatureConfig
 
-    return FeatureConfig(n_cep=args.n_cep)
+    return None if args.n_cep is None else FeatureConfig(n_cep=args.n_cep)
 
 
 def _synthesis_options(args: argparse.Namespace) -> dict | None:

@@ -15,11 +15,11 @@ from rtvc.train import dataset as D  # noqa: E402
 from rtvc.train.dataset import analyse_files, frames_cache_key  # noqa: E402
 
 
-def _speech_like(seed: int, seconds: float = 0.6) -> np.ndarray:
-    """A voiced buzz with a moving formant and a little noise (deterministic)."""
+def _speech_like(seed: int, seconds: float = 0.6, f0_hz: float = 120.0) -> np.ndarray:
+    """A voiced buzz around ``f0_hz`` (+-25 %) with a moving formant and a little noise (deterministic)."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(16000 * seconds)) / 16000
-    f0 = 120 + 30 * np.sin(2 * np.pi * 1.5 * t)
+    f0 = f0_hz * (1 + 0.25 * np.sin(2 * np.pi * 1.5 * t))
     phase = 2 * np.pi * np.cumsum(f0) / 16000
     x = sum(np.sin(k * phase) / k * (1 + np.cos(2 * np.pi * k * f0 / (700 + 400 * t))) for k in range(1, 30))
     return (0.1 * x + 0.003 * rng.standard_normal(t.size)).astype(np.float32)
@@ -90,7 +90,7 @@ def _clone_folder(tmp_path, audio):
     import soundfile as sf
 
     folder = tmp_path / "me"
-    folder.mkdir()
+    folder.mkdir(parents=True)
     for i, x in enumerate(audio):
         sf.write(str(folder / f"take{i}.wav"), x, 16000)
     return folder
@@ -142,16 +142,44 @@ def test_clone_command_trains_the_asked_cepstral_order_and_reuses_the_frames(aud
     assert y.shape == (80,) and np.all(np.isfinite(y)) and st["cep_out"].shape == (48,)
 
 
-def test_clone_default_cepstral_order_and_no_cache_flag(audio, tmp_path, monkeypatch):
+@pytest.mark.parametrize("f0_hz, n_cep", [(100, 64), (150, 64), (175, N_CEP), (230, N_CEP)])
+def test_clone_cepstral_order_follows_the_median_pitch(f0_hz, n_cep):
+    from rtvc.train.clone import cepstral_order_for
+
+    order, median = cepstral_order_for([_speech_like(3, 4 / 3, f0_hz), _speech_like(4, 2 / 3, f0_hz)])  # whole cycles
+    assert order == n_cep and median == pytest.approx(f0_hz, rel=0.06)
+
+
+def test_clone_cepstral_order_of_unvoiced_audio_is_the_default_and_only_the_first_minutes_count():
+    from rtvc.train import clone as C
+
+    rng = np.random.default_rng(0)
+    assert C.cepstral_order_for([(0.05 * rng.standard_normal(16000)).astype(np.float32)]) == (N_CEP, 0.0)
+    assert C.cepstral_order_for([np.zeros(8000, np.float32)]) == (N_CEP, 0.0)
+    high, low = _speech_like(5, 1.0, 220.0), _speech_like(6, 3.0, 100.0)
+    budget = C.F0_SAMPLE_S
+    try:
+        C.F0_SAMPLE_S = 1.0  # one second: the low voice after the high one is not heard
+        assert C.cepstral_order_for([high, low])[0] == N_CEP
+        assert C.cepstral_order_for([low, high])[0] == 64
+    finally:
+        C.F0_SAMPLE_S = budget
+
+
+def test_clone_default_cepstral_order_by_pitch_and_no_cache_flag(audio, tmp_path, monkeypatch):
     from rtvc.train.__main__ import main
 
     monkeypatch.setenv("RTVC_HOME", str(tmp_path / "home"))
-    folder = _clone_folder(tmp_path, audio)
     out = tmp_path / "voices"
-    assert main(["clone", str(folder), "--name", "plain", "--min-minutes", "0.01", "--out", str(out), "--quiet",
-                 "--steps", "1", "--no-frames-cache"]) == 0
-    m = json.loads((out / "plain.json").read_text())
-    assert m["features"]["n_output"] == N_CEP and "--n-cep" not in m["training"]["command"]
+    for name, takes, flag in (("low", audio, " --n-cep 64"),
+                              ("high", [_speech_like(1, 0.6, 220.0), _speech_like(2, 0.4, 220.0)], "")):
+        folder = _clone_folder(tmp_path / name, takes)
+        assert main(["clone", str(folder), "--name", name, "--min-minutes", "0.01", "--out", str(out), "--quiet",
+                     "--steps", "1", "--no-frames-cache"]) == 0
+        m = json.loads((out / f"{name}.json").read_text())
+        assert m["features"]["n_output"] == (64 if flag else N_CEP)
+        assert m["training"]["command"].endswith("--steps 1" + flag)  # the command re-makes the same order
+        assert 100 < m["training"]["n_cep_from_median_f0_hz"] < 250
     assert not (tmp_path / "home" / "data" / "frames").exists()
 
 
