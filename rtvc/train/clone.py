@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import shlex
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -19,7 +19,8 @@ from ..errors import AudioFileError, ConfigError
 from ..features import N_CEP, FeatureConfig
 from ..paths import user_voices_dir
 from ..voices import DSP_PRESETS
-from .build import build_voice
+from ..synthesis import check_options
+from .build import SYNTHESIS_OPTIONS, build_voice
 from .commands import AUGMENT_FLAGS, HIGH_VOICE_HZ, N_CEP_HIGH, N_CEP_LOW
 from .dataset import AugmentConfig, load_audio_16k
 from .train import LOSS_OPTIONS, TrainConfig
@@ -142,7 +143,7 @@ def clone_voice(folder: str | Path, name: str, *, minutes_limit: float | None = 
                 synthesis: str = "pulse-noise", gender: str = "unknown",
                 feature_config: FeatureConfig | None = None, loss_options: Mapping[str, float] | None = None,
                 aug: AugmentConfig | None = None, cache_dir: str | Path | None = None,
-                device: str = "cpu") -> Path:
+                device: str = "cpu", synthesis_options: Mapping[str, Any] | None = None) -> Path:
     """Clone the voice in ``folder`` into ``NAME.onnx`` + manifest + preview; return the .onnx path.
 
     Parameters
@@ -172,12 +173,17 @@ def clone_voice(folder: str | Path, name: str, *, minutes_limit: float | None = 
         Cache the analysed frames there (keyed by audio content and feature config).
     device : str
         Where the network trains: 'cpu' (default) or 'cuda' (a torch that sees a GPU).
+    synthesis_options : mapping, optional
+        The manifest's synthesis options (``postfilter``, ``f0_continuity``, ...); default
+        :data:`~rtvc.train.build.SYNTHESIS_OPTIONS`. Checked before any audio is read.
     """
     _check_name(name)
     loss = dict(loss_options or {})
     if unknown := sorted(set(loss) - set(LOSS_OPTIONS)):
         raise ConfigError(f"loss options {unknown}; expected some of {list(LOSS_OPTIONS)}")
     tc = TrainConfig(hidden=hidden, seed=seed, device=device, **loss)  # bad options are refused before reading audio
+    syn_opts = dict(SYNTHESIS_OPTIONS if synthesis_options is None else synthesis_options)
+    syn_full, syn_default = check_options(syn_opts), check_options(SYNTHESIS_OPTIONS)
     src = check_clone_folder(folder, min_minutes=min_minutes, minutes_limit=minutes_limit)
     extra: dict = {"active_minutes": round(src.active_s / 60, 2), "skipped": src.skipped}
     fc = feature_config
@@ -194,14 +200,17 @@ def clone_voice(folder: str | Path, name: str, *, minutes_limit: float | None = 
         else:
             steps = int(np.clip(150 * src.active_s / 60, 300, 1500))
     tc = TrainConfig(hidden=hidden, seed=seed, steps=max(1, int(steps)), device=device, **loss)
-    loss_flags: list[str] = []
+    flags: list[str] = []
     for key, value in tc.loss_options().items():
         if value != getattr(TrainConfig(), key):  # the command names what differs from the defaults
-            loss_flags += ["--" + key.replace("_", "-"), f"{value:g}"]
+            flags += ["--" + key.replace("_", "-"), f"{value:g}"]
     aug = aug or AugmentConfig()
     for key, flag in AUGMENT_FLAGS.items():
         if getattr(aug, key) != getattr(AugmentConfig(), key):
-            loss_flags += [flag, f"{getattr(aug, key):g}"]
+            flags += [flag, f"{getattr(aug, key):g}"]
+    for key in ("postfilter", "f0_continuity"):  # the synthesis flags (rtvc clone has these two)
+        if syn_full[key] != syn_default[key]:
+            flags += ["--" + key.replace("_", "-"), f"{syn_full[key]:g}"]
     out = Path(out_dir) if out_dir is not None else user_voices_dir()
     return build_voice(src.audio, out, name, description=f"cloned from {Path(folder).name} "
                        f"({src.active_s / 60:.1f} min of speech)", gender=gender,
@@ -209,6 +218,6 @@ def clone_voice(folder: str | Path, name: str, *, minutes_limit: float | None = 
                        licence="the user's own recordings (not redistributed)",
                        command=shlex.join(["rtvc", "clone", str(folder), "--name", name, "--steps", str(tc.steps)]
                                           + (["--n-cep", str(fc.n_cep)] if fc.n_cep != N_CEP else [])
-                                          + loss_flags + (["--device", device] if device != "cpu" else [])),
-                       synthesis=synthesis, train=tc, aug=aug, feature_config=fc, cache_dir=cache_dir,
-                       progress=progress, extra=extra)
+                                          + flags + (["--device", device] if device != "cpu" else [])),
+                       synthesis=synthesis, synthesis_options=syn_opts, train=tc, aug=aug, feature_config=fc,
+                       cache_dir=cache_dir, progress=progress, extra=extra)

@@ -47,6 +47,7 @@ def add_clone_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gender", default="unknown")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: the user voices folder)")
     _add_device_argument(p)
+    _add_synthesis_arguments(p)
     _add_feature_arguments(p, by_voice=True)
     _add_loss_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -64,6 +65,19 @@ def _add_feature_arguments(p: argparse.ArgumentParser, *, by_voice: bool = False
                        help=f"cepstral coefficients of the predicted envelope (default {N_CEP})")
     p.add_argument("--no-frames-cache", action="store_true",
                    help="analyse the audio again instead of reading cached frames (and cache nothing)")
+
+
+def _add_synthesis_arguments(p: argparse.ArgumentParser) -> None:
+    from .build import SYNTHESIS_OPTIONS
+
+    p.add_argument("--postfilter", type=float, default=None, metavar="BETA",
+                   help="cepstral postfilter of the synthesis, 1..2, 1 = none (default "
+                        f"{SYNTHESIS_OPTIONS.get('postfilter', 1.0):g}); a manifest option, the ONNX model does "
+                        "not depend on it")
+    p.add_argument("--f0-continuity", type=float, default=None, metavar="THR",
+                   help="voicing with continuity for the synthesis' F0: a CMNDF threshold in (0.15, 0.9], "
+                        f"0 = off (default {SYNTHESIS_OPTIONS['f0_continuity']:g}); a manifest option like "
+                        "--postfilter")
 
 
 def _add_device_argument(p: argparse.ArgumentParser) -> None:
@@ -144,7 +158,7 @@ def clone_handler(args: argparse.Namespace) -> int:
                            min_minutes=args.min_minutes, progress=not args.quiet, out_dir=args.out, gender=args.gender,
                            feature_config=_feature_config(args), loss_options=_loss_options(args),
                            aug=_augment(args), cache_dir=None if args.no_frames_cache else frames_cache_dir(),
-                           device=args.device)
+                           device=args.device, synthesis_options=_synthesis_options(args))
     except RtvcError as e:
         print(f"rtvc clone: {e}")
         return 2
@@ -168,12 +182,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                         f"0..{MAX_LOOKAHEAD_FRAMES}; each adds 5 ms to the voice's latency (default 0)")
     _add_device_argument(p)
     p.add_argument("--synthesis", default="pulse-noise", choices=["pulse-noise", "source"])
-    p.add_argument("--postfilter", type=float, default=None, metavar="BETA",
-                   help="cepstral postfilter of the synthesis, 1..2 (default: none); a manifest option, "
-                        "the ONNX model does not depend on it")
-    p.add_argument("--f0-continuity", type=float, default=None, metavar="THR",
-                   help="voicing with continuity for the synthesis' F0: a CMNDF threshold in (0.15, 0.9], "
-                        "0 = off (default 0.3); a manifest option like --postfilter")
+    _add_synthesis_arguments(p)
     p.add_argument("--parallel", default="", metavar="CORPORA",
                    help="comma-separated corpora of other speakers saying the target corpus's sentences (same "
                         "seed, matched by text), aligned to it and trained on beside the disguised target, "

@@ -247,3 +247,22 @@ def test_the_cache_keeps_only_the_most_recently_used_files(audio, tmp_path):
     left = sorted(tmp_path.glob("frames-*.npz"))
     assert len(left) == FRAMES_CACHE_KEEP
     assert first[0] in left  # reused, so kept; the two oldest unused ones are gone
+
+
+def test_clone_synthesis_flags_reach_the_manifest_and_the_command(tmp_path, monkeypatch):
+    m, _ = clone_tiny(tmp_path, monkeypatch, "pf", "--postfilter", "1.3", "--f0-continuity", "0")
+    assert m["synthesis_options"]["postfilter"] == 1.3 and m["synthesis_options"]["f0_continuity"] == 0.0
+    assert m["training"]["command"].endswith("--postfilter 1.3 --f0-continuity 0")
+    from rtvc.train.build import SYNTHESIS_OPTIONS
+
+    plain, _ = clone_tiny(tmp_path / "plain", monkeypatch, "plain")
+    assert {k: plain["synthesis_options"][k] for k in SYNTHESIS_OPTIONS} == SYNTHESIS_OPTIONS
+    assert "--postfilter" not in plain["training"]["command"] and "--f0-continuity" not in plain["training"]["command"]
+
+
+def test_clone_refuses_a_bad_synthesis_option_before_reading_audio(tmp_path, capsys):
+    from rtvc.train.__main__ import main
+
+    assert main(["clone", str(tmp_path / "nowhere"), "--name", "v", "--postfilter", "3", "--out", str(tmp_path / "o")]) == 2
+    assert "synthesis postfilter 3.0; expected a number in [1, 2]" in capsys.readouterr().out
+    assert not (tmp_path / "o").exists()
