@@ -91,9 +91,10 @@ def run_clone_benchmark(train: Sequence[Any], ref: Sequence[Any], own: Sequence[
     """Clone ``train`` (utterances with ``.path``) in ``workdir`` and score the clone.
 
     ``corpus`` names the cloned speaker's corpus (for the report); ``ref``: utterances whose mean
-    embedding is the target; ``own``: the cloned speaker's
-    held-out sentences; ``unseen``: other speakers. Returns ``{"clone": {...}, "own": summary,
-    "unseen": summary, "per_utterance": [...]}`` (summaries as :func:`bench.quality.run_benchmark`'s).
+    embedding is the target; ``own``: the cloned speaker's held-out sentences; ``unseen``: other
+    speakers. A ``workdir`` used before gets a fresh folder of links (the clone is overwritten).
+    Returns ``{"clone": {...}, "own": summary, "unseen": summary, "per_utterance": [...]}``
+    (summaries as :func:`bench.quality.run_benchmark`'s).
     """
     from rtvc.features import FeatureConfig
     from rtvc.train.clone import clone_voice
@@ -101,10 +102,11 @@ def run_clone_benchmark(train: Sequence[Any], ref: Sequence[Any], own: Sequence[
 
     rec = workdir / "recordings"
     rec.mkdir(parents=True, exist_ok=True)
+    for old in rec.iterdir():  # a reused workdir: only this run's files go into the clone
+        if old.is_symlink():
+            old.unlink()
     for u in train:  # links: the folder a user would point `rtvc clone` at
-        link = rec / Path(u.path).name
-        if not link.exists():
-            link.symlink_to(Path(u.path).resolve())
+        (rec / Path(u.path).name).symlink_to(Path(u.path).resolve())
     voices = workdir / "voices"
     t0 = time.perf_counter()
     onnx = clone_voice(rec, name, minutes_limit=minutes, steps=steps, min_minutes=min_minutes, out_dir=voices,

@@ -50,6 +50,9 @@ def test_clone_benchmark_clones_and_judges_against_the_held_out_reference(tmp_pa
     train, ref, test = us1[:8], us1[8:11], us1[11]
     own = [Source("us1/held", test.speaker, "female", "synthetic", test.text, load_audio(test.path))]
     unseen = [Source("us2/0", us2[0].speaker, "male", "synthetic", us2[0].text, load_audio(us2[0].path))]
+    stale = tmp_path / "w" / "recordings" / "from-an-earlier-run.wav"  # a reused workdir
+    stale.parent.mkdir(parents=True)
+    stale.symlink_to(us2[0].path)
     res = run_clone_benchmark(train, ref, own, unseen, workdir=tmp_path / "w", name="tiny", minutes=None, steps=2,
                               min_minutes=0.01, metrics=("sim",), progress=False, corpus="mbrola:us1")
     c = res["clone"]
