@@ -185,7 +185,7 @@ def clone_voice(folder: str | Path, name: str, *, minutes_limit: float | None = 
     syn_opts = dict(SYNTHESIS_OPTIONS if synthesis_options is None else synthesis_options)
     syn_full, syn_default = check_options(syn_opts), check_options(SYNTHESIS_OPTIONS)
     src = check_clone_folder(folder, min_minutes=min_minutes, minutes_limit=minutes_limit)
-    extra: dict = {"active_minutes": round(src.active_s / 60, 2), "skipped": src.skipped}
+    extra: dict[str, Any] = {"active_minutes": round(src.active_s / 60, 2), "skipped": src.skipped}
     fc = feature_config
     if fc is None:
         n_cep, median_f0 = cepstral_order_for(src.audio)

@@ -54,8 +54,6 @@ def add_clone_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _add_feature_arguments(p: argparse.ArgumentParser, *, by_voice: bool = False) -> None:
-    from ..features import N_CEP
-
     if by_voice:  # clone: the order follows the recordings' pitch (rtvc.train.clone.cepstral_order_for)
         p.add_argument("--n-cep", type=int, default=None,
                        help=f"cepstral coefficients of the predicted envelope (default: {N_CEP_HIGH} for a voice "
@@ -72,7 +70,7 @@ def _add_synthesis_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--postfilter", type=float, default=None, metavar="BETA",
                    help="cepstral postfilter of the synthesis, 1..2, 1 = none (default "
-                        f"{SYNTHESIS_OPTIONS.get('postfilter', 1.0):g}); a manifest option, the ONNX model does "
+                        f"{SYNTHESIS_OPTIONS['postfilter']:g}); a manifest option, the ONNX model does "
                         "not depend on it")
     p.add_argument("--f0-continuity", type=float, default=None, metavar="THR",
                    help="voicing with continuity for the synthesis' F0: a CMNDF threshold in (0.15, 0.9], "

@@ -38,8 +38,8 @@ def test_split_prompts_holds_out_every_tenth_and_keeps_reference_and_test_apart(
 @pytest.mark.skipif(not (HAVE_MBROLA and installed("resemblyzer", "torch", "onnxruntime")),
                     reason="mbrola us1/us2, resemblyzer, torch or onnxruntime missing")
 def test_clone_benchmark_clones_and_judges_against_the_held_out_reference(tmp_path, monkeypatch):
-    from bench.clone import format_report, run_clone_benchmark
     from bench._metrics import load_audio
+    from bench.clone import format_report, run_clone_benchmark
     from bench.quality import Source
     from rtvc.features import N_CEP
     from rtvc.train.corpus import build_corpus
