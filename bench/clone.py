@@ -45,8 +45,8 @@ if str(_ROOT) not in sys.path:  # run as a script: make ``bench`` importable
     sys.path.insert(0, str(_ROOT))
 
 from bench._metrics import load_audio  # noqa: E402
-from bench.quality import (DEFAULT_SOURCES, Source, _json_default, _log, _machine, _versions,  # noqa: E402
-                           run_benchmark, select_sources)
+from bench.quality import (DEFAULT_SOURCES, Source, _log, _machine, _versions,  # noqa: E402
+                           run_benchmark, select_sources, write_result)
 
 __all__ = ["split_prompts", "heldout_sources", "unseen_specs", "run_clone_benchmark", "format_report", "main"]
 
@@ -198,16 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     res["meta"] = {"machine": _machine(), "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                    "quick": a.quick, "warm": a.warm, "minutes": minutes, "block": 160, "device_rate": 16000,
                    "heldout_test": len(own), "unseen_sources": [s.name for s in unseen], "versions": _versions()}
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "clone.json").write_text(json.dumps(res, indent=1, default=_json_default))
-    report = format_report(res)
-    if a.json:
-        _log(report)
-        print(json.dumps(res, default=_json_default))
-    else:
-        print(report)
-        print(f"\nwrote {out / 'clone.json'}")
+    write_result(res, Path(a.out), "clone", format_report(res), as_json=a.json)
     return 0
 
 

@@ -19,7 +19,6 @@ default gate keeps, against the gate off, and the word error rate (pocketsphinx)
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
 from bench.quality import (BLOCK, DEFAULT_SOURCES, DEVICE_RATE, QUICK_SOURCES, _machine,  # noqa: E402
-                           convert, select_sources, transcribe, wer)
+                           convert, select_sources, transcribe, wer, write_result)
 
 __all__ = ["NOISES", "noise", "rms_db", "speech_share", "run_benchmark", "main"]
 
@@ -190,16 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "measure_from_s": MEASURE_FROM_S,
                    "machine": _machine(), "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                    "quick": a.quick, "sources": [s.name for s in sources]}
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "noise.json").write_text(json.dumps(res, indent=1))
-    table = format_table(res)
-    if a.json:
-        sys.stderr.write(table + "\n")
-        print(json.dumps(res))
-    else:
-        print(table)
-        print(f"\nwrote {out / 'noise.json'}")
+    write_result(res, Path(a.out), "noise", format_table(res), as_json=a.json)
     return 0
 
 

@@ -53,7 +53,7 @@ from bench._metrics import (cosine, dnsmos, f0_correlation, load_audio, speaker_
 __all__ = [
     "speaker_similarity", "wer", "transcribe", "dnsmos", "f0_correlation", "track_f0",
     "Source", "convert", "select_sources", "run_benchmark", "reference_check", "format_table", "main",
-    "BLOCK", "DEVICE_RATE", "DEFAULT_SOURCES", "QUICK_SOURCES",
+    "BLOCK", "DEVICE_RATE", "DEFAULT_SOURCES", "QUICK_SOURCES", "write_result",
 ]
 
 DEVICE_RATE = 16_000
@@ -495,19 +495,28 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "target": a.target, "f0_method": a.f0, "warm": a.warm, "versions": _versions()}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "quality.json").write_text(json.dumps(res, indent=1, default=_json_default))
     try:
         _plot(res, out / "quality.png")
     except Exception as e:  # the figure is a convenience; the JSON is the result
         _log(f"plot failed: {e}")
-    table = format_table(res)
-    if a.json:
+    write_result(res, out, "quality", format_table(res), as_json=a.json, also=(out / "quality.png",))
+    return 0
+
+
+def write_result(res: dict[str, Any], out: Path, name: str, table: str, *, as_json: bool,
+                 also: Sequence[Path] = ()) -> None:
+    """Write ``res`` to ``out/NAME.json``; print ``table`` and the files written (``also``: more of
+    them), or with ``as_json`` the JSON object on stdout and the table on stderr (the benches'
+    common ending)."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.json"
+    path.write_text(json.dumps(res, indent=1, default=_json_default))
+    if as_json:
         _log(table)
         print(json.dumps(res, default=_json_default))
     else:
         print(table)
-        print(f"\nwrote {out / 'quality.json'} and {out / 'quality.png'}")
-    return 0
+        print(f"\nwrote {' and '.join(str(p) for p in (path, *also))}")
 
 
 def _json_default(o: Any) -> Any:
