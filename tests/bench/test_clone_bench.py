@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from tests import installed
+from tests import have_mbrola, installed
 
-HAVE_MBROLA = shutil.which("espeak-ng") is not None and shutil.which("mbrola") is not None and all(
-    (Path("/usr/share/mbrola") / v / v).exists() for v in ("us1", "us2"))
+HAVE_MBROLA = have_mbrola("us1", "us2")
 
 
 def _utt(i: int, words: int, seconds: float) -> SimpleNamespace:

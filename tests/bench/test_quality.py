@@ -13,10 +13,9 @@ import soundfile as sf
 
 from bench._metrics import (cosine, f0_correlation, load_audio, normalise_text, track_f0, wer, word_edits)
 from rtvc.errors import AudioFileError, ConfigError
-from tests import installed
+from tests import have_mbrola, installed
 
-HAVE_MBROLA = shutil.which("espeak-ng") is not None and shutil.which("mbrola") is not None and all(
-    (Path("/usr/share/mbrola") / v / v).exists() for v in ("us1", "us2"))
+HAVE_MBROLA = have_mbrola("us1", "us2")
 ASTERISK = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
 HAVE_ASTERISK = (ASTERISK / "auth-thankyou.g722").exists() and shutil.which("ffmpeg") is not None
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import string
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,11 +13,10 @@ from rtvc.errors import ConfigError
 from rtvc.train import corpus as C
 from rtvc.train.corpus import (MBROLA_LICENCE, Utterance, build_corpus, corpus_dir, list_corpora, main, parse_pho,
                                sentences)
-from tests import installed
+from tests import have_mbrola, installed
 
 HAVE_ESPEAK = shutil.which("espeak-ng") is not None
-HAVE_MBROLA = HAVE_ESPEAK and shutil.which("mbrola") is not None and all(
-    (Path("/usr/share/mbrola") / v / v).exists() for v in ("us1", "us2", "us3"))
+HAVE_MBROLA = have_mbrola("us1", "us2", "us3")
 HAVE_ASTERISK = any(d.is_dir() and any(d.rglob("*.g722")) for d in C._ASTERISK_DIRS) and shutil.which("ffmpeg")
 needs_espeak = pytest.mark.skipif(not HAVE_ESPEAK, reason="espeak-ng not installed")
 needs_mbrola = pytest.mark.skipif(not HAVE_MBROLA, reason="mbrola + mbrola-us1/us2/us3 not installed")
