@@ -18,7 +18,7 @@ from ..types import TRAIN_DEVICES
 __all__ = ["SUBCOMMANDS", "holdout_split", "frames_cache_dir", "AUGMENT_FLAGS", "HIGH_VOICE_HZ", "N_CEP_LOW",
            "N_CEP_HIGH"]
 
-AUGMENT_FLAGS = {"warp_spread": "--aug-warp-spread", "eq_nepers": "--aug-eq"}
+AUGMENT_FLAGS = {"warp_spread": "--aug-warp-spread", "eq_nepers": "--aug-eq", "normalise": "--aug-normalise"}
 """Command-line flag of each recorded :class:`~rtvc.train.dataset.AugmentConfig` option (the
 parser and the command a cloned voice records both use it)."""
 
@@ -102,6 +102,9 @@ def _add_loss_arguments(p: argparse.ArgumentParser) -> None:
                         f"up to 2**S (0..1; default {a.warp_spread:g}: one warp for the whole band)")
     p.add_argument(AUGMENT_FLAGS["eq_nepers"], type=float, default=a.eq_nepers, metavar="N",
                    help=f"disguise: random smooth EQ of up to N nepers per cosine term (0..2; default {a.eq_nepers:g})")
+    p.add_argument(AUGMENT_FLAGS["normalise"], type=float, default=a.normalise, metavar="SHARE",
+                   help="this share of the training rows gets the run time's input normalisation (the warp "
+                        f"by the F0 ratio and the settled timbre mean shift; 0..1, default {a.normalise:g})")
 
 
 def _augment(args: argparse.Namespace):  # noqa: ANN202

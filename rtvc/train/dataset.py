@@ -6,7 +6,12 @@ features from a randomly disguised version of those spectra, in the spectral dom
 
 - vocal-tract length: the cepstral envelope is warped in frequency by ``alpha``;
 - pitch: the fine structure (log magnitude minus envelope) is warped by ``p`` and F0 scaled by it;
-- microphone / room: a spectral tilt, a level change and additive noise at a random SNR.
+- microphone / room: a spectral tilt, a level change and additive noise at a random SNR;
+- optionally (``AugmentConfig.normalise``), on a share of the rows, what the run time does to a
+  speaker's input once its statistics have settled: the mel filterbank reads the spectrum at
+  ``p ** WARP_GAMMA`` times each frequency (:class:`~rtvc.converter.WarpNormaliser`), and the
+  MFCC ``c1..`` are shifted so their mean over the row's voiced frames is the clean input's
+  (:class:`~rtvc.converter.TimbreMapper`, which moves a speaker's long-term mean onto the target's).
 
 The *output* stays the clean target envelope (with the same level change in ``c0``, so the
 output level follows the input), so at run time any speaker's features map to the target.
@@ -29,6 +34,7 @@ import torch
 from ..errors import ConfigError
 from ..features import F0_REF_HZ, POWER_AMIN, FeatureConfig, FeatureExtractor, dct_matrix, mel_filterbank
 from .._native.cepstrum import cepstrum_matrices
+from ..converter import TIMBRE_RAMP_FRAMES, WARP_GAMMA, WARP_GRID, WARP_MIN_FRAMES
 
 __all__ = ["FrameSet", "AugmentConfig", "Augmenter", "load_audio_16k", "analyse_files", "frames_cache_key",
            "log_f0_stats", "ANALYSIS_VERSION"]
@@ -185,6 +191,7 @@ class AugmentConfig:
     warp_spread: float = 0.0  # the warp's ratio at the top of the band differs by 2**U(-s, s) from the bottom's
     eq_nepers: float = 0.0  # random smooth EQ: cepstral offsets c1..c{EQ_ORDER} of up to this, falling as 1/k
     parallel_share: float = 0.5  # with parallel data (other speakers, aligned): this share of batch rows
+    normalise: float = 0.0  # share of rows whose input gets the run time's input warp and timbre mean shift
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.warp_spread <= 1.0:
@@ -193,10 +200,12 @@ class AugmentConfig:
             raise ConfigError(f"eq_nepers {self.eq_nepers!r}; expected 0..2 nepers")
         if not 0.0 <= self.parallel_share <= 1.0:
             raise ConfigError(f"parallel_share {self.parallel_share!r}; expected 0..1")
+        if not 0.0 <= self.normalise <= 1.0:
+            raise ConfigError(f"normalise {self.normalise!r}; expected a share of rows 0..1")
 
     def options(self) -> dict[str, float]:
         """The options a voice records in its manifest (``training.augment``)."""
-        return {"warp_spread": self.warp_spread, "eq_nepers": self.eq_nepers}
+        return {"warp_spread": self.warp_spread, "eq_nepers": self.eq_nepers, "normalise": self.normalise}
 
 
 EQ_ORDER = 8
@@ -230,6 +239,15 @@ class Augmenter:
         self.cep = torch.from_numpy(np.concatenate([f.cepstrum for f in sets]))
         self.f0 = torch.from_numpy(np.concatenate([f.f0_hz for f in sets]))
         self.per = torch.from_numpy(np.concatenate([f.periodicity for f in sets]))
+        self.timbre_mean = None  # the target's mean MFCC c1.. over voiced frames, for the normalisation
+        if self.aug.normalise > 0.0:  # (of up to 20000 frames spread over its speech)
+            own = torch.linspace(0, self.n_own - 1, min(self.n_own, 20000)).long()
+            self.timbre_mean = self._voiced_mean(self.logmag[own].float(), self.f0[own], self.per[own])
+
+    def _voiced_mean(self, logmag: torch.Tensor, f0: torch.Tensor, per: torch.Tensor) -> torch.Tensor:
+        feats = self.features_from_logmag(logmag, f0, per)[..., 1:self.config.n_mfcc]
+        v = f0 > 0
+        return feats[v].mean(dim=0) if bool(v.any()) else feats.mean(dim=0)
 
     def _u(self, b: int, lo: float, hi: float) -> torch.Tensor:
         return lo + (hi - lo) * torch.rand(b, generator=self.gen)
@@ -318,7 +336,42 @@ class Augmenter:
         npow = torch.where(noisy, mean_pow * 10.0 ** (-snr / 10.0), torch.zeros(batch))
         noise = -torch.log(torch.rand(power.shape, generator=self.gen).clamp(min=1e-12))  # exponential
         power = power + npow[:, None, None] * noise
-        f0 = f0 * p[:, None]
-        inputs = self._features_from_power(power, f0, per)
+        inputs = self._features_from_power(power, f0 * p[:, None], per)
+        if a.normalise > 0.0:
+            inputs = self._normalise(inputs, power, lm, f0, p, per)
         cep[..., 0] += level[:, None]
         return inputs, cep
+
+    def _normalise(self, inputs: torch.Tensor, power: torch.Tensor, lm: torch.Tensor, f0: torch.Tensor,
+                   p: torch.Tensor, per: torch.Tensor) -> torch.Tensor:
+        """The run time's input normalisation on a share ``aug.normalise`` of the rows.
+
+        Half of those rows get it as it is once a speaker's statistics have settled: the input
+        warp (the filterbank reads the spectrum at ``w = p ** WARP_GAMMA`` times each frequency,
+        :class:`~rtvc.converter.WarpNormaliser`) and MFCC ``c1..`` moved by the mean over voiced
+        frames of the disguise's offset from the clean input, so their long-term mean is the
+        target's own (:class:`~rtvc.converter.TimbreMapper`). The other half get it as a fresh
+        stream does at its first words: the running mean from the row's first frame, the shift
+        faded in over ``TIMBRE_RAMP_FRAMES`` voiced frames towards the target's mean over all its
+        frames, the warp from the ``WARP_MIN_FRAMES``-th voiced frame on.
+        """
+        batch = inputs.shape[0]
+        k = self.config.n_mfcc
+        norm = torch.rand(batch, generator=self.gen) < self.aug.normalise
+        cold = norm & (torch.rand(batch, generator=self.gen) < 0.5)
+        w = (p ** WARP_GAMMA).clamp(float(WARP_GRID[0]), float(WARP_GRID[-1]))
+        warped = self._features_from_power(self._warp(power, 1.0 / w), f0 * p[:, None], per)
+        v = (f0 > 0).float()[..., None]
+        seen = v.cumsum(dim=1)  # voiced frames so far, this one included
+        # settled: the warp throughout, the oracle offset
+        clean = self.features_from_logmag(lm, f0, per)
+        offset = ((warped[..., 1:k] - clean[..., 1:k]) * v).sum(dim=1) / v.sum(dim=1).clamp(min=1.0)
+        settled = warped.clone()
+        settled[..., 1:k] -= offset[:, None, :]
+        # cold: the warp once WARP_MIN_FRAMES voiced frames are in, the running mean from zero
+        fresh = torch.where(seen >= WARP_MIN_FRAMES, warped, inputs)
+        running = (fresh[..., 1:k] * v).cumsum(dim=1) / seen.clamp(min=1.0)
+        ramp = (seen / TIMBRE_RAMP_FRAMES).clamp(max=1.0)
+        fresh[..., 1:k] += (self.timbre_mean - running) * ramp
+        out = torch.where(norm[:, None, None], settled, inputs)
+        return torch.where(cold[:, None, None], fresh, out)

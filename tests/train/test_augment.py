@@ -1,4 +1,5 @@
-"""Training disguises (rtvc.train.dataset.Augmenter): the band-dependent warp and the random EQ."""
+"""Training disguises (rtvc.train.dataset.Augmenter): the band-dependent warp, the random EQ and the
+run time's input normalisation on a share of the rows."""
 
 import numpy as np
 import pytest
@@ -53,7 +54,7 @@ def _batch(aug: AugmentConfig, seed: int = 3):
 def test_defaults_leave_the_disguise_as_it_was():
     # the new options at 0 draw no random numbers and change nothing
     x0, y0 = _batch(AugmentConfig())
-    x1, y1 = _batch(AugmentConfig(warp_spread=0.0, eq_nepers=0.0))
+    x1, y1 = _batch(AugmentConfig(warp_spread=0.0, eq_nepers=0.0, normalise=0.0))
     assert torch.equal(x0, x1) and torch.equal(y0, y1)
 
 
@@ -86,6 +87,70 @@ def test_random_eq_is_smooth_bounded_and_spares_the_targets_and_clean_rows():
     assert np.abs(np.diff(curve, 2, axis=1)).max() <= (np.pi / 256) ** 2 * sum(range(1, EQ_ORDER + 1)) + 1e-5
 
 
+def _normalise_case(seed: int = 7):
+    """A batch's disguised inputs (no noise) and what ``Augmenter._normalise`` makes of them, with
+    the pieces it works from."""
+    a = Augmenter(_frames(), aug=AugmentConfig(normalise=1.0, noise_prob=0.0), seed=seed)
+    idx = a.draw_index(24, 60)
+    lm, f0, per = a.logmag[idx].float(), a.f0[idx], a.per[idx]
+    p = 2.0 ** (torch.rand(24, generator=torch.Generator().manual_seed(seed)) * 2 - 1)
+    env = lm @ a.lift
+    power = torch.exp(2.0 * (a._warp(env, torch.full((24,), 1.1)) + a._warp(lm - env, p)))
+    inputs = a._features_from_power(power, f0 * p[:, None], per)
+    out = a._normalise(inputs.clone(), power, lm, f0, p, per)
+    w = (p ** 0.3).clamp(0.8, 1.25)
+    warped = a._features_from_power(a._warp(power, 1.0 / w), f0 * p[:, None], per)
+    return a, inputs, out, warped, lm, f0, per
+
+
+def test_settled_rows_are_warped_by_the_pitch_ratio_and_have_the_clean_timbre_mean():
+    a, inputs, out, warped, lm, f0, per = _normalise_case()
+    k = a.config.n_mfcc
+    clean = a.features_from_logmag(lm, f0, per)
+    v = (f0 > 0).float()[..., None]
+    mean = lambda t: (t[..., 1:k] * v).sum(1) / v.sum(1)  # noqa: E731
+    d = out - warped  # a settled row: the warped input moved by one offset per coefficient c1..
+    settled = (d[..., 1:k].std(dim=1).amax(dim=1) < 1e-3) & (d[..., :1].abs().amax(dim=(1, 2)) == 0)
+    assert 4 <= int(settled.sum()) <= 20
+    np.testing.assert_allclose(mean(out)[settled].numpy(), mean(clean)[settled].numpy(), atol=1e-3)
+    assert torch.equal(out[settled][..., k:], warped[settled][..., k:])
+    assert (mean(inputs) - mean(clean)).abs().amax(dim=1).min() > 0.1  # the disguise had moved every row
+
+
+def test_cold_rows_follow_the_run_time_mean_shift_from_a_fresh_stream():
+    from rtvc._native.timbre import mean_shift
+    from rtvc.converter import TIMBRE_EMA_FRAMES, TIMBRE_RAMP_FRAMES, WARP_MIN_FRAMES
+
+    a, inputs, out, warped, lm, f0, per = _normalise_case(seed=11)
+    k = a.config.n_mfcc
+    target = a.timbre_mean.numpy().astype(np.float32)
+    matched = 0
+    for b in range(inputs.shape[0]):
+        # the reference: the run time's kernel, frame by frame, on a fresh state; the warp once
+        # WARP_MIN_FRAMES voiced frames are in (this frame included)
+        st = np.zeros(2 * (k - 1) + 1, np.float32)
+        ref = np.empty(inputs.shape[1:], np.float32)
+        seen = 0
+        for t in range(inputs.shape[1]):
+            voiced = bool(f0[b, t] > 0)
+            seen += voiced
+            frame = (warped if seen >= WARP_MIN_FRAMES else inputs)[b, t].numpy().astype(np.float32).copy()
+            mean_shift(frame, 1, voiced, target, st, TIMBRE_EMA_FRAMES, TIMBRE_RAMP_FRAMES)
+            ref[t] = frame
+        matched += bool(np.allclose(out[b].numpy(), ref, atol=2e-3))
+    assert 4 <= matched <= 20  # about half of the rows start cold
+
+
+def test_rows_left_alone_are_the_plain_disguise():
+    a = Augmenter(_frames(), aug=AugmentConfig(normalise=0.3, clean_prob=0.0), seed=4)
+    b = Augmenter(_frames(), aug=AugmentConfig(clean_prob=0.0), seed=4)
+    x1, y1 = a.batch(16, 50)
+    x0, y0 = b.batch(16, 50)
+    assert torch.equal(y0, y1)  # the targets never change
+    same = (x1 == x0).all(dim=2).all(dim=1)
+    assert 4 <= int(same.sum()) <= 15  # about 70 % of the rows are the plain disguise
+
+
 def test_augment_flags_are_checked_and_recorded(tmp_path, monkeypatch, capsys):
     pytest.importorskip("onnxruntime")
     from tests.train.test_build import clone_tiny
@@ -94,6 +159,9 @@ def test_augment_flags_are_checked_and_recorded(tmp_path, monkeypatch, capsys):
     assert "eq_nepers 3.0; expected 0..2 nepers" in capsys.readouterr().out
     with pytest.raises(ConfigError, match=r"warp_spread -0.1; expected 0\.\.1"):  # library callers too
         AugmentConfig(warp_spread=-0.1)
-    m, _ = clone_tiny(tmp_path, monkeypatch, "eq", "--aug-warp-spread", "0.25", "--aug-eq", "0.5")
-    assert m["training"]["augment"] == {"warp_spread": 0.25, "eq_nepers": 0.5}
-    assert m["training"]["command"].endswith("--aug-warp-spread 0.25 --aug-eq 0.5")
+    assert train_main(["voice", "--corpus", "x", "--name", "v", "--gender", "male", "--aug-normalise", "1.5"]) == 2
+    assert "normalise 1.5; expected a share of rows 0..1" in capsys.readouterr().out
+    m, _ = clone_tiny(tmp_path, monkeypatch, "eq", "--aug-warp-spread", "0.25", "--aug-eq", "0.5",
+                      "--aug-normalise", "0.5")
+    assert m["training"]["augment"] == {"warp_spread": 0.25, "eq_nepers": 0.5, "normalise": 0.5}
+    assert m["training"]["command"].endswith("--aug-warp-spread 0.25 --aug-eq 0.5 --aug-normalise 0.5")
