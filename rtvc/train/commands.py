@@ -104,7 +104,8 @@ def _add_loss_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"disguise: random smooth EQ of up to N nepers per cosine term (0..2; default {a.eq_nepers:g})")
     p.add_argument(AUGMENT_FLAGS["normalise"], type=float, default=a.normalise, metavar="SHARE",
                    help="this share of the training rows gets the run time's input normalisation (the warp "
-                        f"by the F0 ratio and the settled timbre mean shift; 0..1, default {a.normalise:g})")
+                        "by the F0 ratio and the timbre mean shift; half as settled, half as a fresh stream's "
+                        f"first words; 0..1, default {a.normalise:g})")
 
 
 def _augment(args: argparse.Namespace):  # noqa: ANN202

@@ -8,10 +8,10 @@ features from a randomly disguised version of those spectra, in the spectral dom
 - pitch: the fine structure (log magnitude minus envelope) is warped by ``p`` and F0 scaled by it;
 - microphone / room: a spectral tilt, a level change and additive noise at a random SNR;
 - optionally (``AugmentConfig.normalise``), on a share of the rows, what the run time does to a
-  speaker's input once its statistics have settled: the mel filterbank reads the spectrum at
-  ``p ** WARP_GAMMA`` times each frequency (:class:`~rtvc.converter.WarpNormaliser`), and the
-  MFCC ``c1..`` are shifted so their mean over the row's voiced frames is the clean input's
-  (:class:`~rtvc.converter.TimbreMapper`, which moves a speaker's long-term mean onto the target's).
+  speaker's input: the mel filterbank reads the spectrum at ``p ** WARP_GAMMA`` times each
+  frequency (:class:`~rtvc.converter.WarpNormaliser`), and the MFCC ``c1..`` are moved onto the
+  target's mean (:class:`~rtvc.converter.TimbreMapper`); half of those rows as once the speaker's
+  statistics have settled, half as a fresh stream's first words (see ``Augmenter._normalise``).
 
 The *output* stays the clean target envelope (with the same level change in ``c0``, so the
 output level follows the input), so at run time any speaker's features map to the target.
@@ -353,7 +353,8 @@ class Augmenter:
         target's own (:class:`~rtvc.converter.TimbreMapper`). The other half get it as a fresh
         stream does at its first words: the running mean from the row's first frame, the shift
         faded in over ``TIMBRE_RAMP_FRAMES`` voiced frames towards the target's mean over all its
-        frames, the warp from the ``WARP_MIN_FRAMES``-th voiced frame on.
+        frames, the warp once ``WARP_MIN_FRAMES`` voiced frames came before the frame (the run
+        time reads the F0 count before a hop's own update).
         """
         batch = inputs.shape[0]
         k = self.config.n_mfcc
@@ -368,8 +369,8 @@ class Augmenter:
         offset = ((warped[..., 1:k] - clean[..., 1:k]) * v).sum(dim=1) / v.sum(dim=1).clamp(min=1.0)
         settled = warped.clone()
         settled[..., 1:k] -= offset[:, None, :]
-        # cold: the warp once WARP_MIN_FRAMES voiced frames are in, the running mean from zero
-        fresh = torch.where(seen >= WARP_MIN_FRAMES, warped, inputs)
+        # cold: the warp once WARP_MIN_FRAMES voiced frames came before, the running mean from zero
+        fresh = torch.where(seen - v >= WARP_MIN_FRAMES, warped, inputs)
         running = (fresh[..., 1:k] * v).cumsum(dim=1) / seen.clamp(min=1.0)
         ramp = (seen / TIMBRE_RAMP_FRAMES).clamp(max=1.0)
         fresh[..., 1:k] += (self.timbre_mean - running) * ramp

@@ -127,16 +127,16 @@ def test_cold_rows_follow_the_run_time_mean_shift_from_a_fresh_stream():
     matched = 0
     for b in range(inputs.shape[0]):
         # the reference: the run time's kernel, frame by frame, on a fresh state; the warp once
-        # WARP_MIN_FRAMES voiced frames are in (this frame included)
+        # WARP_MIN_FRAMES voiced frames came before this one (the count before the hop's update)
         st = np.zeros(2 * (k - 1) + 1, np.float32)
         ref = np.empty(inputs.shape[1:], np.float32)
-        seen = 0
+        before = 0
         for t in range(inputs.shape[1]):
             voiced = bool(f0[b, t] > 0)
-            seen += voiced
-            frame = (warped if seen >= WARP_MIN_FRAMES else inputs)[b, t].numpy().astype(np.float32).copy()
+            frame = (warped if before >= WARP_MIN_FRAMES else inputs)[b, t].numpy().astype(np.float32).copy()
             mean_shift(frame, 1, voiced, target, st, TIMBRE_EMA_FRAMES, TIMBRE_RAMP_FRAMES)
             ref[t] = frame
+            before += voiced
         matched += bool(np.allclose(out[b].numpy(), ref, atol=2e-3))
     assert 4 <= matched <= 20  # about half of the rows start cold
 
