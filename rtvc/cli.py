@@ -120,6 +120,12 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--duplex", action="store_true",
                    help="one full-duplex stream when input and output are the same device (default: two streams; "
                         "through ALSA's pulse plugin a duplex stream dies at its first xrun)")
+    g.add_argument("--speaker-memory", choices=("auto", "on", "off"), default="auto",
+                   help="remember the speaker across sessions: the last 8 s of speech heard are saved (owner-only "
+                        f"WAV, {speaker_memory_path()}) when rtvc stops, and the next session's neural voice starts "
+                        "knowing the speaker instead of learning them over the first seconds; auto (default): on "
+                        "when capturing from a device, off for --input-file")
+    g.add_argument("--forget-speaker", action="store_true", help="delete the remembered speaker before starting")
     g.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
     g.add_argument("--json", action="store_true", help="print a final JSON summary (telemetry + counters)")
     g.add_argument("--quiet", action="store_true", help="no periodic status line")
@@ -179,8 +185,48 @@ def _device_rate(args: argparse.Namespace) -> int:
     return 48_000
 
 
-def build_engine(args: argparse.Namespace, *, device_rate: int | None = None) -> Any:
-    """An :class:`~rtvc.engine.Engine` for parsed options (voice preset + explicit overrides)."""
+def speaker_memory_path() -> Path:
+    """Where ``rtvc run`` remembers the speaker (``EngineConfig.speaker_memory``)."""
+    from .paths import data_dir
+
+    return data_dir() / "speaker.wav"
+
+
+def _speaker_memory(args: argparse.Namespace) -> str | None:
+    """The speaker memory file for parsed ``run`` options, or None (off, and for other commands)."""
+    mode = getattr(args, "speaker_memory", None)
+    if mode is None or mode == "off" or (mode == "auto" and getattr(args, "input_file", None) is not None):
+        return None
+    return str(speaker_memory_path())
+
+
+def forget_speaker(out: TextIO) -> None:
+    """Delete the remembered speaker (``run --forget-speaker``)."""
+    path = speaker_memory_path()
+    try:
+        path.unlink()
+        print(f"rtvc: forgot the remembered speaker ({path})", file=out)
+    except FileNotFoundError:
+        print(f"rtvc: no remembered speaker to forget ({path})", file=out)
+
+
+def _memory_saved_s(path: Path, *, since: float) -> float:
+    """Seconds of speech in the speaker memory if it was written after ``since`` (the worker
+    process or the engine saved it at stop), else 0."""
+    import soundfile as sf
+
+    try:
+        if path.stat().st_mtime < since:
+            return 0.0
+        info = sf.info(str(path))
+        return float(info.frames) / float(info.samplerate)
+    except (OSError, RuntimeError):
+        return 0.0
+
+
+def build_engine(args: argparse.Namespace, *, device_rate: int | None = None, remember: bool = True) -> Any:
+    """An :class:`~rtvc.engine.Engine` for parsed options (voice preset + explicit overrides);
+    ``remember=False`` leaves the speaker memory out whatever the options say."""
     from .engine import Engine, EngineConfig
     from .voices import VoiceRegistry
 
@@ -190,7 +236,9 @@ def build_engine(args: argparse.Namespace, *, device_rate: int | None = None) ->
     registry = VoiceRegistry()
     params = build_params(args, registry=registry)
     return Engine(EngineConfig(device_rate=rate, max_block=max(8192, block),
-                               neural_device=getattr(args, "neural_device", "cpu")), registry=registry, params=params)
+                               neural_device=getattr(args, "neural_device", "cpu"),
+                               speaker_memory=_speaker_memory(args) if remember else None),
+                  registry=registry, params=params)
 
 
 def build_runner(args: argparse.Namespace, engine: Any) -> Any:
@@ -407,7 +455,7 @@ def _demo(args: argparse.Namespace, reason: str, out: TextIO) -> int:
     from .wavio import read_audio, write_audio
 
     x, rate = read_audio(sample_path())
-    engine = build_engine(args, device_rate=rate)
+    engine = build_engine(args, device_rate=rate, remember=False)  # the sample's speaker is not the user
     block = max(1, int(round(rate * args.block_ms / 1000.0)))
     y, compute_s = convert_array(engine, x, block=block)
     dest = write_audio(args.output_file or DEMO_OUTPUT, y, rate)
@@ -505,6 +553,8 @@ def run_live(args: argparse.Namespace) -> int:
     if args.duration is not None and not (args.duration > 0 and math.isfinite(args.duration)):
         raise ConfigError(f"--duration {args.duration} is out of range; expected a positive number of seconds")
     _check_block_ms(args.block_ms)
+    if getattr(args, "forget_speaker", False):
+        forget_speaker(out)
     if args.input_file is None:
         # no sound card: the demo (the bundled sample through the same engine) instead of a traceback
         reason = _no_device_reason(need_output=args.output_file is None and not args.null_output)
@@ -515,6 +565,11 @@ def run_live(args: argparse.Namespace) -> int:
         ext.prepare_run(args)  # e.g. the virtual mic must exist before the output stream opens
     engine = build_engine(args)
     runner = build_runner(args, engine)
+    memory = engine.config.speaker_memory
+    if engine.speaker_recalled_s > 0.0:
+        print(f"rtvc: the voice starts from the remembered speaker ({engine.speaker_recalled_s:.1f} s of speech in "
+              f"{memory}; --forget-speaker drops it)", file=out, flush=True)
+    started = time.time()
     with _sigterm_stops():
         stopped_by = _live_loop(args, engine, runner, ext, out)
     if runner.file_error is not None:
@@ -523,6 +578,12 @@ def run_live(args: argparse.Namespace) -> int:
         stopped_by = "error"
         print(f"rtvc: error: the audio worker stopped: {type(runner.error).__name__}: {runner.error}", file=sys.stderr)
     summary = {**runner.summary(), "stopped_by": stopped_by}
+    if memory is not None:
+        saved_s = _memory_saved_s(Path(memory), since=started)
+        summary["speaker_memory"] = {"path": memory, "recalled_s": engine.speaker_recalled_s, "saved_s": saved_s}
+        if saved_s:
+            print(f"rtvc: remembered {saved_s:.1f} s of the speaker's speech for the next session ({memory})",
+                  file=out, flush=True)
     if args.output_file:
         summary["output"] = str(args.output_file)
     print(f"rtvc: stopped ({stopped_by}): {_status_line(summary)}, blocks {summary['blocks']}, "

@@ -21,7 +21,10 @@ come from any thread: they are validated and voice models are loaded in the call
 then handed over through a bounded queue and applied at the next block boundary. A voice
 that adapts to the speaker (a neural voice's F0, timbre and warp statistics) learns the speaker
 from the engine's last ``HISTORY_S`` of input when it loads (``stage.prime``), so switching
-voices mid-session is not a cold start.
+voices mid-session is not a cold start. The history holds the hops the noise gate let
+through (speech, not the silence of a pause), and with ``EngineConfig.speaker_memory`` it
+outlives the session: a new engine starts its history from that file, so the voice it starts
+with already knows the speaker, and :meth:`Engine.save_speaker` writes the history back.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -39,11 +43,12 @@ import numpy as np
 from ._native.gate import gate_gains, noise_floor_step
 from ._native.mix import all_finite, apply_gain_ramp, hop_mix, sanitize, soft_limit
 from ._native.ring import ring_read, ring_write
-from .errors import ConfigError, ControlError
+from .errors import AudioFileError, ConfigError, ControlError
 from .params import Params
 from .resampling import SUPPORTED_RATES, StreamResampler
 from .types import HOP, MODEL_RATE, NEURAL_DEVICES, Audio
 from .voices import VoiceInfo, VoiceRegistry
+from .wavio import read_audio, write_audio
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +74,12 @@ CLICK_DROP = 10.0 ** (-20.0 / 10.0)  # hop power
 # ... except within this long after the gate's hold ran out: the pauses between a speaker's phrases
 # (a word's onset there is not held back; key clicks in such a pause pass as they did before the test)
 CLICK_GRACE_S = 1.0
-# the input a newly selected voice learns the speaker from (its ``prime``): the last 8 s after the
-# input gain, longer than the warm-up of the neural voices' F0 and timbre statistics (200 voiced frames)
+# the input a newly selected voice learns the speaker from (its ``prime``): the last 8 s the noise
+# gate let through, after the input gain, longer than the warm-up of the neural voices' F0 and timbre
+# statistics (200 voiced frames)
 HISTORY_S = 8.0
+# ``save_speaker`` replaces the speaker memory only when the engine heard this much speech itself
+SPEAKER_MEMORY_MIN_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -82,6 +90,8 @@ class EngineConfig:
     max_block: int = 8192  # process() splits longer inputs into chunks of this size
     queue_size: int = 64
     neural_device: str = "cpu"  # where neural voices run: 'cpu', 'cuda' or 'auto' (converter.select_providers)
+    # a WAV of the speech the last session heard (``Engine.save_speaker``); the history starts from it
+    speaker_memory: str | None = None
 
     def __post_init__(self) -> None:
         if self.neural_device not in NEURAL_DEVICES:
@@ -94,6 +104,8 @@ class EngineConfig:
             raise ConfigError(f"hop {self.hop} samples is out of range; expected 16..1024")
         if not (1 <= self.max_block <= 1 << 16):
             raise ConfigError(f"max_block {self.max_block} is out of range; expected 1..65536")
+        if self.speaker_memory is not None and not (isinstance(self.speaker_memory, str) and self.speaker_memory):
+            raise ConfigError(f"speaker_memory {self.speaker_memory!r}; expected a file path or None")
 
 
 def _db_to_lin(db: float) -> float:
@@ -148,6 +160,10 @@ class Engine:
         self._hop_buf = np.zeros(cfg.hop, np.float32)
         self._history = np.zeros((int(round(HISTORY_S * cfg.model_rate / cfg.hop)), cfg.hop), np.float32)
         self._history_n = 0  # hops written into ``_history`` (row n % rows) since the start or a reset
+        self._history_live = 0  # of them, hops this engine heard (not recalled from the speaker memory)
+        self.speaker_recalled_s = 0.0  # seconds of speech the history started with (the speaker memory)
+        if cfg.speaker_memory is not None:
+            self._recall_speaker(Path(cfg.speaker_memory))
         self._wet = np.zeros(cfg.hop, np.float32)
         self._y = np.zeros(cfg.hop, np.float32)
         self._ramp = (np.arange(1, cfg.hop + 1, dtype=np.float32) / cfg.hop)
@@ -232,9 +248,10 @@ class Engine:
         return act
 
     def heard(self) -> np.ndarray:
-        """The input of the last ``HISTORY_S`` (model rate, after the input gain, oldest first),
-        copied from any thread without stopping the audio: hops the audio thread writes while
-        the copy is made (they overwrite the oldest) are left out. Allocates."""
+        """The last ``HISTORY_S`` of input the noise gate let through (model rate, after the
+        input gain, oldest first; the speech, without the pauses between), copied from any
+        thread without stopping the audio: hops the audio thread writes while the copy is made
+        (they overwrite the oldest) are left out. Allocates."""
         h = self._history
         rows = h.shape[0]
         n1 = self._history_n
@@ -246,6 +263,48 @@ class Engine:
             return np.zeros(0, np.float32)
         lo = max(0, n2 + 1 - rows)
         return snap[np.arange(lo, max(lo, n1)) % rows].reshape(-1)
+
+    def _recall_speaker(self, path: Path) -> None:
+        """Start the history from the speaker memory (its last ``HISTORY_S``); a missing file is
+        a first session, a bad one is named in the log and left out."""
+        if not path.exists():
+            return
+        try:
+            x, rate = read_audio(path)
+        except AudioFileError as e:
+            log.warning("speaker memory: %s; starting without it", e)
+            return
+        if rate != self.config.model_rate:
+            log.warning("speaker memory %s has sample rate %d Hz; expected %d Hz (rtvc writes it); starting "
+                        "without it", path, rate, self.config.model_rate)
+            return
+        k = min(x.shape[0] // self.hop, self._history.shape[0] - 1)
+        if k > 0:
+            self._history[:k] = x[x.shape[0] - k * self.hop:].reshape(k, self.hop)
+            self._history_n = k
+        self.speaker_recalled_s = k * self.hop / self.config.model_rate
+        log.info("speaker memory: %.1f s of speech from %s", self.speaker_recalled_s, path)
+
+    def save_speaker(self) -> bool:
+        """Write the speech of the last ``HISTORY_S`` (:meth:`heard`) to ``config.speaker_memory``
+        (model rate, 16-bit PCM, readable by its owner only), so the next engine's voice starts
+        knowing the speaker. Only when this engine heard at least ``SPEAKER_MEMORY_MIN_S`` of
+        speech itself since it started or was reset; otherwise the file is left as it is. Any
+        thread; allocates. Returns whether the file was written; a failure is logged, not raised."""
+        path = self.config.speaker_memory
+        if path is None or self._history_live * self.hop < SPEAKER_MEMORY_MIN_S * self.config.model_rate:
+            return False
+        x = self.heard()
+        if x.size == 0:
+            return False
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            write_audio(path, x, self.config.model_rate, mode=0o600)
+        except (AudioFileError, OSError) as e:
+            log.warning("speaker memory: cannot save it (%s); the next session starts without it", e)
+            return False
+        log.info("speaker memory: saved %.1f s of speech to %s", x.size / self.config.model_rate, path)
+        return True
 
     def request(self, params: Params) -> Params:
         """Ask for a new parameter snapshot; applied at the next block boundary.
@@ -345,6 +404,7 @@ class Engine:
         self._floor_st[:] = FLOOR_STATE_START
         self._noise_floor = 0.0
         self._history_n = 0
+        self._history_live = 0
 
     # ------------------------------------------------------------------ audio (worker thread)
     def warm_up(self) -> None:
@@ -433,8 +493,6 @@ class Engine:
         g_in1, wet1, out1, _ = gains
         x = self._hop_buf
         peak_in = apply_gain_ramp(h, g_in0, g_in1, x)
-        self._history[self._history_n % self._history.shape[0]] = x
-        self._history_n += 1
         self._level_in = max(peak_in, self._level_in * 0.5)
         floor = self._noise_floor = noise_floor_step(x, self._floor_smooth, self._floor_hops, FLOOR_MIN_SUBWINDOWS,
                                                      self._floor_st, self._floor_mins)
@@ -455,6 +513,10 @@ class Engine:
         d = act.stage.latency
         gate_gains(x, thr_lin, self._env_decay, attack_step, release_step, hold, confirm, CLICK_DROP,
                    self._click_grace, self._gate_st, self._g)
+        if self._gate_st[1] > 0.0:  # the gate lets this hop through: speech for the history, not a pause
+            self._history[self._history_n % self._history.shape[0]] = x
+            self._history_n += 1
+            self._history_live += 1
         # the gate opens ``look`` samples before the onset arrives: its attack time, or with the click
         # test (which holds an onset back until it is confirmed) as early as the voice's latency allows
         look = d if confirm else min(d, attack_i)

@@ -101,7 +101,8 @@ def read_audio(path: str | os.PathLike[str], *, channel: int | None = None, resa
     return x, rate
 
 
-def write_audio(path: str | os.PathLike[str], x: Audio, rate: int, *, subtype: str = "PCM_16") -> Path:
+def write_audio(path: str | os.PathLike[str], x: Audio, rate: int, *, subtype: str = "PCM_16",
+                mode: int | None = None) -> Path:
     """Write mono float32 audio atomically (a temporary file in the same folder, then rename).
 
     Parameters
@@ -114,6 +115,8 @@ def write_audio(path: str | os.PathLike[str], x: Audio, rate: int, *, subtype: s
         Sample rate in Hz.
     subtype
         ``"PCM_16"`` (default), ``"PCM_24"`` or ``"FLOAT"``.
+    mode
+        The file's permission bits (``0o600``: its owner only); ``None`` follows the umask.
 
     Returns
     -------
@@ -140,9 +143,11 @@ def write_audio(path: str | os.PathLike[str], x: Audio, rate: int, *, subtype: s
     os.close(fd)
     try:
         sf.write(tmp, x, int(rate), subtype=_SUBTYPES[subtype], format=file_format)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a normal file would follow the umask
+        if mode is None:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask  # mkstemp makes 0600; a normal file would follow the umask
+        os.chmod(tmp, mode)
         os.replace(tmp, p)
     except BaseException as e:
         try:

@@ -669,6 +669,7 @@ def _child_main(spec: dict[str, Any], cmd: Any, rep: Any) -> None:
         send(("error", type(e).__name__, str(e)))
     stop.set()
     t.join(timeout=2.0)
+    engine.save_speaker()  # logs, never raises
     send(("report", snapshot(0)[0] | {"final": True}))
     send(("exit",))
 

@@ -45,8 +45,8 @@ class PulseServer:
         env = dict(os.environ)
         env.update({"XDG_RUNTIME_DIR": str(self.runtime), "HOME": str(self.home),
                     "PULSE_SERVER": f"unix:{self.runtime / 'pulse' / 'native'}"})
-        for k in ("PULSE_SINK", "PULSE_SOURCE", "PULSE_COOKIE"):
-            env.pop(k, None)
+        for k in ("PULSE_SINK", "PULSE_SOURCE", "PULSE_COOKIE", "RTVC_HOME", "XDG_DATA_HOME", "XDG_CONFIG_HOME"):
+            env.pop(k, None)  # rtvc's user files (the speaker memory, presets) go to the temporary home too
         self.env = env
 
     def start(self, timeout_s: float = 10.0) -> "PulseServer":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from rtvc.engine import Engine, EngineConfig
 from rtvc.errors import ConfigError
@@ -408,7 +409,8 @@ def test_a_lookahead_voice_is_one_hop_later_and_independent_of_host_block_size(t
 def test_heard_is_the_last_input_in_order_even_while_the_audio_thread_writes():
     """``heard()`` copies the input history from another thread: every copy is one contiguous,
     in-order stretch of the input (a sample ramp), ending at most a few hops before the newest,
-    however the copy and the audio thread's writes interleave; a reset empties it."""
+    however the copy and the audio thread's writes interleave; a reset empties it, and silence
+    (the gate shut) is not kept."""
     import threading
 
     from rtvc.engine import HISTORY_S
@@ -455,8 +457,10 @@ def test_heard_is_the_last_input_in_order_even_while_the_audio_thread_writes():
     np.testing.assert_array_equal(h, x[12 * 16000 - (rows - 11) * 80:12 * 16000])
     eng._history = eng._history.view(np.ndarray)
     eng.reset()
-    eng.process(np.zeros(160, np.float32))
-    np.testing.assert_array_equal(eng.heard(), 0.0)
+    eng.process(np.zeros(160, np.float32))  # the reset forgot the input; silence is not kept
+    assert eng.heard().size == 0
+    eng.process(np.full(160, 0.01, np.float32))
+    np.testing.assert_array_equal(eng.heard(), np.float32(0.01))
     assert eng.heard().size == 160
 
 
@@ -487,3 +491,109 @@ def test_a_voice_selected_mid_session_knows_the_speaker_as_if_it_had_played_all_
     switched.update(voice=voice)
     switched.process(np.zeros(480, np.float32))
     assert switched._active.state["f0"][1] == 0.0  # the reset forgot the speaker
+
+
+def test_the_history_holds_the_speech_not_the_pause_after_it():
+    """The input history (what a newly selected voice learns the speaker from) holds the hops
+    the gate let through: a voice selected after 10 s of silence still learns the speaker from
+    the speech before it (with the whole input kept, it heard 8 s of silence and started cold)."""
+    speech = voiced(16000, 1.5, f0=210.0, seed=4)
+    eng = Engine(EngineConfig(device_rate=16000), params=Params(voice="neutral", gate_threshold_db=-50.0))
+    eng.process(np.concatenate([speech, np.zeros(10 * 16000, np.float32)]))
+    h = eng.heard()
+    # the speech from the hop where the gate's onset test let it through (a few tens of ms in),
+    # then the gate's hold and release (zeros), not the 10 s pause
+    o = next(o for o in range(0, 1600, 80) if np.array_equal(h[:800], speech[o:o + 800]))
+    np.testing.assert_array_equal(h[:speech.size - o], speech[o:])
+    tail = h[speech.size - o:]
+    assert 0 < tail.size <= int(0.35 * 16000) and not np.any(tail)
+    eng.update(voice="kumo")
+    eng.process(np.zeros(160, np.float32))
+    st = eng._active.state
+    assert st["f0"][1] > 100
+    assert abs(2.0 ** st["f0"][0] - 210.0) < 10.0
+
+
+def _memory_engine(path, voice="kumo", rate=48000):
+    return Engine(EngineConfig(device_rate=rate, speaker_memory=str(path)), params=Params(voice=voice))
+
+
+def test_the_speaker_memory_carries_the_speaker_into_the_next_session(tmp_path):
+    """``save_speaker`` writes the speech heard (16 kHz PCM, owner-only); the next engine with
+    the same memory starts its voice knowing the speaker (F0 mean, voiced frames, timbre, warp),
+    where an engine without it starts cold."""
+    path = tmp_path / "state" / "speaker.wav"
+    first = _memory_engine(path, voice="neutral")
+    assert first.heard().size == 0  # no file yet: a first session
+    first.process(np.concatenate([voiced(48000, 2.0, f0=210.0, seed=4), np.zeros(48000, np.float32)]))
+    assert first.save_speaker()
+    assert (path.stat().st_mode & 0o777) == 0o600
+    x, rate = sf.read(path, dtype="float32")
+    assert rate == 16000 and 2.0 <= x.size / 16000 <= 2.3 and sf.info(path).subtype == "PCM_16"
+
+    second = _memory_engine(path)
+    cold = Engine(EngineConfig(device_rate=48000), params=Params(voice="kumo"))
+    st = second._active.state
+    assert cold._active.state["f0"][1] == 0.0
+    assert st["f0"][1] > 200 and abs(2.0 ** st["f0"][0] - 210.0) < 10.0
+    assert st["timbre"][st["timbre"].size // 2] > 200  # the timbre mapper's voiced frames
+    assert st["warp"][0] != second._active.stage.warp.unit
+    # the recalled speech is in the history: a voice selected later learns from it too
+    assert x.size % second.hop == 0
+    np.testing.assert_array_equal(second.heard(), x)
+    # and it is exactly what priming a fresh voice with the file gives
+    ref = cold._active.stage.init_state()
+    cold._active.stage.prime(x, ref)
+    for key in ("f0", "timbre", "warp"):
+        np.testing.assert_array_equal(st[key], ref[key], err_msg=key)
+
+
+def test_the_speaker_memory_is_kept_when_the_session_heard_too_little(tmp_path):
+    """Less than ``SPEAKER_MEMORY_MIN_S`` of speech heard in a session (or since a reset) leaves
+    the file as it was: a session the user did not speak in does not erase the speaker."""
+    path = tmp_path / "speaker.wav"
+    a = _memory_engine(path, voice="neutral", rate=16000)
+    a.process(voiced(16000, 2.0, f0=120.0, seed=1))
+    assert a.save_speaker()
+    before = path.read_bytes()
+    b = _memory_engine(path, voice="neutral", rate=16000)
+    assert b.heard().size > 0  # recalled, not heard: not saved back
+    b.process(voiced(16000, 0.5, f0=220.0, seed=2))
+    assert not b.save_speaker()
+    b.process(voiced(16000, 1.0, f0=220.0, seed=2))
+    b.reset()
+    b.process(np.zeros(1600, np.float32))
+    assert not b.save_speaker()
+    assert path.read_bytes() == before
+    assert not Engine(EngineConfig(device_rate=16000), params=Params(voice="neutral")).save_speaker()  # no memory
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "rate", "empty"])
+def test_a_damaged_speaker_memory_is_named_and_left_out(tmp_path, caplog, damage):
+    """A memory file that cannot be used is named in the log with what was expected; the engine
+    starts cold and runs; the next save replaces the file."""
+    path = tmp_path / "speaker.wav"
+    if damage == "corrupt":
+        path.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" + bytes(100))
+    elif damage == "rate":
+        sf.write(path, voiced(48000, 2.0, f0=210.0), 48000, subtype="PCM_16")
+    else:
+        sf.write(path, np.zeros(0, np.float32), 16000, subtype="PCM_16")
+    with caplog.at_level("WARNING", logger="rtvc.engine"):
+        eng = _memory_engine(path)
+    msg = " ".join(r.getMessage() for r in caplog.records)
+    assert str(path) in msg and "starting without it" in msg
+    if damage == "rate":
+        assert "48000 Hz; expected 16000 Hz" in msg
+    assert eng._active.state["f0"][1] == 0.0 and eng.heard().size == 0
+    y = eng.process(voiced(48000, 1.5, f0=210.0))
+    assert np.all(np.isfinite(y)) and np.max(np.abs(y)) > 0.01
+    assert eng.save_speaker()
+    assert sf.info(path).samplerate == 16000
+
+
+def test_speaker_memory_config_is_checked():
+    with pytest.raises(ConfigError, match="speaker_memory 3; expected a file path or None"):
+        EngineConfig(speaker_memory=3)
+    with pytest.raises(ConfigError, match="speaker_memory ''"):
+        EngineConfig(speaker_memory="")

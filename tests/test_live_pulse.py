@@ -207,6 +207,40 @@ def test_live_gate_shuts_out_steady_noise_and_lets_the_voice_through(pulse_serve
     assert rms_db(tone) > -20.0  # and the voice opens it
 
 
+def test_live_session_remembers_the_speaker_for_the_next_one(pulse_server: PulseServer, tmp_path: Path) -> None:
+    """A live run that heard speech saves it as it stops (the worker process writes an owner-only
+    16 kHz WAV in the user's data folder); the next run starts its neural voice from it and, having
+    heard nobody, leaves it as it was; ``--forget-speaker`` deletes it."""
+    srv = pulse_server
+    x = np.concatenate([_tone(190.0, 1.5), np.zeros(RATE // 2, np.float32), _tone(170.0, 1.5)])
+    first = RtvcProcess(srv, ["--voice", "neutral", "--duration", "6"], sink="rtvc_test_out",
+                        source="rtvc_test_in.monitor", rate=RATE)
+    time.sleep(0.5)
+    _play(srv, x, "rtvc_test_in", tmp_path)
+    mem1 = first.finish()["speaker_memory"]
+    path = Path(mem1["path"])
+    assert path == srv.home / ".local" / "share" / "rtvc" / "speaker.wav"
+    info = sf.info(str(path))
+    print(f"live speaker memory: saved {mem1['saved_s']:.2f} s of 3.0 s played; {info.samplerate} Hz {info.subtype}")
+    # the two tones and the gate's hold and release after each (0.23 s), not the silence around them
+    assert mem1["recalled_s"] == 0.0 and 2.9 <= mem1["saved_s"] <= 3.8, mem1
+    assert info.samplerate == 16000 and info.subtype == "PCM_16" and (path.stat().st_mode & 0o777) == 0o600
+    saved = path.read_bytes()
+
+    second = RtvcProcess(srv, ["--voice", "kumo", "--duration", "1"], sink="rtvc_test_out",
+                         source="rtvc_test_in.monitor", rate=RATE)
+    mem2 = second.finish()["speaker_memory"]
+    assert mem2["recalled_s"] == pytest.approx(mem1["saved_s"], abs=0.01) and mem2["saved_s"] == 0.0
+    assert "starts from the remembered speaker" in "".join(second.err)
+    assert path.read_bytes() == saved  # heard nobody: the memory is kept
+
+    third = RtvcProcess(srv, ["--voice", "kumo", "--duration", "0.5", "--forget-speaker"], sink="rtvc_test_out",
+                        source="rtvc_test_in.monitor", rate=RATE)
+    mem3 = third.finish()["speaker_memory"]
+    assert "forgot the remembered speaker" in "".join(third.err)
+    assert mem3["recalled_s"] == 0.0 and not path.exists()
+
+
 def test_pulse_backend_lists_and_resolves_devices(pulse_server: PulseServer) -> None:
     """``rtvc devices --backend pulse --json`` lists the server's sinks and sources; device specs
     resolve by exact name, index, unique substring and the client default, and a bad spec is

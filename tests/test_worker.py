@@ -165,3 +165,20 @@ def test_a_killed_worker_process_is_restarted(tmp_path: Path) -> None:
         assert r.error is None and not r.finished.is_set()
         assert any(f["kind"] == "worker" and "restarted" in f["message"] for f in r.faults), list(r.faults)
         assert eng.params.voice == "deeper"  # the new worker plays the current parameters
+
+
+@pytest.mark.parametrize("home", ["thread", "process"])
+def test_the_engine_that_heard_the_speaker_saves_the_memory_at_stop(tmp_path: Path, home: str) -> None:
+    """In either home the engine that ran the audio writes the speaker memory when the runner
+    stops (in the process home that is the worker's engine; the runner's own, which heard nothing,
+    leaves the file alone)."""
+    src = tmp_path / "speech.wav"
+    _speech_like(src, 16000, 2.0)
+    mem = tmp_path / "mem" / "speaker.wav"
+    eng = Engine(EngineConfig(device_rate=16000, speaker_memory=str(mem)), params=Params(voice="neutral"))
+    with LiveRunner(eng, input_file=src, null_output=True, realtime=False, worker=home) as r:
+        assert r.finished.wait(60.0)
+    assert r.error is None
+    x, rate = sf.read(mem, dtype="float32")
+    assert rate == 16000 and 1.8 * 16000 <= x.size <= 2.3 * 16000 and np.max(np.abs(x)) > 0.1
+    assert eng.save_speaker() is (home == "thread")  # the runner's engine heard the audio only in the thread home
