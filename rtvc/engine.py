@@ -34,7 +34,7 @@ import math
 import queue
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -411,7 +411,7 @@ class Engine:
         """Run every code path once (JIT compilation, ONNX first run) in a throwaway engine
         with the same config, registry and parameters, so this engine's first real block is on
         time. This engine's stream position, state, counters and statistics are untouched."""
-        probe = Engine(self.config, registry=self.registry, params=self._live)
+        probe = Engine(replace(self.config, speaker_memory=None), registry=self.registry, params=self._live)
         x = np.zeros(4 * self.hop * self.config.device_rate // self.config.model_rate, np.float32)
         probe.process_into(x, np.zeros_like(x))
 
