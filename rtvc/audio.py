@@ -1404,10 +1404,7 @@ class LiveRunner:
         self._set_state("stopped")
         self._collect()
         self._stop_worker_process()  # a worker process saves its engine's speaker memory as it ends
-        # the thread home's engine saves here; the process home's heard nothing itself (a no-op)
-        save = getattr(self.engine, "save_speaker", None)
-        if save is not None:
-            save()
+        self.engine.save_speaker()  # the thread home's engine; the process home's heard nothing itself (a no-op)
         self._close_wake()
         if self._saved_switch is not None:
             sys.setswitchinterval(self._saved_switch)
