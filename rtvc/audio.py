@@ -1212,6 +1212,8 @@ class LiveRunner:
             last = now
             if self._wp is not None and not self._wp.alive() and self.error is None:
                 self._respawn_worker()
+            if self._wp is None:  # the thread home: this engine hears the speaker (the worker saves its own)
+                self.engine.save_speaker_if_due(now)
             if self.stream_state == "running":
                 if not self._streams:
                     continue

@@ -24,7 +24,10 @@ from the engine's last ``HISTORY_S`` of input when it loads (``stage.prime``), s
 voices mid-session is not a cold start. The history holds the hops the noise gate let
 through (speech, not the silence of a pause), and with ``EngineConfig.speaker_memory`` it
 outlives the session: a new engine starts its history from that file, so the voice it starts
-with already knows the speaker, and :meth:`Engine.save_speaker` writes the history back.
+with already knows the speaker, and :meth:`Engine.save_speaker` writes the history back (at
+stop, and every ``speaker_save_every_s`` through :meth:`Engine.save_speaker_if_due`).
+:meth:`Engine.forget_speaker` is the hand-over: someone else takes the microphone, the history
+and the memory file are dropped and the active voice starts learning afresh (crossfaded).
 """
 
 from __future__ import annotations
@@ -80,6 +83,9 @@ CLICK_GRACE_S = 1.0
 HISTORY_S = 8.0
 # ``save_speaker`` replaces the speaker memory only when the engine heard this much speech itself
 SPEAKER_MEMORY_MIN_S = 1.0
+# ``save_speaker_if_due``: while running, the memory is saved this often (``EngineConfig.speaker_save_every_s``)
+# when new speech was heard (a crash or a killed process then loses at most this much of the session's update)
+SPEAKER_SAVE_EVERY_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,7 @@ class EngineConfig:
     neural_device: str = "cpu"  # where neural voices run: 'cpu', 'cuda' or 'auto' (converter.select_providers)
     # a WAV of the speech the last session heard (``Engine.save_speaker``); the history starts from it
     speaker_memory: str | None = None
+    speaker_save_every_s: float = SPEAKER_SAVE_EVERY_S
 
     def __post_init__(self) -> None:
         if self.neural_device not in NEURAL_DEVICES:
@@ -106,6 +113,8 @@ class EngineConfig:
             raise ConfigError(f"max_block {self.max_block} is out of range; expected 1..65536")
         if self.speaker_memory is not None and not (isinstance(self.speaker_memory, str) and self.speaker_memory):
             raise ConfigError(f"speaker_memory {self.speaker_memory!r}; expected a file path or None")
+        if not (isinstance(self.speaker_save_every_s, (int, float)) and self.speaker_save_every_s > 0):
+            raise ConfigError(f"speaker_save_every_s {self.speaker_save_every_s!r}; expected seconds > 0")
 
 
 def _db_to_lin(db: float) -> float:
@@ -162,6 +171,11 @@ class Engine:
         self._history_n = 0  # hops written into ``_history`` (row n % rows) since the start or a reset
         self._history_live = 0  # of them, hops this engine heard (not recalled from the speaker memory)
         self.speaker_recalled_s = 0.0  # seconds of speech the history started with (the speaker memory)
+        self._speech_hops = 0  # hops the gate let through since the start (never reset)
+        self._saved_hops = 0  # ``_speech_hops`` at the last save
+        self._saved_at: float | None = None  # ``save_speaker_if_due``'s clock at the last save (or try)
+        self._forget_asked = 0  # ``forget_speaker`` calls; the audio path has applied ``_forget_done`` of them
+        self._forget_done = 0
         if cfg.speaker_memory is not None:
             self._recall_speaker(Path(cfg.speaker_memory))
         self._wet = np.zeros(cfg.hop, np.float32)
@@ -173,6 +187,7 @@ class Engine:
         self._times_n = 0
         self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=cfg.queue_size)
         self._lock = threading.Lock()  # serialises request() callers, never taken by process()
+        self._memory_lock = threading.Lock()  # serialises the speaker memory's saves and deletion (not process())
         self._remote: Callable[[tuple[Any, ...]], None] | None = None
         self._mirror_base: dict[str, int] = {}
         self.counters = {"blocks": 0, "hops": 0, "samples_in": 0, "nonfinite_samples": 0, "stage_resets": 0,
@@ -230,7 +245,7 @@ class Engine:
         return 1000.0 * self.latency_samples(stage_latency) / self.config.device_rate
 
     # ------------------------------------------------------------------ control (any thread)
-    def _load(self, info: VoiceInfo, params: Params) -> _Active:
+    def _load(self, info: VoiceInfo, params: Params, *, prime_it: bool = True) -> _Active:
         """Load a voice; a stage that learns the speaker (``prime``, neural voices) first hears
         what this engine heard (the last ``HISTORY_S``), so a switch mid-session is not a cold start."""
         stage = self.registry.make_stage(info, model_rate=self.config.model_rate, hop=self.hop,
@@ -238,7 +253,7 @@ class Engine:
         stage.set_params(params)
         act = _Active(info, stage)
         prime = getattr(stage, "prime", None)
-        if prime is not None:
+        if prime is not None and prime_it:
             heard = self.heard()
             if heard.size:
                 t0 = time.perf_counter()
@@ -251,7 +266,10 @@ class Engine:
         """The last ``HISTORY_S`` of input the noise gate let through (model rate, after the
         input gain, oldest first; the speech, without the pauses between), copied from any
         thread without stopping the audio: hops the audio thread writes while the copy is made
-        (they overwrite the oldest) are left out. Allocates."""
+        (they overwrite the oldest) are left out. Empty while a :meth:`forget_speaker` waits for
+        the audio path. Allocates."""
+        if self._forget_asked != self._forget_done:
+            return np.zeros(0, np.float32)
         h = self._history
         rows = h.shape[0]
         n1 = self._history_n
@@ -292,19 +310,86 @@ class Engine:
         speech itself since it started or was reset; otherwise the file is left as it is. Any
         thread; allocates. Returns whether the file was written; a failure is logged, not raised."""
         path = self.config.speaker_memory
-        if path is None or self._history_live * self.hop < SPEAKER_MEMORY_MIN_S * self.config.model_rate:
+        if path is None:
             return False
-        x = self.heard()
-        if x.size == 0:
-            return False
-        try:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            write_audio(path, x, self.config.model_rate, mode=0o600)
-        except (AudioFileError, OSError) as e:
-            log.warning("speaker memory: cannot save it (%s); the next session starts without it", e)
-            return False
+        with self._memory_lock:
+            if self._history_live * self.hop < SPEAKER_MEMORY_MIN_S * self.config.model_rate:
+                return False
+            hops = self._speech_hops
+            x = self.heard()
+            if x.size == 0:
+                return False
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                write_audio(path, x, self.config.model_rate, mode=0o600)
+            except (AudioFileError, OSError) as e:
+                log.warning("speaker memory: cannot save it (%s); the next session starts without it", e)
+                return False
+            self._saved_hops = hops
         log.info("speaker memory: saved %.1f s of speech to %s", x.size / self.config.model_rate, path)
         return True
+
+    def save_speaker_if_due(self, now: float) -> bool:
+        """:meth:`save_speaker` when ``config.speaker_save_every_s`` passed since the last save (or the
+        first call) and the gate let new speech through since then; ``now`` is a monotonic clock
+        in seconds. For a thread that ticks while the audio runs (never the audio thread)."""
+        if self.config.speaker_memory is None:
+            return False
+        if self._saved_at is None:
+            self._saved_at = now
+            return False
+        if now - self._saved_at < self.config.speaker_save_every_s or self._speech_hops == self._saved_hops:
+            return False
+        self._saved_at = now
+        return self.save_speaker()
+
+    def forget_speaker(self) -> bool:
+        """Forget the speaker (someone else takes the microphone): the input history is dropped,
+        the speaker memory file is deleted, and the active voice, if it learns the speaker, is
+        replaced at the next block boundary by a fresh copy that starts learning again (crossfaded
+        like a voice switch; loaded here, in the caller's thread). The next save needs
+        ``SPEAKER_MEMORY_MIN_S`` of new speech. Returns whether a memory file was deleted."""
+        with self._lock:
+            self.speaker_recalled_s = 0.0
+            if self._remote is not None:  # the worker process runs the audio: it forgets there
+                deleted = self._delete_memory()  # first: the worker deletes a save it makes meanwhile
+                self._remote(("forget",))
+                self._history_n = self._history_live = 0
+                return deleted
+            info = self.registry.get(self.params.voice)
+            fresh: _Active | None = self._load(info, self.params, prime_it=False)  # may raise: nothing forgotten
+            if getattr(fresh.stage, "prime", None) is None:
+                fresh = None  # a voice that does not learn the speaker plays on
+            with self._memory_lock:  # a save under way finishes first; later ones see the forget pending
+                self._forget_asked += 1
+                seq = self._forget_asked
+                try:
+                    self._queue.put_nowait(("forget", (seq, fresh)))
+                except queue.Full:
+                    self._coalesce(self.params, None)  # merges what waits into at most three commands
+                    self._queue.put_nowait(("forget", (seq, fresh)))
+                return self._delete_memory()
+
+    def _delete_memory(self) -> bool:
+        path = self.config.speaker_memory
+        if path is None:
+            return False
+        try:
+            Path(path).unlink()
+        except FileNotFoundError:
+            return False
+        except OSError as e:
+            log.warning("speaker memory: cannot delete %s (%s)", path, e)
+            return False
+        log.info("speaker memory: forgot the speaker (deleted %s)", path)
+        return True
+
+    @property
+    def speaker_s(self) -> float:
+        """Seconds of speech a voice selected now would learn the speaker from (at most ``HISTORY_S``)."""
+        if self._forget_asked != self._forget_done:
+            return 0.0
+        return min(self._history_n, self._history.shape[0] - 1) * self.hop / self.config.model_rate
 
     def request(self, params: Params) -> Params:
         """Ask for a new parameter snapshot; applied at the next block boundary.
@@ -350,6 +435,9 @@ class Engine:
                     break
         if any(kind == "reset" for kind, _ in pending):
             self._queue.put_nowait(("reset", None))
+        forgets = [arg for kind, arg in pending if kind == "forget"]
+        if forgets:  # the newest forget (its fresh voice); a voice loaded after it already starts cold
+            self._queue.put_nowait(("forget", forgets[-1]))
         self._queue.put_nowait(("params", (params, loaded)))
         self.counters["commands_coalesced"] += len(pending)
 
@@ -394,6 +482,16 @@ class Engine:
                 self._live = p
             elif kind == "reset":
                 self._reset_state()
+            elif kind == "forget":
+                seq, fresh = arg
+                self._history_n = 0
+                self._history_live = 0
+                if fresh is not None:
+                    fresh.stage.set_params(self._live)
+                    self._fading = self._active
+                    self._fade_pos = 0
+                    self._active = fresh
+                self._forget_done = seq
 
     def _reset_state(self) -> None:
         self._active.state = self._active.stage.init_state()
@@ -517,6 +615,7 @@ class Engine:
             self._history[self._history_n % self._history.shape[0]] = x
             self._history_n += 1
             self._history_live += 1
+            self._speech_hops += 1
         # the gate opens ``look`` samples before the onset arrives: its attack time, or with the click
         # test (which holds an onset back until it is confirmed) as early as the voice's latency allows
         look = d if confirm else min(d, attack_i)
@@ -556,12 +655,15 @@ class Engine:
     # ------------------------------------------------------------------ remote worker
     def attach_remote(self, send: Callable[[tuple[Any, ...]], None] | None) -> None:
         """Run the audio in another process (see :mod:`rtvc.worker`): from now on, accepted
-        parameter snapshots (``("params", dict)``) and resets (``("reset",)``) go to ``send``
-        instead of this engine's queue; a voice change is still loaded (and refused) here
-        first. ``None`` detaches. The worker's statistics come back through :meth:`mirror`."""
+        parameter snapshots (``("params", dict)``), resets (``("reset",)``) and
+        :meth:`forget_speaker` (``("forget",)``) go to ``send`` instead of this engine's queue;
+        a voice change is still loaded (and refused) here first. ``None`` detaches. The worker's
+        statistics come back through :meth:`mirror`."""
         with self._lock:
             self._remote = send
             self._mirror_base = dict(self.counters) if send is not None else {}
+            if send is None:
+                self.gauges.pop("speaker_s", None)  # the worker's figure; this engine's own counts again
 
     def snapshot(self, since: int) -> tuple[dict[str, Any], int]:
         """Counters, gauges, levels and the compute times recorded after the ``since``-th
@@ -570,11 +672,12 @@ class Engine:
         k = min(n - since, TIMING_WINDOW)
         times = [int(self._times_ns[i % TIMING_WINDOW]) for i in range(n - k, n)]
         gauges = {k2: v for k2, v in self.gauges.items() if isinstance(v, (int, float)) or v is None}
+        gauges["speaker_s"] = self.speaker_s
         return {"counters": dict(self.counters), "gauges": gauges, "times_ns": times,
                 "levels": (self._level_in, self._level_out, self._noise_floor, self._gate_open)}, n
 
     def mirror(self, snap: dict[str, Any], *, gauges: tuple[str, ...] = ("buffer_age_ms", "buffer_age_max_ms",
-                                                                         "target_buffer_age_ms")) -> None:
+                                                                         "target_buffer_age_ms", "speaker_s")) -> None:
         """Take a worker engine's :meth:`snapshot` as this engine's statistics (counters are
         added to what this engine had counted when the worker was attached)."""
         base = self._mirror_base
@@ -610,6 +713,7 @@ class Engine:
             "compute_ms_max": float(t[-1]),
             "rtf": p50 / block_ms_mean if block_ms_mean > 0 else 0.0,
             "voice_provider": self.voice_provider,
+            "speaker_s": self.speaker_s,
             **{k: int(v) for k, v in self.counters.items()},
             **self.gauges,
         }

@@ -13,7 +13,7 @@ runs in one of two homes, chosen by :class:`~rtvc.audio.LiveRunner` (``worker=``
     worker (in the child) meet only there, through the same fenced single-producer /
     single-consumer rings. Nothing the runner's process does -- a garbage collection, the control
     server, a model load, a Python thread spinning -- holds an interpreter lock the worker needs.
-    Parameter snapshots and resets go to the child through a pipe (the engine forwards them, see
+    Parameter snapshots, resets and speaker hand-overs go to the child through a pipe (the engine forwards them, see
     :meth:`rtvc.engine.Engine.attach_remote`); counters, gauges and compute times come back as
     snapshots every 50 ms and are mirrored into the runner's engine, so telemetry reads the same
     in both homes. The child raises its scheduling priority (``SCHED_FIFO`` where permitted,
@@ -643,6 +643,8 @@ def _child_main(spec: dict[str, Any], cmd: Any, rep: Any) -> None:
                         engine.request(Params(**msg[1]))
                     elif msg[0] == "reset":
                         engine.reset()
+                    elif msg[0] == "forget":
+                        engine.forget_speaker()
                     elif msg[0] == "stall":
                         worker.stall_s = float(msg[1]) / 1000.0
                     elif msg[0] == "stop":
@@ -650,6 +652,7 @@ def _child_main(spec: dict[str, Any], cmd: Any, rep: Any) -> None:
                 except RtvcError as e:  # e.g. the model file changed between the two loads
                     send(("fault", "voice", f"the worker process could not apply {msg[0]}: {e}"))
             now = time.monotonic()
+            engine.save_speaker_if_due(now)  # logs, never raises
             if now >= next_report:
                 snap, sent = snapshot(sent)
                 send(("report", snap))
@@ -828,7 +831,7 @@ class WorkerProcess:
         return self._proc is not None and self._proc.is_alive()
 
     def send(self, msg: tuple[Any, ...]) -> None:
-        """Forward a command (``("params", dict)``, ``("reset",)``) to the worker."""
+        """Forward a command (``("params", dict)``, ``("reset",)``, ``("forget",)``) to the worker."""
         with self._send_lock:
             try:
                 self._cmd.send(msg)

@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 
 from rtvc.engine import Engine, EngineConfig
-from rtvc.errors import ConfigError
+from rtvc.errors import ConfigError, ModelError
 from rtvc.params import Params
 from rtvc.voices import DSP_PRESETS, DelayStage, VoiceRegistry
 
@@ -597,3 +597,125 @@ def test_speaker_memory_config_is_checked():
         EngineConfig(speaker_memory=3)
     with pytest.raises(ConfigError, match="speaker_memory ''"):
         EngineConfig(speaker_memory="")
+    with pytest.raises(ConfigError, match="speaker_save_every_s 0; expected seconds > 0"):
+        EngineConfig(speaker_save_every_s=0)
+
+
+def test_forgetting_the_speaker_hands_the_voice_to_the_next_one(tmp_path):
+    """``forget_speaker`` (someone else takes the microphone): the voice's F0 statistics follow
+    the new speaker alone (without it they keep a mix of both), the memory file is deleted, and
+    the next save holds only the new speaker's speech."""
+    path = tmp_path / "speaker.wav"
+    a, b = voiced(48000, 2.0, f0=210.0, seed=4), voiced(48000, 1.5, f0=120.0, seed=5)
+    kept = _memory_engine(path)
+    handed = _memory_engine(path)
+    for eng in (kept, handed):
+        eng.process(a)
+    assert handed.save_speaker() and path.exists()
+    assert handed.forget_speaker() is True and not path.exists()
+    assert handed.heard().size == 0 and handed.speaker_s == 0.0  # nothing of the first speaker is offered
+    for eng in (kept, handed):
+        y = eng.process(b)
+        assert np.all(np.isfinite(y)) and np.max(np.abs(y[4800:])) > 0.05
+    f0_kept, f0_new = (2.0 ** e._active.state["f0"][0] for e in (kept, handed))
+    assert abs(f0_new - 120.0) < 8.0 and f0_kept - 120.0 > 20.0, (f0_new, f0_kept)
+    assert handed.save_speaker()  # the new speaker only
+    x, _ = sf.read(path, dtype="float32")
+    assert 1.0 * 16000 <= x.size <= b.size // 3 and handed.speaker_s == pytest.approx(x.size / 16000)
+    assert handed.forget_speaker() and not handed.forget_speaker()  # the second time: no file left to delete
+
+
+class _Learner(DelayStage):
+    """A stage that 'learns the speaker': its output level creeps from -0.5 (fresh) to +0.5."""
+
+    def init_state(self):
+        return {"v": -0.5, "out": np.zeros(self.hop, np.float32)}
+
+    def step(self, x, state):
+        state["v"] = min(0.5, state["v"] + 0.001)
+        state["out"][:] = state["v"]
+        return state["out"], state
+
+    def prime(self, x, state):
+        state["v"] = 0.5
+        return 0
+
+
+class _LearnerRegistry(VoiceRegistry):
+    def __init__(self):
+        super().__init__(model_dirs=[])
+
+    def make_stage(self, info, *, model_rate=16000, hop=80, device="cpu"):
+        return _Learner(0, hop=hop)
+
+
+def test_the_forget_swap_is_crossfaded_without_a_click():
+    """The settled voice (+0.5) hands over to a fresh one (-0.5): a hard swap would jump by 1.0;
+    the crossfade ramps over ``CROSSFADE_HOPS`` (1/320 per sample at 16 kHz)."""
+    eng = Engine(EngineConfig(device_rate=16000), registry=_LearnerRegistry(), params=Params(**OPEN_GATE))
+    y0 = eng.process(np.full(6 * 16000, 0.1, np.float32))  # 1200 hops: the voice settled at +0.5
+    assert y0[-1] == pytest.approx(0.5)
+    eng.forget_speaker()
+    y = np.concatenate([y0[-800:], eng.process(np.full(1600, 0.1, np.float32))])
+    assert np.max(np.abs(np.diff(y))) < 0.006
+    assert y[-1] < -0.3  # the fresh voice plays, learning again
+
+
+def test_a_voice_chosen_while_a_forget_waits_starts_cold_and_a_failed_forget_forgets_nothing(monkeypatch):
+    """Between ``forget_speaker`` and the block that applies it, a newly selected voice must not
+    learn the old speaker; a forget whose fresh voice cannot load changes nothing."""
+    eng = Engine(EngineConfig(device_rate=16000), params=Params(voice="kumo"))
+    eng.process(voiced(16000, 1.5, f0=210.0, seed=4))
+    before = eng.heard()
+    real = eng.registry.make_stage
+
+    def broken(*a, **k):
+        raise ModelError("kumo.onnx: damaged")
+
+    monkeypatch.setattr(eng.registry, "make_stage", broken)
+    with pytest.raises(ModelError, match="damaged"):
+        eng.forget_speaker()
+    np.testing.assert_array_equal(eng.heard(), before)
+    monkeypatch.setattr(eng.registry, "make_stage", real)
+    eng.forget_speaker()
+    eng.update(voice="aria")  # loaded now, before any block applied the forget
+    eng.process(np.zeros(160, np.float32))
+    assert eng._active.info.name == "aria" and eng._active.state["f0"][1] == 0.0
+
+
+def test_a_forget_survives_a_full_command_queue():
+    """With nobody draining the queue (a stopped stream), a forget still lands: the pending
+    commands are merged and the forget is kept in order."""
+    eng = Engine(EngineConfig(device_rate=16000, queue_size=4), params=Params(voice="kumo"))
+    eng.process(voiced(16000, 1.5, f0=210.0, seed=4))
+    for g in range(6):
+        eng.update(output_gain_db=float(-g))
+    eng.forget_speaker()
+    eng.update(pitch_st=2.0)
+    eng.process(np.zeros(160, np.float32))
+    assert eng._live.pitch_st == 2.0 and eng._live.output_gain_db == -5.0
+    assert eng._active.state["f0"][1] == 0.0 and eng.speaker_s <= 0.01
+
+
+def test_the_speaker_memory_is_saved_while_running_when_there_is_new_speech(tmp_path):
+    """``save_speaker_if_due`` (the supervisor or the worker's control thread calls it): every
+    ``speaker_save_every_s`` (30 s by default) with new speech since the last save, never without."""
+    every = EngineConfig().speaker_save_every_s
+    assert every == 30.0
+    path = tmp_path / "speaker.wav"
+    eng = _memory_engine(path, voice="neutral", rate=16000)
+    assert not eng.save_speaker_if_due(100.0)  # the first call starts the clock
+    eng.process(voiced(16000, 1.5, f0=210.0, seed=4))
+    assert not eng.save_speaker_if_due(100.0 + every - 1.0) and not path.exists()
+    assert eng.save_speaker_if_due(100.0 + every) and path.exists()
+    eng.process(np.zeros(16000, np.float32))  # a pause: no new speech (after the gate's tail)
+    eng.save_speaker_if_due(100.0 + 2 * every)
+    mtime = path.stat().st_mtime_ns
+    eng.process(np.zeros(16000, np.float32))
+    assert not eng.save_speaker_if_due(100.0 + 3 * every) and path.stat().st_mtime_ns == mtime
+    eng.process(voiced(16000, 0.5, f0=210.0, seed=6))
+    assert eng.save_speaker_if_due(100.0 + 3.5 * every)  # new speech, the last save 1.5 periods ago
+    eng.process(voiced(16000, 0.5, f0=210.0, seed=7))
+    assert not eng.save_speaker_if_due(100.0 + 4 * every)  # too soon
+    assert eng.save_speaker_if_due(100.0 + 4.5 * every)
+    assert not Engine(EngineConfig(device_rate=16000), params=Params(voice="neutral")).save_speaker_if_due(1e9)

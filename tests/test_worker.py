@@ -182,3 +182,26 @@ def test_the_engine_that_heard_the_speaker_saves_the_memory_at_stop(tmp_path: Pa
     x, rate = sf.read(mem, dtype="float32")
     assert rate == 16000 and 1.8 * 16000 <= x.size <= 2.3 * 16000 and np.max(np.abs(x)) > 0.1
     assert eng.save_speaker() is (home == "thread")  # the runner's engine heard the audio only in the thread home
+
+
+@pytest.mark.parametrize("home", ["thread", "process"])
+def test_the_speaker_memory_is_saved_while_running_and_forgotten_on_request(tmp_path: Path, home: str) -> None:
+    """While the audio runs, the engine that hears it saves the memory every
+    ``speaker_save_every_s`` (the supervisor in the thread home, the worker's control thread in
+    the process home), so a crash loses at most that much; ``forget_speaker`` on the runner's
+    engine reaches the engine that hears the audio: the file goes and the telemetry's
+    ``speaker_s`` starts again from 0."""
+    src = tmp_path / "speech.wav"
+    _speech_like(src, 16000, 2.0)
+    mem = tmp_path / "speaker.wav"
+    cfg = EngineConfig(device_rate=16000, speaker_memory=str(mem), speaker_save_every_s=0.5)
+    eng = Engine(cfg, params=Params(voice="kumo"))
+    with LiveRunner(eng, input_file=src, null_output=True, loop=True, worker=home):
+        assert _wait(mem.exists, 30.0)  # saved while running, at ~1.5 s of speech (the first >= 1 s)
+        first = sf.info(mem).frames
+        assert _wait(lambda: sf.info(mem).frames > first + 8000, 30.0)  # and again as more is heard
+        assert _wait(lambda: eng.telemetry()["speaker_s"] > 2.5, 30.0)
+        assert eng.forget_speaker() is True and not mem.exists()
+        assert _wait(lambda: eng.telemetry()["speaker_s"] < 1.0, 5.0)  # the hearing engine starts again
+        assert _wait(mem.exists, 30.0)  # after >= 1 s of new speech
+        assert sf.info(mem).frames <= 6 * 16000

@@ -10,6 +10,7 @@ audio path.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any, Callable, Mapping
 
@@ -30,6 +31,8 @@ ACTIONS: dict[str, str] = {
     "pitch_up": f"pitch +{PITCH_STEP_ST:g} semitone (clamped to +12)",
     "pitch_down": f"pitch -{PITCH_STEP_ST:g} semitone (clamped to -12)",
     "monitor_toggle": "toggle the hear-yourself monitor",
+    "speaker_forget": "forget the speaker (someone else takes the microphone): the neural voice learns afresh "
+                      "and the speaker memory is deleted",
 }
 """Named one-shot actions (hotkeys and HTTP buttons)."""
 
@@ -69,15 +72,18 @@ class Controller:
     def _changed(self, before: dict[str, Any], source: str) -> dict[str, Any]:
         st = self.state()
         after = st["params"]
-        changed = sorted(k for k in after if before.get(k) != after[k])
-        if changed:
-            payload = {"state": st, "changed": changed, "source": source}
-            for fn in list(self._listeners):
-                try:
-                    fn(payload)
-                except Exception:  # a broken listener must not break the caller's change
-                    pass
+        self._announce(st, sorted(k for k in after if before.get(k) != after[k]), source)
         return st
+
+    def _announce(self, st: dict[str, Any], changed: list[str], source: str) -> None:
+        if not changed:
+            return
+        payload = {"state": st, "changed": changed, "source": source}
+        for fn in list(self._listeners):
+            try:
+                fn(payload)
+            except Exception:  # a broken listener must not break the caller's change
+                pass
 
     # ------------------------------------------------------------------ queries
     def state(self) -> dict[str, Any]:
@@ -97,7 +103,15 @@ class Controller:
             "device_rate": int(eng.config.device_rate),
             "devices": devices,
             "live": self.runner is not None,
+            "speaker": self.speaker(),
         }
+
+    def speaker(self) -> dict[str, Any]:
+        """The speaker memory: its file (``null`` when off), whether it holds a speaker now, and
+        how much speech the session started from."""
+        path = self.engine.config.speaker_memory
+        return {"memory": path, "remembered": bool(path) and os.path.exists(path),
+                "recalled_s": round(float(self.engine.speaker_recalled_s), 2)}
 
     def telemetry(self) -> dict[str, Any]:
         """The telemetry notification payload (see ``protocol.TELEMETRY_FIELDS``)."""
@@ -138,13 +152,17 @@ class Controller:
             before = dict(getattr(self.runner, "devices", {}) or {})
             self.runner.set_devices(input=input, output=output, monitor=monitor, rate=rate)
             st = self.state()
-            if st["devices"] != before:
-                payload = {"state": st, "changed": ["devices"], "source": source}
-                for fn in list(self._listeners):
-                    try:
-                        fn(payload)
-                    except Exception:
-                        pass
+            self._announce(st, ["devices"] if st["devices"] != before else [], source)
+            return st
+
+    def forget_speaker(self, *, source: str = "api") -> dict[str, Any]:
+        """Someone else takes the microphone: the active neural voice starts learning the speaker
+        afresh (crossfaded) and the speaker memory is deleted. Announced as a ``speaker`` change
+        (always: the voice's learnt state changed even where no file was deleted)."""
+        with self._lock:
+            self.engine.forget_speaker()
+            st = self.state()
+            self._announce(st, ["speaker"], source)
             return st
 
     def save_preset(self, name: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -193,6 +211,8 @@ class Controller:
             return self.pitch_step(+1, source=source)
         if name == "pitch_down":
             return self.pitch_step(-1, source=source)
+        if name == "speaker_forget":
+            return self.forget_speaker(source=source)
         raise ControlError(f"unknown action {name!r}; expected one of {sorted(ACTIONS)}")
 
     # ------------------------------------------------------------------ protocol dispatch
@@ -226,6 +246,8 @@ class Controller:
                 return self.load_preset(cmd.name, source=source)
             if isinstance(cmd, P.DeletePreset):
                 return self.delete_preset(cmd.name)
+            if isinstance(cmd, P.ForgetSpeaker):
+                return self.forget_speaker(source=source)
         except P.RpcError:
             raise
         except ConfigError as e:

@@ -28,7 +28,7 @@ __all__ = [
     "PROTOCOL_VERSION", "MAX_BATCH", "MAX_MESSAGE_BYTES", "PARSE_ERROR", "INVALID_REQUEST", "METHOD_NOT_FOUND",
     "INVALID_PARAMS", "INTERNAL_ERROR", "RATE_LIMITED", "NOT_AVAILABLE", "VOICE_LOAD_FAILED", "DEVICE_ERROR",
     "Command", "GetState", "SetParams", "ListVoices", "SetVoice", "ListDevices", "SetDevices", "ListPresets",
-    "SavePreset", "LoadPreset", "DeletePreset", "Subscribe", "Unsubscribe", "COMMANDS", "Call", "Failure",
+    "SavePreset", "LoadPreset", "DeletePreset", "ForgetSpeaker", "Subscribe", "Unsubscribe", "COMMANDS", "Call", "Failure",
     "RpcError", "decode", "result", "error", "notification", "dumps", "build_schema", "TokenBucket",
     "TELEMETRY_FIELDS", "MIN_RATE_HZ", "MAX_RATE_HZ", "command_to_request",
 ]
@@ -69,6 +69,8 @@ TELEMETRY_FIELDS: dict[str, str] = {
     "dropped_blocks": "input blocks dropped because compute fell behind",
     "blocks": "blocks processed",
     "stage_errors": "times the active voice failed while running (each silences one 5 ms hop)",
+    "speaker_s": "seconds of speech (at most 8) a neural voice learns the speaker from now: it grows while the "
+                 "speaker talks, 0 after forget_speaker",
     "voice_provider": "where the active neural voice's model runs (onnxruntime provider, e.g. "
                       "'CPUExecutionProvider' or 'CUDAExecutionProvider'); null for DSP voices",
 }
@@ -277,6 +279,13 @@ class DeletePreset(_NamedPreset):
 
 
 @dataclass(frozen=True)
+class ForgetSpeaker(Command):
+    method: ClassVar[str] = "forget_speaker"
+    doc: ClassVar[str] = ("someone else takes the microphone: the active neural voice starts learning the speaker "
+                          "afresh (crossfaded, no click) and the speaker memory file is deleted; returns the state")
+
+
+@dataclass(frozen=True)
 class Subscribe(Command):
     method: ClassVar[str] = "subscribe"
     doc: ClassVar[str] = "receive 'telemetry' notifications at rate_hz (1-60, default 10); replaces an earlier rate"
@@ -302,7 +311,7 @@ class Unsubscribe(Command):
 
 COMMANDS: dict[str, type[Command]] = {c.method: c for c in (
     GetState, SetParams, ListVoices, SetVoice, ListDevices, SetDevices, ListPresets, SavePreset, LoadPreset,
-    DeletePreset, Subscribe, Unsubscribe)}
+    DeletePreset, ForgetSpeaker, Subscribe, Unsubscribe)}
 
 RpcId = Union[int, str, None]
 

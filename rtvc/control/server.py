@@ -15,6 +15,7 @@ route                            auth   what
                                         ``monitor/toggle``)
 ``POST /api/pitch/up`` / down    yes    pitch +-1 semitone
 ``POST /api/voice-next`` / prev  yes    next / previous voice
+``POST /api/speaker/forget``     yes    forget the speaker (someone else takes the mic)
 ===============================  =====  =================================================
 
 The ``/api`` actions also accept ``GET`` (Stream Deck's "access in background" sends GET);
@@ -69,6 +70,7 @@ _HTTP_ACTIONS = {
     "/api/pitch/down": "pitch_down",
     "/api/voice-next": "voice_next",
     "/api/voice-prev": "voice_prev",
+    "/api/speaker/forget": "speaker_forget",
 }
 
 

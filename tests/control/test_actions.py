@@ -8,9 +8,10 @@ import pytest
 from rtvc.control import protocol as P
 from rtvc.control.actions import ACTIONS, Controller
 from rtvc.control.presets import PresetStore
+from rtvc.engine import Engine, EngineConfig
 from rtvc.errors import ControlError
 from rtvc.params import Params
-from tests.control.helpers import make_engine
+from tests.control.helpers import DelayRegistry, make_engine
 
 
 @pytest.fixture()
@@ -64,7 +65,33 @@ def test_toggles_pitch_steps_and_voice_cycling(ctl):
     with pytest.raises(ControlError, match=r"unknown action 'explode'; expected one of"):
         ctl.action("explode")
     assert set(ACTIONS) == {"bypass_toggle", "mute_toggle", "monitor_toggle", "voice_next", "voice_prev", "pitch_up",
-                            "pitch_down"}
+                            "pitch_down", "speaker_forget"}
+
+
+def test_forget_speaker_deletes_the_memory_and_tells_every_client(tmp_path):
+    """The hand-over (RPC ``forget_speaker``, hotkey/HTTP ``speaker_forget``): the speaker memory
+    file goes, the state says so, and every listener hears a ``speaker`` change even when there
+    was no file to delete (the voice's learnt state changed all the same)."""
+    mem = tmp_path / "speaker.wav"
+    eng = Engine(EngineConfig(device_rate=48_000, speaker_memory=str(mem)), registry=DelayRegistry(),
+                 params=Params(voice="neutral"))
+    c = Controller(eng, presets=PresetStore(tmp_path / "presets"))
+    events = []
+    c.add_listener(events.append)
+    assert c.state()["speaker"] == {"memory": str(mem), "remembered": False, "recalled_s": 0.0}
+    eng.process((0.3 * np.sin(2 * np.pi * 200.0 * np.arange(96_000) / 48_000)).astype(np.float32))  # 2 s of tone
+    assert eng.save_speaker() and c.state()["speaker"]["remembered"] is True
+    st = c.execute(P.decode('{"jsonrpc":"2.0","id":1,"method":"forget_speaker"}')[0][0].command, source="api")
+    assert not mem.exists() and st["speaker"] == {"memory": str(mem), "remembered": False, "recalled_s": 0.0}
+    assert [(e["changed"], e["source"]) for e in events] == [(["speaker"], "api")]
+    assert eng.heard().size == 0  # until the audio path applies it, nothing is learnt from the old speaker
+    tick(c)  # 10 ms (the gate's hold tail): the history starts again from there
+    assert eng.heard().size <= 160 and not eng.save_speaker()
+    c.action("speaker_forget", source="hotkey")  # no file left: still announced
+    assert [(e["changed"], e["source"]) for e in events][-1] == (["speaker"], "hotkey")
+    items, _ = P.decode('{"jsonrpc":"2.0","id":2,"method":"forget_speaker","params":{"all":true}}')
+    assert isinstance(items[0], P.Failure) and items[0].code == P.INVALID_PARAMS
+    assert "unknown parameter(s) ['all']; expected none" in items[0].response
 
 
 def test_listeners_hear_every_real_change_once(ctl):

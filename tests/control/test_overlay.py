@@ -135,6 +135,20 @@ def test_overlay_shows_voice_and_a_click_switches_it(browser, srv):
                                                             "clickCount": 1}, sess)
             await cdp.wait_for("!document.getElementById('badge-bypass').classList.contains('active')", sess)
             assert srv.engine.params.bypass is False
+            # 'New speaker' hands the voice over (forget_speaker); the page shows what the voice learnt from
+            assert (await cdp.wait_for("document.getElementById('speaker').textContent", sess)).endswith(" s")
+            asked = srv.engine._forget_asked
+            box = await cdp.eval("(() => { const r = document.getElementById('btn-forget').getBoundingClientRect();"
+                                 " return [r.x + r.width / 2, r.y + r.height / 2]; })()", sess)
+            for kind in ("mousePressed", "mouseReleased"):
+                await cdp.send("Input.dispatchMouseEvent", {"type": kind, "x": box[0], "y": box[1], "button": "left",
+                                                            "clickCount": 1}, sess)
+            for _ in range(50):
+                if srv.engine._forget_asked == asked + 1:
+                    break
+                await asyncio.sleep(0.1)
+            assert srv.engine._forget_asked == asked + 1
+            assert await cdp.eval("document.getElementById('error').textContent", sess) == ""
             await asyncio.sleep(0.3)  # let the meters move once more for the screenshot
             shot = await cdp.send("Page.captureScreenshot", {"format": "png"}, sess)
             Path("/tmp/overlay.png").write_bytes(base64.b64decode(shot["data"]))

@@ -324,6 +324,11 @@ def test_http_routes(srv):
     http(srv, "POST", "/api/pitch/up", token=TOKEN)
     http(srv, "POST", "/api/pitch/down", token=TOKEN)
     assert srv.engine.params.pitch_st == p0 + 1.0
+    asked = srv.engine._forget_asked
+    st, body, _ = http(srv, "POST", "/api/speaker/forget", token=TOKEN)
+    assert st == 200 and json.loads(body)["state"]["speaker"] == {"memory": None, "remembered": False,
+                                                                 "recalled_s": 0.0}
+    assert srv.engine._forget_asked == asked + 1  # the engine was told (its voices are delays: none relearns)
     st, body, _ = http(srv, "POST", "/api/voice/nope", token=TOKEN)
     assert st == 400 and "'nope'" in json.loads(body)["error"]
     assert http(srv, "POST", "/api/nothing", token=TOKEN)[0] == 404
@@ -331,13 +336,14 @@ def test_http_routes(srv):
 
 
 @pytest.mark.parametrize("path", ["/api/voice/deeper", "/api/bypass/toggle", "/api/mute/toggle", "/api/pitch/up",
-                                  "/api/pitch/down", "/api/state"])
+                                  "/api/pitch/down", "/api/speaker/forget", "/api/state"])
 @pytest.mark.parametrize("token", [None, "wrong-token-123", TOKEN[:-1]])
 def test_http_actions_without_the_right_token_do_nothing(srv, path, token):
     before = srv.engine.params
+    asked = srv.engine._forget_asked
     st, body, hdr = http(srv, "POST" if path != "/api/state" else "GET", path, token=token)
     assert st == 401 and "token" in json.loads(body)["error"]
-    assert srv.engine.params == before
+    assert srv.engine.params == before and srv.engine._forget_asked == asked
 
 
 # ---------------------------------------------------------------------------- bad input / abuse
