@@ -53,7 +53,7 @@ from bench._metrics import (cosine, dnsmos, f0_correlation, load_audio, speaker_
 __all__ = [
     "speaker_similarity", "wer", "transcribe", "dnsmos", "f0_correlation", "track_f0",
     "Source", "convert", "select_sources", "run_benchmark", "reference_check", "format_table", "main",
-    "BLOCK", "DEVICE_RATE", "DEFAULT_SOURCES", "QUICK_SOURCES", "write_result",
+    "BLOCK", "DEVICE_RATE", "DEFAULT_SOURCES", "QUICK_SOURCES", "REAL_SOURCES", "write_result",
 ]
 
 DEVICE_RATE = 16_000
@@ -71,6 +71,14 @@ DEFAULT_SOURCES: tuple[tuple[str, str, str], ...] = (
     ("espeak:en-us+f3", "female", "synthetic"),
 )
 QUICK_SOURCES = (("asterisk", "female", "real"), ("mbrola:us2", "male", "synthetic"))
+# ``--sources real``: every real speaker that installs offline, English or not (the others are scored
+# on similarity, DNSMOS and F0, not words: the recogniser is English)
+REAL_SOURCES: tuple[tuple[str, str, str], ...] = (
+    ("asterisk", "female", "real"),
+    ("asterisk:fr", "female", "real"),
+    ("asterisk:it", "male", "real"),
+    ("asterisk:ru", "female", "real"),
+)
 
 
 @dataclass
@@ -106,25 +114,31 @@ def select_sources(specs: Sequence[tuple[str, str, str]], per_source: int, *, se
     """``per_source`` utterances of each corpus in ``specs``, with text, 1.5-8 s long.
 
     Synthetic corpora are built with ``seed`` (sentences no training run at seed 0 has seen);
-    asterisk utterances are the first prompts (seeded order) with at least 5 words. With
+    asterisk utterances are the first prompts (seeded order) with at least 5 words; those of
+    ``asterisk:LANG`` (not English) the first 1.5-8 s long, with no text (no WER). With
     ``primers`` one more utterance of each corpus becomes every one of its sources' ``primer``.
     """
+    from rtvc.errors import ConfigError
     from rtvc.train.corpus import build_corpus
 
     out: list[Source] = []
     n = per_source + int(primers)
     for corpus, sex, kind in specs:
-        if corpus == "asterisk":
+        english = corpus == "asterisk"
+        if corpus.startswith("asterisk"):
             # about 4 in 10 prompts have 5+ words: decode enough of them, not all 551
             utts = build_corpus(corpus, cache_dir=cache_dir, seed=seed, max_utterances=max(30, 12 * n),
                                 progress=progress)
-            utts = [u for u in utts if len(u.text.split()) >= 5 and 1.5 <= u.duration_s <= 8.0]
+            utts = [u for u in utts if (len(u.text.split()) >= 5 or not english) and 1.5 <= u.duration_s <= 8.0]
         else:
+            english = True
             utts = build_corpus(corpus, cache_dir=cache_dir, seed=seed, max_utterances=n, progress=progress)
+        if len(utts) < per_source:
+            raise ConfigError(f"corpus {corpus!r} has {len(utts)} usable utterances; expected at least {per_source}")
         primer = load_audio(utts[per_source].path) if primers and len(utts) > per_source else None
         for u in utts[:per_source]:
-            out.append(Source(f"{corpus}/{u.path.stem}", u.speaker, sex, kind, u.text, load_audio(u.path), str(u.path),
-                              primer=primer))
+            out.append(Source(f"{corpus}/{u.path.stem}", u.speaker, sex, kind, u.text if english else "",
+                              load_audio(u.path), str(u.path), primer=primer))
     return out
 
 
@@ -452,7 +466,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", default=str(_ROOT / "bench" / "out"))
     ap.add_argument("--target", default=None, help="target speaker WAV(s), comma-separated, for voices that declare none (DSP)")
     ap.add_argument("--utterances", type=int, default=None, help="utterances per source corpus (default 3, quick 2)")
-    ap.add_argument("--sources", default=None, help="comma-separated corpora (default: a male/female, real/synthetic set)")
+    ap.add_argument("--sources", default=None, help="comma-separated corpora (default: a male/female, real/synthetic "
+                                                    "set); 'real': every real speaker (English, French, Italian, Russian)")
     ap.add_argument("--metrics", default="sim,wer,dnsmos,f0")
     ap.add_argument("--f0", default="auto", choices=("auto", "rtvc", "pyin"), help="F0 tracker of the F0 metric")
     ap.add_argument("--no-reference", action="store_true", help="skip the DESIGN.md reference check")
@@ -466,9 +481,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     reg = VoiceRegistry()
     try:
-        if a.sources:
-            known = {c: (c, s, k) for c, s, k in DEFAULT_SOURCES}
-            specs = [known.get(c, (c, "?", "real" if c == "asterisk" else "synthetic")) for c in a.sources.split(",")]
+        if a.sources == "real":
+            specs = list(REAL_SOURCES)
+        elif a.sources:
+            known = {c: (c, s, k) for c, s, k in DEFAULT_SOURCES + REAL_SOURCES}
+            specs = [known.get(c, (c, "?", "real" if c.startswith("asterisk") else "synthetic"))
+                     for c in a.sources.split(",")]
         else:
             specs = list(QUICK_SOURCES if a.quick else DEFAULT_SOURCES)
         per = a.utterances or (1 if a.quick else 3)

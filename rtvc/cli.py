@@ -211,8 +211,9 @@ def forget_speaker(out: TextIO) -> None:
 
 
 def _memory_saved_s(path: Path, *, since: float) -> float:
-    """Seconds of speech in the speaker memory if it was written after ``since`` (the worker
-    process or the engine saved it at stop), else 0."""
+    """Seconds of speech in the speaker memory if it was written after ``since`` (the engine
+    that heard the audio saves it every ``speaker_save_every_s`` while running and at stop), else
+    0 (also when nothing was saved, or a hand-over deleted it and too little was heard since)."""
     import soundfile as sf
 
     try:

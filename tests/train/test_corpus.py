@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import string
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,6 +82,7 @@ def test_list_corpora_names_and_licences():
               "mbrola:us3", "espeak:VOICE", "kokoro:blend:A+B:T"):
         assert k in c
     assert "CC-BY-SA-3.0" in c["asterisk"]
+    assert "male voice (Italian" in c["asterisk:it"] and "CC-BY-3.0" in c["asterisk:it"]
     assert "never for shipped voices" in c["mbrola:us2"] and "non-commercial" in c["mbrola:us2"]
     assert "Apache-2.0" in c["kokoro:jf_alpha"]
     assert "non-commercial" in MBROLA_LICENCE and "only inside mbrola" in MBROLA_LICENCE
@@ -93,6 +95,7 @@ def test_list_corpora_names_and_licences():
     ("kokoro:blend:jf_alpha+jm_kumo:1.5", "blend weight 1.5 .* out of range"),
     ("kokoro:blend:jf_alpha+zz:0.5", "kokoro voice 'zz' .* unknown"),
     ("espeak:en us; rm", "espeak voice .* malformed"),
+    ("asterisk:de", r"Asterisk language 'de' .* expected 'asterisk' or one of \['asterisk:fr', 'asterisk:it'"),
 ])
 def test_build_corpus_rejects_bad_names(tmp_path, name, msg):
     with pytest.raises(ConfigError, match=msg):
@@ -227,6 +230,26 @@ def test_asterisk_prompts_decode_with_transcripts(tmp_path):
         assert u.speaker == "asterisk:allison"
         assert "CC-BY-SA-3.0" in u.licence and "Allison Smith" in u.licence
     assert sum(bool(u.text) for u in utts) >= len(utts) - 1
+
+
+@pytest.mark.parametrize("lang, speaker, who, licence", [("it", "carlo", "Carlo Flora", "CC-BY-3.0"),
+                                                          ("fr", "june", "June Wallack", "CC-BY-SA-3.0"),
+                                                          ("ru", "ivrvoiceru", "ivrvoice.ru", "CC-BY-3.0")])
+def test_asterisk_prompts_in_other_languages_are_other_real_speakers(tmp_path, lang, speaker, who, licence):
+    """``asterisk:LANG``: real speakers for evaluation (Italian male, French and Russian female),
+    each named with its own licence stanza, its prompts decoded at 16 kHz in a seeded order."""
+    if not shutil.which("ffmpeg") or not any(Path(f"/usr/share/asterisk/sounds/{d}").is_dir()
+                                             for d in (C.ASTERISK_LANGUAGES[lang][0], lang)):
+        pytest.skip(f"asterisk-core-sounds-{lang}-g722 or ffmpeg not installed")
+    utts = build_corpus(f"asterisk:{lang}", cache_dir=tmp_path, max_utterances=4, progress=False)
+    assert 2 <= len(utts) <= 4
+    for u in utts:
+        x, sr = sf.read(str(u.path), dtype="float32")
+        assert sr == 16000 and u.duration_s >= C._MIN_DURATION_S and np.max(np.abs(x)) > 0.01
+        assert u.speaker == f"asterisk:{speaker}"
+        assert u.licence.startswith(licence) and who in u.licence and "Allison" not in u.licence
+    again = build_corpus(f"asterisk:{lang}", cache_dir=tmp_path / "again", max_utterances=4, progress=False)
+    assert [u.path.stem for u in again] == [u.path.stem for u in utts]  # seeded: the same prompts
 
 
 @pytest.mark.slow
