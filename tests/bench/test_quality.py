@@ -240,6 +240,26 @@ def test_select_sources_gives_each_corpus_an_unscored_primer(tmp_path):
     assert select_sources([("mbrola:us2", "male", "synthetic")], 2, seed=5, cache_dir=str(tmp_path))[0].primer is None
 
 
+@pytest.mark.skipif(not (shutil.which("ffmpeg") and Path("/usr/share/asterisk/sounds/it_IT_m_Carlo").is_dir()),
+                    reason="asterisk-core-sounds-it-g722 or ffmpeg not installed")
+def test_real_sources_in_other_languages_carry_no_text_and_get_no_wer(tmp_path, monkeypatch):
+    """``--sources real``: the non-English real speakers are scored without words (the recogniser
+    is English), so their sources carry no text; a corpus with too few usable prompts is named."""
+    from bench.quality import REAL_SOURCES, select_sources
+
+    assert ("asterisk:it", "male", "real") in REAL_SOURCES and REAL_SOURCES[0][0] == "asterisk"
+    from rtvc.train.corpus import build_corpus
+
+    src_utts = build_corpus("asterisk:it", cache_dir=tmp_path, max_utterances=30, progress=False)
+    src = select_sources([("asterisk:it", "male", "real")], 2, cache_dir=str(tmp_path))
+    assert len(src) == 2 and all(s.text == "" and s.speaker == "asterisk:carlo" for s in src)
+    assert all(1.5 <= s.x.size / 16000 <= 8.0 for s in src)
+    one = [next(u for u in src_utts if 1.5 <= u.duration_s <= 8.0)]
+    monkeypatch.setattr("rtvc.train.corpus.build_corpus", lambda *a, **k: one)
+    with pytest.raises(ConfigError, match="corpus 'asterisk:it' has 1 usable utterances; expected at least 2"):
+        select_sources([("asterisk:it", "male", "real")], 2, cache_dir=str(tmp_path))
+
+
 @pytest.mark.skipif(not installed("resemblyzer"), reason="resemblyzer not installed")
 def test_run_benchmark_wiring_neutral_equals_source(mbrola_utts):
     from bench.quality import Source, format_table, run_benchmark
