@@ -124,14 +124,13 @@ def select_sources(specs: Sequence[tuple[str, str, str]], per_source: int, *, se
     out: list[Source] = []
     n = per_source + int(primers)
     for corpus, sex, kind in specs:
-        english = corpus == "asterisk"
+        english = not corpus.startswith("asterisk:")  # asterisk:LANG is French, Italian, Russian
         if corpus.startswith("asterisk"):
             # about 4 in 10 prompts have 5+ words: decode enough of them, not all 551
             utts = build_corpus(corpus, cache_dir=cache_dir, seed=seed, max_utterances=max(30, 12 * n),
                                 progress=progress)
             utts = [u for u in utts if (len(u.text.split()) >= 5 or not english) and 1.5 <= u.duration_s <= 8.0]
         else:
-            english = True
             utts = build_corpus(corpus, cache_dir=cache_dir, seed=seed, max_utterances=n, progress=progress)
         if len(utts) < per_source:
             raise ConfigError(f"corpus {corpus!r} has {len(utts)} usable utterances; expected at least {per_source}")

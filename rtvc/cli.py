@@ -202,12 +202,16 @@ def _speaker_memory(args: argparse.Namespace) -> str | None:
 
 def forget_speaker(out: TextIO) -> None:
     """Delete the remembered speaker (``run --forget-speaker``)."""
+    from .engine import delete_speaker_memory
+
     path = speaker_memory_path()
-    try:
-        path.unlink()
+    if delete_speaker_memory(path):
         print(f"rtvc: forgot the remembered speaker ({path})", file=out)
-    except FileNotFoundError:
+    elif not path.exists():
         print(f"rtvc: no remembered speaker to forget ({path})", file=out)
+    else:
+        print(f"rtvc: warning: cannot delete the remembered speaker ({path}); the voice will start from it",
+              file=out)
 
 
 def _memory_saved_s(path: Path, *, since: float) -> float:

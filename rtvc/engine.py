@@ -55,7 +55,7 @@ from .wavio import read_audio, write_audio
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Engine", "EngineConfig"]
+__all__ = ["Engine", "EngineConfig", "delete_speaker_memory"]
 
 CROSSFADE_HOPS = 4  # 20 ms voice-switch crossfade
 TIMING_WINDOW = 2048  # per-block compute times kept for p50/p99
@@ -372,17 +372,7 @@ class Engine:
 
     def _delete_memory(self) -> bool:
         path = self.config.speaker_memory
-        if path is None:
-            return False
-        try:
-            Path(path).unlink()
-        except FileNotFoundError:
-            return False
-        except OSError as e:
-            log.warning("speaker memory: cannot delete %s (%s)", path, e)
-            return False
-        log.info("speaker memory: forgot the speaker (deleted %s)", path)
-        return True
+        return path is not None and delete_speaker_memory(path)
 
     @property
     def speaker_s(self) -> float:
@@ -473,9 +463,7 @@ class Engine:
             if kind == "params":
                 p, loaded = arg
                 if loaded is not None:
-                    self._fading = self._active
-                    self._fade_pos = 0
-                    self._active = loaded
+                    self._crossfade_to(loaded)
                 self._active.stage.set_params(p)
                 if self._fading is not None:
                     self._fading.stage.set_params(p)
@@ -488,10 +476,14 @@ class Engine:
                 self._history_live = 0
                 if fresh is not None:
                     fresh.stage.set_params(self._live)
-                    self._fading = self._active
-                    self._fade_pos = 0
-                    self._active = fresh
+                    self._crossfade_to(fresh)
                 self._forget_done = seq
+
+    def _crossfade_to(self, act: _Active) -> None:
+        """Make ``act`` the active voice; the one it replaces fades out over ``CROSSFADE_HOPS``."""
+        self._fading = self._active
+        self._fade_pos = 0
+        self._active = act
 
     def _reset_state(self) -> None:
         self._active.state = self._active.stage.init_state()
@@ -717,6 +709,20 @@ class Engine:
             **{k: int(v) for k, v in self.counters.items()},
             **self.gauges,
         }
+
+
+def delete_speaker_memory(path: str | Path) -> bool:
+    """Delete a speaker memory file; whether there was one. A file that cannot be deleted is
+    logged, not raised."""
+    try:
+        Path(path).unlink()
+    except FileNotFoundError:
+        return False
+    except OSError as e:
+        log.warning("speaker memory: cannot delete %s (%s)", path, e)
+        return False
+    log.info("speaker memory: forgot the speaker (deleted %s)", path)
+    return True
 
 
 def voice_latency_ms(info: VoiceInfo, config: EngineConfig | None = None) -> float:
