@@ -609,6 +609,7 @@ SUBCOMMANDS: dict[str, tuple[AddArguments, Handler]] = {
 _HELP = {"devices": "list audio devices", "voices": "list voices with their latency",
          "clone": "train a new voice from a folder of your recordings (train extra)",
          "train": "train a shipped voice from an offline corpus (train extra)",
+         "train-head": "train the experimental ONNX waveform head after a voice's synthesiser (train extra)",
          "run": "live voice changing (devices or files)", "convert": "convert a file with the streaming engine"}
 
 
