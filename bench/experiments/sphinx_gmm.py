@@ -36,10 +36,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from rtvc.train.corpus import PAUSE, build_corpus  # noqa: E402
+from rtvc.train.corpus import build_corpus  # noqa: E402
 
-# session 10's phone classes and IPA canonicalisation, so the figures compare (ppg.py needs torch)
-from bench.experiments.ppg import PHONES, canon  # noqa: E402
+# session 10's phone classes, labelling rule and silence level, so the figures compare (ppg.py needs torch)
+from bench.experiments.ppg import PHONES, SILENCE_NEPERS, frame_labels  # noqa: E402
 
 CIPHONES = ("+NSN+ +SPN+ AA AE AH AO AW AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG OW OY P R S SH SIL T TH "
             "UH UW V W Y Z ZH").split()
@@ -55,6 +55,9 @@ SENDUMP_NEPERS = 1024 * np.log(1.0001)
 """One step of a quantised ``sendump`` weight: -log weight in units of log base 1.0001, shifted by 10
 bits (the weights of a senone then sum to 0.95; 0.1 or 0.2 per step would give 1.05 or 0.02)."""
 FRAME, HOP, NFFT, NFILT = 410, 160, 512, 25
+LABEL_BACK = HOP - FRAME // 2
+"""``ppg.frame_labels``'s offset for 10 ms frames: frame ``t`` reads the phone at its window centre,
+sample ``t * HOP + FRAME / 2``."""
 
 
 def model_dir() -> Path:
@@ -103,6 +106,11 @@ class SphinxGMM:
         # densities with a zero variance were never trained: left out of the mixtures
         self.unused = [(v <= 0).any(-1) for v in var]
         self.var = [np.where(v <= 0, 1.0, v) for v in var]
+        # log N(x; mu, var) = -x^2 . iv / 2 + x . mu iv + const, the parts that do not depend on x made once
+        self._iv = [1.0 / v for v in self.var]
+        self._mu_iv = [mu * iv for mu, iv in zip(self.means, self._iv)]
+        self._const = [np.where(u, -np.inf, -0.5 * (mu * mu * iv + np.log(2 * np.pi * v)).sum(-1))
+                       for mu, iv, v, u in zip(self.means, self._iv, self.var, self.unused)]
         self.log_w = -read_sendump(d / "sendump").astype(np.float64) * SENDUMP_NEPERS
         mel = lambda f: 2595 * np.log10(1 + f / 700.0)  # noqa: E731
         edges = 700 * (10 ** (np.linspace(mel(130.0), mel(6800.0), NFILT + 2) / 2595) - 1)
@@ -135,29 +143,17 @@ class SphinxGMM:
         """(n_frames, 13) cepstra -> (n_frames, 42) log-likelihood of each CI phone's best CI senone."""
         senone_cb = np.arange(3 * len(CIPHONES)) // 3
         total = 0.0
-        for x, mu, var, unused, lw in zip(self.streams(cep), self.means, self.var, self.unused, self.log_w):
-            iv = 1.0 / var
-            ll = (-0.5 * np.einsum("td,gkd->tgk", x * x, iv) + np.einsum("td,gkd->tgk", x, mu * iv)
-                  - 0.5 * (mu * mu * iv + np.log(2 * np.pi * var)).sum(-1))
-            ll = np.where(unused[None], -np.inf, ll)[:, senone_cb]  # (T, CI senones, K)
-            z = ll + lw[:, :len(senone_cb)].T[None]
+        for x, iv, mu_iv, const, lw in zip(self.streams(cep), self._iv, self._mu_iv, self._const, self.log_w):
+            ll = -0.5 * np.einsum("td,gkd->tgk", x * x, iv) + np.einsum("td,gkd->tgk", x, mu_iv) + const
+            z = ll[:, senone_cb] + lw[:, :len(senone_cb)].T[None]  # (T, CI senones, K)
             top = z.max(-1, keepdims=True)
             total = total + top[..., 0] + np.log(np.exp(z - top).sum(-1))
         return total.reshape(len(cep), len(CIPHONES), 3).max(-1)
 
 
-def frame_labels(n_frames: int, phones: list[tuple[str, float, float]]) -> np.ndarray:
-    """The phone at each 10 ms frame's window centre (``-`` for pauses)."""
-    centre = (np.arange(n_frames) * HOP + FRAME / 2) / 16000.0
-    starts = np.array([a for _, a, _ in phones])
-    names = ["-" if p == PAUSE else canon(p) for p, _, _ in phones]
-    k = np.searchsorted(starts, centre, side="right") - 1
-    return np.array(["-" if i < 0 else names[i] for i in k])
-
-
 def corpus_frames(gmm: SphinxGMM, name: str, *, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Phone scores ``(frames, 42)`` and labels of ``n`` utterances of a corpus; frames 9 nepers
-    (4.5 in magnitude, as ``ppg.py``) under the utterance's loudest are labelled silence."""
+    """Phone scores ``(frames, 42)`` and labels of ``n`` utterances of a corpus; frames
+    ``SILENCE_NEPERS`` (in magnitude, twice that in power) under the utterance's loudest are labelled silence."""
     import soundfile as sf
 
     scores, labels = [], []
@@ -166,8 +162,9 @@ def corpus_frames(gmm: SphinxGMM, name: str, *, n: int, seed: int) -> tuple[np.n
         if rate != 16000:
             raise ValueError(f"{u.path}: rate {rate} Hz; expected the corpus's 16000 Hz")
         cep = gmm.mfcc(audio.mean(1))
-        lab = frame_labels(len(cep), u.phones)
-        lab[cep[:, 0] < cep[:, 0].max() - 2 * 4.5 * np.sqrt(NFILT)] = "-"
+        lab = np.array(frame_labels(len(cep), u.phones, hop=HOP, back=LABEL_BACK))
+        # c0 of the orthonormal DCT is sqrt(NFILT) times the mean log power
+        lab[cep[:, 0] < cep[:, 0].max() - 2 * SILENCE_NEPERS * np.sqrt(NFILT)] = "-"
         scores.append(gmm.phone_scores(cep))
         labels.append(lab)
     return np.concatenate(scores), np.concatenate(labels)

@@ -82,8 +82,8 @@ def test_phone_scores_equal_a_per_density_reference(gmm):
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 def test_scores_recognise_speech_above_chance(gmm, tmp_path, monkeypatch):
-    from bench.experiments.ppg import PHONES
-    from bench.experiments.sphinx_gmm import ARPABET_TO_IPA, CIPHONES, accuracy, corpus_frames, frame_labels
+    from bench.experiments.ppg import PHONES, frame_labels
+    from bench.experiments.sphinx_gmm import ARPABET_TO_IPA, CIPHONES, HOP, LABEL_BACK, accuracy, corpus_frames
 
     monkeypatch.setenv("RTVC_HOME", str(tmp_path))  # the corpus goes there
     scores, labels = corpus_frames(gmm, "espeak:en-us+m1", n=2, seed=3)
@@ -94,5 +94,5 @@ def test_scores_recognise_speech_above_chance(gmm, tmp_path, monkeypatch):
     shuffled = accuracy(to_ipa[np.roll(np.arange(len(CIPHONES)), 7)][scores.argmax(1)], labels)
     assert acc > 0.2 and acc > 3 * shuffled, (acc, shuffled)  # measured 0.28-0.42 on unseen voices
     # the frame -> phone rule: frame t reads the phone at its window centre, t * 160 + 205 samples
-    lab = frame_labels(30, [("_", 0.0, 0.1), ("s", 0.1, 0.2), ("ɑː", 0.2, 0.3)])
+    lab = frame_labels(30, [("_", 0.0, 0.1), ("s", 0.1, 0.2), ("ɑː", 0.2, 0.3)], hop=HOP, back=LABEL_BACK)
     assert list(lab[:9]) == ["-"] * 9 and list(lab[9:19]) == ["s"] * 10 and list(lab[19:]) == ["ɑ"] * 11
