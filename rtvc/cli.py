@@ -1,11 +1,13 @@
-"""The ``rtvc`` command line: ``devices``, ``voices``, ``run``, ``convert`` (+ extensions).
+"""The ``rtvc`` command line: ``devices``, ``voices``, ``run``, ``serve``, ``convert``, and the
+control (``route``, ``selftest``, ``presets``) and training (``clone``, ``train``, ``train-head``)
+subcommands.
 
-Subcommands live in one table, :data:`SUBCOMMANDS` (name -> (add_arguments, handler)); the
-control and training packages add theirs through ``rtvc.control.commands.SUBCOMMANDS`` and
-``rtvc.train.commands.SUBCOMMANDS`` when those modules exist. The shared engine options are
-added by :func:`add_engine_arguments`, the device/file options of ``run`` by
-:func:`add_run_arguments`; :func:`build_engine` and :func:`build_runner` turn parsed options
-into objects (``serve`` reuses them).
+Subcommands live in one table (name -> (add_arguments, handler)): this module's
+:data:`SUBCOMMANDS`, ``rtvc.control.commands.SUBCOMMANDS`` and ``rtvc.train.commands.SUBCOMMANDS``.
+Building the parser imports no numba, onnxruntime, sounddevice or torch: every handler imports
+what it needs when it runs. The options of ``run``, ``serve`` and ``convert`` are defined once in
+:mod:`rtvc.options`; :func:`build_engine` and :func:`build_runner` turn parsed options into
+objects.
 
 Every :class:`~rtvc.errors.RtvcError` becomes ``rtvc: error: ...`` on stderr and exit code 2.
 """
@@ -14,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import json
 import math
 import signal
@@ -26,13 +27,15 @@ from typing import Any, Callable, TextIO
 
 import numpy as np
 
+from .control import commands as control_commands
 from .errors import ConfigError, DeviceError, RtvcError
+from .options import DEFAULT_VOICE, add_engine_arguments, add_live_arguments, add_run_arguments, explicit_params
 from .params import Params
-from .resampling import SUPPORTED_RATES
-from .types import NEURAL_DEVICES, Audio
+from .train import commands as train_commands
+from .types import Audio
 
 __all__ = ["main", "SUBCOMMANDS", "add_engine_arguments", "add_run_arguments", "build_engine", "build_runner",
-           "build_params", "convert_array", "sample_path", "DEMO_OUTPUT"]
+           "build_params", "convert_array", "sample_path", "DEMO_OUTPUT", "DEFAULT_VOICE"]
 
 DEMO_OUTPUT = "rtvc-demo-out.wav"
 STATUS_EVERY_S = 3.0
@@ -41,106 +44,16 @@ Handler = Callable[[argparse.Namespace], int]
 AddArguments = Callable[[argparse.ArgumentParser], None]
 
 
-DEFAULT_VOICE = "joe"
-"""The voice ``rtvc run`` starts with: the shipped neural voice with the best measured balance
-of speaker similarity and word error rate (``bench/quality.py``; see the README)."""
-
-
 def sample_path() -> Path:
     """The bundled speech sample (espeak-ng, en-us, 16 kHz mono)."""
     return Path(__file__).parent / "data" / "sample.wav"
-
-
-# ---------------------------------------------------------------------- shared options
-def add_engine_arguments(p: argparse.ArgumentParser) -> None:
-    """Voice and engine options shared by ``run``, ``convert`` (and ``serve``)."""
-    g = p.add_argument_group("voice and engine")
-    g.add_argument("--voice", default=DEFAULT_VOICE,
-                   help=f"voice name (see `rtvc voices`); default {DEFAULT_VOICE}")
-    g.add_argument("--pitch", type=float, default=None, metavar="SEMITONES",
-                   help="pitch shift in semitones, -12..12 (default: the voice's preset)")
-    g.add_argument("--formant", type=float, default=None, metavar="RATIO",
-                   help="formant (spectral envelope) ratio, 0.7..1.4 (default: the voice's preset)")
-    g.add_argument("--block-ms", type=float, default=10.0, metavar="MS", help="host block in ms, 2.5..100 (default 10)")
-    g.add_argument("--gate-db", type=float, default=None, metavar="DBFS", help="noise gate threshold in dBFS, -120..0")
-    g.add_argument("--gate-margin-db", type=float, default=None, metavar="DB",
-                   help="the gate also stays shut below the tracked noise floor plus this margin, 0..40 "
-                        "(default 16; 0 = fixed threshold only)")
-    g.add_argument("--gate-confirm-ms", type=float, default=None, metavar="MS",
-                   help="a closed gate opens only for a sound that lasts this long without dying away like a "
-                        "click (key clicks, taps stay out), 0..50 (default 20; 0 = every peak opens it)")
-    g.add_argument("--input-gain-db", type=float, default=None, metavar="DB", help="input gain in dB, -60..24")
-    g.add_argument("--output-gain-db", type=float, default=None, metavar="DB", help="output gain in dB, -60..24")
-    g.add_argument("--mix", type=float, default=None, help="wet/dry mix, 0..1 (1 = converted only)")
-    g.add_argument("--bypass", action="store_true", help="pass the input through unconverted (same latency)")
-    g.add_argument("--neural-device", choices=NEURAL_DEVICES, default="cpu",
-                   help="where neural voices run: cpu (default; one onnxruntime thread), cuda (onnxruntime-gpu's "
-                        "CUDA provider, the gpu extra; falls back to CPU with a logged reason) or auto")
-
-
-def add_run_arguments(p: argparse.ArgumentParser) -> None:
-    """Device and file options of ``run``."""
-    g = p.add_argument_group("devices and files")
-    g.add_argument("--input", default=None, metavar="DEV", help="input device: index or name substring")
-    g.add_argument("--output", default=None, metavar="DEV", help="output device: index or name substring")
-    g.add_argument("--monitor", default=None, metavar="DEV", help="also play the output on this device")
-    g.add_argument("--monitor-gain-db", type=float, default=None, metavar="DB", help="monitor gain in dB, -60..12")
-    g.add_argument("--channel", type=int, default=None, metavar="N", help="input channel (0-based); default: mono mixdown")
-    g.add_argument("--rate", type=int, default=None, metavar="HZ",
-                   help="device rate; default: the device's default rate if supported, else 48000")
-    g.add_argument("--input-file", default=None, metavar="PATH", help="play this file in real time instead of capturing")
-    g.add_argument("--loop", action="store_true", help="loop --input-file")
-    g.add_argument("--output-file", default=None, metavar="PATH", help="write the output to this WAV instead of a device")
-    g.add_argument("--null-output", action="store_true", help="discard the output (no device)")
-    g.add_argument("--fast", action="store_true",
-                   help="with --input-file and --output-file/--null-output: do not pace by the clock, "
-                        "run as fast as possible")
-    g.add_argument("--device-latency", default=None, metavar="low|high|MS",
-                   help="PortAudio buffer size hint: low, high, or milliseconds (default: the profile's)")
-    g.add_argument("--callback", choices=("native", "python"), default="native",
-                   help="audio callback: native (default; compiled, never waits for the Python interpreter) "
-                        "or python (sounddevice's Python callback, the fallback)")
-    g.add_argument("--backend", choices=("portaudio", "pulse"), default="portaudio",
-                   help="audio host: portaudio (default; ALSA, CoreAudio, WASAPI, PulseAudio through ALSA's pulse "
-                        "plugin) or pulse (rtvc's own PulseAudio/PipeWire client, Linux: smaller, steadier "
-                        "buffers; --input/--output are then source/sink names, see `rtvc devices --backend pulse`)")
-    g.add_argument("--worker", choices=("auto", "process", "thread"), default="auto",
-                   help="where the engine runs: process (its own interpreter, fed by shared-memory rings: nothing "
-                        "else in rtvc can stall it), thread, or auto (default: process with a sound device, "
-                        "thread for files only)")
-    g.add_argument("--rt-priority", type=int, default=10, metavar="N",
-                   help="worker process: SCHED_FIFO priority to ask for (1..99; default 10; 0: do not raise it); "
-                        "where not permitted it tries nice -10")
-    g.add_argument("--device-block-ms", type=float, default=None, metavar="MS",
-                   help="frames per device callback in ms (default: --block-ms); smaller shortens the device "
-                        "buffers (PortAudio's ALSA backend keeps two periods per direction)")
-    g.add_argument("--profile", choices=("live", "gaming"), default="live",
-                   help="buffering: live (default; smallest delay) or gaming (wider buffers that widen further "
-                        "instead of stuttering when the machine is busy)")
-    g.add_argument("--duplex", action="store_true",
-                   help="one full-duplex stream when input and output are the same device (default: two streams; "
-                        "through ALSA's pulse plugin a duplex stream dies at its first xrun)")
-    g.add_argument("--speaker-memory", choices=("auto", "on", "off"), default="auto",
-                   help="remember the speaker across sessions: the last 8 s of speech heard are saved (owner-only "
-                        f"WAV, {speaker_memory_path()}) when rtvc stops, and the next session's neural voice starts "
-                        "knowing the speaker instead of learning them over the first seconds; auto (default): on "
-                        "when capturing from a device, off for --input-file")
-    g.add_argument("--forget-speaker", action="store_true", help="delete the remembered speaker before starting")
-    g.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
-    g.add_argument("--json", action="store_true", help="print a final JSON summary (telemetry + counters)")
-    g.add_argument("--quiet", action="store_true", help="no periodic status line")
 
 
 def build_params(args: argparse.Namespace, *, registry: Any) -> Params:
     """The starting snapshot: the voice's preset, then every option given explicitly."""
     info = registry.get(args.voice)
     changes: dict[str, Any] = dict(info.defaults)
-    explicit = {"pitch_st": args.pitch, "formant_ratio": args.formant, "gate_threshold_db": args.gate_db,
-                "gate_floor_margin_db": getattr(args, "gate_margin_db", None),
-                "gate_confirm_ms": getattr(args, "gate_confirm_ms", None),
-                "input_gain_db": args.input_gain_db, "output_gain_db": args.output_gain_db, "mix": args.mix,
-                "monitor_gain_db": getattr(args, "monitor_gain_db", None)}
-    changes.update({k: v for k, v in explicit.items() if v is not None})
+    changes.update(explicit_params(args))
     if args.bypass:
         changes["bypass"] = True
     if getattr(args, "monitor", None) is not None:
@@ -168,6 +81,8 @@ def _file_rate(path: str) -> int:
 
 def _device_rate(args: argparse.Namespace) -> int:
     """--rate, else the input file's rate, else the input device's default rate (if supported), else 48000."""
+    from .resampling import SUPPORTED_RATES
+
     rate = getattr(args, "rate", None)
     if rate is not None:
         if rate not in SUPPORTED_RATES:
@@ -369,7 +284,7 @@ def voice_table(device_rate: int = 48_000) -> list[dict[str, Any]]:
     rows = []
     for info in registry.list():
         row: dict[str, Any] = {"name": info.name, "kind": info.kind, "description": info.description,
-                               "defaults": dict(info.defaults)}
+                               "defaults": dict(info.defaults), "default": info.name == DEFAULT_VOICE}
         try:
             # the same number as Engine(..., params=Params(voice=name)).algorithmic_latency_ms
             stage = registry.make_stage(info, model_rate=base.config.model_rate, hop=base.hop)
@@ -390,7 +305,10 @@ def _cmd_voices(args: argparse.Namespace) -> int:
         return 0
     for r in rows:
         lat = f"{r['latency_ms']:6.1f} ms" if r["latency_ms"] is not None else "  broken "
-        print(f"{r['name']:<18} {r['kind']:<7} {lat}  {r['description']}" + (f"  [{r['error']}]" if "error" in r else ""))
+        mark = "*" if r["default"] else " "
+        print(f"{mark} {r['name']:<18} {r['kind']:<7} {lat}  {r['description']}"
+              + (f"  [{r['error']}]" if "error" in r else ""))
+    print(f"(* the default voice, used when --voice is not given: {DEFAULT_VOICE})")
     return 0
 
 
@@ -405,44 +323,82 @@ def _add_convert(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object with the figures")
 
 
+def convert_file(engine: Any, reader: Any, writer: Any, *, block: int, keep_latency: bool = False) -> float:
+    """Stream a file through ``engine`` in blocks of ``block`` samples, writing as it goes:
+    memory does not depend on the file's length. Without ``keep_latency`` the first
+    ``round(latency_samples)`` output samples are dropped and the tail is flushed with zeros, so
+    the output is aligned with the input and exactly as long. Returns the compute time in s."""
+    lat = 0 if keep_latency else int(round(engine.latency_samples()))
+    y = np.empty(block, np.float32)
+    skip = lat
+    compute_s = 0.0
+
+    def step(x: Audio) -> None:
+        nonlocal skip, compute_s
+        t0 = time.perf_counter()
+        engine.process_into(x, y[:x.shape[0]])
+        compute_s += time.perf_counter() - t0
+        k = min(skip, x.shape[0])
+        skip -= k
+        if k < x.shape[0]:
+            writer.write(y[k:x.shape[0]])
+
+    for x in reader.blocks(block):
+        step(x)
+    zeros = np.zeros(block, np.float32)
+    for s0 in range(0, lat, block):  # the tail still inside the engine
+        step(zeros[:min(block, lat - s0)])
+    return compute_s
+
+
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from .wavio import read_audio, write_audio
+    from .wavio import AudioReader, AudioWriter, same_file
 
     _check_block_ms(args.block_ms)
-    x, rate = read_audio(args.input_path, channel=args.channel, allow_nonfinite=True)
-    engine = build_engine(args, device_rate=rate)
-    block = max(1, int(round(rate * args.block_ms / 1000.0)))
-    # load every compiled kernel on a throwaway engine first, so `rtf` measures steady compute
-    build_engine(args, device_rate=rate).process(np.zeros(4 * block, np.float32))
-    y, compute_s = convert_array(engine, x, block=block, keep_latency=args.keep_latency)
-    out = write_audio(args.output_path, y, rate, subtype="FLOAT" if args.float else "PCM_16")
+    if same_file(args.input_path, args.output_path):
+        raise ConfigError(f"output {args.output_path!r} is the input file {args.input_path!r}; converting would "
+                          "overwrite it; expected another output path")
+    with AudioReader(args.input_path, channel=args.channel) as reader:
+        rate = reader.rate
+        engine = build_engine(args, device_rate=rate, remember=False)
+        block = max(1, int(round(rate * args.block_ms / 1000.0)))
+        # load every compiled kernel on a throwaway engine first, so `rtf` measures steady compute
+        build_engine(args, device_rate=rate, remember=False).process(np.zeros(4 * block, np.float32))
+        with AudioWriter(args.output_path, rate, subtype="FLOAT" if args.float else "PCM_16") as writer:
+            compute_s = convert_file(engine, reader, writer, block=block, keep_latency=args.keep_latency)
+            out = writer.commit()
+        n = reader.samples_read
+        problems = reader.warnings()
     c = engine.counters
     result = {
         "input": str(args.input_path), "output": str(out), "voice": engine.params.voice,
-        "params": engine.params.as_dict(), "input_rate": rate, "samples": int(x.shape[0]),
-        "duration_s": x.shape[0] / rate, "block_ms": args.block_ms, "block": block,
+        "params": engine.params.as_dict(), "input_rate": rate, "samples": int(n),
+        "duration_s": n / rate, "block_ms": args.block_ms, "block": block,
         "algorithmic_latency_ms": engine.algorithmic_latency_ms, "latency_samples": engine.latency_samples(),
-        "latency_removed": not args.keep_latency, "compute_s": compute_s, "rtf": compute_s / (x.shape[0] / rate),
-        "blocks": int(c["blocks"]), "dropped_blocks": int(c["dropped_blocks"]),
-        "nonfinite_samples": int(c["nonfinite_samples"]), "stage_resets": int(c["stage_resets"]),
-        "stage_errors": int(c["stage_errors"]),
+        "latency_removed": not args.keep_latency, "compute_s": compute_s, "rtf": compute_s / (n / rate),
+        "blocks": int(c["blocks"]), "nonfinite_samples": int(reader.nonfinite), "clipped_samples": int(reader.clipped),
+        "stage_resets": int(c["stage_resets"]), "stage_errors": int(c["stage_errors"]),
+        "warnings": problems, **engine.run_levels(),
     }
-    if result["nonfinite_samples"]:
-        print(f"rtvc: warning: {result['nonfinite_samples']} non-finite samples (NaN/inf) in {args.input_path} "
-              "were replaced by silence", file=sys.stderr)
+    for w in problems:
+        print(f"rtvc: warning: {w}", file=sys.stderr)
     if args.json:
         print(json.dumps(result))
     else:
         print(f"{args.input_path} -> {out}: voice {result['voice']}, {rate} Hz, {result['duration_s']:.2f} s, "
               f"latency {result['algorithmic_latency_ms']:.2f} ms ({'removed' if not args.keep_latency else 'kept'}), "
-              f"RTF {result['rtf']:.3f}")
+              f"RTF {result['rtf']:.3f}, output peak {result['output_peak_dbfs']:.1f} dBFS "
+              f"RMS {result['output_rms_dbfs']:.1f} dBFS")
     return 0
 
 
-# ---------------------------------------------------------------------- run
+# ---------------------------------------------------------------------- run / serve
 def _add_run(p: argparse.ArgumentParser) -> None:
-    add_engine_arguments(p)
-    add_run_arguments(p)
+    add_live_arguments(p, serve=False)
+
+
+def _add_serve(p: argparse.ArgumentParser) -> None:
+    add_live_arguments(p, serve=True)
 
 
 def _status_line(t: dict[str, Any]) -> str:
@@ -453,6 +409,22 @@ def _status_line(t: dict[str, Any]) -> str:
             f"xruns {t['xruns']}  dropped {t['dropped_blocks']}"
             + (f"  buffer age {t['buffer_age_ms']:.0f} ms" if t.get("buffer_age_ms") is not None else "")
             + (f"  [{t['stream_state']}]" if t.get("stream_state") not in (None, "running", "stopped") else ""))
+
+
+def _final_line(t: dict[str, Any], *, file_to_file: bool) -> str:
+    """The end-of-run summary: levels over the whole run (a last-block level would make a good
+    output that ends in silence look silent). A file-to-file run has no device, so no xruns; a
+    dropped block there means the engine fell behind the real-time file clock."""
+    line = (f"input peak {t['input_peak_dbfs']:.1f} dBFS RMS {t['input_rms_dbfs']:.1f} dBFS, "
+            f"output peak {t['output_peak_dbfs']:.1f} dBFS RMS {t['output_rms_dbfs']:.1f} dBFS, "
+            f"compute p50 {t['compute_ms_p50']:.2f} ms p99 {t['compute_ms_p99']:.2f} ms, blocks {t['blocks']}")
+    if file_to_file:
+        if t["dropped_blocks"]:
+            line += (f", dropped {t['dropped_blocks']} blocks (the engine fell behind the real-time file clock; "
+                     "--fast never drops)")
+    else:
+        line += f", xruns {t['xruns']}, dropped {t['dropped_blocks']}"
+    return line + f", nonfinite {t['nonfinite_samples']}"
 
 
 def _demo(args: argparse.Namespace, reason: str, out: TextIO) -> int:
@@ -467,6 +439,7 @@ def _demo(args: argparse.Namespace, reason: str, out: TextIO) -> int:
     print(f"rtvc: no sound card found ({reason}).", file=out)
     print(f"rtvc: demo: converted the bundled sample {sample_path()} with voice {engine.params.voice!r} "
           f"through the streaming engine -> {dest.resolve()}", file=out)
+    print(f"rtvc: demo: {_final_line(engine.telemetry(), file_to_file=True)}", file=out)
     if args.json:
         print(json.dumps({**engine.telemetry(), "demo": True, "reason": reason, "output": str(dest),
                           "rtf": compute_s / (x.shape[0] / rate)}))
@@ -552,6 +525,21 @@ def _live_loop(args: argparse.Namespace, engine: Any, runner: Any, ext: Any, out
             runner.stop()
 
 
+def _check_devices_without_sound_card(args: argparse.Namespace, reason: str) -> None:
+    """No sound card: a device the user named, or a control server, cannot be served by the demo."""
+    from .audio import resolve_device
+
+    for kind, spec in (("input", args.input), ("output", args.output), ("output", args.monitor)):
+        if spec is not None:
+            try:
+                resolve_device(spec, kind)
+            except DeviceError as e:  # it names the device and what exists; say why nothing does
+                raise DeviceError(f"{e} (no sound card found: {reason})") from None
+    if getattr(args, "control", False):
+        raise DeviceError(f"no sound card found ({reason}), so there is nothing live to control; run the control "
+                          "server on a file instead: --input-file talk.wav --loop --null-output")
+
+
 def run_live(args: argparse.Namespace) -> int:
     """``rtvc run`` (and ``rtvc serve``, which is ``run --control``): the live loop."""
     out = sys.stderr if args.json else sys.stdout
@@ -564,10 +552,9 @@ def run_live(args: argparse.Namespace) -> int:
         # no sound card: the demo (the bundled sample through the same engine) instead of a traceback
         reason = _no_device_reason(need_output=args.output_file is None and not args.null_output)
         if reason is not None:
+            _check_devices_without_sound_card(args, reason)
             return _demo(args, reason, out)
-    ext = _control_module()
-    if ext is not None and hasattr(ext, "prepare_run"):
-        ext.prepare_run(args)  # e.g. the virtual mic must exist before the output stream opens
+    control_commands.prepare_run(args)  # e.g. the virtual mic must exist before the output stream opens
     engine = build_engine(args)
     runner = build_runner(args, engine)
     memory = engine.config.speaker_memory
@@ -576,7 +563,7 @@ def run_live(args: argparse.Namespace) -> int:
               f"{memory}; --forget-speaker drops it)", file=out, flush=True)
     started = time.time()
     with _sigterm_stops():
-        stopped_by = _live_loop(args, engine, runner, ext, out)
+        stopped_by = _live_loop(args, engine, runner, control_commands, out)
     if runner.file_error is not None:
         print(f"rtvc: error: {runner.file_error}", file=sys.stderr)
     if runner.error is not None:
@@ -591,90 +578,63 @@ def run_live(args: argparse.Namespace) -> int:
                   file=out, flush=True)
     if args.output_file:
         summary["output"] = str(args.output_file)
-    print(f"rtvc: stopped ({stopped_by}): {_status_line(summary)}, blocks {summary['blocks']}, "
-          f"nonfinite {summary['nonfinite_samples']}" + (f", wrote {args.output_file}" if args.output_file else ""),
+    file_to_file = args.input_file is not None and (args.output_file is not None or args.null_output)
+    print(f"rtvc: stopped ({stopped_by}): {_final_line(summary, file_to_file=file_to_file)}"
+          + (f", wrote {args.output_file}" if args.output_file and runner.file_error is None else ""),
           file=out, flush=True)
     if args.json:
         print(json.dumps(summary))
-    return 1 if runner.error is not None else 0
+    return 1 if runner.error is not None else (2 if runner.file_error is not None else 0)
 
 
-# ---------------------------------------------------------------------- table + extensions
+def _cmd_serve(args: argparse.Namespace) -> int:
+    """run the voice changer with the control server on (websocket, HTTP, overlay)"""
+    args.control = True
+    return run_live(args)  # `rtvc run --control`: one run loop for both commands
+
+
+# ---------------------------------------------------------------------- the command table
 SUBCOMMANDS: dict[str, tuple[AddArguments, Handler]] = {
     "devices": (_add_devices, _cmd_devices),
     "voices": (_add_voices, _cmd_voices),
     "run": (_add_run, run_live),
+    "serve": (_add_serve, _cmd_serve),
     "convert": (_add_convert, _cmd_convert),
 }
-_HELP = {"devices": "list audio devices", "voices": "list voices with their latency",
-         "clone": "train a new voice from a folder of your recordings (train extra)",
-         "train": "train a shipped voice from an offline corpus (train extra)",
-         "train-head": "train the experimental ONNX waveform head after a voice's synthesiser (train extra)",
-         "run": "live voice changing (devices or files)", "convert": "convert a file with the streaming engine"}
+_HELP = {"devices": "list audio devices", "voices": "list voices with their latency (* marks the default)",
+         "run": "live voice changing (devices or files)",
+         "serve": "run the voice changer with the control server on (websocket, HTTP, overlay)",
+         "convert": "convert a file with the streaming engine"}
 
 
-def _control_module() -> Any:
-    try:
-        commands = importlib.import_module("rtvc.control.commands")
-    except ModuleNotFoundError as e:
-        if e.name != "rtvc.control.commands":
-            raise
-        return None
-    return commands
-
-
-def _train_subcommands() -> dict[str, tuple[AddArguments, Handler]]:
-    try:
-        commands = importlib.import_module("rtvc.train.commands")
-    except ModuleNotFoundError as e:
-        if e.name == "rtvc.train.commands":
-            return {}
-        if e.name and e.name.split(".")[0] == "torch":
-            missing = str(e)
-
-            def add(p: argparse.ArgumentParser) -> None:
-                p.add_argument("rest", nargs=argparse.REMAINDER)
-
-            def handler(args: argparse.Namespace) -> int:
-                print(f"rtvc: error: `clone` needs the `train` extra ({missing}); install it with "
-                      "`pip install -e '.[train]'`", file=sys.stderr)
-                return 2
-
-            return {"clone": (add, handler)}
-        raise
-    return dict(getattr(commands, "SUBCOMMANDS", {}))
-
-
-def _all_subcommands() -> tuple[dict[str, tuple[AddArguments, Handler]], Any]:
-    table = dict(SUBCOMMANDS)
-    ctl = _control_module()
-    if ctl is not None:
-        table.update(getattr(ctl, "SUBCOMMANDS", {}))
-    table.update(_train_subcommands())
-    return table, ctl
+def _all_subcommands() -> dict[str, tuple[AddArguments, Handler]]:
+    return {**SUBCOMMANDS, **control_commands.SUBCOMMANDS, **train_commands.SUBCOMMANDS}
 
 
 def make_parser() -> argparse.ArgumentParser:
-    """The full parser (core subcommands + extensions)."""
+    """The full parser. Building it imports nothing heavy (no numba, onnxruntime, torch)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
         __version__ = version("rtvc")
     except PackageNotFoundError:  # running from a source tree that is not installed
         __version__ = "unknown"
-    table, ctl = _all_subcommands()
     parser = argparse.ArgumentParser(prog="rtvc", description="Real-time streaming voice changer.")
     parser.add_argument("--version", action="version", version=f"rtvc {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name, (add, handler) in table.items():
+    for name, (add, handler) in _all_subcommands().items():
         doc = _HELP.get(name) or (handler.__doc__ or "").strip().split("\n")[0] or None
         p = sub.add_parser(name, help=doc, description=doc)
         add(p)
-        if name == "run" and ctl is not None and hasattr(ctl, "add_run_arguments"):
-            ctl.add_run_arguments(p)
         p.set_defaults(_handler=handler)
     return parser
+
+
+def extra_hint(command: str, extra: str, missing: str | None) -> str:
+    """One line saying which extra a command needs and how to install it."""
+    return (f"`rtvc {command}` needs the `{extra}` extra ({missing} is not installed); install it with "
+            f"`pip install 'rtvc[{extra}]'` (in a checkout: `pip install -e '.[{extra}]'`)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -693,12 +653,11 @@ def main(argv: list[str] | None = None) -> int:
         extra = {"torch": "train", "onnx": "train", "pynput": "hotkeys"}.get((e.name or "").split(".")[0])
         if extra is None:
             raise
-        print(f"rtvc: error: `{args.command}` needs the `{extra}` extra ({e.name} is not installed); "
-              f"install it with `pip install -e '.[{extra}]'`", file=sys.stderr)
+        print(f"rtvc: error: {extra_hint(args.command, extra, e.name)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("rtvc: interrupted", file=sys.stderr)
-        return 0
+    except KeyboardInterrupt:  # `run` stops cleanly on Ctrl-C itself; anything else was cut short
+        print(f"rtvc: interrupted: `{args.command}` did not finish", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

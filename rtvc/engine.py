@@ -198,6 +198,8 @@ class Engine:
         self.gauges: dict[str, float | str | None] = {"buffer_age_ms": None}
         self._level_in = 0.0
         self._level_out = 0.0
+        # over the whole run: input peak, input sum of squares, output peak, output sum of squares, samples
+        self._run_levels = np.zeros(5, np.float64)
         # parameters: ``params`` is the last accepted request, ``_live`` what the audio path uses
         p = params or Params()
         info = self.registry.get(p.voice)
@@ -584,6 +586,9 @@ class Engine:
         x = self._hop_buf
         peak_in = apply_gain_ramp(h, g_in0, g_in1, x)
         self._level_in = max(peak_in, self._level_in * 0.5)
+        run = self._run_levels
+        run[0] = max(run[0], peak_in)
+        run[1] += float(np.dot(x, x))
         floor = self._noise_floor = noise_floor_step(x, self._floor_smooth, self._floor_hops, FLOOR_MIN_SUBWINDOWS,
                                                      self._floor_st, self._floor_mins)
         if margin > 0.0:  # steady noise above the fixed threshold stays shut out
@@ -619,6 +624,9 @@ class Engine:
         self._dry_w = (self._dry_w + self.hop) & (self._dry.shape[0] - 1)
         self._cur = gains
         self._level_out = max(peak_out, self._level_out * 0.5)
+        run[2] = max(run[2], peak_out)
+        run[3] += float(np.dot(self._y, self._y))
+        run[4] += self.hop
         self.counters["hops"] += 1
         return self._y
 
@@ -666,7 +674,8 @@ class Engine:
         gauges = {k2: v for k2, v in self.gauges.items() if isinstance(v, (int, float)) or v is None}
         gauges["speaker_s"] = self.speaker_s
         return {"counters": dict(self.counters), "gauges": gauges, "times_ns": times,
-                "levels": (self._level_in, self._level_out, self._noise_floor, self._gate_open)}, n
+                "levels": (self._level_in, self._level_out, self._noise_floor, self._gate_open),
+                "run_levels": self._run_levels.tolist()}, n
 
     def mirror(self, snap: dict[str, Any], *, gauges: tuple[str, ...] = ("buffer_age_ms", "buffer_age_max_ms",
                                                                          "target_buffer_age_ms", "speaker_s")) -> None:
@@ -682,8 +691,17 @@ class Engine:
             self._times_ns[self._times_n % TIMING_WINDOW] = t
             self._times_n += 1
         self._level_in, self._level_out, self._noise_floor, self._gate_open = snap["levels"]
+        self._run_levels[:] = snap["run_levels"]
 
     # ------------------------------------------------------------------ telemetry (any thread)
+    def run_levels(self) -> dict[str, float]:
+        """Peak and RMS of the input (after the input gain) and of the output over everything
+        processed so far, in dBFS (-200 before any audio): what a file run's summary reports."""
+        peak_in, sq_in, peak_out, sq_out, n = self._run_levels.tolist()
+        n = max(n, 1.0)
+        return {"input_peak_dbfs": _lin_to_db(peak_in), "input_rms_dbfs": _lin_to_db(math.sqrt(sq_in / n)),
+                "output_peak_dbfs": _lin_to_db(peak_out), "output_rms_dbfs": _lin_to_db(math.sqrt(sq_out / n))}
+
     def telemetry(self) -> dict[str, Any]:
         """A snapshot of levels, latency, compute statistics and counters (JSON-ready)."""
         n = min(self._times_n, TIMING_WINDOW)
@@ -699,6 +717,7 @@ class Engine:
             "output_level_dbfs": _lin_to_db(self._level_out),
             "noise_floor_dbfs": _lin_to_db(self._noise_floor),
             "gate_open_dbfs": _lin_to_db(self._gate_open),
+            **self.run_levels(),
             "algorithmic_latency_ms": self.algorithmic_latency_ms,
             "compute_ms_p50": p50,
             "compute_ms_p99": float(np.percentile(t, 99)),

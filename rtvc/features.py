@@ -26,7 +26,7 @@ from ._native.cepstrum import cepstrum_matrices
 from ._native.fft import rfft_tables
 from ._native.spectral import asymmetric_windows, causal_frames
 from .errors import ConfigError
-from .types import HOP, MODEL_RATE, Audio
+from .types import HOP, MODEL_RATE, N_CEP, Audio
 
 __all__ = ["FeatureConfig", "FeatureExtractor", "Analysis", "analyze", "mel_filterbank", "dct_matrix",
            "input_feature_names", "N_FFT", "SYN_LEN", "N_MELS", "N_MFCC", "N_CEP", "N_INPUT"]
@@ -37,7 +37,6 @@ SYN_LEN = 160
 """Synthesis window, samples (the OLA delay is ``SYN_LEN - HOP`` = 80 samples = 5 ms)."""
 N_MELS = 40
 N_MFCC = 20
-N_CEP = 32
 N_INPUT = N_MFCC + 3
 F0_REF_HZ = 150.0
 MAG_FLOOR = 1e-5  # natural-log floor of the magnitude (-100 dB re full scale)

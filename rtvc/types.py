@@ -15,7 +15,7 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Audio", "Frames", "MODEL_RATE", "HOP", "NEURAL_DEVICES", "TRAIN_DEVICES", "Stage", "S"]
+__all__ = ["Audio", "Frames", "MODEL_RATE", "HOP", "N_CEP", "NEURAL_DEVICES", "TRAIN_DEVICES", "Stage", "S"]
 
 Audio = npt.NDArray[np.float32]
 Frames = npt.NDArray[np.float32]
@@ -25,6 +25,8 @@ MODEL_RATE = 16_000
 
 HOP = 80
 """Engine hop at the model rate, in samples (5 ms): every stage is stepped with this many."""
+N_CEP = 32
+"""Cepstral coefficients of the envelope a neural voice predicts (the default order)."""
 
 NEURAL_DEVICES = ("cpu", "cuda", "auto")
 """Where a neural voice's model runs: onnxruntime's CPU provider, its CUDA provider (the ``gpu``

@@ -66,7 +66,7 @@ def test_subcommand_table_and_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert "convert" in out and "run" in out
     assert main(["frobnicate"]) == 2
     args = make_parser().parse_args(["run", "--voice", "higher", "--pitch", "2", "--input", "usb"])
-    assert (args.voice, args.pitch, args.input, args.block_ms) == ("higher", 2.0, "usb", 10.0)
+    assert (args.voice, args.pitch_st, args.input, args.block_ms) == ("higher", 2.0, "usb", 10.0)
 
 
 # ---------------------------------------------------------------------- voices / devices
@@ -106,7 +106,7 @@ def test_gate_margin_option_reaches_the_engine(tmp_path: Path, capsys: pytest.Ca
         tails[margin] = float(np.sqrt(np.mean(y[4 * 16000:] ** 2)))
     assert tails[None] == 0.0 and tails["0"] > 0.009
     assert main(["convert", str(src), str(tmp_path / "x.wav"), "--gate-margin-db", "50"]) == 2
-    assert "'gate_floor_margin_db' = 50.0 is out of range" in capsys.readouterr().err
+    assert "--gate-margin-db 50 is out of range; expected 0..40 dB" in capsys.readouterr().err
 
 
 def test_convert_json_fields_and_alignment(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -115,11 +115,11 @@ def test_convert_json_fields_and_alignment(tmp_path: Path, capsys: pytest.Captur
     assert main(["convert", str(src), str(out), "--json", "--voice", "neutral", "--bypass", "--gate-db", "-120",
                  "--float"]) == 0
     res = json.loads(_err(capsys)[0])
-    for k in ("algorithmic_latency_ms", "rtf", "blocks", "dropped_blocks", "nonfinite_samples", "input_rate",
+    for k in ("algorithmic_latency_ms", "rtf", "blocks", "nonfinite_samples", "input_rate",
               "voice", "output"):
         assert k in res, k
     assert res["input_rate"] == 48000 and res["voice"] == "neutral" and res["output"] == str(out)
-    assert res["dropped_blocks"] == 0 and res["nonfinite_samples"] == 0 and res["rtf"] > 0
+    assert res["nonfinite_samples"] == 0 and res["rtf"] > 0 and res["warnings"] == []
     n_total = x.shape[0] + round(res["latency_samples"])
     assert res["blocks"] == -(-n_total // 480)  # 10 ms blocks at 48 kHz, latency flushed
     ref = Engine(EngineConfig(device_rate=48000)).algorithmic_latency_ms
@@ -198,11 +198,12 @@ def test_convert_bad_files(kind: str, expect: str, tmp_path: Path, capsys: pytes
 
 
 @pytest.mark.parametrize("args,expect", [
-    (["--pitch", "20"], r"'pitch_st' = 20\.0 is out of range; expected \[-12\.0, 12\.0\] semitones"),
-    (["--formant", "2"], r"'formant_ratio' = 2\.0 is out of range; expected \[0\.7, 1\.4\]"),
+    (["--pitch", "20"], r"--pitch 20 is out of range; expected -12\.\.12 semitones"),
+    (["--pitch-st", "-13"], r"--pitch-st -13 is out of range; expected -12\.\.12 semitones"),
+    (["--formant", "2"], r"--formant 2 is out of range; expected 0\.7\.\.1\.4"),
     (["--voice", "no-such-voice"], r"unknown voice 'no-such-voice'; expected one of \[.*'neutral'"),
     (["--block-ms", "1"], r"--block-ms 1 is out of range; expected 2\.5\.\.100"),
-    (["--mix", "1.5"], r"'mix' = 1\.5 is out of range"),
+    (["--mix", "1.5"], r"--mix 1\.5 is out of range; expected 0\.\.1"),
 ])
 def test_convert_bad_options(args: list[str], expect: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import re

@@ -1,9 +1,8 @@
 """Command-line parts of live control, merged into ``rtvc`` by :mod:`rtvc.cli`.
 
-- :data:`SUBCOMMANDS`: ``serve``, ``route``, ``selftest``, ``presets``.
-- :func:`add_run_arguments`: the control options of ``rtvc run`` (``--control``, ``--host``,
-  ``--port``, ``--token``, ``--allow-remote``, ``--origin``, ``--virtual-mic``, ``--preset``,
-  ``--hotkeys``).
+- :data:`SUBCOMMANDS`: ``route``, ``selftest``, ``presets``.
+- The control options of ``run``/``serve`` (``--control``, ``--host``, ``--port``, ...) are
+  defined with the others in :mod:`rtvc.options`.
 - :func:`prepare_run` (optional, before the runner opens its streams) and
   :func:`start_for_run` (after): start what those options ask for; the returned handle's
   ``stop()`` undoes it.
@@ -19,38 +18,10 @@ from typing import Any, Callable
 
 from ..errors import ConfigError, RtvcError
 
-__all__ = ["SUBCOMMANDS", "add_run_arguments", "add_control_arguments", "prepare_run", "start_for_run", "RunHandle"]
+__all__ = ["SUBCOMMANDS", "prepare_run", "start_for_run", "RunHandle"]
 
 Handler = Callable[[argparse.Namespace], int]
 AddArguments = Callable[[argparse.ArgumentParser], None]
-
-
-# ---------------------------------------------------------------------------- run options
-def add_control_arguments(p: argparse.ArgumentParser, *, with_control_flag: bool = True) -> None:
-    from .protocol import DEFAULT_PORT
-
-    g = p.add_argument_group("live control")
-    if with_control_flag:
-        g.add_argument("--control", action="store_true", help="start the websocket/HTTP control server")
-    g.add_argument("--host", default="127.0.0.1", help="control bind address (default 127.0.0.1)")
-    g.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"control port (default {DEFAULT_PORT}; 0 = any free)")
-    g.add_argument("--token", default=None,
-                   help="control token (default: $RTVC_TOKEN, else generated and stored in the config folder)")
-    g.add_argument("--allow-remote", action="store_true",
-                   help="allow a non-loopback --host (anyone on the network who knows the token can control rtvc)")
-    g.add_argument("--origin", action="append", default=None, metavar="ORIGIN",
-                   help="allowed browser Origin (repeatable); default http://127.0.0.1:PORT, http://localhost:PORT, "
-                        "null")
-    g.add_argument("--virtual-mic", action="store_true",
-                   help="create the rtvc virtual microphone (PulseAudio/PipeWire) for this session and play into it")
-    g.add_argument("--preset", default=None, metavar="NAME", help="load this saved preset at start")
-    g.add_argument("--hotkeys", nargs="?", const="", default=None, metavar="PATH",
-                   help="enable global hotkeys (config: PATH or <config>/hotkeys.toml; needs the 'hotkeys' extra)")
-
-
-def add_run_arguments(p: argparse.ArgumentParser) -> None:
-    """The control options of ``rtvc run``."""
-    add_control_arguments(p, with_control_flag=True)
 
 
 def _own_sink_inputs() -> list[int]:
@@ -170,23 +141,6 @@ def start_for_run(args: argparse.Namespace, engine: Any, runner: Any) -> RunHand
     return h
 
 
-# ---------------------------------------------------------------------------- serve
-def _add_serve(p: argparse.ArgumentParser) -> None:
-    from .. import cli
-
-    cli.add_engine_arguments(p)
-    cli.add_run_arguments(p)
-    add_control_arguments(p, with_control_flag=False)
-
-
-def _cmd_serve(args: argparse.Namespace) -> int:
-    """run the voice changer with the control server on (websocket, HTTP, overlay)"""
-    from .. import cli
-
-    args.control = True
-    return cli.run_live(args)  # `rtvc run --control`: one run loop for both commands
-
-
 # ---------------------------------------------------------------------------- route / selftest
 def _add_route(p: argparse.ArgumentParser) -> None:
     p.add_argument("--remove", action="store_true", help="remove the virtual microphone (idempotent)")
@@ -287,6 +241,7 @@ def _parse_value(text: str) -> Any:
 
 def _cmd_presets(args: argparse.Namespace) -> int:
     """list, show, save or delete parameter presets"""
+    from ..options import canonical_param
     from .presets import PresetStore
 
     store = PresetStore()
@@ -309,7 +264,7 @@ def _cmd_presets(args: argparse.Namespace) -> int:
             k, sep, v = item.partition("=")
             if not sep or not k:
                 raise ConfigError(f"preset value {item!r}: expected PARAM=VALUE, e.g. pitch_st=-3")
-            params[k.strip()] = _parse_value(v)
+            params[canonical_param(k)] = _parse_value(v)
         path = store.save(args.name, params)
         print(f"saved preset {args.name!r} -> {path}")
         return 0
@@ -319,7 +274,6 @@ def _cmd_presets(args: argparse.Namespace) -> int:
 
 
 SUBCOMMANDS: dict[str, tuple[AddArguments, Handler]] = {
-    "serve": (_add_serve, _cmd_serve),
     "route": (_add_route, _cmd_route),
     "selftest": (_add_selftest, _cmd_selftest),
     "presets": (_add_presets, _cmd_presets),

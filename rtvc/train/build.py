@@ -11,17 +11,11 @@ import numpy as np
 from ..features import FeatureConfig
 from .dataset import AugmentConfig, analyse_files, load_audio_16k, log_f0_stats
 from .export import write_voice
+from .options import SYNTHESIS_OPTIONS
 from .parallel import parallel_frames
 from .train import TrainConfig, train_converter
 
 __all__ = ["build_voice", "pick_preview", "SYNTHESIS_OPTIONS"]
-
-SYNTHESIS_OPTIONS: dict[str, Any] = {"voicing": "adaptive", "f0_continuity": 0.3, "postfilter": 1.2}
-"""Synthesis options of new voices (measured on the shipped voices: adaptive voicing DNSMOS up,
-similarity equal; voicing with continuity 0.3 DNSMOS OVRL +0.07 to +0.12; a cepstral postfilter
-of 1.2, session 16: joe similarity +0.03 and P.808 +0.13 for one WER point, clones +0.004 and
-+0.03, P.808 +0.09 and +0.15; see the README's quality section and rtvc.synthesis)."""
-
 
 def pick_preview(audio: Sequence[np.ndarray], *, min_s: float = 3.0, max_s: float = 8.0) -> np.ndarray:
     """3-8 s of the target's own (unconverted) speech: whole utterances joined by 0.2 s pauses."""

@@ -17,13 +17,13 @@ import numpy as np
 
 from ..errors import AudioFileError, ConfigError
 from ..features import N_CEP, FeatureConfig
-from ..paths import user_voices_dir
+from ..paths import shipped_models_dir, user_voices_dir
 from ..voices import DSP_PRESETS
 from ..synthesis import check_options
-from .build import SYNTHESIS_OPTIONS, build_voice
-from .commands import AUGMENT_FLAGS, HIGH_VOICE_HZ, N_CEP_HIGH, N_CEP_LOW
-from .dataset import AugmentConfig, load_audio_16k
-from .train import LOSS_OPTIONS, TrainConfig
+from .build import build_voice
+from .dataset import load_audio_16k
+from .options import (AUGMENT_FLAGS, HIGH_VOICE_HZ, LOSS_OPTIONS, N_CEP_HIGH, N_CEP_LOW, SYNTHESIS_OPTIONS,
+                      AugmentConfig, TrainConfig)
 
 __all__ = ["AUDIO_EXTENSIONS", "CloneSource", "check_clone_folder", "clone_voice", "active_seconds",
            "cepstral_order_for"]
@@ -129,11 +129,25 @@ def cepstral_order_for(audio: list[np.ndarray]) -> tuple[int, float]:
     return (N_CEP_HIGH if med >= HIGH_VOICE_HZ else N_CEP_LOW), med
 
 
-def _check_name(name: str) -> str:
+def builtin_voice_names() -> set[str]:
+    """The DSP presets and the shipped neural voices: names a clone may never take (a built-in
+    voice hides a user voice of the same name)."""
+    shipped = {jp.stem for jp in shipped_models_dir().glob("*.json") if not jp.name.endswith(".preview.json")}
+    return {v.name for v in DSP_PRESETS} | shipped
+
+
+def _check_name(name: str, out_dir: Path, *, force: bool = False) -> str:
+    """Refuse a clone name that is malformed, taken by a built-in voice, or (without ``force``)
+    by an existing voice in ``out_dir``: before any training, so nothing is lost or overwritten."""
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}", name):
         raise ConfigError(f"voice name {name!r}; expected 1-40 letters, digits, '-' or '_'")
-    if name in {v.name for v in DSP_PRESETS}:
-        raise ConfigError(f"voice name {name!r} is a built-in voice; expected another name")
+    if name in builtin_voice_names():
+        raise ConfigError(f"voice name {name!r} is a built-in voice (see `rtvc voices`); a clone of that name would "
+                          "be hidden by it; expected another name")
+    existing = [p for p in (out_dir / f"{name}.onnx", out_dir / f"{name}.json") if p.exists()]
+    if existing and not force:
+        raise ConfigError(f"voice name {name!r} is taken: {existing[0]} exists; expected another name, or --force "
+                          "to replace that voice")
     return name
 
 
@@ -143,7 +157,7 @@ def clone_voice(folder: str | Path, name: str, *, minutes_limit: float | None = 
                 synthesis: str = "pulse-noise", gender: str = "unknown",
                 feature_config: FeatureConfig | None = None, loss_options: Mapping[str, float] | None = None,
                 aug: AugmentConfig | None = None, cache_dir: str | Path | None = None,
-                device: str = "cpu", synthesis_options: Mapping[str, Any] | None = None) -> Path:
+                device: str = "cpu", synthesis_options: Mapping[str, Any] | None = None, force: bool = False) -> Path:
     """Clone the voice in ``folder`` into ``NAME.onnx`` + manifest + preview; return the .onnx path.
 
     Parameters
@@ -175,9 +189,12 @@ def clone_voice(folder: str | Path, name: str, *, minutes_limit: float | None = 
         Where the network trains: 'cpu' (default) or 'cuda' (a torch that sees a GPU).
     synthesis_options : mapping, optional
         The manifest's synthesis options (``postfilter``, ``f0_continuity``, ...); default
-        :data:`~rtvc.train.build.SYNTHESIS_OPTIONS`. Checked before any audio is read.
+        :data:`~rtvc.train.options.SYNTHESIS_OPTIONS`. Checked before any audio is read.
+    force : bool
+        Replace an existing voice of this name in ``out_dir`` (a built-in name is refused anyway).
     """
-    _check_name(name)
+    out = Path(out_dir) if out_dir is not None else user_voices_dir()
+    _check_name(name, out, force=force)
     loss = dict(loss_options or {})
     if unknown := sorted(set(loss) - set(LOSS_OPTIONS)):
         raise ConfigError(f"loss options {unknown}; expected some of {list(LOSS_OPTIONS)}")
@@ -211,7 +228,6 @@ def clone_voice(folder: str | Path, name: str, *, minutes_limit: float | None = 
     for key in ("postfilter", "f0_continuity"):  # the synthesis flags (rtvc clone has these two)
         if syn_full[key] != syn_default[key]:
             flags += ["--" + key.replace("_", "-"), f"{syn_full[key]:g}"]
-    out = Path(out_dir) if out_dir is not None else user_voices_dir()
     return build_voice(src.audio, out, name, description=f"cloned from {Path(folder).name} "
                        f"({src.active_s / 60:.1f} min of speech)", gender=gender,
                        data=f"user recordings: {len(src.files)} files from {Path(folder).resolve()}",

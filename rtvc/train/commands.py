@@ -1,32 +1,41 @@
 """Training subcommands merged into the ``rtvc`` CLI (and ``python -m rtvc.train``).
 
-``SUBCOMMANDS`` maps a name to ``(add_arguments(parser), handler(args) -> int)``.
+``SUBCOMMANDS`` maps a name to ``(add_arguments(parser), handler(args) -> int)``. Building the
+parsers imports no torch (the defaults come from :mod:`rtvc.train.options`); each handler checks
+for the ``train`` extra first and, without it, says in one line how to install it (exit 2).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import shlex
+import sys
 import time
 from pathlib import Path
 
 from ..errors import ConfigError, RtvcError
-from ..features import N_CEP
 from ..manifest import MAX_LOOKAHEAD_FRAMES
-from ..types import TRAIN_DEVICES
+from ..types import N_CEP, TRAIN_DEVICES
+from .options import (AUGMENT_FLAGS, HIGH_VOICE_HZ, LOSS_OPTIONS, N_CEP_HIGH, N_CEP_LOW, SYNTHESIS_OPTIONS,
+                      AugmentConfig, TrainConfig)
 
-__all__ = ["SUBCOMMANDS", "holdout_split", "frames_cache_dir", "AUGMENT_FLAGS", "HIGH_VOICE_HZ", "N_CEP_LOW",
-           "N_CEP_HIGH"]
+__all__ = ["SUBCOMMANDS", "holdout_split", "frames_cache_dir", "needs_train_extra"]
 
-AUGMENT_FLAGS = {"warp_spread": "--aug-warp-spread", "eq_nepers": "--aug-eq", "normalise": "--aug-normalise"}
-"""Command-line flag of each recorded :class:`~rtvc.train.dataset.AugmentConfig` option (the
-parser and the command a cloned voice records both use it)."""
 
-HIGH_VOICE_HZ = 160.0
-"""A clone whose median F0 is at least this gets ``N_CEP_HIGH`` cepstral coefficients, a lower
-voice ``N_CEP_LOW`` (the boundary lies between the usual male, 85-155 Hz, and female, 165-255 Hz,
-ranges; measured in :func:`rtvc.train.clone.cepstral_order_for`)."""
-N_CEP_LOW, N_CEP_HIGH = 64, N_CEP
+def needs_train_extra(command: str) -> int | None:
+    """Exit code 2 with a one-line install hint when torch (the ``train`` extra) is missing, else None."""
+    missing = [m for m in ("torch", "onnx") if importlib.util.find_spec(m) is None]
+    if not missing:
+        return None
+    print(f"rtvc: error: `rtvc {command}` needs the `train` extra ({', '.join(missing)} not installed); install it "
+          "with `pip install 'rtvc[train]'` (in a checkout: `pip install -e '.[train]'`)", file=sys.stderr)
+    return 2
+
+
+def _fail(command: str, e: RtvcError) -> int:
+    print(f"rtvc: error: {command}: {e}", file=sys.stderr)
+    return 2
 
 
 def holdout_split(items: list, share: float) -> tuple[list, list]:
@@ -39,18 +48,23 @@ def holdout_split(items: list, share: float) -> tuple[list, list]:
 
 def add_clone_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("folder", help="folder of one speaker's recordings (wav/flac/ogg/mp3, any rate)")
-    p.add_argument("--name", required=True, help="name of the new voice")
+    p.add_argument("--name", required=True, help="name of the new voice (letters, digits, - and _; not the name of a "
+                                                 "built-in voice)")
+    p.add_argument("--force", action="store_true", help="replace an existing user voice of this name")
     p.add_argument("--minutes", type=float, default=None, help="use at most this many minutes of speech")
-    p.add_argument("--epochs", type=float, default=None, help="passes over the data (default: by data size)")
-    p.add_argument("--steps", type=int, default=None, help="training steps (overrides --epochs)")
     p.add_argument("--min-minutes", type=float, default=5.0, help="refuse less speech than this (default 5)")
-    p.add_argument("--gender", default="unknown")
+    p.add_argument("--gender", default="unknown", choices=("female", "male", "other", "unknown"),
+                   help="the speaker's gender, recorded in the voice's manifest and shown in voice lists "
+                        "(default unknown)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: the user voices folder)")
     _add_device_argument(p)
-    _add_synthesis_arguments(p)
-    _add_feature_arguments(p, by_voice=True)
-    _add_loss_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    adv = p.add_argument_group("advanced training options (the defaults are the measured best)")
+    adv.add_argument("--epochs", type=float, default=None, help="passes over the data (default: by data size)")
+    adv.add_argument("--steps", type=int, default=None, help="training steps (overrides --epochs)")
+    _add_synthesis_arguments(adv)
+    _add_feature_arguments(adv, by_voice=True)
+    _add_loss_arguments(adv)
 
 
 def _add_feature_arguments(p: argparse.ArgumentParser, *, by_voice: bool = False) -> None:
@@ -66,8 +80,6 @@ def _add_feature_arguments(p: argparse.ArgumentParser, *, by_voice: bool = False
 
 
 def _add_synthesis_arguments(p: argparse.ArgumentParser) -> None:
-    from .build import SYNTHESIS_OPTIONS
-
     p.add_argument("--postfilter", type=float, default=None, metavar="BETA",
                    help="cepstral postfilter of the synthesis, 1..2, 1 = none (default "
                         f"{SYNTHESIS_OPTIONS['postfilter']:g}); a manifest option, the ONNX model does "
@@ -84,9 +96,6 @@ def _add_device_argument(p: argparse.ArgumentParser) -> None:
 
 
 def _add_loss_arguments(p: argparse.ArgumentParser) -> None:
-    from .dataset import AugmentConfig
-    from .train import TrainConfig
-
     d = TrainConfig()
     p.add_argument("--delta-weight", type=float, default=d.delta_weight, metavar="W",
                    help=f"weight of the frame-to-frame difference loss term (default {d.delta_weight:g})")
@@ -109,18 +118,14 @@ def _add_loss_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _augment(args: argparse.Namespace):  # noqa: ANN202
-    """The :class:`~rtvc.train.dataset.AugmentConfig` of the parsed flags (its ConfigError names a bad one)."""
-    from .dataset import AugmentConfig
-
+    """The :class:`~rtvc.train.options.AugmentConfig` of the parsed flags (its ConfigError names a bad one)."""
     share = getattr(args, "parallel_share", None)  # train only: clone has no parallel speakers
     options = {field: getattr(args, flag[2:].replace("-", "_")) for field, flag in AUGMENT_FLAGS.items()}
     return AugmentConfig(**options, **({} if share is None else {"parallel_share": share}))
 
 
 def _loss_options(args: argparse.Namespace) -> dict[str, float]:
-    """The loss fields of :class:`~rtvc.train.train.TrainConfig` from the parsed flags."""
-    from .train import LOSS_OPTIONS
-
+    """The loss fields of :class:`~rtvc.train.options.TrainConfig` from the parsed flags."""
     return {name: getattr(args, name) for name in LOSS_OPTIONS}
 
 
@@ -133,7 +138,6 @@ def _feature_config(args: argparse.Namespace):  # noqa: ANN202
 
 def _synthesis_options(args: argparse.Namespace) -> dict | None:
     from ..synthesis import check_options
-    from .build import SYNTHESIS_OPTIONS
 
     given = {k: v for k, v in (("postfilter", args.postfilter), ("f0_continuity", args.f0_continuity))
              if v is not None}
@@ -152,6 +156,9 @@ def frames_cache_dir(root: Path | None = None) -> Path:
 
 
 def clone_handler(args: argparse.Namespace) -> int:
+    """train a new voice from a folder of your recordings (train extra)"""
+    if (code := needs_train_extra("clone")) is not None:
+        return code
     from .clone import clone_voice
 
     t0 = time.perf_counter()
@@ -160,10 +167,9 @@ def clone_handler(args: argparse.Namespace) -> int:
                            min_minutes=args.min_minutes, progress=not args.quiet, out_dir=args.out, gender=args.gender,
                            feature_config=_feature_config(args), loss_options=_loss_options(args),
                            aug=_augment(args), cache_dir=None if args.no_frames_cache else frames_cache_dir(),
-                           device=args.device, synthesis_options=_synthesis_options(args))
+                           device=args.device, synthesis_options=_synthesis_options(args), force=args.force)
     except RtvcError as e:
-        print(f"rtvc clone: {e}")
-        return 2
+        return _fail("clone", e)
     print(f"voice {args.name!r} written to {path} in {time.perf_counter() - t0:.0f} s")
     return 0
 
@@ -236,12 +242,12 @@ def _parallel_pairs(args: argparse.Namespace, train: list) -> tuple[list, list]:
 
 
 def train_handler(args: argparse.Namespace) -> int:
-    import sys
-
+    """train a shipped voice from an offline corpus (train extra)"""
+    if (code := needs_train_extra("train")) is not None:
+        return code
     from ..paths import shipped_models_dir
     from .build import build_voice
     from .corpus import build_corpus
-    from .train import TrainConfig
 
     t0 = time.perf_counter()
     try:
@@ -270,8 +276,7 @@ def train_handler(args: argparse.Namespace) -> int:
                            feature_config=fc, parallel=pairs or None, realign=args.parallel_realign,
                            cache_dir=None if args.no_frames_cache else frames_cache_dir(args.cache_dir))
     except RtvcError as e:
-        print(f"rtvc train: {e}")
-        return 2
+        return _fail("train", e)
     print(f"voice {args.name!r} written to {path} in {time.perf_counter() - t0:.0f} s")
     return 0
 
@@ -291,8 +296,9 @@ def add_head_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def head_handler(args: argparse.Namespace) -> int:
-    import sys
-
+    """train the experimental ONNX waveform head after a voice's synthesiser (train extra)"""
+    if (code := needs_train_extra("train-head")) is not None:
+        return code
     from ..converter import NeuralVoice
     from ..paths import user_voices_dir
     from .corpus import build_corpus
@@ -317,8 +323,7 @@ def head_handler(args: argparse.Namespace) -> int:
                     command=shlex.join(["python", "-m", "rtvc.train", *sys.argv[1:]]))
         path = write_head_voice(args.voice, model, args.out or user_voices_dir(), args.name, training=info)
     except RtvcError as e:
-        print(f"rtvc train-head: {e}")
-        return 2
+        return _fail("train-head", e)
     print(f"voice {args.name!r} written to {path} in {time.perf_counter() - t0:.0f} s "
           f"(head loss {info['final_loss']} against {info['identity_loss']} without it)")
     return 0

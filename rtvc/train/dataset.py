@@ -35,6 +35,7 @@ from ..errors import ConfigError
 from ..features import F0_REF_HZ, POWER_AMIN, FeatureConfig, FeatureExtractor, dct_matrix, mel_filterbank
 from .._native.cepstrum import cepstrum_matrices
 from ..converter import TIMBRE_RAMP_FRAMES, WARP_GAMMA, WARP_GRID, WARP_MIN_FRAMES
+from .options import AugmentConfig
 
 __all__ = ["FrameSet", "AugmentConfig", "Augmenter", "load_audio_16k", "analyse_files", "frames_cache_key",
            "log_f0_stats", "ANALYSIS_VERSION"]
@@ -177,35 +178,6 @@ def log_f0_stats(f0_hz: np.ndarray) -> tuple[float, float]:
         return float(np.log2(F0_REF_HZ)), 0.25
     lf = np.log2(v)
     return float(lf.mean()), float(lf.std())
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    alpha_range: tuple[float, float] = (0.78, 1.25)  # vocal-tract warp (target -> disguise)
-    pitch_octaves: float = 1.0  # pitch ratio 2**U(-1, 1)
-    tilt_nepers: float = 1.5  # +- across the band
-    level_nepers: tuple[float, float] = (-2.5, 1.0)
-    noise_prob: float = 0.5
-    snr_db: tuple[float, float] = (5.0, 40.0)
-    clean_prob: float = 0.15  # a share of batches is the target itself
-    warp_spread: float = 0.0  # the warp's ratio at the top of the band differs by 2**U(-s, s) from the bottom's
-    eq_nepers: float = 0.0  # random smooth EQ: cepstral offsets c1..c{EQ_ORDER} of up to this, falling as 1/k
-    parallel_share: float = 0.5  # with parallel data (other speakers, aligned): this share of batch rows
-    normalise: float = 0.0  # share of rows whose input gets the run time's input warp and timbre mean shift
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.warp_spread <= 1.0:
-            raise ConfigError(f"warp_spread {self.warp_spread!r}; expected 0..1")
-        if not 0.0 <= self.eq_nepers <= 2.0:
-            raise ConfigError(f"eq_nepers {self.eq_nepers!r}; expected 0..2 nepers")
-        if not 0.0 <= self.parallel_share <= 1.0:
-            raise ConfigError(f"parallel_share {self.parallel_share!r}; expected 0..1")
-        if not 0.0 <= self.normalise <= 1.0:
-            raise ConfigError(f"normalise {self.normalise!r}; expected a share of rows 0..1")
-
-    def options(self) -> dict[str, float]:
-        """The options a voice records in its manifest (``training.augment``)."""
-        return {"warp_spread": self.warp_spread, "eq_nepers": self.eq_nepers, "normalise": self.normalise}
 
 
 EQ_ORDER = 8

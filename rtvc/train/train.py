@@ -16,65 +16,10 @@ from ..features import FeatureConfig, N_INPUT
 from ..manifest import MAX_LOOKAHEAD_FRAMES
 from ..types import TRAIN_DEVICES
 from .dataset import AugmentConfig, Augmenter, FrameSet
+from .options import LOSS_OPTIONS, TrainConfig
 from .model import Converter
 
 __all__ = ["TrainConfig", "Progress", "train_converter", "converter_factory", "ModelFactory", "envelope_loss", "cepstral_weights", "LOSS_OPTIONS"]
-
-LOSS_OPTIONS = ("delta_weight", "gv_weight", "cep_emphasis")
-"""The :class:`TrainConfig` fields that shape the loss (recorded in the manifest's ``training.loss``)."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Training settings. The loss options only change the weights learnt, never the ONNX graph.
-
-    ``delta_weight``: weight of a smooth-L1 term on frame-to-frame differences of the envelope.
-    ``gv_weight``: weight of a global-variance term, the L1 distance between predicted and target
-    per-coefficient standard deviations over each training sequence (counters over-smoothing).
-    ``cep_emphasis``: exponent ``g`` of per-coefficient weights ``(k + 1) ** g`` (normalised to a
-    mean of 1) on every term; 0 weighs all coefficients equally.
-    """
-
-    steps: int = 1500
-    batch: int = 16
-    frames: int = 160  # 0.8 s sequences
-    hidden: int = 128
-    layers: int = 2
-    lr: float = 2e-3
-    seed: int = 0
-    threads: int = 2
-    lookahead: int = 0  # frames the converter hears before it outputs a frame's envelope (+5 ms latency each)
-    device: str = "cpu"  # where the network trains: 'cpu' or 'cuda' (batches are built on the CPU either way)
-    # bench/quality.py, 1000 steps: gv 0.1 + delta 1 raised DNSMOS P.808 by 0.02 (joe) and 0.11
-    # (kumo) with the WER gap within 0.1 point; on joe, gv >= 0.25 raised similarity more but cost
-    # 2-14 WER points and F0 correlation. delta 0, gv 0, emphasis 0 is the original loss.
-    delta_weight: float = 1.0
-    gv_weight: float = 0.1
-    cep_emphasis: float = 0.0
-
-    def __post_init__(self) -> None:
-        for name in ("steps", "batch", "frames", "hidden", "layers", "threads"):
-            v = getattr(self, name)
-            if not (isinstance(v, int) and v >= (2 if name == "frames" else 1)):
-                raise ConfigError(f"{name} {v!r}; expected an integer >= {2 if name == 'frames' else 1}")
-        if not (isinstance(self.lookahead, int) and 0 <= self.lookahead <= MAX_LOOKAHEAD_FRAMES):
-            raise ConfigError(f"lookahead {self.lookahead!r}; expected an integer 0..{MAX_LOOKAHEAD_FRAMES} frames")
-        if self.lookahead >= self.frames:
-            raise ConfigError(f"lookahead {self.lookahead} frames; expected fewer than the {self.frames} frames "
-                              "of a training sequence")
-        if self.device not in TRAIN_DEVICES:
-            raise ConfigError(f"training device {self.device!r}; expected one of {TRAIN_DEVICES}")
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise ConfigError("training device 'cuda': this torch sees no CUDA GPU (torch.cuda.is_available() is "
-                              f"False; torch {torch.__version__}); expected 'cpu' here")
-        for name in LOSS_OPTIONS:
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-                raise ConfigError(f"{name} {v!r}; expected a finite number >= 0")
-
-    def loss_options(self) -> dict[str, float]:
-        return {name: float(getattr(self, name)) for name in LOSS_OPTIONS}
-
 
 def cepstral_weights(n_cep: int, emphasis: float) -> torch.Tensor:
     """Per-coefficient weights ``(k + 1) ** emphasis``, k = 0..n_cep-1, with a mean of 1. Shape ``(n_cep,)``."""

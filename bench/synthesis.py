@@ -1,6 +1,7 @@
-"""Synthesis-method comparison and held-out quality of a neural voice (uses ``bench/_metrics.py``).
+"""Synthesis-method comparison and held-out quality of a neural voice (a benchmark: it lives in
+``bench/`` beside ``_metrics.py``; the package never imports from here).
 
-    python -m rtvc.train.evaluate models/aria.onnx --heldout-corpus asterisk \\
+    python bench/synthesis.py models/aria.onnx --heldout-corpus asterisk \\
         --sources piper-joe,mbrola:us2,kokoro:jm_kumo --n 3 [--cache-dir DIR] [--json OUT]
 
 Per method (``pulse-noise``, ``source``) the voice's stage converts each source utterance
@@ -8,7 +9,7 @@ Per method (``pulse-noise``, ``source``) the voice's stage converts each source 
 (resemblyzer cosine to the embedding of the voice's *held-out* target utterances, listed in
 its manifest), WER (pocketsphinx) and DNSMOS, beside the unconverted sources and the
 vocoder ceiling (held-out target utterances analysed and resynthesised with their own envelope
-and F0). Run from a source checkout (``bench/`` is not part of the wheel).
+and F0). Needs the ``train`` and ``bench`` extras.
 """
 
 from __future__ import annotations
@@ -22,10 +23,15 @@ from typing import Any
 
 import numpy as np
 
-from ..converter import NeuralVoice
-from ..features import FeatureExtractor
-from ..synthesis import Synthesizer
-from .dataset import load_audio_16k
+if __package__ in (None, ""):  # `python bench/synthesis.py`: the checkout's root on the path, as the other benches
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import _metrics as M  # noqa: E402,N812
+from rtvc.converter import NeuralVoice  # noqa: E402
+from rtvc.features import FeatureExtractor  # noqa: E402
+from rtvc.synthesis import Synthesizer  # noqa: E402
+from rtvc.train.corpus import build_corpus  # noqa: E402
+from rtvc.train.dataset import load_audio_16k  # noqa: E402
 
 __all__ = ["run_stage", "resynthesize", "main"]
 
@@ -60,7 +66,7 @@ def resynthesize(x: np.ndarray, method: str = "pulse-noise", *, options: dict[st
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m rtvc.train.evaluate")
+    ap = argparse.ArgumentParser(prog="python bench/synthesis.py")
     ap.add_argument("voice", type=Path)
     ap.add_argument("--heldout-corpus", required=True)
     ap.add_argument("--sources", default="piper-joe,mbrola:us2")
@@ -72,12 +78,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--exclude", default="", help="utterance file names not to use as sources")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
-    root = Path(__file__).resolve().parents[2]
-    sys.path.insert(0, str(root / "bench"))
-    import _metrics as M  # noqa: N812  (bench/_metrics.py of the source tree)
-
-    from .corpus import build_corpus
-
     voice = NeuralVoice.load(args.voice)
     m = voice.manifest
     options = m.get("synthesis_options")
