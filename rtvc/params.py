@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 from .errors import ConfigError
 
-__all__ = ["Params", "ParamSpec", "PARAM_SPECS", "validate_value"]
+__all__ = ["Params", "ParamSpec", "PARAM_SPECS", "validate_value", "number", "integer", "shown"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,59 @@ PARAM_SPECS: dict[str, ParamSpec] = {
 }
 
 
+def shown(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for messages (an integer of 400 digits stays readable)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
+        return f"<{'a negative' if value < 0 else 'an'} integer of {len(str(abs(value)))} digits>"
+    s = repr(value)
+    return s if len(s) <= limit else s[:limit] + "..."
+
+
+def _range(lo: float | None, hi: float | None, unit: str, kind: str | None = None) -> str:
+    """``[lo, hi] unit`` (or ``>= lo``, ``<= hi``, ``finite``), after ``a KIND`` when ``kind`` is given."""
+    if lo is not None and hi is not None:
+        text = f"in [{lo}, {hi}]" if kind else f"[{lo}, {hi}]"
+    elif lo is not None or hi is not None:
+        text = f">= {lo}" if lo is not None else f"<= {hi}"
+    else:
+        text = "" if kind else "a finite number"
+    if kind:
+        text = f"a {kind} {text}" if text else f"a finite {kind}"
+    return f"{text} {unit}".rstrip()
+
+
+def number(value: Any, *, what: str, lo: float | None = None, hi: float | None = None, unit: str = "") -> float:
+    """A finite number in ``[lo, hi]`` as a float, from any form JSON or TOML gives one.
+
+    The one number check of rtvc: parameters, protocol arguments, presets and manifests use it.
+    Integers of any size are compared exactly before they are converted, so a literal too big
+    for a float (``1e309`` written out as digits) is out of range, never an ``OverflowError``.
+
+    Raises
+    ------
+    ConfigError
+        Not a number (booleans are not numbers), not finite, or outside ``[lo, hi]``; the
+        message starts with ``what`` and names the value and the range.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{what} = {shown(value)}: expected {_range(lo, hi, unit, 'number')}")
+    if (isinstance(value, float) and not math.isfinite(value)) or (lo is not None and value < lo) \
+            or (hi is not None and value > hi):
+        raise ConfigError(f"{what} = {shown(value)} is out of range; expected {_range(lo, hi, unit)}")
+    try:
+        return float(value)
+    except OverflowError:  # an unbounded integer beyond the float range
+        raise ConfigError(f"{what} = {shown(value)} is out of range; expected a finite number") from None
+
+
+def integer(value: Any, *, what: str, lo: int | None = None, hi: int | None = None, unit: str = "") -> int:
+    """Like :func:`number`, for a whole number: ``48000`` and ``48000.0`` both give ``48000``."""
+    v = number(value, what=what, lo=lo, hi=hi, unit=unit)
+    if isinstance(value, float) and not v.is_integer():
+        raise ConfigError(f"{what} = {shown(value)}: expected {_range(lo, hi, unit, 'whole number')}")
+    return int(value)
+
+
 def validate_value(name: str, value: Any) -> Any:
     """Check one parameter value and return it in its canonical type.
 
@@ -62,21 +115,16 @@ def validate_value(name: str, value: Any) -> Any:
     """
     spec = PARAM_SPECS.get(name)
     if spec is None:
-        raise ConfigError(f"unknown parameter {name!r}; expected one of {sorted(PARAM_SPECS)}")
+        raise ConfigError(f"unknown parameter {shown(name)}; expected one of {sorted(PARAM_SPECS)}")
     if spec.kind is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"parameter {name!r} = {value!r}: expected true or false")
+            raise ConfigError(f"parameter {name!r} = {shown(value)}: expected true or false")
         return value
     if spec.kind is str:
         if not isinstance(value, str) or not value:
-            raise ConfigError(f"parameter {name!r} = {value!r}: expected a non-empty string")
+            raise ConfigError(f"parameter {name!r} = {shown(value)}: expected a non-empty string")
         return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"parameter {name!r} = {value!r}: expected a number in [{spec.lo}, {spec.hi}] {spec.unit}")
-    v = float(value)
-    if not math.isfinite(v) or (spec.lo is not None and v < spec.lo) or (spec.hi is not None and v > spec.hi):
-        raise ConfigError(f"parameter {name!r} = {value!r} is out of range; expected [{spec.lo}, {spec.hi}] {spec.unit}")
-    return v
+    return number(value, what=f"parameter {name!r}", lo=spec.lo, hi=spec.hi, unit=spec.unit)
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,12 @@ audio path.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from typing import Any, Callable, Mapping
 
-from ..errors import ConfigError, ControlError, DeviceError, ModelError
+from ..errors import ConfigError, ControlError, DeviceError, ModelError, RtvcError
 from . import protocol as P
 from .presets import DEFAULT_EXCLUDED, PresetStore
 
@@ -37,6 +38,7 @@ ACTIONS: dict[str, str] = {
 """Named one-shot actions (hotkeys and HTTP buttons)."""
 
 Listener = Callable[[dict[str, Any]], None]
+log = logging.getLogger("rtvc.control")
 
 
 class Controller:
@@ -46,8 +48,10 @@ class Controller:
     ----------
     engine : rtvc.engine.Engine
     runner : rtvc.audio.LiveRunner or None
-        Needed by ``list_devices``/``set_devices``; ``None`` in file mode, where those methods
-        answer a ``NOT_AVAILABLE`` error.
+        Needed by ``list_devices``/``set_devices``. Without one, and with a runner that opened
+        no device (file mode: input and output are files or null, no monitor), those methods
+        answer a ``NOT_AVAILABLE`` error; so does ``set_devices`` asking for a device on a side
+        that a file replaces.
     presets : PresetStore or None
         Default: the user's presets folder.
     """
@@ -126,7 +130,7 @@ class Controller:
                 for v in self.engine.registry.list()]
 
     def list_devices(self) -> list[dict[str, Any]]:
-        self._need_runner("list_devices")
+        self._need_devices("list_devices")
         from .. import audio  # lazily: only the audio module imports sounddevice
 
         return list(audio.list_devices(getattr(self.runner, "backend", "portaudio")))
@@ -148,6 +152,13 @@ class Controller:
     def set_devices(self, *, input: Any = None, output: Any = None, monitor: Any = None, rate: int | None = None,
                     source: str = "api") -> dict[str, Any]:
         self._need_runner("set_devices")
+        files = self._file_sides()
+        for side, spec in (("input", input), ("output", output)):
+            if spec is not None and files[side] is not None:
+                raise P.RpcError(P.NOT_AVAILABLE, f"set_devices: {side}={spec!r}: the {side} of this session is the "
+                                                  f"{files[side]}; restart rtvc without it to use a device")
+        if monitor is not None:
+            self._need_devices("set_devices")
         with self._lock:
             before = dict(getattr(self.runner, "devices", {}) or {})
             self.runner.set_devices(input=input, output=output, monitor=monitor, rate=rate)
@@ -189,11 +200,28 @@ class Controller:
             return self.set_params({"pitch_st": v}, source=source)
 
     def cycle_voice(self, direction: int, *, source: str = "api") -> dict[str, Any]:
+        """Switch to the next (``+1``) or previous (``-1``) voice of ``list_voices``, wrapping.
+
+        A voice that fails to load is skipped (and logged): the press goes on to the one after,
+        so a damaged voice in the list never stops the cycle there. Only when every other voice
+        fails is the first failure raised (the current voice keeps playing)."""
         with self._lock:
             names = self.engine.registry.names()
             cur = self.engine.params.voice
-            i = names.index(cur) if cur in names else -1
-            return self.set_voice(names[(i + direction) % len(names)], source=source)
+            i = names.index(cur) if cur in names else (-1 if direction > 0 else 0)
+            first: RtvcError | None = None
+            for k in range(1, len(names) + 1):
+                name = names[(i + k * direction) % len(names)]
+                if name == cur:
+                    break
+                try:
+                    return self.set_voice(name, source=source)
+                except (ModelError, ConfigError) as e:  # damaged, or gone since the list was read
+                    log.warning("voice %s skipped: %s", name, e)
+                    first = first or e
+            if first is not None:
+                raise first
+            return self.state()
 
     def action(self, name: str, *, source: str = "api") -> dict[str, Any]:
         """Run one of :data:`ACTIONS` by name; returns the new state."""
@@ -264,3 +292,23 @@ class Controller:
         if self.runner is None:
             raise P.RpcError(P.NOT_AVAILABLE, f"{method}: no live audio runner is attached (file mode or "
                                               "'rtvc serve --input FILE'); devices cannot be listed or changed")
+
+    def _file_sides(self) -> dict[str, str | None]:
+        """What replaces a device on each side of the runner (``None``: a device)."""
+        r = self.runner
+        inp = getattr(r, "input_file", None)
+        out = getattr(r, "output_file", None)
+        return {"input": f"file {str(inp)!r}" if inp is not None else None,
+                "output": f"file {str(out)!r}" if out is not None
+                else "null output" if getattr(r, "null_output", False) else None}
+
+    def _need_devices(self, method: str) -> None:
+        """A runner with at least one device stream (else: file mode, no live audio)."""
+        self._need_runner(method)
+        files = self._file_sides()
+        if files["input"] is not None and files["output"] is not None \
+                and not (getattr(self.runner, "devices", {}) or {}).get("monitor"):
+            raise P.RpcError(P.NOT_AVAILABLE, f"{method}: file mode (input: {files['input']}, output: "
+                                              f"{files['output']}): no audio device is open, so devices cannot be "
+                                              "listed or changed; start rtvc without --input-file/--output-file/"
+                                              "--null-output to use devices")

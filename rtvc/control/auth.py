@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import logging
 import os
 import secrets
+import stat
 from pathlib import Path
 from typing import Iterable, Mapping
 from urllib.parse import parse_qs
@@ -21,10 +23,11 @@ from urllib.parse import parse_qs
 from ..errors import ConfigError
 from ..paths import config_dir
 
-__all__ = ["TOKEN_FILE", "load_or_create_token", "validate_token", "tokens_equal", "token_from_request",
-           "default_origins", "origin_allowed", "is_loopback", "check_bind_host"]
+__all__ = ["TOKEN_FILE", "load_or_create_token", "validate_token", "token_file_warning", "tokens_equal",
+           "token_from_request", "default_origins", "origin_allowed", "is_loopback", "check_bind_host"]
 
 TOKEN_FILE = "control_token"
+log = logging.getLogger("rtvc.control")
 _MIN_TOKEN = 8
 _MAX_TOKEN = 256
 
@@ -45,7 +48,8 @@ def load_or_create_token(explicit: str | None = None, *, env: Mapping[str, str] 
 
     Order: ``explicit`` (``--token``), the ``RTVC_TOKEN`` environment variable, else the token
     stored in ``config_dir()/control_token``, generated (``secrets.token_urlsafe``) and stored
-    with mode 0600 on first use.
+    with mode 0600 on first use. A stored file that other users may read is used all the same,
+    with a warning (logger ``rtvc.control``) saying how to fix it.
     """
     env = os.environ if env is None else env
     if explicit:
@@ -55,6 +59,9 @@ def load_or_create_token(explicit: str | None = None, *, env: Mapping[str, str] 
     d = directory or config_dir()
     path = d / TOKEN_FILE
     if path.is_file():
+        warning = token_file_warning(path)
+        if warning:
+            log.warning("%s", warning)
         tok = path.read_text(encoding="ascii", errors="replace").strip()
         try:
             return validate_token(tok), str(path)
@@ -66,6 +73,17 @@ def load_or_create_token(explicit: str | None = None, *, env: Mapping[str, str] 
     with os.fdopen(fd, "w", encoding="ascii") as f:
         f.write(tok + "\n")
     return tok, str(path)
+
+
+def token_file_warning(path: Path) -> str | None:
+    """A warning when users other than the owner may read or change the token file (POSIX modes)."""
+    if os.name != "posix":  # Windows keeps %APPDATA% private through ACLs, not mode bits
+        return None
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if not mode & 0o077:
+        return None
+    return (f"the control token file {path} has mode {mode:04o}: other users of this machine can read "
+            f"the token and control rtvc; make it private with: chmod 600 {path}")
 
 
 def tokens_equal(given: str | None, expected: str) -> bool:

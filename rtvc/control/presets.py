@@ -22,13 +22,14 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import ConfigError
-from ..params import PARAM_SPECS, validate_value
+from ..params import PARAM_SPECS, shown, validate_value
 from ..paths import presets_dir
 
 __all__ = ["PRESET_NAME_RE", "PresetStore", "validate_preset_name", "validate_preset_params", "DEFAULT_EXCLUDED"]
 
-PRESET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-"""1-64 characters: letters, digits, ``_`` and ``-``, starting with a letter or digit."""
+PRESET_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+"""1-64 characters: letters, digits, ``_`` and ``-``, starting with a letter or digit. Use it with
+``fullmatch``: ``$`` would also match before a trailing newline (``"nl\\n"``)."""
 
 DEFAULT_EXCLUDED = ("bypass", "mute")
 """Not stored when a preset is saved from the current state (loading a preset should not mute)."""
@@ -38,8 +39,8 @@ _FORMAT_KEYS = ("rtvc_preset", "name", "description")
 
 def validate_preset_name(name: Any) -> str:
     """Return ``name`` if it is a valid preset name, else raise ConfigError naming it."""
-    if not isinstance(name, str) or not PRESET_NAME_RE.match(name):
-        raise ConfigError(f"preset name {name!r} is invalid; expected 1-64 characters of letters, digits, "
+    if not isinstance(name, str) or not PRESET_NAME_RE.fullmatch(name):
+        raise ConfigError(f"preset name {shown(name)} is invalid; expected 1-64 characters of letters, digits, "
                           "'_' or '-', starting with a letter or digit")
     return name
 
@@ -47,7 +48,7 @@ def validate_preset_name(name: Any) -> str:
 def validate_preset_params(params: Any) -> dict[str, Any]:
     """Validate a partial parameter mapping (each value through ``validate_value``)."""
     if not isinstance(params, Mapping) or not params:
-        raise ConfigError(f"preset parameters {params!r}: expected a non-empty object of name: value "
+        raise ConfigError(f"preset parameters {shown(params)}: expected a non-empty object of name: value "
                           f"with names from {sorted(PARAM_SPECS)}")
     return {str(k): validate_value(str(k), v) for k, v in params.items()}
 
@@ -72,11 +73,12 @@ class PresetStore:
         d = self.directory
         if not d.is_dir():
             return []
-        found = {p.stem for p in d.iterdir() if p.suffix in (".json", ".toml") and PRESET_NAME_RE.match(p.stem)}
+        found = {p.stem for p in d.iterdir() if p.suffix in (".json", ".toml") and PRESET_NAME_RE.fullmatch(p.stem)}
         return sorted(found)
 
     def list(self) -> list[dict[str, Any]]:
-        """``[{"name", "params"}]`` for every readable preset; unreadable ones carry ``error``."""
+        """``[{"name", "params"}]`` for every preset; one that cannot be used has ``params: None``
+        and an ``error`` saying why, and the others are listed all the same."""
         out = []
         for n in self.names():
             try:
@@ -99,6 +101,9 @@ class PresetStore:
                 doc = tomllib.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:  # JSONDecodeError and TOMLDecodeError are ValueErrors
             raise ConfigError(f"preset file {path} cannot be parsed: {e}") from e
+        except RecursionError:  # arrays nested thousands deep
+            raise ConfigError(f"preset file {path} cannot be parsed: nested too deeply; expected a flat object "
+                              "of name = value") from None
         if not isinstance(doc, dict):
             raise ConfigError(f"preset file {path} holds {type(doc).__name__}; expected an object")
         params = doc["params"] if isinstance(doc.get("params"), dict) else {

@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Mapping, Union
 
-from ..params import PARAM_SPECS, validate_value
+from ..params import PARAM_SPECS, integer, number, shown, validate_value
 from ..errors import ConfigError
 
 __all__ = [
@@ -89,14 +89,22 @@ class RpcError(Exception):
 # --------------------------------------------------------------------------- typed commands
 def _str(method: str, key: str, v: Any) -> str:
     if not isinstance(v, str) or not v:
-        raise RpcError(INVALID_PARAMS, f"{method}: {key}={v!r}; expected a non-empty string")
+        raise RpcError(INVALID_PARAMS, f"{method}: {key}={shown(v)}; expected a non-empty string")
     return v
 
 
+MAX_DEVICE_INDEX = 2**31 - 1
+"""PortAudio's device indices are C ints."""
+
+
 def _device(method: str, key: str, v: Any) -> int | str | None:
-    if v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 0) or (isinstance(v, str) and v):
+    if v is None or (isinstance(v, str) and v):
         return v
-    raise RpcError(INVALID_PARAMS, f"{method}: {key}={v!r}; expected a device index (>= 0), a name substring or null")
+    try:
+        return integer(v, what=key, lo=0, hi=MAX_DEVICE_INDEX)
+    except ConfigError:
+        raise RpcError(INVALID_PARAMS, f"{method}: {key} = {shown(v)}; expected a device index "
+                                       f"(0..{MAX_DEVICE_INDEX}), a name substring or null") from None
 
 
 @dataclass(frozen=True)
@@ -210,8 +218,11 @@ class SetDevices(Command):
             raise RpcError(INVALID_PARAMS, "set_devices: empty call; expected at least one of "
                                            "['input', 'monitor', 'output', 'rate']")
         rate = params.get("rate")
-        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int) or not 8000 <= rate <= 192000):
-            raise RpcError(INVALID_PARAMS, f"set_devices: rate={rate!r}; expected an integer in [8000, 192000] Hz or null")
+        if rate is not None:
+            try:
+                rate = integer(rate, what="rate", lo=8000, hi=192000, unit="Hz")
+            except ConfigError as e:
+                raise RpcError(INVALID_PARAMS, f"set_devices: {e} or null") from None
         return cls(*(_device(cls.method, k, params.get(k)) for k in ("input", "output", "monitor")), rate)
 
 
@@ -295,12 +306,10 @@ class Subscribe(Command):
 
     @classmethod
     def _build(cls, params: Mapping[str, Any]) -> "Command":
-        r = params.get("rate_hz", 10.0)
-        if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r) \
-                or not MIN_RATE_HZ <= r <= MAX_RATE_HZ:
-            raise RpcError(INVALID_PARAMS, f"subscribe: rate_hz={r!r}; expected a number in "
-                                           f"[{MIN_RATE_HZ:g}, {MAX_RATE_HZ:g}] Hz")
-        return cls(float(r))
+        try:
+            return cls(number(params.get("rate_hz", 10.0), what="rate_hz", lo=MIN_RATE_HZ, hi=MAX_RATE_HZ, unit="Hz"))
+        except ConfigError as e:
+            raise RpcError(INVALID_PARAMS, f"subscribe: {e}") from None
 
 
 @dataclass(frozen=True)

@@ -40,14 +40,15 @@ import weakref
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Iterable
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.streams import StreamReader
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ModelError
 from . import protocol as P
 from .protocol import DEFAULT_PORT
 from .actions import Controller
@@ -77,6 +78,47 @@ _HTTP_ACTIONS = {
 def overlay_html() -> str:
     """The overlay page shipped as package data (``rtvc/control/overlay.html``)."""
     return resources.files("rtvc.control").joinpath("overlay.html").read_text(encoding="utf-8")
+
+
+class _BodySkippingReader(StreamReader):
+    """websockets' stream reader, except that the body of the HTTP request is read and dropped.
+
+    While the request head is read (websockets reads it line by line), the ``Content-Length``
+    line is kept from websockets, which would refuse the request, and once the head ends that
+    many bytes are discarded as they arrive (nothing is held: a large body costs time, bounded
+    by the server's open timeout, not memory). The request is then answered as if it had none;
+    the ``/api`` routes take everything from the path.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._in_head = True
+        self._body = 0
+
+    def read_line(self, m: int, too_long_exc_type: type[Exception] = RuntimeError) -> Any:
+        while True:
+            line = yield from super().read_line(m, too_long_exc_type)
+            if not self._in_head:
+                return line
+            name, colon, value = bytes(line).partition(b":")
+            if colon and name.strip().lower() == b"content-length" and value.strip().isdigit() and not self._body:
+                self._body = int(value.strip())
+                continue  # a second, different Content-Length stays visible: websockets refuses it
+            if line == b"\r\n":
+                self._in_head = False
+                yield from self._discard(self._body)
+            return line
+
+    def _discard(self, n: int) -> Any:
+        while n > 0:
+            if not self.buffer:
+                if self.eof:
+                    raise EOFError(f"stream ends {n} bytes before the end of the request body")
+                yield
+                continue
+            k = min(n, len(self.buffer))
+            del self.buffer[:k]
+            n -= k
 
 
 @dataclass(eq=False)
@@ -147,8 +189,9 @@ class ControlServer:
 
     @property
     def overlay_url(self) -> str:
+        """The overlay's address with the token percent-encoded (a token may hold ``#&+%``)."""
         h = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{h}:{self.port}/overlay?token={self.token}"
+        return f"http://{h}:{self.port}/overlay?token={quote(self.token, safe='')}"
 
     async def start(self) -> None:
         """Bind and start serving (on the running loop)."""
@@ -157,6 +200,15 @@ class ControlServer:
 
         class _Tracked(ServerConnection):
             """Remembers every TCP connection, also those still in (or never finishing) the handshake."""
+
+            def __init__(self, protocol: Any, *args: Any, **kwargs: Any) -> None:
+                # websockets answers a request with a body by closing the connection without a
+                # word; HTTP clients (curl -d, Stream Deck plugins) POST to /api with one. Its
+                # parser restarts (no byte has arrived yet) on a reader that drops the body.
+                protocol.reader = _BodySkippingReader()
+                protocol.parser = protocol.parse()
+                next(protocol.parser)
+                super().__init__(protocol, *args, **kwargs)
 
             def connection_made(self, transport: Any) -> None:
                 super().connection_made(transport)
@@ -404,6 +456,8 @@ class ControlServer:
             return self.controller.action(name, source="http")
         except ConfigError as e:
             raise P.RpcError(P.INVALID_PARAMS, f"{name}: {e}") from None
+        except ModelError as e:
+            raise P.RpcError(P.VOICE_LOAD_FAILED, f"{name}: {e}; the previous voice keeps playing") from None
         except Exception as e:
             raise P.RpcError(P.INTERNAL_ERROR, f"{name}: {type(e).__name__}: {e}") from None
 

@@ -144,8 +144,48 @@ def test_voice_load_failure_keeps_the_previous_voice(tmp_path):
     assert c.engine.params.voice == "neutral"
 
 
+def test_next_voice_steps_past_a_damaged_voice(tmp_path, caplog):
+    """Issue 28: "next voice" stuck at a damaged voice (the current voice did not change, so every
+    press tried the same one). Now a press skips it, in both directions, and says so in the log."""
+    from rtvc.errors import ModelError
+
+    class Damaged(DelayRegistry):
+        def make_stage(self, info, **kw):
+            if info.name in ("higher", "whisper"):
+                raise ModelError(f"{info.name}.onnx: sha256 mismatch")
+            return super().make_stage(info, **kw)
+
+    c = Controller(Engine(EngineConfig(), registry=Damaged(), params=Params(voice="deeper")),
+                   presets=PresetStore(tmp_path))
+    names = c.engine.registry.names()
+    assert names[:3] == ["neutral", "deeper", "higher"] and names[-1] == "whisper"
+    seen = [c.action("voice_next")["voice"] for _ in range(len(names))]
+    assert seen == ["male-to-female", "female-to-male", "robot", "neutral", "deeper", "male-to-female",
+                    "female-to-male"]
+    assert "voice higher skipped: higher.onnx: sha256 mismatch" in caplog.text
+    c.set_voice("neutral")
+    assert c.action("voice_prev")["voice"] == "robot"  # whisper, the last, is skipped going back too
+
+
+def test_next_voice_with_no_working_voice_keeps_the_current_one(tmp_path):
+    from rtvc.errors import ModelError
+
+    class AllDamaged(DelayRegistry):
+        def make_stage(self, info, **kw):
+            if info.name != "neutral":
+                raise ModelError(f"{info.name}.onnx: damaged")
+            return super().make_stage(info, **kw)
+
+    c = Controller(Engine(EngineConfig(), registry=AllDamaged(), params=Params()), presets=PresetStore(tmp_path))
+    with pytest.raises(ModelError, match=r"deeper.onnx: damaged"):
+        c.action("voice_next")
+    assert c.engine.params.voice == "neutral"
+
+
 def test_devices_through_a_file_mode_live_runner(tmp_path):
-    """The real LiveRunner (file in, null out): list_devices works, a bad rate keeps the streams."""
+    """The real LiveRunner (file in, null out): no device is open, so list_devices and device
+    names answer NOT_AVAILABLE (as documented) instead of [] or a silently ignored name; a bad
+    rate keeps the streams."""
     from rtvc import audio
     from rtvc.cli import sample_path
 
@@ -154,8 +194,18 @@ def test_devices_through_a_file_mode_live_runner(tmp_path):
     runner.start()
     try:
         c = Controller(eng, runner=runner, presets=PresetStore(tmp_path))
-        assert isinstance(c.execute(P.ListDevices()), list)
+        with pytest.raises(P.RpcError, match=r"list_devices: file mode \(input: file '.*sample.wav', output: null "
+                                             r"output\): no audio device is open") as e:
+            c.execute(P.ListDevices())
+        assert e.value.code == P.NOT_AVAILABLE
         before = dict(runner.devices)
+        for cmd, match in ((P.SetDevices(input="USB"), r"input='USB': the input of this session is the file '.*"
+                                                         r"sample.wav'; restart rtvc without it"),
+                           (P.SetDevices(output=3), r"output=3: the output of this session is the null output"),
+                           (P.SetDevices(monitor="Speakers"), r"set_devices: file mode")):
+            with pytest.raises(P.RpcError, match=match) as e:
+                c.execute(cmd)
+            assert e.value.code == P.NOT_AVAILABLE
         with pytest.raises(P.RpcError) as e:
             c.execute(P.SetDevices(rate=12_345))
         assert e.value.code == P.DEVICE_ERROR and "12345" in e.value.message
@@ -164,3 +214,34 @@ def test_devices_through_a_file_mode_live_runner(tmp_path):
         assert st["live"] is True and st["devices"] == before
     finally:
         runner.stop()
+
+
+class _HalfFileRunner:
+    """A runner reading a file and playing on a device (what the controller reads of a LiveRunner)."""
+
+    input_file = "talk.wav"
+    output_file = None
+    null_output = False
+    backend = "portaudio"
+
+    def __init__(self):
+        self.devices = {"input": "file:talk.wav", "output": "Speakers", "monitor": None, "rate": 48_000}
+        self.calls = []
+
+    def set_devices(self, **kw):
+        self.calls.append(kw)
+        return self.devices
+
+
+def test_a_device_for_the_side_a_file_replaces_is_refused(tmp_path, monkeypatch):
+    from rtvc import audio
+
+    monkeypatch.setattr(audio, "list_devices", lambda backend="portaudio": [{"index": 0, "name": "Speakers"}])
+    runner = _HalfFileRunner()
+    c = Controller(make_engine(), runner=runner, presets=PresetStore(tmp_path))
+    assert c.execute(P.ListDevices()) == [{"index": 0, "name": "Speakers"}]  # a device is open: listing works
+    with pytest.raises(P.RpcError, match=r"input='Mic': the input of this session is the file 'talk.wav'") as e:
+        c.execute(P.SetDevices(input="Mic", output="Other"))
+    assert e.value.code == P.NOT_AVAILABLE and runner.calls == []  # nothing half-done
+    c.execute(P.SetDevices(output="Other", monitor=1))
+    assert runner.calls == [{"input": None, "output": "Other", "monitor": 1, "rate": None}]

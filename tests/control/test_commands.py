@@ -88,8 +88,8 @@ def test_serve_end_to_end(home, capsys):
             assert hello["params"]["state"]["live"] is True
             r = await rpc(ws, "set_voice", {"name": "robot"})
             assert r["result"]["voice"] == "robot"
-            r = await rpc(ws, "list_devices", None, 2)
-            assert isinstance(r["result"], list)
+            r = await rpc(ws, "list_devices", None, 2)  # file mode: no device is open (documented)
+            assert r["error"]["code"] == -32001 and "file mode" in r["error"]["message"]
             await rpc(ws, "subscribe", {"rate_hz": 20}, 3)
             for _ in range(30):
                 m = await recv_json(ws)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 
 import pytest
@@ -63,13 +64,44 @@ def test_bad_preset_files_are_reported_not_loaded(home):
 
 
 @pytest.mark.parametrize("name", ["../x", "..", "a/b", "a\\b", ".hidden", "C:x", "", "x" * 65, "a b", "ä", None, 3,
-                                  "-lead"])
+                                  "-lead", "nl\n", "x\n\n", "\nx"])
 def test_preset_names_cannot_escape_the_folder(home, name):
     with pytest.raises(ConfigError, match="preset name .* is invalid"):
         validate_preset_name(name)
     with pytest.raises(ConfigError, match="preset name"):
         PresetStore().save(name, {"mix": 0.5})
     assert not any(home.rglob("*.json"))
+
+
+def test_a_file_named_with_a_trailing_newline_is_not_a_preset(home):
+    presets_dir().mkdir(parents=True)
+    (presets_dir() / "nl\n.json").write_text('{"mix": 0.5}')
+    (presets_dir() / "ok.json").write_text('{"mix": 0.5}')
+    assert PresetStore().names() == ["ok"]
+
+
+def test_one_bad_preset_file_does_not_hide_the_others(home):
+    """Issue 28: a huge integer (TOML and JSON keep it exact), deep nesting, bytes that are not
+    UTF-8: each such file is listed with its error, the good ones with their parameters."""
+    presets_dir().mkdir(parents=True)
+    (presets_dir() / "big.toml").write_text("pitch_st = 1" + "0" * 310 + "\n")
+    (presets_dir() / "bigjson.json").write_text('{"mix": -1' + "0" * 400 + "}")
+    (presets_dir() / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (presets_dir() / "deeptoml.toml").write_text("a = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    (presets_dir() / "latin1.toml").write_bytes(b'voice = "\xe9"\n')
+    (presets_dir() / "good.toml").write_text("mix = 0.25\n")
+    store = PresetStore()
+    with pytest.raises(ConfigError, match=r"big.toml: parameter 'pitch_st' = <an integer of 311 digits> is out of "
+                                          r"range; expected \[-12.0, 12.0\] semitones"):
+        store.load("big")
+    with pytest.raises(ConfigError, match=r"deep.json cannot be parsed: nested too deeply"):
+        store.load("deep")
+    listed = {p["name"]: p for p in store.list()}
+    assert sorted(listed) == ["big", "bigjson", "deep", "deeptoml", "good", "latin1"]
+    assert listed["good"] == {"name": "good", "params": {"mix": 0.25}}
+    for name in ("big", "bigjson", "deep", "deeptoml", "latin1"):
+        assert listed[name]["params"] is None and name in listed[name]["error"]
+    assert "'mix' = <a negative integer of 401 digits> is out of range" in listed["bigjson"]["error"]
 
 
 def test_preset_values_are_validated(home):
@@ -96,6 +128,21 @@ def test_token_sources_and_storage(home):
     path.write_text("bad\n")
     with pytest.raises(ConfigError, match=r"token file .*control_token.*delete the file"):
         auth.load_or_create_token()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+def test_a_token_file_others_can_read_is_used_with_a_warning(home, caplog):
+    tok, where = auth.load_or_create_token()
+    path = home / "config" / auth.TOKEN_FILE
+    assert auth.token_file_warning(path) is None
+    with caplog.at_level("WARNING", logger="rtvc.control"):
+        assert auth.load_or_create_token() == (tok, where)
+    assert caplog.text == ""
+    path.chmod(0o644)
+    with caplog.at_level("WARNING", logger="rtvc.control"):
+        assert auth.load_or_create_token() == (tok, where)
+    assert re.search(rf"control token file {re.escape(str(path))} has mode 0644: other users of this machine can "
+                     rf"read the token.*chmod 600 {re.escape(str(path))}", caplog.text)
 
 
 def test_token_comparison_and_extraction():

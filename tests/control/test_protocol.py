@@ -12,7 +12,7 @@ import pytest
 import rtvc.control
 from rtvc.control import protocol as P
 from rtvc.errors import ConfigError
-from rtvc.params import PARAM_SPECS
+from rtvc.params import PARAM_SPECS, integer
 
 
 def one(text):
@@ -74,11 +74,29 @@ def test_every_command_round_trips(cmd):
     ('{"jsonrpc":"2.0","id":1,"method":"set_voice","params":{}}', P.INVALID_PARAMS, r"missing parameter\(s\) \['name'\]"),
     ('{"jsonrpc":"2.0","id":1,"method":"set_voice","params":{"name":["a"]}}', P.INVALID_PARAMS, r"name=\['a'\]"),
     ('{"jsonrpc":"2.0","id":1,"method":"subscribe","params":{"rate_hz":0.5}}', P.INVALID_PARAMS,
-     r"rate_hz=0.5; expected a number in \[1, 60\] Hz"),
-    ('{"jsonrpc":"2.0","id":1,"method":"subscribe","params":{"rate_hz":true}}', P.INVALID_PARAMS, r"rate_hz=True"),
+     r"rate_hz = 0.5 is out of range; expected \[1.0, 60.0\] Hz"),
+    ('{"jsonrpc":"2.0","id":1,"method":"subscribe","params":{"rate_hz":true}}', P.INVALID_PARAMS,
+     r"rate_hz = True: expected a number in \[1.0, 60.0\] Hz"),
     ('{"jsonrpc":"2.0","id":1,"method":"set_devices","params":{}}', P.INVALID_PARAMS, r"empty call"),
-    ('{"jsonrpc":"2.0","id":1,"method":"set_devices","params":{"rate":123}}', P.INVALID_PARAMS, r"rate=123"),
-    ('{"jsonrpc":"2.0","id":1,"method":"set_devices","params":{"output":1.5}}', P.INVALID_PARAMS, r"output=1.5"),
+    ('{"jsonrpc":"2.0","id":1,"method":"set_devices","params":{"rate":123}}', P.INVALID_PARAMS,
+     r"rate = 123 is out of range; expected \[8000, 192000\] Hz or null"),
+    ('{"jsonrpc":"2.0","id":1,"method":"set_devices","params":{"output":1.5}}', P.INVALID_PARAMS,
+     r"output = 1.5; expected a device index \(0..2147483647\), a name substring or null"),
+    # integer literals too big for a float: out of range, never an OverflowError (issue 28)
+    ('{"jsonrpc":"2.0","id":1,"method":"set_params","params":{"pitch_st":1' + "0" * 309 + '}}', P.INVALID_PARAMS,
+     r"'pitch_st' = <an integer of 310 digits> is out of range; expected \[-12.0, 12.0\] semitones"),
+    ('{"jsonrpc":"2.0","id":1,"method":"set_params","params":{"mix":-1' + "0" * 400 + '}}', P.INVALID_PARAMS,
+     r"'mix' = <a negative integer of 401 digits> is out of range"),
+    ('{"jsonrpc":"2.0","id":1,"method":"subscribe","params":{"rate_hz":1' + "0" * 309 + '}}', P.INVALID_PARAMS,
+     r"subscribe: rate_hz = <an integer of 310 digits> is out of range"),
+    ('{"jsonrpc":"2.0","id":1,"method":"subscribe","params":{"rate_hz":1e999}}', P.INVALID_PARAMS,
+     r"rate_hz = inf is out of range"),
+    ('{"jsonrpc":"2.0","id":1,"method":"set_devices","params":{"rate":1' + "0" * 309 + '}}', P.INVALID_PARAMS,
+     r"rate = <an integer of 310 digits> is out of range"),
+    ('{"jsonrpc":"2.0","id":1,"method":"set_devices","params":{"input":1' + "0" * 309 + '}}', P.INVALID_PARAMS,
+     r"input = <an integer of 310 digits>; expected a device index"),
+    ('{"jsonrpc":"2.0","id":1,"method":"save_preset","params":{"name":"x","params":{"pitch_st":1' + "0" * 309
+     + '}}}', P.INVALID_PARAMS, r"save_preset: parameter 'pitch_st' = <an integer of 310 digits> is out of range"),
     ('{"jsonrpc":"2.0","id":1,"method":"save_preset","params":{"name":"../x"}}', P.INVALID_PARAMS,
      r"preset name '../x' is invalid"),
     ('{"jsonrpc":"2.0","id":1,"method":"save_preset","params":{"name":"x","params":{"mix":2}}}', P.INVALID_PARAMS,
@@ -91,6 +109,29 @@ def test_bad_requests_give_the_right_code_and_name_the_value(text, code, match):
     e = err(one(text))
     assert e["code"] == code
     assert re.search(match, e["message"]), e["message"]
+
+
+def test_numbers_in_any_json_form():
+    """One number check for every argument: ints of any size, floats, exponents; whole-number
+    floats where an integer is expected."""
+    assert one('{"jsonrpc":"2.0","id":1,"method":"set_devices","params":{"input":2.0,"rate":4.8e4}}').command \
+        == P.SetDevices(2, None, None, 48000)
+    assert one('{"jsonrpc":"2.0","id":1,"method":"subscribe","params":{"rate_hz":6E1}}').command == P.Subscribe(60.0)
+    assert one('{"jsonrpc":"2.0","id":1,"method":"set_params","params":{"pitch_st":-12}}').command \
+        == P.SetParams({"pitch_st": -12.0})
+    with pytest.raises(ConfigError, match=r"rate = 44100.5: expected a whole number in \[8000, 192000\] Hz"):
+        integer(44100.5, what="rate", lo=8000, hi=192000, unit="Hz")
+
+
+def test_a_batch_with_a_huge_integer_answers_every_call():
+    huge = "1" + "0" * 309
+    text = ('[{"jsonrpc":"2.0","id":1,"method":"get_state"},'
+            f'{{"jsonrpc":"2.0","id":2,"method":"set_params","params":{{"pitch_st":{huge}}}}},'
+            f'{{"jsonrpc":"2.0","id":3,"method":"subscribe","params":{{"rate_hz":{huge}}}}}]')
+    items, batch = P.decode(text)
+    assert batch and items[0] == P.Call(P.GetState(), 1)
+    assert [err(i)["code"] for i in items[1:]] == [P.INVALID_PARAMS, P.INVALID_PARAMS]
+    assert [json.loads(i.response)["id"] for i in items[1:]] == [2, 3]
 
 
 def test_error_keeps_the_request_id_when_it_is_valid():

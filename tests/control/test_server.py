@@ -194,7 +194,8 @@ def test_devices_without_runner_answer_not_available(srv):
             r = await rpc(ws, "set_devices", {"input": 1}, 2)
             assert r["error"]["code"] == P.NOT_AVAILABLE
             r = await rpc(ws, "set_devices", {"input": -1}, 3)
-            assert r["error"]["code"] == P.INVALID_PARAMS and "input=-1" in r["error"]["message"]
+            assert r["error"]["code"] == P.INVALID_PARAMS
+            assert "input = -1; expected a device index" in r["error"]["message"]
     run(go())
 
 
@@ -295,7 +296,7 @@ def test_subscribe_rate_is_validated(srv):
                 msg = {"jsonrpc": "2.0", "id": 1, "method": "subscribe", "params": {"rate_hz": bad}}
                 await ws.send(json.dumps(msg))
                 r = await _drain_until(ws, lambda m: m.get("id") == 1)
-                assert r["error"]["code"] == P.INVALID_PARAMS and "[1, 60]" in r["error"]["message"], bad
+                assert r["error"]["code"] == P.INVALID_PARAMS and "[1.0, 60.0] Hz" in r["error"]["message"], bad
     run(go())
 
 
@@ -560,3 +561,55 @@ def test_bad_server_settings_are_refused(srv):
         ControlServer(srv.controller, token=TOKEN, host="10.0.0.1")
     with pytest.raises(ConfigError, match=r"token bucket rate=0"):
         ControlServer(srv.controller, token=TOKEN, rate_per_s=0)
+
+
+def _raw_http(port, request: bytes, timeout=5.0) -> bytes:
+    """Send ``request`` as is and read the reply until the server closes."""
+    s = socket.create_connection(("127.0.0.1", port))
+    s.settimeout(timeout)
+    reply = b""
+    try:
+        s.sendall(request)
+        while chunk := s.recv(65536):
+            reply += chunk
+    except OSError:
+        pass
+    finally:
+        s.close()
+    return reply
+
+
+@pytest.mark.parametrize("body", [b"{}", b'{"voice": "ignored"}', b"x" * 300_000], ids=["empty", "json", "300k"])
+def test_http_post_with_a_body_gets_the_same_answer_as_without(srv, body):
+    """Issue 28: websockets closes on any request body without a reply; curl -d and Stream Deck
+    plugins send one. The body is read and dropped; the action is done and answered."""
+    req = (f"POST /api/bypass/toggle HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+           f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+    before = srv.engine.params.bypass
+    reply = _raw_http(srv.port, req)
+    head, _, payload = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), reply[:200]
+    assert json.loads(payload)["state"]["bypass"] is (not before) and srv.engine.params.bypass is (not before)
+    srv.engine.request(srv.engine.params.replace(bypass=before))
+
+
+def test_http_post_with_a_body_and_a_wrong_token_is_refused(srv):
+    before = srv.engine.params
+    reply = _raw_http(srv.port, b"POST /api/mute/toggle HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+    assert reply.startswith(b"HTTP/1.1 401") and srv.engine.params == before
+
+
+def test_overlay_url_percent_encodes_the_token(srv):
+    """Issue 28: a token with '#', '&', '+' or '%' printed raw in the URL was cut or changed."""
+    from rtvc.control.server import ControlServer
+
+    token = "ab#cd&ef+gh%41/?="
+    server = ControlServer(srv.controller, token=token, port=0)
+    handle = server.start_background()
+    try:
+        assert server.overlay_url == (f"http://127.0.0.1:{server.port}/overlay?token="
+                                      "ab%23cd%26ef%2Bgh%2541%2F%3F%3D")
+        with urllib.request.urlopen(server.overlay_url, timeout=5) as r:
+            assert r.status == 200 and "<html" in r.read().decode()
+    finally:
+        handle.stop()
