@@ -7,6 +7,8 @@ card; the live path through a real audio server is in test_live_pulse.py.
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -403,7 +405,7 @@ def test_missing_optional_extra_is_a_clear_error(monkeypatch, capsys):
     monkeypatch.setitem(cli.SUBCOMMANDS, "voices", (add, handler))
     assert cli.main(["voices"]) == 2
     err = capsys.readouterr().err
-    assert "needs the `train` extra (torch is not installed)" in err
+    assert "needs the `train` extra (torch is not installed)" in err and "pip install" in err
 
 
 def test_status_line_shows_the_noise_floor_once_tracked() -> None:
@@ -413,3 +415,196 @@ def test_status_line_shows_the_noise_floor_once_tracked() -> None:
          "xruns": 0, "dropped_blocks": 0, "noise_floor_dbfs": -52.3}
     assert "noise floor -52 dBFS" in _status_line(t)
     assert "noise floor" not in _status_line({**t, "noise_floor_dbfs": -200.0})  # not tracked yet
+
+
+# ---------------------------------------------------------------------- first contact (issue 27)
+def test_no_sound_card_a_named_device_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """The demo must not silently ignore a device the user asked for."""
+    monkeypatch.setattr(audio, "list_devices", lambda backend="portaudio": [])
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--voice", "robot", "--input", "nothere"]) == 2
+    _, err = _err(capsys)
+    assert re.search(r"rtvc: error: no input device matches 'nothere'.*no sound card found", err), err
+    assert main(["run", "--output", "Speakers"]) == 2
+    assert "'Speakers'" in _err(capsys)[1]
+    assert not (tmp_path / "rtvc-demo-out.wav").exists()
+
+
+def test_no_sound_card_serve_says_why_it_cannot_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(audio, "list_devices", lambda backend="portaudio": [])
+    monkeypatch.chdir(tmp_path)
+    for argv in (["serve"], ["run", "--control"]):
+        assert main(argv) == 2
+        _, err = _err(capsys)
+        assert "no sound card found" in err and "--input-file" in err, err
+
+
+def test_file_run_reports_levels_over_the_whole_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Speech followed by silence: the last block is silent, the run was not."""
+    src, x = _speech(tmp_path, seconds=1.0)
+    both = tmp_path / "then_silence.wav"
+    sf.write(both, np.concatenate([x, np.zeros(16000, np.float32)]), 16000, subtype="FLOAT")
+    out = tmp_path / "o.wav"
+    assert main(["run", "--input-file", str(both), "--output-file", str(out), "--fast", "--voice", "neutral"]) == 0
+    text, _ = _err(capsys)
+    final = [ln for ln in text.splitlines() if "stopped (end of input)" in ln]
+    assert len(final) == 1, text
+    m = re.search(r"output peak (-?[\d.]+) dBFS RMS (-?[\d.]+) dBFS", final[0])
+    assert m, final[0]
+    peak = 20 * np.log10(np.max(np.abs(x)))
+    assert float(m.group(1)) == pytest.approx(peak, abs=3.0) and -40.0 < float(m.group(2)) < float(m.group(1))
+    assert "xruns" not in final[0]  # a file-to-file run has no device to under-run
+
+
+def test_voices_marks_the_default(capsys: pytest.CaptureFixture[str]) -> None:
+    from rtvc.options import DEFAULT_VOICE
+
+    assert main(["voices", "--json"]) == 0
+    rows = json.loads(_err(capsys)[0])
+    assert [r["name"] for r in rows if r["default"]] == [DEFAULT_VOICE]
+    assert main(["voices"]) == 0
+    lines = _err(capsys)[0].splitlines()
+    assert [ln.split()[1] for ln in lines if ln.startswith("*")] == [DEFAULT_VOICE]
+
+
+def test_parameter_flags_and_their_aliases_reach_the_engine() -> None:
+    from rtvc.cli import build_params
+    from rtvc.voices import VoiceRegistry
+
+    reg = VoiceRegistry()
+    for argv, want in ((["--pitch-st", "3"], {"pitch_st": 3.0}), (["--pitch", "3"], {"pitch_st": 3.0}),
+                       (["--formant-ratio", "1.1", "--gate-db", "-50"], {"formant_ratio": 1.1, "gate_threshold_db": -50}),
+                       (["--gate-attack-ms", "5", "--gate-hold-ms", "300", "--gate-release-ms", "80"],
+                        {"gate_attack_ms": 5.0, "gate_hold_ms": 300.0, "gate_release_ms": 80.0}),
+                       (["--gate-floor-margin-db", "10", "--monitor-gain-db", "-3"],
+                        {"gate_floor_margin_db": 10.0, "monitor_gain_db": -3.0})):
+        args = make_parser().parse_args(["run", "--voice", "neutral", *argv])
+        p = build_params(args, registry=reg)
+        assert {k: getattr(p, k) for k in want} == pytest.approx(want), argv
+
+
+def test_run_and_serve_share_one_option_set() -> None:
+    def options(cmd: str) -> set[str]:
+        sub = next(a for a in make_parser()._actions if a.dest == "command")  # argparse has no public seam
+        return {s for a in sub.choices[cmd]._actions for s in a.option_strings}
+
+    assert options("serve") == options("run") - {"--control"}
+
+
+def test_convert_refuses_to_overwrite_its_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    src, x = _speech(tmp_path, seconds=0.3, name="a.wav")
+    before = src.read_bytes()
+    (tmp_path / "dir").mkdir()
+    monkeypatch.chdir(tmp_path / "dir")
+    for out in ("../a.wav", "./../dir/../a.wav", str(src)):
+        assert main(["convert", "../a.wav", out, "--voice", "neutral"]) == 2
+        assert "is the input file" in _err(capsys)[1]
+    link = tmp_path / "hard.wav"
+    os.link(src, link)
+    assert main(["convert", str(link), str(src), "--voice", "neutral"]) == 2
+    assert src.read_bytes() == before
+
+
+def test_convert_into_an_unwritable_folder_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    import tempfile
+
+    src, _ = _speech(tmp_path, seconds=0.3)
+
+    def refuse(*a: Any, **k: Any) -> Any:  # root ignores chmod 555: refuse the way a read-only folder does
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    assert main(["convert", str(src), str(tmp_path / "o.wav"), "--voice", "neutral"]) == 2
+    _, err = _err(capsys)
+    assert "cannot write audio file" in err and "Permission denied" in err
+
+
+def test_convert_on_a_full_disk_keeps_the_old_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    src, _ = _speech(tmp_path, seconds=1.0)
+    out = tmp_path / "o.wav"
+    out.write_bytes(b"the previous take")
+    calls = []
+    real_write = sf.SoundFile.write
+
+    def full(self: Any, data: Any) -> Any:
+        calls.append(1)
+        if len(calls) > 20:
+            raise OSError(28, "No space left on device")
+        return real_write(self, data)
+
+    monkeypatch.setattr(sf.SoundFile, "write", full)
+    assert main(["convert", str(src), str(out), "--voice", "neutral"]) == 2
+    _, err = _err(capsys)
+    assert "No space left on device" in err and str(out) in err
+    assert out.read_bytes() == b"the previous take"
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
+
+
+def test_run_output_file_error_is_a_failing_exit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    src, _ = _speech(tmp_path, seconds=1.0)
+
+    def full(self: Any, data: Any) -> Any:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(sf.SoundFile, "write", full)
+    code = main(["run", "--input-file", str(src), "--output-file", str(tmp_path / "o.wav"), "--fast", "--voice",
+                 "neutral"])
+    _, err = _err(capsys)
+    assert code == 2 and "rtvc: error:" in err and "No space left on device" in err, err
+
+
+def test_convert_warns_about_truncated_and_far_too_loud_files(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    src, _ = _speech(tmp_path, seconds=1.0, subtype="PCM_16")
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(src.read_bytes()[:16000])  # the header still promises 1 s
+    assert main(["convert", str(cut), str(tmp_path / "o.wav"), "--voice", "neutral", "--json"]) == 0
+    out, err = _err(capsys)
+    assert "header promises 16000 samples but the file holds 7978" in err and "truncated" in err
+    assert json.loads(out)["samples"] == 7978
+    loud = tmp_path / "loud.wav"
+    sf.write(loud, np.full(8000, 1e30, np.float32), 16000, subtype="FLOAT")
+    assert main(["convert", str(loud), str(tmp_path / "o2.wav"), "--voice", "neutral"]) == 0
+    assert "8000 samples are beyond 4x full scale (peak 1e+30)" in _err(capsys)[1]
+
+
+def test_convert_memory_does_not_grow_with_the_file(tmp_path: Path) -> None:
+    """Peak RSS of a 12-minute conversion within 25 MB of a 20-second one (the whole-file
+    version held the file several times over: +190 MB at this length)."""
+    import subprocess
+    import sys
+
+    def make(path: Path, seconds: int) -> None:
+        with sf.SoundFile(path, "w", samplerate=16000, channels=1, subtype="PCM_16") as f:
+            for _ in range(seconds):
+                f.write(np.zeros(16000, np.float32))
+
+    code = ("import resource, sys; from rtvc.cli import main; rc = main(sys.argv[1:]); "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)")
+    peaks = {}
+    for seconds in (20, 720):
+        src = tmp_path / f"s{seconds}.wav"
+        make(src, seconds)
+        r = subprocess.run([sys.executable, "-c", code, "convert", str(src), str(tmp_path / "o.wav"), "--voice",
+                            "neutral", "--json"], capture_output=True, text=True, check=True)
+        peaks[seconds] = int(r.stdout.strip().splitlines()[-1]) / 1024  # kB -> MB
+    assert peaks[720] - peaks[20] < 25, peaks
+
+
+def test_interrupted_command_is_not_a_success(monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    import rtvc.cli as cli
+
+    def handler(args: Any) -> int:
+        raise KeyboardInterrupt
+
+    add, _ = cli.SUBCOMMANDS["voices"]
+    monkeypatch.setitem(cli.SUBCOMMANDS, "voices", (add, handler))
+    assert cli.main(["voices"]) == 130
+    assert "did not finish" in capsys.readouterr().err
