@@ -24,7 +24,7 @@ __all__ = ["PARAM_ALIASES", "DEFAULT_VOICE", "canonical_param", "add_engine_argu
 
 DEFAULT_VOICE = "joe"
 """The voice ``rtvc run`` starts with: the shipped neural voice with the best measured balance
-of speaker similarity and words kept (``bench/quality.py``; see the README)."""
+of speaker similarity and words kept (``bench/quality.py``; the README's voices table)."""
 
 PARAM_ALIASES: dict[str, str] = {
     "pitch": "pitch_st",

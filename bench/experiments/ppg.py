@@ -19,7 +19,7 @@ model's durations), through :class:`rtvc.train.dataset.Augmenter`'s disguise.
         --max-utterances 45 --name kumo-ppg --input posteriors         # a voice in the user folder
     python bench/quality.py --voices kumo,kumo-ppg --no-reference
 
-Measured results are in the README ("Quality benchmark", what was tried).
+Measured results are in bench/RESULTS.md (voice quality, what was tried).
 """
 
 from __future__ import annotations

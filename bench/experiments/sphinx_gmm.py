@@ -21,7 +21,7 @@ noise removal is left out: the sources are clean).
 
     python bench/experiments/sphinx_gmm.py                 # ~2 min with cached corpora
 
-Measured results are in the README ("Quality benchmark", what was tried).
+Measured results are in bench/RESULTS.md (voice quality, what was tried).
 """
 
 from __future__ import annotations

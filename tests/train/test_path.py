@@ -189,3 +189,30 @@ def test_clone_command_reports_errors(tmp_path):
 
     (tmp_path / "x.txt").write_text("")
     assert main(["clone", str(tmp_path), "--name", "v"]) == 2
+
+
+def test_clone_names_that_clash_are_refused_before_training(tmp_path, monkeypatch, capsys):
+    """A built-in name would hide the clone; an existing clone is replaced only with --force."""
+    from rtvc.cli import main
+    from rtvc.train import clone as clone_mod
+
+    monkeypatch.setenv("RTVC_HOME", str(tmp_path / "home"))
+    called = []
+    monkeypatch.setattr(clone_mod, "build_voice", lambda *a, **k: called.append(1))
+    folder = tmp_path / "me"
+    folder.mkdir()
+    for name in ("joe", "aria", "robot", "neutral"):
+        with pytest.raises(ConfigError, match=f"voice name '{name}' is a built-in voice"):
+            clone_mod.clone_voice(folder, name)
+    out = tmp_path / "voices"
+    out.mkdir()
+    (out / "mine.onnx").write_bytes(b"an earlier clone")
+    with pytest.raises(ConfigError, match=r"voice name 'mine' is taken: .*mine.onnx exists; .*--force"):
+        clone_mod.clone_voice(folder, "mine", out_dir=out)
+    # with force the name passes; the empty folder is what stops it now
+    with pytest.raises(AudioFileError, match="no usable audio"):
+        clone_mod.clone_voice(folder, "mine", out_dir=out, force=True)
+    assert (out / "mine.onnx").read_bytes() == b"an earlier clone" and called == []
+    assert main(["clone", str(folder), "--name", "joe"]) == 2
+    c = capsys.readouterr()
+    assert c.out == "" and c.err.startswith("rtvc: error: clone: voice name 'joe' is a built-in voice")
