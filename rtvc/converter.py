@@ -30,9 +30,10 @@ from ._native.f0 import yin_continue
 from ._native.mix import all_finite
 from ._native.timbre import mean_shift
 from .errors import AudioFileError, ConfigError, ModelError
-from .features import FeatureConfig, FeatureExtractor, mel_filterbank
-from .manifest import read_manifest, sha256_file
-from .synthesis import Synthesizer
+from .features import FeatureConfig, FeatureExtractor, input_feature_names, mel_filterbank
+from .manifest import printable, read_manifest, sha256_file
+from .params import shown
+from .synthesis import METHODS, Synthesizer, check_options
 from .types import HOP, MODEL_RATE, NEURAL_DEVICES, Audio
 
 __all__ = ["NeuralVoice", "F0Mapper", "TimbreMapper", "WarpNormaliser", "target_timbre_mean", "select_providers"]
@@ -70,6 +71,33 @@ def select_providers(device: str = "cpu", providers: list[str] | None = None) ->
 
 _cuda_preloaded = False
 _cuda_fallback_told = False
+
+
+def _check_analysis(path: Path, m: dict[str, Any]) -> None:
+    """The analysis a (structurally checked) manifest asks for, if it is the one this rtvc runs:
+    the same window, mel and MFCC sizes and input layout (a voice chooses only its cepstral
+    order, ``n_cep``) and a synthesis method it has."""
+    fc = m["features"]["config"]
+    base = FeatureConfig().as_dict()
+    where = f"voice manifest {printable(str(path))}"
+    for k in ("n_fft", "syn_len", "n_mels", "n_mfcc"):
+        if fc[k] != base[k]:
+            raise ModelError(f"{where}: features.config.{k} = {fc[k]}; expected {base[k]}, the "
+                             "analysis this rtvc runs (the voice was made for another one)")
+    names = input_feature_names()
+    if m["features"]["input_names"] != names:
+        raise ModelError(f"{where}: features.input_names = {shown(m['features']['input_names'])}; expected "
+                         f"the inputs this rtvc computes, {names[0]}..{names[-1]} ({len(names)})")
+    if m["synthesis"] not in METHODS:
+        raise ModelError(f"{where}: synthesis = {shown(m['synthesis'])}; expected one of {METHODS}")
+    try:
+        check_options(m.get("synthesis_options"))
+    except ConfigError as e:
+        raise ModelError(f"{where}: synthesis_options: {e}") from None
+    try:
+        FeatureConfig(**fc)
+    except ConfigError as e:
+        raise ModelError(f"{where}: features.config: {e}") from None
 
 
 def _check_sha256(path: Path, expected: str, *, what: str = "voice model") -> None:
@@ -315,6 +343,7 @@ class NeuralVoice:
         if path.suffix != ".onnx":
             path = path.with_suffix(".onnx")
         m = read_manifest(path.with_suffix(".json"), model_rate=model_rate, hop=hop)
+        _check_analysis(path.with_suffix(".json"), m)
         if not path.is_file():
             raise ModelError(f"voice model {path} is missing; expected it beside {path.with_suffix('.json').name}")
         _check_sha256(path, m["onnx_sha256"])

@@ -31,6 +31,7 @@ the delay is ``syn_len - hop`` samples whatever the method: :attr:`Synthesizer.l
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,7 @@ from ._native.synth import (adaptive_voicing, pulse_noise_hop, shape_overlap_add
                             target_envelope)
 from .errors import ConfigError
 from .features import MAG_FLOOR, FeatureConfig
+from .params import number, shown
 
 __all__ = ["Synthesizer", "METHODS", "VOICED_CUTOFF_HZ", "DEFAULT_OPTIONS", "check_options"]
 
@@ -72,9 +74,13 @@ def check_options(options: dict[str, Any] | None) -> dict[str, Any]:
             ("f0_continuity", lambda v: v == 0.0 or 0.15 < v <= 0.9, "0 (off) or a CMNDF threshold in (0.15, 0.9]"),
             ("f0_continuity_tolerance", lambda v: 0.01 <= v <= 0.5, "a number in [0.01, 0.5]")):
         v = opts[key]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not ok(float(v)):
-            raise ConfigError(f"synthesis {key} {v!r}; expected {expected}")
-        opts[key] = float(v)
+        try:  # any JSON number form; a 400-digit integer is refused, not an OverflowError
+            x = number(v, what=f"synthesis {key}")
+        except ConfigError:
+            x = math.nan  # refused below, with this option's own range
+        if not ok(x):
+            raise ConfigError(f"synthesis {key} {shown(v)}; expected {expected}")
+        opts[key] = x
     return opts
 
 

@@ -7,12 +7,12 @@ which happens off the audio path (the engine swaps the ready stage in at a block
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 from .errors import ConfigError, ModelError
+from .manifest import printable, read_manifest
 from .paths import shipped_models_dir, user_voices_dir
 from .types import HOP, MODEL_RATE
 
@@ -71,28 +71,25 @@ class DelayStage:
         pass
 
 
-def _read_manifest(json_path: Path) -> dict[str, Any]:
-    try:
-        m = json.loads(json_path.read_text())
-    except (OSError, ValueError) as e:
-        raise ModelError(f"voice manifest {json_path} cannot be read as JSON: {e}") from e
-    if not isinstance(m, dict) or not isinstance(m.get("name"), str):
-        raise ModelError(f"voice manifest {json_path} has no 'name' string; expected a manifest object")
-    return m
-
-
 class VoiceRegistry:
     """All voices the engine can switch to. ``model_dirs`` defaults to shipped + user folders."""
 
     def __init__(self, model_dirs: Iterable[Path] | None = None) -> None:
         self.model_dirs = [Path(d) for d in model_dirs] if model_dirs is not None else [shipped_models_dir(), user_voices_dir()]
-        self.problems: list[str] = []  # manifests that could not be listed, with the reason
+        self.problems: list[str] = []
+        """Why a manifest was left out of the last :meth:`list` (damaged, or hidden by a voice of
+        the same name listed before it), one line each, safe to print."""
+        self._damaged: dict[str, str] = {}  # file stem of a damaged manifest -> its error
 
     def list(self) -> list[VoiceInfo]:
-        """DSP presets first, then neural voices sorted by name (re-scanned on every call)."""
+        """DSP presets first, then neural voices sorted by name (re-scanned on every call).
+
+        Each manifest is checked in full (:func:`rtvc.manifest.check_manifest`); one that fails
+        is left out and its error recorded in :attr:`problems`, and the others are listed."""
         voices = list(DSP_PRESETS)
-        seen = {v.name for v in voices}
+        seen = {v.name: "the built-in DSP voice" for v in voices}
         self.problems = []
+        self._damaged = {}
         neural = []
         for d in self.model_dirs:
             if not d.is_dir():
@@ -101,26 +98,41 @@ class VoiceRegistry:
                 if jp.name.endswith(".preview.json"):
                     continue
                 try:
-                    m = _read_manifest(jp)
+                    m = read_manifest(jp)
                 except ModelError as e:
                     self.problems.append(str(e))
+                    self._damaged.setdefault(jp.stem, str(e))
                     continue
-                onnx = jp.with_suffix(".onnx")
-                if m["name"] in seen:
+                name = m["name"]
+                if name in seen:
+                    self.problems.append(f"voice manifest {printable(str(jp))}: voice {name!r} is hidden by "
+                                         f"{seen[name]}, which has the same name; rename it to use it")
                     continue
-                seen.add(m["name"])
-                neural.append(VoiceInfo(m["name"], "neural", str(m.get("description", "")), "neural",
-                                        {"pitch_st": 0.0, "formant_ratio": 1.0}, onnx, m))
+                seen[name] = f"the voice in {printable(str(jp))}"
+                neural.append(VoiceInfo(name, "neural", printable(m["description"]), "neural",
+                                        {"pitch_st": 0.0, "formant_ratio": 1.0}, jp.with_suffix(".onnx"), m))
         return voices + sorted(neural, key=lambda v: v.name)
 
     def names(self) -> list[str]:
         return [v.name for v in self.list()]
 
     def get(self, name: str) -> VoiceInfo:
-        for v in self.list():
+        """The voice called ``name``.
+
+        Raises
+        ------
+        ModelError
+            No voice of that name is listed because its manifest (``NAME.json``) is damaged.
+        ConfigError
+            No voice of that name at all.
+        """
+        voices = self.list()
+        for v in voices:
             if v.name == name:
                 return v
-        raise ConfigError(f"unknown voice {name!r}; expected one of {self.names()}")
+        if name in self._damaged:
+            raise ModelError(f"voice {name!r} cannot be used: {self._damaged[name]}")
+        raise ConfigError(f"unknown voice {name!r}; expected one of {[v.name for v in voices]}")
 
     def make_stage(self, info: VoiceInfo, *, model_rate: int = MODEL_RATE, hop: int = HOP,
                    device: str = "cpu") -> Any:
