@@ -185,12 +185,13 @@ class AudioWriter:
         except OSError as e:
             raise AudioFileError(f"cannot write audio file {str(p)!r}: cannot create a file in {str(folder)!r} "
                                  f"({e.strerror or e})") from e
+        self._f: sf.SoundFile | None = None
         try:
-            self._f: sf.SoundFile | None = sf.SoundFile(self._tmp, "w", samplerate=self.rate, channels=1,
-                                                        subtype=_SUBTYPES[subtype], format=file_format)
+            self._f = sf.SoundFile(self._tmp, "w", samplerate=self.rate, channels=1, subtype=_SUBTYPES[subtype],
+                                   format=file_format)
         except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as e:
             self._discard()
-            raise AudioFileError(f"cannot write audio file {str(p)!r}: {e}") from e
+            raise AudioFileError(f"cannot write audio file {str(p)!r}: {_why(e, self._tmp)}") from e
 
     def __enter__(self) -> "AudioWriter":
         return self
@@ -209,12 +210,11 @@ class AudioWriter:
         if self.subtype != "FLOAT":
             x = np.clip(np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
         try:
-            self._f.write(x)
-            self._f.flush()  # a full disk is reported here, at the block that did not fit
-        except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as e:
+            self._f.write(x)  # libsndfile writes through: a full disk fails here, at the block that did not fit
+        except (sf.LibsndfileError, RuntimeError, OSError, ValueError, AssertionError) as e:
             self._discard()
             raise AudioFileError(f"cannot write audio file {str(self.path)!r} after {self.written} samples: "
-                                 f"{_why(e)}") from e
+                                 f"{_why(e, self._tmp)}") from e
         self.written += int(x.shape[0])
 
     def commit(self) -> Path:
@@ -233,7 +233,7 @@ class AudioWriter:
             os.replace(self._tmp, self.path)
         except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as e:
             self._discard()
-            raise AudioFileError(f"cannot write audio file {str(self.path)!r}: {_why(e)}") from e
+            raise AudioFileError(f"cannot write audio file {str(self.path)!r}: {_why(e, self._tmp)}") from e
         return self.path
 
     def _discard(self) -> None:
@@ -275,14 +275,21 @@ def _wav_declared_frames(path: Path) -> int | None:
     return None
 
 
-def _why(e: BaseException) -> str:
-    """An I/O error in words: libsndfile's "System error." hides a full disk; errno does not."""
-    text = str(e)
+def _why(e: BaseException, where: str) -> str:
+    """An I/O error in words: libsndfile says only "System error." where errno would say the
+    disk is full, so the free space of the folder is checked to say it."""
+    import shutil
+
     if isinstance(e, OSError) and e.strerror:
         return e.strerror
-    if "system error" in text.lower():
-        return f"{text} (the disk may be full or the folder not writable)"
-    return text
+    text = str(e) or type(e).__name__
+    try:
+        free = shutil.disk_usage(os.path.dirname(where) or ".").free
+    except OSError:
+        free = None
+    if free is not None and free < (1 << 20):
+        return f"no space left on the device ({free} bytes free; libsndfile: {text})"
+    return f"{text} (the disk may be full or the folder not writable)" if "system error" in text.lower() else text
 
 
 def read_audio(path: str | os.PathLike[str], *, channel: int | None = None, resample_to: int | None = None,

@@ -608,3 +608,27 @@ def test_interrupted_command_is_not_a_success(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setitem(cli.SUBCOMMANDS, "voices", (add, handler))
     assert cli.main(["voices"]) == 130
     assert "did not finish" in capsys.readouterr().err
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Any:
+    """A real 64 kB file system (tmpfs): needs root, skipped elsewhere."""
+    import subprocess
+
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode(errors='replace').strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_convert_onto_a_really_full_disk(tiny_disk: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src, _ = _speech(tmp_path, seconds=3.0, subtype="PCM_16")  # 96 kB of output: does not fit in 64 kB
+    assert main(["convert", str(src), str(tiny_disk / "o.wav"), "--voice", "neutral"]) == 2
+    _, err = _err(capsys)
+    assert "cannot write audio file" in err and "no space left on the device" in err, err
+    assert list(tiny_disk.iterdir()) == []  # neither a half file nor a temporary one is left
