@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..errors import ConfigError
+from ..params import shown
 from ..paths import config_dir
 from .actions import ACTIONS
 
@@ -113,6 +114,9 @@ def parse_hotkeys(doc: Mapping[str, Any] | str) -> dict[Combo, str]:
             doc = tomllib.loads(doc)
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"hotkeys file is not valid TOML: {e}") from None
+        except RecursionError:  # arrays nested thousands deep
+            raise ConfigError("hotkeys file is nested too deeply; expected a [hotkeys] table of action = "
+                              "\"combo\"") from None
     table = doc.get("hotkeys", {})
     if not isinstance(table, dict):
         raise ConfigError(f"[hotkeys] is {type(table).__name__}; expected a table of action = \"combo\"")
@@ -125,7 +129,7 @@ def parse_hotkeys(doc: Mapping[str, Any] | str) -> dict[Combo, str]:
         if text == "":
             continue
         if not isinstance(text, str):
-            raise ConfigError(f"hotkey for {action!r} is {text!r}; expected a string such as '<ctrl>+<alt>+b'")
+            raise ConfigError(f"hotkey for {action!r} is {shown(text)}; expected a string such as '<ctrl>+<alt>+b'")
         combo = parse_combo(text)
         if combo in out:
             raise ConfigError(f"hotkey {text!r} is bound twice ({out[combo]!r} and {action!r}); expected one action")
@@ -144,6 +148,8 @@ def load_hotkeys(path: Path | str | None = None) -> dict[Combo, str]:
         return parse_hotkeys(p.read_text(encoding="utf-8"))
     except ConfigError as e:
         raise ConfigError(f"{p}: {e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"hotkeys file {p} cannot be read: {e}; expected UTF-8 TOML text") from None
 
 
 class HotkeyDispatcher:

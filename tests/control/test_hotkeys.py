@@ -49,10 +49,18 @@ def test_toml_file_overrides_and_disables(tmp_path, monkeypatch):
     ('[hotkeys]\nbypass_toggle = "<ctrl>+<alt>+m"', r"'<ctrl>\+<alt>\+m' is bound twice"),
     ('[hotkeys\n', r"not valid TOML"),
     ('hotkeys = 3', r"\[hotkeys\] is int"),
+    ('[hotkeys]\nbypass_toggle = 1' + "0" * 400, r"hotkey for 'bypass_toggle' is <an integer of 401 digits>"),
+    ("a = " + "[" * 100_000 + "]" * 100_000, r"nested too deeply"),
 ])
 def test_bad_hotkey_files(text, match):
     with pytest.raises(ConfigError, match=match):
         H.parse_hotkeys(text)
+
+
+def test_a_hotkeys_file_that_is_not_utf8_is_an_error(tmp_path):
+    (tmp_path / "keys.toml").write_bytes(b'[hotkeys]\nbypass_toggle = "\xff"\n')
+    with pytest.raises(ConfigError, match=r"hotkeys file .*keys.toml cannot be read: 'utf-8' codec"):
+        H.load_hotkeys(tmp_path / "keys.toml")
 
 
 def test_missing_explicit_file_is_an_error(tmp_path):
