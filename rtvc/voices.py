@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .errors import ConfigError, ModelError
-from .manifest import printable, read_manifest
+from .manifest import VOICE_NAME_RE, printable, read_manifest
 from .paths import shipped_models_dir, user_voices_dir
 from .types import HOP, MODEL_RATE
 
@@ -96,6 +96,10 @@ class VoiceRegistry:
                 continue
             for jp in sorted(d.glob("*.json")):
                 if jp.name.endswith(".preview.json"):
+                    continue
+                if not VOICE_NAME_RE.fullmatch(jp.stem):  # its paths end up in messages: keep them printable
+                    self.problems.append(f"voice manifest {printable(str(jp))}: file name {jp.stem!r}; expected "
+                                         "NAME.json, NAME 1-64 letters, digits, '_' or '-'")
                     continue
                 try:
                     m = read_manifest(jp)

@@ -140,11 +140,13 @@ def test_the_voice_list_keeps_the_others_and_records_the_problem(tmp_path):
     robot = shipped()
     robot["name"] = "robot"  # a DSP voice's name
     write(tmp_path, robot, "myrobot")
+    write(tmp_path, dict(good, name="esc"), "\x1b[2Jesc")
     reg = VoiceRegistry([tmp_path])
     names = reg.names()
     assert names == [v.name for v in DSP_PRESETS] + ["good"]
     assert reg.get("good").description == "\\x1b[31mred\\x1b[0m and\\nnew line"
-    assert len(reg.problems) == 3
+    assert len(reg.problems) == 4 and all(p.isprintable() for p in reg.problems)
+    assert any(f"{tmp_path}/\\x1b[2Jesc.json: file name '\\x1b[2Jesc'; expected NAME.json" in p for p in reg.problems)
     assert any(f"{tmp_path}/bad.json: features.config has the unexpected key(s) ['surprise']" in p
                for p in reg.problems)
     assert any(f"{tmp_path}/broken.json cannot be read as JSON" in p for p in reg.problems)
