@@ -197,5 +197,6 @@ def test_train_head_command_reports_a_missing_voice(tmp_path, capsys):
     rc = main(["train-head", "--voice", str(tmp_path / "nope.onnx"), "--corpus", "asterisk", "--name", "x",
                "--out", str(tmp_path), "--quiet"])
     assert rc == 2
-    assert "nope.json is missing" in capsys.readouterr().out
+    c = capsys.readouterr()
+    assert c.out == "" and c.err.startswith("rtvc: error: train-head: ") and "nope.json is missing" in c.err
     assert not list(tmp_path.iterdir())  # nothing written
