@@ -128,7 +128,7 @@ def test_clone_command_trains_the_asked_cepstral_order_and_reuses_the_frames(aud
 
     # retraining with another step count reads the cached frames
     monkeypatch.setattr(D.FeatureExtractor, "analyze", lambda *a, **k: pytest.fail("analysed again"))
-    assert main(args + ["--steps", "3", "--n-cep", "48"]) == 0
+    assert main(args + ["--force", "--steps", "3", "--n-cep", "48"]) == 0  # the same name again: --force replaces
     assert json.loads((out / "c48.json").read_text())["training"]["steps"] == 3
 
     # the runtime loads the 48-coefficient voice and converts with it
@@ -189,10 +189,10 @@ def test_commands_refuse_a_bad_cepstral_order(audio, tmp_path, capsys):
     folder = _clone_folder(tmp_path, audio)
     assert main(["clone", str(folder), "--name", "v", "--min-minutes", "0.01", "--n-cep", "1000",
                  "--out", str(tmp_path / "o")]) == 2
-    assert "n_cep 1000; expected 2..256" in capsys.readouterr().out
+    assert "n_cep 1000; expected 2..256" in capsys.readouterr().err
     assert main(["voice", "--corpus", "asterisk", "--name", "v", "--gender", "female", "--n-cep", "0",
                  "--cache-dir", str(tmp_path / "c"), "--out", str(tmp_path / "o")]) == 2
-    assert "n_cep 0; expected 2..256" in capsys.readouterr().out
+    assert "n_cep 0; expected 2..256" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
 
@@ -225,10 +225,10 @@ def test_voice_command_refuses_a_bad_postfilter_before_building_anything(tmp_pat
 
     assert main(["voice", "--corpus", "asterisk", "--name", "v", "--gender", "female", "--postfilter", "3",
                  "--cache-dir", str(tmp_path / "c"), "--out", str(tmp_path / "o")]) == 2
-    assert "synthesis postfilter 3.0; expected a number in [1, 2]" in capsys.readouterr().out
+    assert "synthesis postfilter 3.0; expected a number in [1, 2]" in capsys.readouterr().err
     assert main(["voice", "--corpus", "asterisk", "--name", "v", "--gender", "female", "--f0-continuity", "0.1",
                  "--cache-dir", str(tmp_path / "c"), "--out", str(tmp_path / "o")]) == 2
-    assert "synthesis f0_continuity 0.1; expected 0 (off)" in capsys.readouterr().out
+    assert "synthesis f0_continuity 0.1; expected 0 (off)" in capsys.readouterr().err
     assert not (tmp_path / "c").exists() and not (tmp_path / "o").exists()
 
 
@@ -264,5 +264,5 @@ def test_clone_refuses_a_bad_synthesis_option_before_reading_audio(tmp_path, cap
     from rtvc.train.__main__ import main
 
     assert main(["clone", str(tmp_path / "nowhere"), "--name", "v", "--postfilter", "3", "--out", str(tmp_path / "o")]) == 2
-    assert "synthesis postfilter 3.0; expected a number in [1, 2]" in capsys.readouterr().out
+    assert "synthesis postfilter 3.0; expected a number in [1, 2]" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
