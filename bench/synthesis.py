@@ -7,9 +7,9 @@
 Per method (``pulse-noise``, ``source``) the voice's stage converts each source utterance
 (stepped hop by hop, exactly as the engine does), and the script reports speaker similarity
 (resemblyzer cosine to the embedding of the voice's *held-out* target utterances, listed in
-its manifest), WER (pocketsphinx) and DNSMOS, beside the unconverted sources and the
-vocoder ceiling (held-out target utterances analysed and resynthesised with their own envelope
-and F0). Needs the ``train`` and ``bench`` extras.
+its manifest), WER (Whisper tiny.en; pocketsphinx before 2026-12-07) and DNSMOS, beside the
+unconverted sources and the vocoder ceiling (held-out target utterances analysed and
+resynthesised with their own envelope and F0). Needs the ``train`` and ``bench`` extras.
 """
 
 from __future__ import annotations
