@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -62,19 +64,50 @@ class _Run(RtvcProcess):
     def finish(self, timeout_s: float = 90.0) -> dict[str, Any]:
         return super().finish(timeout_s)
 
+    def stop(self) -> dict[str, Any]:
+        """SIGTERM (a clean stop, exit 0) and the final summary."""
+        self.proc.send_signal(signal.SIGTERM)
+        return self.finish()
 
-def _audio_comes_through(srv: PulseServer, tmp_path: Path, *, within_s: float = 8.0) -> float:
-    """Play a tone into rtvc's input sink while recording its output sink; return the RMS of
-    the recording's second half (rtvc may still be reopening its streams in the first)."""
-    wav = tmp_path / "tone.wav"
-    sf.write(wav, _tone(within_s), RATE, subtype="FLOAT")
-    rec = Recorder(srv, "rtvc_test_out.monitor", tmp_path / "after.raw", rate=RATE, channels=1)
+    def wait_for_log(self, text: str, within_s: float = 60.0) -> None:
+        """Wait until rtvc has logged ``text`` (a generous deadline, not a guess at how long it takes)."""
+        t_end = time.monotonic() + within_s
+        while text not in "".join(self.err) and time.monotonic() < t_end and self.proc.poll() is None:
+            time.sleep(0.05)
+        assert text in "".join(self.err), f"rtvc did not log {text!r} within {within_s:g} s:\n" + "".join(self.err)
+
+
+def _sound_on_output(srv: PulseServer, tmp_path: Path, *, threshold: float, play: bool = False,
+                     within_s: float = 60.0) -> float:
+    """Record rtvc's output sink (with ``play``: while a tone plays into its input sink) until its
+    last second is louder than ``threshold`` (RMS), ``within_s`` at most; return that RMS (the
+    loudest second seen when it never was). Waits for the audio instead of guessing how long a
+    busy machine takes to start or reopen the streams."""
+    raw = tmp_path / f"rec{time.monotonic_ns()}.raw"
+    rec = Recorder(srv, "rtvc_test_out.monitor", raw, rate=RATE, channels=1)
+    player = None
+    if play:
+        wav = tmp_path / "tone.wav"
+        sf.write(wav, _tone(within_s + 5.0), RATE, subtype="FLOAT")
+        player = subprocess.Popen(["paplay", "--device=rtvc_test_in", str(wav)], env=srv.env)
+    best, n = 0.0, RATE * 4  # one second of float32 samples, in bytes
+    t_end = time.monotonic() + within_s
     try:
-        subprocess.run(["paplay", "--device=rtvc_test_in", str(wav)], env=srv.env, check=True, timeout=60)
+        while best <= threshold and time.monotonic() < t_end:
+            time.sleep(0.1)
+            size = os.path.getsize(raw) // 4 * 4
+            if size < n:
+                continue
+            with open(raw, "rb") as f:
+                f.seek(size - n)
+                y = np.frombuffer(f.read(n), "<f4")
+            best = max(best, float(np.sqrt(np.mean(y.astype(np.float64) ** 2))))
     finally:
-        y = rec.stop()[:, 0]
-    tail = y[y.shape[0] // 2:]
-    return float(np.sqrt(np.mean(tail.astype(np.float64) ** 2))) if tail.size else 0.0
+        if player is not None:
+            player.terminate()
+            player.wait(10)
+        rec.stop()
+    return best
 
 
 def _module_id(srv: PulseServer, sink: str) -> str:
@@ -97,47 +130,48 @@ def test_output_device_disappears_and_comes_back(pulse_server: PulseServer, tmp_
     srv.pactl("unload-module", _module_id(srv, "rtvc_test_in"))
     wav = tmp_path / "loop.wav"
     sf.write(wav, _tone(1.0), RATE, subtype="FLOAT")
-    run = _Run(srv, duration_s=15, extra=["--input-file", str(wav), "--loop"], backend=backend)
-    time.sleep(2.5)  # streams flowing
+    run = _Run(srv, duration_s=300, extra=["--input-file", str(wav), "--loop"], backend=backend)
+    assert _sound_on_output(srv, tmp_path, threshold=0.01) > 0.01, "".join(run.err)  # streams flowing
     srv.pactl("unload-module", _module_id(srv, "rtvc_test_out"))
+    run.wait_for_log("reopening with backoff")  # the loss is detected
+    # the sink stays away while rtvc retries (after 0.25, 0.5, 1 s: at least one attempt fails;
+    # a margin, not a measurement)
     time.sleep(2.0)
     assert run.healthy(), "the control server stopped answering while the device was gone"
     srv.pactl("load-module", "module-null-sink", "sink_name=rtvc_test_out")
-    time.sleep(4.5)  # the backoff reaches 4 s at most
-    rec = Recorder(srv, "rtvc_test_out.monitor", tmp_path / "after.raw", rate=RATE, channels=1)
-    time.sleep(2.0)
-    y = rec.stop()[:, 0]
+    run.wait_for_log("audio resumed")  # the backoff reaches 4 s at most
+    rms = _sound_on_output(srv, tmp_path, threshold=0.01)
     assert run.healthy()
-    s = run.finish()
+    s = run.stop()
     log = "".join(run.err)
-    rms = float(np.sqrt(np.mean(y.astype(np.float64) ** 2))) if y.size else 0.0
     print(f"device fault: faults {s['faults']}; runner {s['runner']}; rms after return {rms:.3f}")
     kinds = [f["kind"] for f in s["faults"]]
     assert kinds[:1] == ["device_lost"] and kinds[-1] == "device_back", (kinds, log)
     assert s["runner"]["stream_restarts"] >= 1 and s["runner"]["reconnect_attempts"] > s["runner"]["stream_restarts"]
     assert "reopening with backoff" in log and "audio resumed" in log
-    assert rms > 0.01, f"no audio on the sink after it came back (rms {rms:.4f})\n{log}"
+    assert rms > 0.01, f"no audio on the sink after it came back (a second's rms {rms:.4f})\n{log}"
 
 
 @pytest.mark.live
 @BACKENDS
 def test_audio_server_killed_and_restarted(pulse_server: PulseServer, tmp_path: Path, backend: str) -> None:
     srv = pulse_server
-    run = _Run(srv, duration_s=16, backend=backend)
-    time.sleep(2.5)
+    run = _Run(srv, duration_s=300, backend=backend)
+    assert _sound_on_output(srv, tmp_path, threshold=0.05, play=True) > 0.05, "".join(run.err)  # streams flowing
     srv.kill()
-    time.sleep(2.0)
+    run.wait_for_log("reopening with backoff")  # the loss is detected
     assert run.healthy(), "the control server stopped answering while the audio server was down"
     srv.start()
-    rms = _audio_comes_through(srv, tmp_path)
-    s = run.finish()
+    run.wait_for_log("audio resumed")
+    rms = _sound_on_output(srv, tmp_path, threshold=0.05, play=True)
+    s = run.stop()
     log = "".join(run.err)
     print(f"server crash: faults {s['faults']}; runner {s['runner']}; rms after restart {rms:.3f}")
     assert s["runner"]["device_losses"] >= 1 and s["runner"]["stream_restarts"] >= 1, log
     assert s["runner"]["reconnect_attempts"] >= s["runner"]["stream_restarts"]
     kinds = [f["kind"] for f in s["faults"]]
     assert kinds[:1] == ["device_lost"] and kinds[-1] == "device_back", (kinds, log)
-    assert rms > 0.05, f"the tone did not come through after the server restarted (rms {rms:.4f})\n{log}"
+    assert rms > 0.05, f"the tone did not come through after the server restarted (a second's rms {rms:.4f})\n{log}"
 
 
 # ---------------------------------------------------------------------- model faults (no sound card)

@@ -112,9 +112,8 @@ def test_listener_glue_with_pynput_style_key_objects(ctl):
               SimpleNamespace(char="M")):
         ev.on_press(k)
     ev.on_press(None)
-    for _ in range(100):
-        if ctl.engine.params.mute:
-            break
+    t_end = time.monotonic() + 20.0  # the action runs on a worker thread: wait for it, generously
+    while not ctl.engine.params.mute and time.monotonic() < t_end:
         time.sleep(0.02)
     lst.stop()
     assert ctl.engine.params.mute is True

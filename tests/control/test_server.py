@@ -10,6 +10,7 @@ import asyncio
 import json
 import re
 import socket
+import statistics
 import urllib.error
 import urllib.request
 
@@ -37,8 +38,8 @@ def _neutral(srv):
     srv.engine.request(Params(voice="neutral"))
 
 
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 30))
+def run(coro, timeout=30):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
 def http(srv, method, path, *, token=None, header=False, origin=None):
@@ -252,9 +253,19 @@ def test_state_changes_are_broadcast_to_every_client(srv):
     run(go())
 
 
+def _rate_hz(times, k):
+    """Notifications per second from their receive times: ``k`` over the median time that ``k``
+    successive ones take. A busy machine delays single notifications (and the server sends what
+    fell due while it stalled, up to five periods late); the median is the server's pacing all the
+    same. A server that paced wrongly or left out every few notifications would move most spans."""
+    return k / statistics.median(times[i + k] - times[i] for i in range(len(times) - k))
+
+
 def test_telemetry_rates_10_and_30_hz(srv):
-    """Count notifications over 1.5 s on two clients subscribed at once (tolerance +-15 % +-2)."""
-    window_s = 1.5
+    """Two clients subscribed at once each get their own rate, 10 and 30 Hz (tolerance +-15 %):
+    2 s of notifications each, collected by count (30 s at most), rated by how long half a
+    second's worth of them takes (the median over the run, see :func:`_rate_hz`)."""
+    n_of = {10: 21, 30: 61}
 
     async def count(rate):
         async with connect(srv.url, additional_headers=AUTH) as ws:
@@ -263,25 +274,24 @@ def test_telemetry_rates_10_and_30_hz(srv):
             assert r["result"] == {"subscribed": True, "rate_hz": float(rate)}
             await _drain_until(ws, lambda m: m.get("method") == "telemetry")
             loop = asyncio.get_running_loop()
-            end = loop.time() + window_s
-            got = []
-            while (left := end - loop.time()) > 0:
-                try:
-                    m = json.loads(await asyncio.wait_for(ws.recv(), left))
-                except asyncio.TimeoutError:
-                    break
+            end = loop.time() + 30.0
+            times, got = [], []
+            while len(got) < n_of[rate]:
+                m = await recv_json(ws, max(0.01, end - loop.time()))
                 if m.get("method") == "telemetry":
+                    times.append(loop.time())
                     got.append(m["params"])
             r = await rpc(ws, "unsubscribe", None, 2)
             assert r["result"]["subscribed"] is False and r["result"]["was_subscribed"] is True
-            return got
+            return times, got
 
     async def go():
         return await asyncio.gather(count(10), count(30))
-    got10, got30 = run(go())
-    for rate, got in ((10, got10), (30, got30)):
-        expected = rate * window_s
-        assert abs(len(got) - expected) <= 0.15 * expected + 2, (rate, len(got))
+    (t10, got10), (t30, got30) = run(go(), 60)
+    for rate, times in ((10, t10), (30, t30)):
+        measured = _rate_hz(times, rate // 2)
+        print(f"\ntelemetry {rate} Hz: measured {measured:.2f} Hz")
+        assert abs(measured - rate) <= 0.15 * rate, (rate, measured, [round(b - a, 3) for a, b in zip(times, times[1:])])
     t = got30[-1]
     assert set(P.TELEMETRY_FIELDS) <= set(t)
     assert t["input_level_dbfs"] > -40.0 and t["output_level_dbfs"] > -40.0  # the feeder's signal flows
@@ -412,72 +422,104 @@ def test_oversized_message_closes_only_that_connection_with_1009(srv):
 
 
 def test_flood_is_rate_limited_per_connection_and_others_are_unaffected(srv):
-    """~1,100 requests/s for 3 s on one connection; another client polls meanwhile."""
-    rate_per_s, duration_s, per_tick = 1100, 3.0, 11  # 11 requests every 10 ms
-    figures = {}
+    """One connection floods ``get_state`` (32 requests in flight) until it is rate limited,
+    rests 1 s and floods again; another client polls all the while and is never limited.
 
-    async def flood():
+    The bucket (200 requests/s, burst 400 on this server) is checked against bounds taken from
+    the flooder's own clock, which hold however slowly a busy machine runs the server (the
+    bucket's arithmetic itself is tested with an injected clock in test_protocol.py): a fresh
+    connection gets its burst and never more than the burst plus the rate times the flood's
+    span; after the rest, at least the rate times the rest and at most what the rate gives from
+    the first flood's last request to the second flood's last answer."""
+    rate, burst = srv.server.rate_per_s, srv.server.burst
+    assert (rate, burst) == (200.0, 400.0)  # the defaults
+    in_flight = 32  # below the server's send queue: the flooder reads as fast as it sends
+    figures = {}
+    flooding = asyncio.Event()
+
+    async def flood_until_limited(ws, phase):
+        """Flood until 100 requests were limited and the last answer was a limit (the bucket
+        was empty then); return ok, limited and the times of the first send, the last send and
+        the last answer."""
+        loop = asyncio.get_running_loop()
+        ok = limited = sent = 0
+        t_first = loop.time()
+        while True:
+            for _ in range(in_flight):
+                t_sent = loop.time()  # before the last request left: the server took it later
+                await ws.send('{"jsonrpc":"2.0","id":%d,"method":"get_state"}' % (phase * 1_000_000 + sent))
+                sent += 1
+            for _ in range(in_flight):
+                m = await recv_json(ws, 10)
+                last_limited = "result" not in m
+                if last_limited:
+                    assert m["error"]["code"] == P.RATE_LIMITED and "rate limited" in m["error"]["message"], m
+                    limited += 1
+                else:
+                    ok += 1
+            if limited >= 100 and last_limited:
+                assert ok + limited == sent  # every request answered
+                return ok, limited, t_first, t_sent, loop.time()
+            assert loop.time() - t_first < 30, (phase, ok, limited)
+
+    async def flooder():
         async with connect(srv.url, additional_headers=AUTH) as ws:
             await recv_json(ws)
-            ok = limited = 0
-            sent = 0
-            n_total = int(rate_per_s * duration_s)
-
-            async def reader():
-                nonlocal ok, limited
-                while ok + limited < n_total:
-                    m = json.loads(await asyncio.wait_for(ws.recv(), 10))
-                    if "result" in m:
-                        ok += 1
-                    elif m.get("error", {}).get("code") == P.RATE_LIMITED:
-                        limited += 1
-                        assert "rate limited" in m["error"]["message"]
-            task = asyncio.create_task(reader())
-            loop = asyncio.get_running_loop()
-            t0 = loop.time()
+            flooding.set()
             try:
-                while sent < n_total:
-                    for _ in range(per_tick):
-                        await ws.send('{"jsonrpc":"2.0","id":%d,"method":"get_state"}' % sent)
-                        sent += 1
-                    await asyncio.sleep(max(0.0, t0 + sent / rate_per_s - loop.time()))
-                figures["send_s"] = loop.time() - t0
-                await task
-                figures["dropped"] = False
-            except (ConnectionClosed, ConnectionResetError):
-                # a flooder that cannot read its answers as fast as it sends is a slow reader:
-                # the server may drop it (bounded send queue). That is abuse handling too.
-                figures["send_s"] = loop.time() - t0
-                figures["dropped"] = True
-                task.cancel()
-            figures.update(ok=ok, limited=limited, sent=sent)
+                ok1, lim1, t0, t1_sent, t1_done = await flood_until_limited(ws, 1)
+                await asyncio.sleep(1.0)
+                loop = asyncio.get_running_loop()
+                t2 = loop.time()
+                ok2, lim2, _, _, t2_done = await flood_until_limited(ws, 2)
+            finally:
+                flooding.clear()
+            figures.update(ok1=ok1, limited1=lim1, span1_s=t1_done - t0, ok2=ok2, limited2=lim2, rest_s=t2 - t1_done,
+                           refill_max_s=t2_done - t1_sent, span2_s=t2_done - t2)
 
     async def poller():
+        await flooding.wait()
         async with connect(srv.url, additional_headers=AUTH) as ws:
             await recv_json(ws)
             answers = []
-            for i in range(40):
-                r = await rpc(ws, "get_state", None, i, timeout=5)
-                answers.append(r)
+            while flooding.is_set() or len(answers) < 20:
+                answers.append(await rpc(ws, "get_state", None, len(answers), timeout=10))
                 await asyncio.sleep(0.05)
             return answers
 
     async def go():
-        return await asyncio.gather(flood(), poller())
-    _, answers = run(go())
-    assert all("result" in a for a in answers)  # never rate limited, never dropped
-    expected_ok = 400 + 200 * figures["send_s"]  # burst + rate * time
-    assert figures["ok"] <= 1.2 * expected_ok, figures  # never more answers than the bucket allows
-    if not figures["dropped"]:
-        assert figures["ok"] + figures["limited"] == figures["sent"]
-        assert abs(figures["ok"] - expected_ok) <= 0.2 * expected_ok, figures
-        assert figures["limited"] >= figures["sent"] - 1.3 * expected_ok
-    else:  # dropped as a slow reader: it was still limited before that, and the server is up
-        assert figures["limited"] > 0, figures
-    print(f"\nflood figures: {figures}, expected ok ~{expected_ok:.0f}")
+        return await asyncio.gather(flooder(), poller())
+    _, answers = run(go(), 120)
+    f = figures
+    print(f"\nflood figures: {f}")
+    assert len(answers) >= 20 and all("result" in a for a in answers)  # never rate limited, never dropped
+    # the first flood: the whole burst, never more than burst + rate * its span
+    assert burst <= f["ok1"] <= burst + rate * f["span1_s"], f
+    # after the rest (the bucket was empty at the first flood's last answer): at least what the
+    # rest refilled, at most what the rate refilled since the first flood's last request
+    assert int(min(burst, rate * f["rest_s"])) <= f["ok2"], f
+    assert f["ok2"] < 1 + rate * f["refill_max_s"] and f["ok2"] <= burst + rate * f["span2_s"], f
 
 
 def test_client_that_never_reads_is_dropped_and_others_keep_their_rate(srv):
+    """A client that subscribes at 60 Hz and never reads is dropped (its send queue fills);
+    meanwhile and afterwards a 10 Hz subscriber keeps its rate: its notifications per second
+    while the slow client is connected (until it is dropped: 25 s at most) and in the 3 s after
+    the drop are within 20 % of its own rate in 3 s before the slow client came, measured in
+    this run (so that a busy machine, which slows all three alike, does not fail it; a server
+    that waited on the slow client would stall this one for seconds)."""
+    async def rate_over(ws, seconds):
+        loop = asyncio.get_running_loop()
+        n, end = 0, loop.time() + seconds
+        t0 = loop.time()
+        while (left := end - loop.time()) > 0:
+            try:
+                m = json.loads(await asyncio.wait_for(ws.recv(), left))
+            except asyncio.TimeoutError:
+                break
+            n += m.get("method") == "telemetry"
+        return n / (loop.time() - t0)
+
     async def go():
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -487,43 +529,32 @@ def test_client_that_never_reads_is_dropped_and_others_keep_their_rate(srv):
         async with connect(srv.url, additional_headers=AUTH) as good:
             await recv_json(good)
             await rpc(good, "subscribe", {"rate_hz": 10})
+            await _drain_until(good, lambda m: m.get("method") == "telemetry")
+            before = await rate_over(good, 3.0)
             async with connect(srv.url, sock=sock, additional_headers=AUTH, max_queue=1) as slow:
                 await slow.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "subscribe",
                                             "params": {"rate_hz": 60}}))
                 loop = asyncio.get_running_loop()
                 t0 = loop.time()
-                counts = []
+                n = 0
                 while srv.server.stats["dropped_slow"] == dropped0 and loop.time() - t0 < 25:
-                    n, end = 0, loop.time() + 1.0
-                    while (left := end - loop.time()) > 0:  # the good subscriber keeps its rate meanwhile
-                        try:
-                            m = json.loads(await asyncio.wait_for(good.recv(), left))
-                        except asyncio.TimeoutError:
-                            break
-                        n += m.get("method") == "telemetry"
-                    counts.append(n)
+                    try:  # the good subscriber meanwhile
+                        m = json.loads(await asyncio.wait_for(good.recv(), 0.2))
+                    except asyncio.TimeoutError:
+                        continue
+                    n += m.get("method") == "telemetry"
                 drop_s = loop.time() - t0
+                during = n / drop_s
                 assert srv.server.stats["dropped_slow"] == dropped0 + 1, "slow client was not dropped"
                 slow.transport.abort()  # it would not read the close frame either
-            # after the drop: still at rate (first skip what queued while the slow one closed)
-            end = loop.time() + 0.3
-            while (left := end - loop.time()) > 0:
-                try:
-                    await asyncio.wait_for(good.recv(), left)
-                except asyncio.TimeoutError:
-                    break
-            n, end = 0, loop.time() + 1.0
-            while (left := end - loop.time()) > 0:
-                try:
-                    m = json.loads(await asyncio.wait_for(good.recv(), left))
-                except asyncio.TimeoutError:
-                    break
-                n += m.get("method") == "telemetry"
-            counts.append(n)
-            return drop_s, counts
-    drop_s, counts = run(go())
-    assert all(8 <= c <= 12 for c in counts), counts
-    print(f"\nslow client dropped after {drop_s:.1f} s; good subscriber per-second counts {counts}")
+            # after the drop (first skip what queued while the slow one closed)
+            await rate_over(good, 0.3)
+            after = await rate_over(good, 3.0)
+            return drop_s, before, during, after
+    drop_s, before, during, after = run(go(), 60)
+    print(f"\nslow client dropped after {drop_s:.1f} s; good subscriber per second: before {before:.1f}, "
+          f"while connected {during:.1f}, after {after:.1f}")
+    assert 0.8 * before <= during <= 1.2 * before and 0.8 * before <= after <= 1.2 * before, (before, during, after)
 
 
 def test_idle_and_garbage_tcp_connections_do_not_hurt_others(srv):
