@@ -156,11 +156,11 @@ def test_augment_flags_are_checked_and_recorded(tmp_path, monkeypatch, capsys):
     from tests.train.test_build import clone_tiny
 
     assert train_main(["voice", "--corpus", "x", "--name", "v", "--gender", "male", "--aug-eq", "3"]) == 2
-    assert "eq_nepers 3.0; expected 0..2 nepers" in capsys.readouterr().out
+    assert "eq_nepers 3.0; expected 0..2 nepers" in capsys.readouterr().err
     with pytest.raises(ConfigError, match=r"warp_spread -0.1; expected 0\.\.1"):  # library callers too
         AugmentConfig(warp_spread=-0.1)
     assert train_main(["voice", "--corpus", "x", "--name", "v", "--gender", "male", "--aug-normalise", "1.5"]) == 2
-    assert "normalise 1.5; expected a share of rows 0..1" in capsys.readouterr().out
+    assert "normalise 1.5; expected a share of rows 0..1" in capsys.readouterr().err
     m, _ = clone_tiny(tmp_path, monkeypatch, "eq", "--aug-warp-spread", "0.25", "--aug-eq", "0.5",
                       "--aug-normalise", "0.5")
     assert m["training"]["augment"] == {"warp_spread": 0.25, "eq_nepers": 0.5, "normalise": 0.5}

@@ -127,7 +127,7 @@ def test_voice_refuses_a_bad_loss_option_before_building_the_corpus(monkeypatch,
 
     monkeypatch.setattr("rtvc.train.corpus.build_corpus", no_corpus)
     assert train_main(["voice", "--corpus", "x", "--name", "v", "--gender", "male", "--gv-weight", "-2"]) == 2
-    assert "gv_weight -2.0; expected a finite number >= 0" in capsys.readouterr().out
+    assert "gv_weight -2.0; expected a finite number >= 0" in capsys.readouterr().err
 
 
 def test_clone_flags_reach_train_config_and_the_recorded_command(monkeypatch, tmp_path):

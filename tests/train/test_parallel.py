@@ -149,7 +149,7 @@ def test_voice_command_refuses_a_parallel_corpus_with_none_of_the_sentences(monk
     monkeypatch.setattr("rtvc.train.build.build_voice", lambda *a, **k: built.append(k))
     assert train_main(["voice", "--corpus", "tgt", "--name", "v", "--gender", "male", "--holdout", "0",
                        "--parallel", "other", "--out", str(tmp_path), "--quiet"]) == 2
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert "parallel corpus 'other' says none of the 2 training sentences of 'tgt'" in out
     assert not built
 
