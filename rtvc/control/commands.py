@@ -242,6 +242,7 @@ def _parse_value(text: str) -> Any:
 def _cmd_presets(args: argparse.Namespace) -> int:
     """list, show, save or delete parameter presets"""
     from ..options import canonical_param
+    from ..params import validate_value
     from .presets import PresetStore
 
     store = PresetStore()
@@ -264,7 +265,12 @@ def _cmd_presets(args: argparse.Namespace) -> int:
             k, sep, v = item.partition("=")
             if not sep or not k:
                 raise ConfigError(f"preset value {item!r}: expected PARAM=VALUE, e.g. pitch_st=-3")
-            params[canonical_param(k)] = _parse_value(v)
+            name, value = canonical_param(k), _parse_value(v)
+            try:  # checked here so that the error names what the user typed
+                validate_value(name, value)
+            except ConfigError as e:
+                raise ConfigError(f"preset value {item!r}: {e}") from None
+            params[name] = value
         path = store.save(args.name, params)
         print(f"saved preset {args.name!r} -> {path}")
         return 0

@@ -32,7 +32,17 @@ def test_presets_subcommand(home, capsys):
     assert main(["presets", "show", "calm"]) == 0
     assert json.loads(capsys.readouterr().out)["pitch_st"] == -2.0
     assert main(["presets", "save", "loud", "output_gain_db=80"]) == 2
-    assert "'output_gain_db' = 80.0 is out of range" in capsys.readouterr().err
+    assert "preset value 'output_gain_db=80': parameter 'output_gain_db' = 80.0 is out of range" in \
+        capsys.readouterr().err
+    # the CLI's short names work in presets too, and an error names what was typed
+    assert main(["presets", "save", "short", "pitch=3", "formant=1.1", "gate-db=-50"]) == 0
+    capsys.readouterr()
+    assert main(["presets", "show", "short"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"pitch_st": 3.0, "formant_ratio": 1.1, "gate_threshold_db": -50.0}
+    assert main(["presets", "save", "high", "pitch=20"]) == 2
+    assert capsys.readouterr().err.startswith("rtvc: error: preset value 'pitch=20': ")
+    assert main(["presets", "save", "huge", "pitch_st=1" + "0" * 310]) == 2
+    assert "out of range" in capsys.readouterr().err
     assert main(["presets", "save", "../up", "mix=1"]) == 2
     assert "preset name '../up' is invalid" in capsys.readouterr().err
     assert main(["presets", "save", "x", "novalue"]) == 2
