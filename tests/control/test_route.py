@@ -94,19 +94,22 @@ def test_selftest_measures_the_loopback_delay(pulse):
         return Engine(EngineConfig(device_rate=rate), registry=DelayRegistry(), params=Params(voice="neutral"))
 
     # 30 ms stream buffers; still, on a busy 2-core machine a pacat stream sometimes underruns
-    # mid-chirp (seen about 1 run in 5: correlation ~0.6), so up to three attempts: every one
-    # must arrive with a plausible delay, and one must be clean
+    # mid-chirp (about 1 run in 5 at rest, more under a CPU hog: correlation 0.4-0.6), and the
+    # selftest then honestly reports that the chirp did not arrive. So up to five attempts: every
+    # attempt that arrives has a plausible delay, and one must arrive clean
     runs = []
-    for _ in range(3):
+    for _ in range(5):
         res = route.selftest(factory, latency_msec=30)
         runs.append(res)
-        assert res["arrived"], res
-        # the loopback delay holds the engine's algorithmic latency plus the server's buffering;
-        # a sanity bound only (on a loaded machine the streams can hold several hundred ms)
-        assert res["algorithmic_latency_ms"] < res["delay_ms"] < res["algorithmic_latency_ms"] + 2000, res
-        if res["correlation"] > 0.8:
+        if res["arrived"]:
+            # the loopback delay holds the engine's algorithmic latency plus the server's buffering;
+            # a sanity bound only (on a loaded machine the streams can hold several hundred ms)
+            assert res["algorithmic_latency_ms"] < res["delay_ms"] < res["algorithmic_latency_ms"] + 2000, res
+        else:  # a glitch lowers the correlation; it never reports a delay it did not measure
+            assert res["delay_ms"] is None and res["correlation"] <= 0.5 or res["input_correlation"] <= 0.5, res
+        if res["arrived"] and res["correlation"] > 0.8:
             break
-    assert max(r["correlation"] for r in runs) > 0.8, runs
+    assert any(r["arrived"] and r["correlation"] > 0.8 for r in runs), runs
     assert f"{route.SELFTEST_SINK}" not in " ".join(_sources())  # cleaned up
     print(f"\nselftest: {res}")
 
