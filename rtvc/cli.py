@@ -29,13 +29,14 @@ import numpy as np
 
 from .control import commands as control_commands
 from .errors import ConfigError, DeviceError, RtvcError
-from .options import DEFAULT_VOICE, add_engine_arguments, add_live_arguments, add_run_arguments, explicit_params
+from .options import (DEFAULT_VOICE, add_engine_arguments, add_live_arguments, add_run_arguments, explicit_params,
+                      extra_hint)
 from .params import Params
 from .train import commands as train_commands
 from .types import Audio
 
 __all__ = ["main", "SUBCOMMANDS", "add_engine_arguments", "add_run_arguments", "build_engine", "build_runner",
-           "build_params", "convert_array", "sample_path", "DEMO_OUTPUT", "DEFAULT_VOICE"]
+           "build_params", "convert_file", "sample_path", "DEMO_OUTPUT", "DEFAULT_VOICE"]
 
 DEMO_OUTPUT = "rtvc-demo-out.wav"
 STATUS_EVERY_S = 3.0
@@ -201,39 +202,6 @@ def _device_latency(spec: str | None) -> str | float | None:
     if not (math.isfinite(ms) and 1.0 <= ms <= 1000.0):
         raise ConfigError(f"--device-latency {spec!r} is not valid; expected low, high or 1..1000 ms")
     return ms / 1000.0
-
-
-def convert_array(engine: Any, x: Audio, *, block: int, keep_latency: bool = False) -> tuple[Audio, float]:
-    """Stream ``x`` through ``engine`` in blocks of ``block`` samples (the live code path).
-
-    Parameters
-    ----------
-    x : ndarray, float32, shape (n_samples,)
-    block
-        Block size in samples at the engine's device rate.
-    keep_latency
-        Keep the raw stream (delayed by the algorithmic latency, same length as ``x``);
-        otherwise drop ``round(latency_samples)`` leading samples and flush the tail with zeros
-        so that the output is aligned with ``x`` and as long.
-
-    Returns
-    -------
-    y : ndarray, float32, shape (n_samples,)
-    compute_s : float
-        Wall time spent in ``engine.process_into``.
-    """
-    n = x.shape[0]
-    lat = 0 if keep_latency else int(round(engine.latency_samples()))
-    total = n + lat
-    xin = np.zeros(total, np.float32)
-    xin[:n] = x
-    y = np.empty(total, np.float32)
-    t = 0.0
-    for s in range(0, total, block):
-        t0 = time.perf_counter()
-        engine.process_into(xin[s:s + block], y[s:s + block])
-        t += time.perf_counter() - t0
-    return y[lat:lat + n], t
 
 
 # ---------------------------------------------------------------------- devices / voices
@@ -429,20 +397,23 @@ def _final_line(t: dict[str, Any], *, file_to_file: bool) -> str:
 
 def _demo(args: argparse.Namespace, reason: str, out: TextIO) -> int:
     """No sound card: convert the bundled sample through the same streaming engine."""
-    from .wavio import read_audio, write_audio
+    from .wavio import AudioReader, AudioWriter
 
-    x, rate = read_audio(sample_path())
-    engine = build_engine(args, device_rate=rate, remember=False)  # the sample's speaker is not the user
-    block = max(1, int(round(rate * args.block_ms / 1000.0)))
-    y, compute_s = convert_array(engine, x, block=block)
-    dest = write_audio(args.output_file or DEMO_OUTPUT, y, rate)
+    with AudioReader(sample_path()) as reader:
+        rate = reader.rate
+        engine = build_engine(args, device_rate=rate, remember=False)  # the sample's speaker is not the user
+        block = max(1, int(round(rate * args.block_ms / 1000.0)))
+        with AudioWriter(args.output_file or DEMO_OUTPUT, rate) as writer:
+            compute_s = convert_file(engine, reader, writer, block=block)
+            dest = writer.commit()
+        n = reader.samples_read
     print(f"rtvc: no sound card found ({reason}).", file=out)
     print(f"rtvc: demo: converted the bundled sample {sample_path()} with voice {engine.params.voice!r} "
           f"through the streaming engine -> {dest.resolve()}", file=out)
     print(f"rtvc: demo: {_final_line(engine.telemetry(), file_to_file=True)}", file=out)
     if args.json:
         print(json.dumps({**engine.telemetry(), "demo": True, "reason": reason, "output": str(dest),
-                          "rtf": compute_s / (x.shape[0] / rate)}))
+                          "rtf": compute_s / (n / rate)}))
     return 0
 
 
@@ -629,12 +600,6 @@ def make_parser() -> argparse.ArgumentParser:
         add(p)
         p.set_defaults(_handler=handler)
     return parser
-
-
-def extra_hint(command: str, extra: str, missing: str | None) -> str:
-    """One line saying which extra a command needs and how to install it."""
-    return (f"`rtvc {command}` needs the `{extra}` extra ({missing} is not installed); install it with "
-            f"`pip install 'rtvc[{extra}]'` (in a checkout: `pip install -e '.[{extra}]'`)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,7 +20,7 @@ from .params import PARAM_SPECS, Params
 from .types import NEURAL_DEVICES
 
 __all__ = ["PARAM_ALIASES", "DEFAULT_VOICE", "canonical_param", "add_engine_arguments", "add_run_arguments",
-           "add_control_arguments", "add_live_arguments", "explicit_params", "typed_flag"]
+           "add_control_arguments", "add_live_arguments", "explicit_params", "typed_flag", "extra_hint"]
 
 DEFAULT_VOICE = "joe"
 """The voice ``rtvc run`` starts with: the shipped neural voice with the best measured balance
@@ -188,3 +188,9 @@ def add_live_arguments(p: argparse.ArgumentParser, *, serve: bool = False) -> No
     add_engine_arguments(p)
     add_run_arguments(p)
     add_control_arguments(p, with_control_flag=not serve)
+
+
+def extra_hint(command: str, extra: str, missing: str | None) -> str:
+    """One line saying which extra ``rtvc COMMAND`` needs and how to install it."""
+    return (f"`rtvc {command}` needs the `{extra}` extra ({missing} is not installed); install it with "
+            f"`pip install 'rtvc[{extra}]'` (in a checkout: `pip install -e '.[{extra}]'`)")

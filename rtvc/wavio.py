@@ -19,8 +19,7 @@ from .errors import AudioFileError
 from .resampling import SUPPORTED_RATES
 from .types import MODEL_RATE, Audio
 
-__all__ = ["read_audio", "write_audio", "AudioReader", "AudioWriter", "same_file", "FILE_RATES", "count_nonfinite",
-           "INPUT_CLIP"]
+__all__ = ["read_audio", "write_audio", "AudioReader", "AudioWriter", "same_file", "FILE_RATES", "INPUT_CLIP"]
 
 FILE_RATES: tuple[int, ...] = tuple(r for r in SUPPORTED_RATES if r >= MODEL_RATE)
 """Rates a file may have to be converted as is (a file below the model rate lacks the band
@@ -31,11 +30,6 @@ _SUBTYPES = {"PCM_16": "PCM_16", "PCM_24": "PCM_24", "FLOAT": "FLOAT"}
 INPUT_CLIP = 4.0
 """The engine clips its input at this magnitude (12 dB above full scale); a file whose samples go
 beyond it is mostly clipped, and :class:`AudioReader` says so."""
-
-
-def count_nonfinite(x: Audio) -> int:
-    """Number of NaN / inf samples in ``x``."""
-    return int(x.size - np.count_nonzero(np.isfinite(x)))
 
 
 def _existing_file(path: str | os.PathLike[str]) -> Path:
@@ -59,8 +53,8 @@ def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
 class AudioReader:
     """An audio file read block by block as float32 mono: memory does not grow with its length.
 
-    Checked when opened, with the same errors as :func:`read_audio` (missing, unreadable,
-    empty, no such channel, a rate outside :data:`FILE_RATES`). While reading it counts what
+    Checked when opened (missing, unreadable, empty, no such channel, a rate outside ``rates``,
+    default :data:`FILE_RATES`; None accepts any rate); :func:`read_audio` reads through it. While reading it counts what
     :attr:`warnings` reports at the end: non-finite samples, samples beyond :data:`INPUT_CLIP`,
     and a header that promised more samples than the file holds.
 
@@ -68,7 +62,8 @@ class AudioReader:
     shorter), reusing one buffer: copy a block to keep it.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, channel: int | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, channel: int | None = None,
+                 rates: tuple[int, ...] | None = FILE_RATES) -> None:
         self.path = p = _existing_file(path)
         try:
             self._f = sf.SoundFile(str(p))
@@ -85,9 +80,9 @@ class AudioReader:
                 raise AudioFileError(f"audio file {str(p)!r} holds 0 samples; expected some audio")
             if channel is not None and not (0 <= channel < n_ch):
                 raise AudioFileError(f"channel {channel} does not exist in {str(p)!r}; expected 0..{n_ch - 1}")
-            if self.rate not in FILE_RATES:
+            if rates is not None and self.rate not in rates:
                 raise AudioFileError(f"audio file {str(p)!r} has sample rate {self.rate} Hz; expected one of "
-                                     f"{FILE_RATES} (resample it first, e.g. `sox in.wav -r 16000 out.wav`)")
+                                     f"{rates} (resample it first, e.g. `sox in.wav -r 16000 out.wav`)")
         except AudioFileError:
             f.close()
             raise
@@ -197,11 +192,12 @@ class AudioWriter:
         return self
 
     def __exit__(self, exc_type: object, *exc: object) -> None:
-        if self._f is not None or os.path.exists(self._tmp):
-            if exc_type is None and self._f is not None:
-                self.commit()
-            else:
-                self._discard()
+        if self._f is None:  # committed or discarded already
+            return
+        if exc_type is None:
+            self.commit()
+        else:
+            self._discard()
 
     def write(self, x: Audio) -> None:
         """Append mono float32 samples (clipped to +-1.0 for PCM subtypes)."""
@@ -321,39 +317,23 @@ def read_audio(path: str | os.PathLike[str], *, channel: int | None = None, resa
         Missing, unreadable or corrupt file, no samples, a channel that does not exist, an
         unsupported rate, or (unless ``allow_nonfinite``) NaN / inf samples, with their count.
     """
-    p = _existing_file(path)
-    try:
-        data, rate = sf.read(str(p), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
-        raise AudioFileError(f"audio file {str(p)!r} cannot be read ({e}); expected a sound file "
-                             "libsndfile understands (WAV, FLAC, OGG)") from e
-    n, n_ch = data.shape
+    if resample_to is not None and resample_to not in SUPPORTED_RATES:
+        raise AudioFileError(f"resample_to={resample_to} Hz is not supported; expected one of {SUPPORTED_RATES}")
+    with AudioReader(path, channel=channel, rates=FILE_RATES if resample_to is None else None) as r:
+        parts = [b.copy() for b in r.blocks(1 << 16)]  # blocks() reuses its buffer
+        p, rate, n, bad = r.path, r.rate, r.samples_read, r.nonfinite
     if n == 0:
         raise AudioFileError(f"audio file {str(p)!r} holds 0 samples; expected some audio")
-    if channel is None:
-        x = data[:, 0].copy() if n_ch == 1 else data.mean(axis=1, dtype=np.float32)
-    else:
-        if not (0 <= channel < n_ch):
-            raise AudioFileError(f"channel {channel} does not exist in {str(p)!r}; expected 0..{n_ch - 1}")
-        x = data[:, channel].copy()
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    bad = count_nonfinite(x)
+    x = np.concatenate(parts)
     if bad and not allow_nonfinite:
         raise AudioFileError(f"audio file {str(p)!r} contains {bad} non-finite samples (NaN or inf) out of {n}; "
                              "expected finite audio")
-    rate = int(rate)
-    if resample_to is not None:
-        if resample_to not in SUPPORTED_RATES:
-            raise AudioFileError(f"resample_to={resample_to} Hz is not supported; expected one of {SUPPORTED_RATES}")
-        if resample_to != rate:
-            import soxr
+    if resample_to is not None and resample_to != rate:
+        import soxr
 
-            x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0) if bad else x
-            x = np.ascontiguousarray(soxr.resample(x, rate, resample_to, quality="HQ"), dtype=np.float32)
-            rate = resample_to
-    elif rate not in FILE_RATES:
-        raise AudioFileError(f"audio file {str(p)!r} has sample rate {rate} Hz; expected one of {FILE_RATES} "
-                             "(resample it first, e.g. `sox in.wav -r 16000 out.wav`)")
+        x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0) if bad else x
+        x = np.ascontiguousarray(soxr.resample(x, rate, resample_to, quality="HQ"), dtype=np.float32)
+        rate = resample_to
     return x, rate
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import AudioFileError, ConfigError
 from ..features import N_CEP, FeatureConfig
 from ..paths import shipped_models_dir, user_voices_dir
-from ..voices import DSP_PRESETS
+from ..voices import VoiceRegistry
 from ..synthesis import check_options
 from .build import build_voice
 from .dataset import load_audio_16k
@@ -132,8 +132,7 @@ def cepstral_order_for(audio: list[np.ndarray]) -> tuple[int, float]:
 def builtin_voice_names() -> set[str]:
     """The DSP presets and the shipped neural voices: names a clone may never take (a built-in
     voice hides a user voice of the same name)."""
-    shipped = {jp.stem for jp in shipped_models_dir().glob("*.json") if not jp.name.endswith(".preview.json")}
-    return {v.name for v in DSP_PRESETS} | shipped
+    return set(VoiceRegistry([shipped_models_dir()]).names())  # the names the registry itself lets win
 
 
 def _check_name(name: str, out_dir: Path, *, force: bool = False) -> str:

@@ -25,11 +25,12 @@ __all__ = ["SUBCOMMANDS", "holdout_split", "frames_cache_dir", "needs_train_extr
 
 def needs_train_extra(command: str) -> int | None:
     """Exit code 2 with a one-line install hint when torch (the ``train`` extra) is missing, else None."""
+    from ..options import extra_hint
+
     missing = [m for m in ("torch", "onnx") if importlib.util.find_spec(m) is None]
     if not missing:
         return None
-    print(f"rtvc: error: `rtvc {command}` needs the `train` extra ({', '.join(missing)} not installed); install it "
-          "with `pip install 'rtvc[train]'` (in a checkout: `pip install -e '.[train]'`)", file=sys.stderr)
+    print(f"rtvc: error: {extra_hint(command, 'train', missing[0])}", file=sys.stderr)
     return 2
 
 
