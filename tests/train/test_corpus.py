@@ -391,3 +391,21 @@ def test_kokoro_phones_from_the_models_durations_sit_on_the_audio(tmp_path):
     # coarser than espeak's (25 ms frames; the last phone holds the final silence), still clear
     assert ratio > 5.0, ratio
     assert _sibilant_to_vowel_ratio(utts, shift_s=0.15) < ratio / 2
+
+
+needs_rhvoice = pytest.mark.skipif(shutil.which("RHVoice-test") is None,
+                                   reason="RHVoice not installed (apt install rhvoice rhvoice-english)")
+
+
+@needs_rhvoice
+def test_rhvoice_corpus_is_deterministic_and_names_its_licence(tmp_path):
+    a = build_corpus("rhvoice:slt", cache_dir=tmp_path / "a", seed=3, max_utterances=2, progress=False)
+    b = build_corpus("rhvoice:slt", cache_dir=tmp_path / "b", seed=3, max_utterances=2, progress=False)
+    for u, v, t in zip(a, b, sentences(2, seed=3)):
+        info = sf.info(str(u.path))
+        assert (info.samplerate, info.channels) == (16000, 1) and info.frames > 8000
+        assert u.text == t and u.speaker == "rhvoice:slt" and "LGPL" in u.licence
+        assert u.path.read_bytes() == v.path.read_bytes()
+    assert "CC-BY-NC-ND" in list_corpora()["rhvoice:lyubov"]
+    with pytest.raises(ConfigError, match="RHVoice voice 'nobody'"):
+        build_corpus("rhvoice:nobody", cache_dir=tmp_path, max_utterances=1, progress=False)
