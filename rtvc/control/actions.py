@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..errors import ConfigError, ControlError, DeviceError, ModelError, RtvcError
@@ -56,12 +57,14 @@ class Controller:
         Default: the user's presets folder.
     """
 
-    def __init__(self, engine: Any, *, runner: Any = None, presets: PresetStore | None = None) -> None:
+    def __init__(self, engine: Any, *, runner: Any = None, presets: PresetStore | None = None,
+                 keep_offsets: bool = False) -> None:
         self.engine = engine
         self.runner = runner
         self.presets = presets or PresetStore()
         self._lock = threading.RLock()
         self._listeners: list[Listener] = []
+        self.options: dict[str, Any] = {"keep_offsets": bool(keep_offsets)}
 
     # ------------------------------------------------------------------ listeners
     def add_listener(self, fn: Listener) -> None:
@@ -108,6 +111,7 @@ class Controller:
             "devices": devices,
             "live": self.runner is not None,
             "speaker": self.speaker(),
+            "options": dict(self.options),
         }
 
     def speaker(self) -> dict[str, Any]:
@@ -122,12 +126,46 @@ class Controller:
         t = self.engine.telemetry()
         out = {k: t.get(k) for k in P.TELEMETRY_FIELDS}
         out["buffer_age_ms"] = t.get("buffer_age_ms")
+        out["device_latency_ms"] = dev = self.device_latency_ms()
+        parts = [t.get("algorithmic_latency_ms"), dev, out["buffer_age_ms"]]
+        out["total_latency_ms"] = sum(float(x) for x in parts if x is not None)
         return out
+
+    def device_latency_ms(self) -> float | None:
+        """What the sound devices buffer on the way in and out (PortAudio / PulseAudio stream
+        latency, as the runner reads it when it opens the streams); ``None`` without a runner."""
+        lat = getattr(self.runner, "stream_latency_s", None)
+        if not isinstance(lat, Mapping):
+            return None
+        return 1000.0 * sum(float(v) for v in lat.values() if v is not None)
+
+    def has_monitor(self) -> bool:
+        """A monitor device is open (the hear-yourself output has somewhere to go)."""
+        return bool((getattr(self.runner, "devices", {}) or {}).get("monitor")) if self.runner is not None else False
 
     def list_voices(self) -> list[dict[str, Any]]:
         active = self.engine.params.voice
-        return [{"name": v.name, "kind": v.kind, "description": v.description, "active": v.name == active}
+        return [{"name": v.name, "kind": v.kind, "description": v.description, "active": v.name == active,
+                 "preview": self.preview_path(v) is not None}
                 for v in self.engine.registry.list()]
+
+    @staticmethod
+    def preview_path(info: Any) -> Path | None:
+        """A neural voice's preview clip (``NAME.preview.wav`` beside its model), if there is one."""
+        path = getattr(info, "path", None)
+        if info.kind != "neural" or path is None:
+            return None
+        clip = Path(path).with_name(Path(path).stem + ".preview.wav")
+        return clip if clip.is_file() else None
+
+    def preview(self, name: str) -> Path:
+        """The preview clip of voice ``name``; ConfigError naming the voice when it has none."""
+        info = self.engine.registry.get(name)
+        clip = self.preview_path(info)
+        if clip is None:
+            raise ConfigError(f"voice {name!r} has no preview clip; expected a neural voice with NAME.preview.wav "
+                              "beside its model")
+        return clip
 
     def list_devices(self) -> list[dict[str, Any]]:
         self._need_devices("list_devices")
@@ -140,11 +178,66 @@ class Controller:
 
     # ------------------------------------------------------------------ changes
     def set_params(self, changes: Mapping[str, Any], *, source: str = "api") -> dict[str, Any]:
-        """Validated partial update; raises ConfigError (bad value) or ModelError (voice load)."""
+        """Validated partial update; raises ConfigError (bad value) or ModelError (voice load).
+
+        Turning the monitor on with no monitor device open is refused (``NOT_AVAILABLE``): it
+        would say "on" while nothing can be heard. With the ``keep_offsets`` option, a voice
+        switch keeps the user's pitch and formant offsets from the old voice's preset."""
         with self._lock:
-            before = self.engine.params.as_dict()
-            self.engine.update(**dict(changes))
+            cur = self.engine.params
+            changes = dict(changes)
+            if changes.get("monitor") is True and not cur.monitor and not self.has_monitor():
+                raise P.RpcError(P.NOT_AVAILABLE, "monitor = true: no monitor device is open, so there is nothing to "
+                                                  "hear yourself on; expected a monitor device first (set_devices "
+                                                  "{monitor: ...}, or start rtvc with --monitor DEVICE)")
+            if self.options["keep_offsets"] and changes.get("voice", cur.voice) != cur.voice:
+                changes = self._keep_offsets(changes)
+            before = cur.as_dict()
+            self.engine.update(**changes)
             return self._changed(before, source)
+
+    def _keep_offsets(self, changes: dict[str, Any]) -> dict[str, Any]:
+        """The new voice's preset pitch/formant plus the user's offsets from the old voice's preset
+        (pitch in semitones added, formant as a ratio multiplied), clamped to their ranges."""
+        from ..params import PARAM_SPECS
+
+        cur = self.engine.params
+        reg = self.engine.registry
+        try:
+            old = reg.get(cur.voice).defaults
+        except RtvcError:  # the old voice is gone from the list: its offsets are the whole values
+            old = {}
+        new = reg.get(changes["voice"]).defaults
+        out = dict(changes)
+        spec = PARAM_SPECS
+        if "pitch_st" not in out:
+            v = new.get("pitch_st", 0.0) + cur.pitch_st - old.get("pitch_st", 0.0)
+            out["pitch_st"] = min(spec["pitch_st"].hi, max(spec["pitch_st"].lo, v))
+        if "formant_ratio" not in out:
+            v = new.get("formant_ratio", 1.0) * cur.formant_ratio / old.get("formant_ratio", 1.0)
+            out["formant_ratio"] = min(spec["formant_ratio"].hi, max(spec["formant_ratio"].lo, v))
+        return out
+
+    def set_param_text(self, name: str, text: str | None, *, source: str = "http") -> dict[str, Any]:
+        """Set parameter (or option) ``name`` from a URL's text: a value, ``+=STEP``/``-=STEP`` from
+        the current value, or ``toggle`` (see :func:`rtvc.control.routes.param_value`)."""
+        from .routes import OPTIONS, param_value
+
+        with self._lock:
+            value = param_value(name, text, {**self.engine.params.as_dict(), **self.options})
+            if name in OPTIONS:
+                return self.set_options(**{name: value}, source=source)
+            return self.set_params({name: value}, source=source)
+
+    def set_options(self, *, keep_offsets: bool | None = None, source: str = "api") -> dict[str, Any]:
+        """Session options of the controller (not engine parameters): ``keep_offsets``."""
+        with self._lock:
+            before = dict(self.options)
+            if keep_offsets is not None:
+                self.options["keep_offsets"] = bool(keep_offsets)
+            st = self.state()
+            self._announce(st, sorted(k for k in self.options if self.options[k] != before[k]), source)
+            return st
 
     def set_voice(self, name: str, *, source: str = "api") -> dict[str, Any]:
         return self.set_params({"voice": name}, source=source)
@@ -183,7 +276,13 @@ class Controller:
         return {"name": name, "params": self.presets.load(name), "path": str(path)}
 
     def load_preset(self, name: str, *, source: str = "api") -> dict[str, Any]:
-        return self.set_params(self.presets.load(name), source=source)
+        params = self.presets.load(name)
+        if params.get("monitor") is True and not self.has_monitor():
+            params.pop("monitor")  # a preset saved with a monitor device loads without one all the same
+            log.info("preset %s: monitor left off (no monitor device is open)", name)
+            if not params:
+                return self.state()
+        return self.set_params(params, source=source)
 
     def delete_preset(self, name: str) -> dict[str, Any]:
         self.presets.delete(name)
@@ -276,6 +375,8 @@ class Controller:
                 return self.delete_preset(cmd.name)
             if isinstance(cmd, P.ForgetSpeaker):
                 return self.forget_speaker(source=source)
+            if isinstance(cmd, P.SetOptions):
+                return self.set_options(keep_offsets=cmd.keep_offsets, source=source)
         except P.RpcError:
             raise
         except ConfigError as e:

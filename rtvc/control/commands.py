@@ -76,6 +76,9 @@ def prepare_run(args: argparse.Namespace) -> None:
     """Before the runner opens its streams: create the virtual mic and point new PulseAudio
     playback streams at it (``PULSE_SINK``), so the output lands there from the first sample.
     A control bind address that is not allowed is refused here, before any stream opens."""
+    if getattr(args, "open", False) and not getattr(args, "control", False):
+        raise ConfigError("--open opens the control panel, which needs the control server; expected --control with "
+                          "it (or use `rtvc serve --open`)")
     if getattr(args, "control", False):
         from .auth import check_bind_host
 
@@ -126,7 +129,14 @@ def start_for_run(args: argparse.Namespace, engine: Any, runner: Any) -> RunHand
                 print(f"rtvc: {srv.warning}", file=sys.stderr)
             h.server = srv.start_background()
             print(f"rtvc: control server {srv.url} (token from {where}: {token})", file=sys.stderr)
+            print(f"rtvc: control panel: {srv.panel_url}", file=sys.stderr)
             print(f"rtvc: OBS overlay: {srv.overlay_url}", file=sys.stderr)
+            if getattr(args, "open", False):
+                import webbrowser
+
+                if not webbrowser.open(srv.panel_url):
+                    print("rtvc: warning: no web browser could be started; open the control panel's address above "
+                          "yourself", file=sys.stderr)
         if getattr(args, "hotkeys", None) is not None:
             from .hotkeys import start_hotkeys
 

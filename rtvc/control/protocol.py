@@ -28,7 +28,7 @@ __all__ = [
     "PROTOCOL_VERSION", "MAX_BATCH", "MAX_MESSAGE_BYTES", "PARSE_ERROR", "INVALID_REQUEST", "METHOD_NOT_FOUND",
     "INVALID_PARAMS", "INTERNAL_ERROR", "RATE_LIMITED", "NOT_AVAILABLE", "VOICE_LOAD_FAILED", "DEVICE_ERROR",
     "Command", "GetState", "SetParams", "ListVoices", "SetVoice", "ListDevices", "SetDevices", "ListPresets",
-    "SavePreset", "LoadPreset", "DeletePreset", "ForgetSpeaker", "Subscribe", "Unsubscribe", "COMMANDS", "Call", "Failure",
+    "SavePreset", "LoadPreset", "DeletePreset", "ForgetSpeaker", "SetOptions", "Subscribe", "Unsubscribe", "COMMANDS", "Call", "Failure",
     "RpcError", "decode", "result", "error", "notification", "dumps", "build_schema", "TokenBucket",
     "TELEMETRY_FIELDS", "MIN_RATE_HZ", "MAX_RATE_HZ", "command_to_request",
 ]
@@ -65,6 +65,10 @@ TELEMETRY_FIELDS: dict[str, str] = {
     "compute_ms_p99": "compute time per block, 99th percentile, ms",
     "rtf": "real-time factor (median compute / block duration)",
     "buffer_age_ms": "age of the oldest buffered input, ms (null when not measured, e.g. file mode)",
+    "device_latency_ms": "what the sound devices buffer, input plus output stream latency as the runner opened "
+                         "them, ms (0 for a file side; null without a runner)",
+    "total_latency_ms": "about what a listener hears: algorithmic_latency_ms + device_latency_ms + buffer_age_ms "
+                        "(those that are known), ms",
     "xruns": "audio under/overruns",
     "dropped_blocks": "input blocks dropped because compute fell behind",
     "blocks": "blocks processed",
@@ -297,6 +301,23 @@ class ForgetSpeaker(Command):
 
 
 @dataclass(frozen=True)
+class SetOptions(Command):
+    method: ClassVar[str] = "set_options"
+    doc: ClassVar[str] = ("session options of the control server (not engine parameters): keep_offsets = a voice "
+                          "switch keeps the user's pitch/formant offsets from the old voice's preset; returns the "
+                          "state (its 'options')")
+    params_schema: ClassVar[dict[str, Any]] = {"keep_offsets": {"type": "boolean"}}
+    keep_offsets: bool | None = None
+
+    @classmethod
+    def _build(cls, params: Mapping[str, Any]) -> "Command":
+        v = params.get("keep_offsets")
+        if not isinstance(v, bool):
+            raise RpcError(INVALID_PARAMS, f"set_options: keep_offsets = {shown(v)}; expected true or false")
+        return cls(v)
+
+
+@dataclass(frozen=True)
 class Subscribe(Command):
     method: ClassVar[str] = "subscribe"
     doc: ClassVar[str] = "receive 'telemetry' notifications at rate_hz (1-60, default 10); replaces an earlier rate"
@@ -320,7 +341,7 @@ class Unsubscribe(Command):
 
 COMMANDS: dict[str, type[Command]] = {c.method: c for c in (
     GetState, SetParams, ListVoices, SetVoice, ListDevices, SetDevices, ListPresets, SavePreset, LoadPreset,
-    DeletePreset, ForgetSpeaker, Subscribe, Unsubscribe)}
+    DeletePreset, ForgetSpeaker, SetOptions, Subscribe, Unsubscribe)}
 
 RpcId = Union[int, str, None]
 

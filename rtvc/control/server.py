@@ -8,7 +8,9 @@ route                            auth   what
 ===============================  =====  =================================================
 ``GET /healthz``                 no     ``{"status": "ok", "protocol_version": ...}``
 ``GET /schema.json``             no     the protocol schema
+``GET /`` or ``/panel?token=T``  yes    the control panel (self-contained)
 ``GET /overlay?token=T``         yes    the OBS browser-source overlay (self-contained)
+``GET /preview/NAME.wav``        yes    a neural voice's preview clip
 ``GET /api/state``               yes    the ``get_state`` result as JSON
 ``POST /api/voice/NAME``         yes    switch voice
 ``POST /api/bypass/toggle``      yes    toggle bypass (also ``mute/toggle``,
@@ -16,11 +18,13 @@ route                            auth   what
 ``POST /api/pitch/up`` / down    yes    pitch +-1 semitone
 ``POST /api/voice-next`` / prev  yes    next / previous voice
 ``POST /api/speaker/forget``     yes    forget the speaker (someone else takes the mic)
+``POST /api/param/NAME?value=V``  yes    set any parameter: a value, ``+=N``/``-=N``, ``toggle``
 ===============================  =====  =================================================
 
 The ``/api`` actions also accept ``GET`` (Stream Deck's "access in background" sends GET);
-the token is still required. A wrong or missing token gets ``401`` and nothing is done; a
-browser ``Origin`` that is not allowed gets ``403``.
+the token is still required. A wrong or missing token gets ``401`` and nothing is done (the
+pages answer a short HTML page saying how to get the address with the token); a browser
+``Origin`` that is not allowed gets ``403``.
 
 Per connection: a token bucket limits requests (default 200/s, burst 400; excess requests are
 answered with ``RATE_LIMITED``); outgoing messages go through a bounded queue (default 64
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import logging
 import socket
 import threading
@@ -52,16 +57,17 @@ from ..errors import ConfigError, ModelError
 from . import protocol as P
 from .protocol import DEFAULT_PORT
 from .actions import Controller
+from .routes import query_value, token_page
 from .auth import check_bind_host, default_origins, origin_allowed, token_from_request, tokens_equal
 
-__all__ = ["ControlServer", "ServerHandle", "DEFAULT_PORT", "SEND_QUEUE", "overlay_html"]
+__all__ = ["ControlServer", "ServerHandle", "DEFAULT_PORT", "SEND_QUEUE", "overlay_html", "panel_html"]
 
 SEND_QUEUE = 64
 log = logging.getLogger("rtvc.control")
 
 # commands that may block (voice loading, device reopening, file I/O) run off the event loop
 _BLOCKING = (P.SetParams, P.SetVoice, P.SetDevices, P.ListDevices, P.LoadPreset, P.SavePreset, P.DeletePreset,
-             P.ListPresets)
+             P.ListPresets, P.SetOptions)
 
 _HTTP_ACTIONS = {
     "/api/bypass/toggle": "bypass_toggle",
@@ -78,6 +84,18 @@ _HTTP_ACTIONS = {
 def overlay_html() -> str:
     """The overlay page shipped as package data (``rtvc/control/overlay.html``)."""
     return resources.files("rtvc.control").joinpath("overlay.html").read_text(encoding="utf-8")
+
+
+def panel_html() -> str:
+    """The control panel shipped as package data (``rtvc/control/panel.html``)."""
+    return resources.files("rtvc.control").joinpath("panel.html").read_text(encoding="utf-8")
+
+
+# the pages load nothing from elsewhere: inline script and style, the websocket and clips of this server
+_CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self' ws: ; "
+        "img-src data:; media-src 'self'; base-uri 'none'; form-action 'none'")
+_PAGES = {"/": panel_html, "/panel": panel_html, "/overlay": overlay_html}
+_HTTP_STATUS = {P.INVALID_PARAMS: 400, P.NOT_AVAILABLE: 409}
 
 
 class _BodySkippingReader(StreamReader):
@@ -192,6 +210,12 @@ class ControlServer:
         """The overlay's address with the token percent-encoded (a token may hold ``#&+%``)."""
         h = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{h}:{self.port}/overlay?token={quote(self.token, safe='')}"
+
+    @property
+    def panel_url(self) -> str:
+        """The control panel's address, with the token."""
+        h = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{h}:{self.port}/?token={quote(self.token, safe='')}"
 
     async def start(self) -> None:
         """Bind and start serving (on the running loop)."""
@@ -418,16 +442,22 @@ class ControlServer:
         token = token_from_request(headers.get("Authorization"), url.query)
         if not tokens_equal(token, self.token):
             self.stats["rejected_auth"] += 1
+            is_ws = headers.get("Upgrade", "").lower() == "websocket"
+            if path in _PAGES and method == "GET" and not is_ws:
+                reason = "No token was given" if token is None else "The token given is wrong"
+                return self._respond(conn, 401, token_page(path, port=self.port, reason=reason), "text/html",
+                                     {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"})
             return self._json(conn, 401, {"error": "missing or wrong token; send 'Authorization: Bearer TOKEN' "
                                                    "or ?token=TOKEN"})
         if headers.get("Upgrade", "").lower() == "websocket":
             return None  # authenticated websocket handshake: accept
-        if path == "/overlay":
+        if path in _PAGES:
             if method != "GET":
-                return self._json(conn, 405, {"error": f"{method} /overlay; expected GET"})
-            csp = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-                   "connect-src 'self' ws: ; img-src data:")
-            return self._respond(conn, 200, overlay_html(), "text/html", {"Content-Security-Policy": csp})
+                return self._json(conn, 405, {"error": f"{method} {path}; expected GET"})
+            extra = {"Content-Security-Policy": _CSP + ("" if path == "/overlay" else "; frame-ancestors 'none'")}
+            return self._respond(conn, 200, _PAGES[path](), "text/html", extra)
+        if path.startswith("/preview/") and path.endswith(".wav"):
+            return await self._preview(conn, method, unquote(path[len("/preview/"):-len(".wav")]))
         if path == "/api/state" and method == "GET":
             return self._json(conn, 200, self.controller.state())
         if path.startswith("/api/"):
@@ -437,23 +467,46 @@ class ControlServer:
             if path.startswith("/api/voice/"):
                 name = unquote(path[len("/api/voice/"):])
                 fn = lambda: self.controller.execute(P.SetVoice(name), source="http")  # noqa: E731
+            elif path.startswith("/api/param/"):
+                pname, value = unquote(path[len("/api/param/"):]), query_value(url.query, "value")
+                fn = lambda: self._http_call(f"/api/param/{pname}",  # noqa: E731
+                                             lambda: self.controller.set_param_text(pname, value, source="http"))
             elif path in _HTTP_ACTIONS:
                 act = _HTTP_ACTIONS[path]
-                fn = lambda: self._http_action(act)  # noqa: E731
+                fn = lambda: self._http_call(act, lambda: self.controller.action(act, source="http"))  # noqa: E731
             else:
                 return self._json(conn, 404, {"error": f"no route {path!r}; expected one of "
-                                                       f"{sorted(_HTTP_ACTIONS) + ['/api/voice/NAME', '/api/state']}"})
+                                                       f"{sorted(_HTTP_ACTIONS) + ['/api/param/NAME', '/api/state', '/api/voice/NAME']}"})
             try:
                 st = await loop.run_in_executor(self._pool, fn)
             except P.RpcError as e:
-                status = 400 if e.code == P.INVALID_PARAMS else 500
-                return self._json(conn, status, {"ok": False, "error": e.message, "code": e.code})
+                return self._json(conn, _HTTP_STATUS.get(e.code, 500), {"ok": False, "error": e.message, "code": e.code})
             return self._json(conn, 200, {"ok": True, "state": st})
         return self._json(conn, 404, {"error": f"no route {method} {path!r}"})
 
-    def _http_action(self, name: str) -> dict[str, Any]:
+    async def _preview(self, conn: ServerConnection, method: str, name: str) -> Response:
+        """A neural voice's preview clip (``audio/wav``), read off the event loop."""
+        if method != "GET":
+            return self._json(conn, 405, {"error": f"{method} /preview/{name}.wav; expected GET"})
         try:
-            return self.controller.action(name, source="http")
+            clip = self.controller.preview(name)
+            data = await asyncio.get_running_loop().run_in_executor(self._pool, clip.read_bytes)
+        except (ConfigError, OSError) as e:
+            return self._json(conn, 404, {"error": f"preview of voice {name!r}: {e}"})
+        resp = conn.respond(200, "")
+        for k in ("Content-Type", "Content-Length"):
+            del resp.headers[k]
+        resp.headers["Content-Type"] = "audio/wav"
+        resp.headers["Content-Length"] = str(len(data))
+        resp.headers["Cache-Control"] = "no-store"
+        resp.headers["X-Content-Type-Options"] = "nosniff"
+        return dataclasses.replace(resp, body=data)
+
+    def _http_call(self, name: str, fn: Any) -> dict[str, Any]:
+        try:
+            return fn()
+        except P.RpcError:
+            raise
         except ConfigError as e:
             raise P.RpcError(P.INVALID_PARAMS, f"{name}: {e}") from None
         except ModelError as e:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,19 +20,25 @@ from rtvc.voices import DelayStage, VoiceRegistry
 TOKEN = "test-token-0123456789"
 
 
-class DelayRegistry(VoiceRegistry):
-    """Every voice (DSP presets included) is a pure 160-sample delay: no rtvc.dsp needed."""
+MODELS = Path(__file__).resolve().parents[2] / "models"
+"""The shipped voices (manifests and preview clips; the delay registry never loads their models)."""
 
-    def __init__(self) -> None:
-        super().__init__(model_dirs=[])
+
+class DelayRegistry(VoiceRegistry):
+    """Every voice (DSP presets included) is a pure 160-sample delay: no rtvc.dsp needed.
+    ``models=True`` also lists the shipped neural voices (played as delays too)."""
+
+    def __init__(self, *, models: bool = False) -> None:
+        super().__init__(model_dirs=[MODELS] if models else [])
 
     def make_stage(self, info: Any, *, model_rate: int = 16000, hop: int = 80, device: str = "cpu") -> Any:
         return DelayStage(160, hop=hop)
 
 
-def make_engine() -> Engine:
+def make_engine(*, models: bool = False) -> Engine:
     """A 48 kHz engine whose voices are all delays, warmed up (Numba kernels loaded)."""
-    eng = Engine(EngineConfig(device_rate=48_000), registry=DelayRegistry(), params=Params(voice="neutral"))
+    eng = Engine(EngineConfig(device_rate=48_000), registry=DelayRegistry(models=models),
+                 params=Params(voice="neutral"))
     eng.process(np.zeros(480, np.float32))
     return eng
 
@@ -71,10 +78,10 @@ class Feeder:
 class Running:
     """Engine + feeder + controller + server in a background thread."""
 
-    def __init__(self, tmp_path: Any, **server_kw: Any) -> None:
-        self.engine = make_engine()
+    def __init__(self, tmp_path: Any, *, models: bool = False, runner: Any = None, **server_kw: Any) -> None:
+        self.engine = make_engine(models=models)
         self.feeder = Feeder(self.engine).start()
-        self.controller = Controller(self.engine, presets=PresetStore(tmp_path / "presets"))
+        self.controller = Controller(self.engine, runner=runner, presets=PresetStore(tmp_path / "presets"))
         self.server = ControlServer(self.controller, token=TOKEN, port=0, **server_kw)
         self.handle: ServerHandle = self.server.start_background()
         self.port = self.handle.port
@@ -102,3 +109,52 @@ async def rpc(ws: Any, method: str, params: dict | None = None, rid: int = 1, ti
         m = await recv_json(ws, max(0.01, end - loop.time()))
         if isinstance(m, dict) and m.get("id") == rid and "method" not in m:
             return m
+
+
+class FakeRunner:
+    """What the controller reads of a live runner, with made-up devices: no sound card needed.
+
+    ``ROWS`` are the rows ``audio.list_devices`` gives (patch it to return them); a device whose
+    name holds "Broken" fails to open, and the previous devices stay, as in ``LiveRunner``.
+    """
+
+    input_file = None
+    output_file = None
+    null_output = False
+    backend = "portaudio"
+    ROWS = [
+        {"index": 0, "name": "Built-in Microphone", "hostapi": "ALSA", "max_input_channels": 2,
+         "max_output_channels": 0, "default_samplerate": 48000.0, "default_input": True, "default_output": False},
+        {"index": 1, "name": "USB Headset", "hostapi": "ALSA", "max_input_channels": 1,
+         "max_output_channels": 2, "default_samplerate": 48000.0, "default_input": False, "default_output": False},
+        {"index": 2, "name": "Speakers", "hostapi": "ALSA", "max_input_channels": 0,
+         "max_output_channels": 2, "default_samplerate": 48000.0, "default_input": False, "default_output": True},
+        {"index": 3, "name": "Broken Interface", "hostapi": "ALSA", "max_input_channels": 2,
+         "max_output_channels": 2, "default_samplerate": 44100.0, "default_input": False, "default_output": False},
+    ]
+
+    def __init__(self) -> None:
+        self.devices: dict[str, Any] = {"input": "Built-in Microphone", "output": "Speakers", "monitor": None,
+                                        "rate": 48_000}
+        self.stream_latency_s = {"input": 0.008, "output": 0.012}
+        self.calls: list[dict[str, Any]] = []
+
+    def set_devices(self, *, input: Any = None, output: Any = None, monitor: Any = None,
+                    rate: int | None = None) -> dict[str, Any]:
+        from rtvc.errors import DeviceError
+
+        self.calls.append({"input": input, "output": output, "monitor": monitor, "rate": rate})
+        new = dict(self.devices)
+        for side, spec in (("input", input), ("output", output), ("monitor", monitor)):
+            if spec is None:
+                continue
+            rows = [r for r in self.ROWS if (r["index"] == spec if isinstance(spec, int) else spec in r["name"])]
+            if len(rows) != 1:
+                raise DeviceError(f"{side} device {spec!r} not found")
+            if "Broken" in rows[0]["name"]:
+                raise DeviceError(f"cannot open {side} device {rows[0]['name']!r}: Device unavailable [PaErrorCode -9985]")
+            new[side] = rows[0]["name"]
+        if rate is not None:
+            new["rate"] = rate
+        self.devices = new
+        return new

@@ -44,8 +44,7 @@ def test_toggles_pitch_steps_and_voice_cycling(ctl):
     ctl.action("bypass_toggle")
     assert ctl.engine.params.bypass is False
     ctl.action("mute_toggle")
-    ctl.action("monitor_toggle")
-    assert ctl.engine.params.mute is True and ctl.engine.params.monitor is True
+    assert ctl.engine.params.mute is True
     ctl.action("voice_next")
     assert ctl.engine.params.voice == names[1] and ctl.engine.params.pitch_st == -4.0  # deeper's preset
     ctl.action("pitch_up")
@@ -245,3 +244,102 @@ def test_a_device_for_the_side_a_file_replaces_is_refused(tmp_path, monkeypatch)
     assert e.value.code == P.NOT_AVAILABLE and runner.calls == []  # nothing half-done
     c.execute(P.SetDevices(output="Other", monitor=1))
     assert runner.calls == [{"input": None, "output": "Other", "monitor": 1, "rate": None}]
+
+
+class _MonitorRunner(_HalfFileRunner):
+    """A runner whose monitor side can be switched on and off."""
+
+    def __init__(self, monitor=None):
+        super().__init__()
+        self.devices["monitor"] = monitor
+        self.stream_latency_s = {"input": 0.0, "output": 0.012}
+
+
+def test_monitor_needs_a_monitor_device(tmp_path):
+    """Issue 30: /api/monitor/toggle answered success with no monitor device; now it is refused."""
+    for runner in (None, _MonitorRunner()):
+        c = Controller(make_engine(), runner=runner, presets=PresetStore(tmp_path))
+        with pytest.raises(P.RpcError, match=r"monitor = true: no monitor device is open.*set_devices") as e:
+            c.action("monitor_toggle")
+        assert e.value.code == P.NOT_AVAILABLE and c.engine.params.monitor is False
+        # a preset saved with the monitor on loads without it
+        c.presets.save("m", {"monitor": True, "pitch_st": 2.0})
+        assert c.load_preset("m")["params"]["monitor"] is False and c.engine.params.pitch_st == 2.0
+    c = Controller(make_engine(), runner=_MonitorRunner("Headphones"), presets=PresetStore(tmp_path))
+    c.action("monitor_toggle")
+    assert c.engine.params.monitor is True and c.has_monitor()
+    c.action("monitor_toggle")
+    assert c.engine.params.monitor is False
+
+
+def test_keep_offsets_across_voice_switches(ctl):
+    """Issue 30: a voice switch reset the user's +1 to the voice's preset; with keep_offsets it stays."""
+    ctl.action("pitch_up")
+    ctl.action("voice_next")  # default: the voice's preset replaces the user's pitch
+    assert ctl.engine.params.voice == "deeper" and ctl.engine.params.pitch_st == -4.0
+    ctl.set_voice("neutral")
+    ctl.action("pitch_up")
+    ctl.set_params({"formant_ratio": 1.1})
+    ctl.events.clear()
+    st = ctl.execute(P.SetOptions(keep_offsets=True))
+    assert st["options"] == {"keep_offsets": True} and ctl.events[-1]["changed"] == ["keep_offsets"]
+    ctl.action("voice_next")  # deeper: -4 st, x0.88, plus the user's +1 st, x1.1
+    p = ctl.engine.params
+    assert p.voice == "deeper" and p.pitch_st == -3.0 and p.formant_ratio == pytest.approx(0.88 * 1.1)
+    ctl.action("voice_prev")
+    assert ctl.engine.params.pitch_st == 1.0 and ctl.engine.params.formant_ratio == pytest.approx(1.1)
+    ctl.set_params({"pitch_st": 11.0})
+    ctl.set_voice("male-to-female")  # +5 +11 is clamped to the range
+    assert ctl.engine.params.pitch_st == 12.0
+    ctl.set_params({"voice": "neutral", "pitch_st": 3.0})  # given explicitly: taken as given
+    assert ctl.engine.params.pitch_st == 3.0
+    with pytest.raises(P.RpcError, match=r"keep_offsets = 'yes'; expected true or false"):
+        P.SetOptions.from_params({"keep_offsets": "yes"})
+
+
+def test_set_param_text_values_steps_and_toggles(ctl):
+    ctl.set_param_text("pitch_st", "+=1.5")
+    ctl.set_param_text("pitch_st", "-=0.5")
+    assert ctl.engine.params.pitch_st == 1.0
+    ctl.set_param_text("pitch_st", "+=100")  # relative steps are clamped, like pitch_up
+    assert ctl.engine.params.pitch_st == 12.0
+    ctl.set_param_text("voice", "robot")
+    ctl.set_param_text("formant_ratio", "0.9")
+    ctl.set_param_text("gate_threshold_db", "-=5")
+    ctl.set_param_text("mute", "toggle")
+    ctl.set_param_text("bypass", "on")
+    ctl.set_param_text("keep_offsets", "toggle")
+    p = ctl.engine.params
+    assert (p.formant_ratio, p.gate_threshold_db, p.mute, p.bypass, p.voice) == (0.9, -65.0, True, True, "robot")
+    assert ctl.options["keep_offsets"] is True
+    for name, text, match in (("pitch_st", "13", r"'pitch_st' value '13' is out of range; expected a number in "
+                                                 r"\[-12, 12\] semitones, or a step \+=N / -=N"),
+                              ("pitch_st", "loud", r"'pitch_st' value 'loud': expected a number"),
+                              ("pitch_st", "nan", r"'pitch_st' value 'nan': expected a number"),
+                              ("pitch_st", None, r"'pitch_st': no value; expected \?value=V"),
+                              ("mute", "maybe", r"'mute' value 'maybe': expected true, false or toggle"),
+                              ("volume", "1", r"unknown parameter 'volume'; expected one of \[.*'keep_offsets'\]"),
+                              ("voice", "nobody", r"nobody")):
+        with pytest.raises(Exception, match=match):
+            ctl.set_param_text(name, text)
+
+
+def test_telemetry_adds_device_buffers_to_the_latency(tmp_path):
+    eng = make_engine()
+    t = Controller(eng, presets=PresetStore(tmp_path)).telemetry()
+    assert t["device_latency_ms"] is None and t["total_latency_ms"] == pytest.approx(t["algorithmic_latency_ms"])
+    t = Controller(eng, runner=_MonitorRunner(), presets=PresetStore(tmp_path)).telemetry()
+    assert t["device_latency_ms"] == pytest.approx(12.0)
+    assert t["total_latency_ms"] == pytest.approx(t["algorithmic_latency_ms"] + 12.0 + (t["buffer_age_ms"] or 0.0))
+
+
+def test_voice_previews_are_listed_for_neural_voices(tmp_path):
+    from rtvc.errors import ConfigError
+
+    c = Controller(make_engine(models=True), presets=PresetStore(tmp_path))
+    voices = {v["name"]: v for v in c.list_voices()}
+    assert voices["joe"]["kind"] == "neural" and voices["joe"]["preview"] is True
+    assert voices["robot"]["preview"] is False
+    assert c.preview("joe").name == "joe.preview.wav"
+    with pytest.raises(ConfigError, match=r"voice 'robot' has no preview clip"):
+        c.preview("robot")

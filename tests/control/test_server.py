@@ -135,9 +135,9 @@ def test_set_params_partial_update_keeps_other_values(srv):
             r = await rpc(ws, "set_params", {"mix": 0.5, "output_gain_db": -3})
             p = r["result"]["params"]
             assert p["mix"] == 0.5 and p["output_gain_db"] == -3.0
-            r = await rpc(ws, "set_params", {"pitch_st": 2.5, "gate_threshold_db": -50, "monitor": True}, 2)
+            r = await rpc(ws, "set_params", {"pitch_st": 2.5, "gate_threshold_db": -50, "monitor_gain_db": -9}, 2)
             p = r["result"]["params"]
-            assert (p["pitch_st"], p["gate_threshold_db"], p["monitor"]) == (2.5, -50.0, True)
+            assert (p["pitch_st"], p["gate_threshold_db"], p["monitor_gain_db"]) == (2.5, -50.0, -9.0)
             assert p["mix"] == 0.5 and p["output_gain_db"] == -3.0  # untouched by the second update
             r = await rpc(ws, "set_params", {"formant_ratio": 1.2, "input_gain_db": 6, "monitor_gain_db": -12,
                                              "bypass": True, "mute": True}, 3)

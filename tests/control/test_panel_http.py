@@ -1,0 +1,174 @@
+"""The panel's HTTP side: the pages and their token page, /api/param/NAME, previews, the
+monitor toggle without a monitor device (issue 30), the panel URL."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+
+from rtvc.control.routes import PARAM_NAMES, param_value, query_value
+from rtvc.errors import ConfigError
+from rtvc.params import Params
+from tests.control.helpers import TOKEN, FakeRunner, Running
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    r = Running(tmp_path_factory.mktemp("panel"), models=True)
+    yield r
+    r.close()
+
+
+@pytest.fixture(autouse=True)
+def _neutral(srv):
+    yield
+    srv.engine.request(Params(voice="neutral"))
+    srv.controller.options["keep_offsets"] = False
+
+
+def http(srv, method, path, *, token=TOKEN, origin=None):
+    url = srv.http + path
+    if token is not None:
+        url += ("&" if "?" in url else "?") + "token=" + token
+    req = urllib.request.Request(url, method=method, headers={"Origin": origin} if origin else {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read(), dict(r.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), dict(e.headers)
+
+
+@pytest.mark.parametrize("path", ["/", "/panel"])
+def test_the_panel_is_served_self_contained(srv, path):
+    st, body, hdr = http(srv, "GET", path)
+    page = body.decode()
+    assert st == 200 and hdr["Content-Type"].startswith("text/html") and 'id="sliders"' in page
+    csp = hdr["Content-Security-Policy"]
+    assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
+    for ref in ("http://", "https://", "//cdn", "@import", "src=\""):  # nothing loaded from elsewhere
+        assert ref not in page.replace("http://127.0.0.1:PORT", ""), ref
+
+
+@pytest.mark.parametrize("path", ["/", "/panel", "/overlay"])
+@pytest.mark.parametrize("token", [None, "wrong-token-123"])
+def test_pages_without_the_token_explain_how_to_get_the_url(srv, path, token):
+    st, body, hdr = http(srv, "GET", path, token=token)
+    page = body.decode()
+    assert st == 401 and hdr["Content-Type"].startswith("text/html")
+    assert "rtvc serve" in page and "control_token" in page and "?token=" in page
+    assert TOKEN not in page and not page.lstrip().startswith("{")
+    assert ("No token was given" if token is None else "The token given is wrong") in page
+
+
+def test_a_page_from_another_site_is_refused(srv):
+    assert http(srv, "GET", "/", origin="http://evil.example")[0] == 403
+
+
+def test_param_actions_set_step_and_toggle_every_parameter(srv):
+    st, body, _ = http(srv, "POST", "/api/param/pitch_st?value=%2B%3D1")
+    assert st == 200 and json.loads(body)["state"]["params"]["pitch_st"] == 1.0
+    assert http(srv, "POST", "/api/param/pitch_st?value=+=1.5")[0] == 200  # a literal '+' stays a plus
+    assert http(srv, "GET", "/api/param/pitch_st?value=-=0.5")[0] == 200  # GET for button apps
+    assert srv.engine.params.pitch_st == 2.0
+    values = {"formant_ratio": "1.2", "mix": "0.5", "input_gain_db": "-3", "output_gain_db": "+=2",
+              "monitor_gain_db": "-12", "gate_threshold_db": "-50", "gate_attack_ms": "5", "gate_hold_ms": "100",
+              "gate_release_ms": "200", "gate_floor_margin_db": "10", "gate_confirm_ms": "0", "bypass": "toggle",
+              "mute": "true"}
+    for name, v in values.items():
+        st, body, _ = http(srv, "POST", f"/api/param/{name}?value={urllib.request.quote(v, safe='')}")
+        assert st == 200, (name, body)
+    p = srv.engine.params
+    assert (p.formant_ratio, p.mix, p.input_gain_db, p.output_gain_db, p.monitor_gain_db) == (1.2, 0.5, -3.0, 2.0,
+                                                                                               -12.0)
+    assert (p.gate_threshold_db, p.gate_attack_ms, p.gate_hold_ms, p.gate_release_ms) == (-50.0, 5.0, 100.0, 200.0)
+    assert (p.gate_floor_margin_db, p.gate_confirm_ms, p.bypass, p.mute) == (10.0, 0.0, True, True)
+    assert http(srv, "POST", "/api/param/voice?value=robot")[0] == 200 and srv.engine.params.voice == "robot"
+    # every parameter but monitor (no device here: see below) has a route
+    assert set(values) | {"pitch_st", "voice", "monitor", "keep_offsets"} == set(PARAM_NAMES)
+
+
+@pytest.mark.parametrize("path,match", [
+    ("/api/param/pitch_st?value=13", r"'pitch_st' value '13' is out of range; expected a number in \[-12, 12\] "
+                                     r"semitones, or a step \+=N / -=N"),
+    ("/api/param/pitch_st?value=high", r"'pitch_st' value 'high': expected a number"),
+    ("/api/param/pitch_st", r"'pitch_st': no value; expected \?value=V"),
+    ("/api/param/bypass?value=2", r"'bypass' value '2': expected true, false or toggle"),
+    ("/api/param/loudness?value=1", r"unknown parameter 'loudness'; expected one of \[.*'pitch_st'"),
+    ("/api/param/voice?value=nobody", r"nobody"),
+])
+def test_bad_param_values_are_refused_naming_the_value(srv, path, match):
+    import re
+
+    before = srv.engine.params
+    st, body, _ = http(srv, "POST", path)
+    doc = json.loads(body)
+    assert st == 400 and doc["ok"] is False and re.search(match, doc["error"]), doc
+    assert srv.engine.params == before
+
+
+def test_monitor_toggle_without_a_monitor_device_is_not_a_success(srv):
+    """Issue 30: it answered 200 and said "monitor on" with nowhere to hear it."""
+    for path in ("/api/monitor/toggle", "/api/param/monitor?value=true"):
+        st, body, _ = http(srv, "POST", path)
+        doc = json.loads(body)
+        assert st == 409 and doc["ok"] is False and "no monitor device" in doc["error"] and doc["code"] == -32001
+        assert srv.engine.params.monitor is False
+
+
+def test_keep_offsets_over_http(srv):
+    """Issue 30: voice-next dropped a user's +1 back to the voice's preset."""
+    http(srv, "POST", "/api/pitch/up")
+    st, body, _ = http(srv, "POST", "/api/param/keep_offsets?value=true")
+    assert st == 200 and json.loads(body)["state"]["options"] == {"keep_offsets": True}
+    http(srv, "POST", "/api/voice-next")
+    assert srv.engine.params.voice == "deeper" and srv.engine.params.pitch_st == -3.0  # -4 + the user's +1
+
+
+def test_preview_clips_need_the_token(srv):
+    st, body, hdr = http(srv, "GET", "/preview/joe.wav")
+    assert st == 200 and hdr["Content-Type"] == "audio/wav" and body[:4] == b"RIFF"
+    assert int(hdr["Content-Length"]) == len(body) == (srv.controller.preview("joe")).stat().st_size
+    assert http(srv, "GET", "/preview/joe.wav", token=None)[0] == 401
+    st, body, _ = http(srv, "GET", "/preview/robot.wav")
+    assert st == 404 and "no preview clip" in json.loads(body)["error"]
+    assert http(srv, "GET", "/preview/..%2F..%2Fetc%2Fpasswd.wav")[0] == 404  # names, never paths
+
+
+def test_query_value_and_param_value_are_pure():
+    assert query_value("token=x&value=+=1", "value") == "+=1"
+    assert query_value("value=%2B%3D1", "value") == "+=1"
+    assert query_value("value", "value") == "" and query_value("a=1", "value") is None
+    cur = {**Params().as_dict(), "keep_offsets": False}
+    assert param_value("pitch_st", " -= 2 ", cur) == -2.0
+    assert param_value("mix", "-=5", cur) == 0.0  # clamped
+    assert param_value("keep_offsets", "toggle", cur) is True
+    with pytest.raises(ConfigError, match=r"'mix' value 'inf': expected a number in \[0, 1\]"):
+        param_value("mix", "inf", cur)
+
+
+def test_the_panel_url_is_printed_and_opened(tmp_path, monkeypatch, capsys):
+    """``rtvc serve`` prints the panel's URL; ``--open`` hands it to the web browser."""
+    import argparse
+    import webbrowser
+
+    from rtvc.control import commands
+
+    opened = []
+    monkeypatch.setattr(webbrowser, "open", lambda url, *a, **k: opened.append(url) or True)
+    monkeypatch.setenv("RTVC_HOME", str(tmp_path))
+    args = argparse.Namespace(control=True, host="127.0.0.1", port=0, allow_remote=False, origin=None,
+                              token=TOKEN, preset=None, hotkeys=None, virtual_mic=False, open=True)
+    from tests.control.helpers import make_engine
+
+    h = commands.start_for_run(args, make_engine(), FakeRunner())
+    try:
+        err = capsys.readouterr().err
+        url = f"http://127.0.0.1:{h.server.port}/?token={TOKEN}"
+        assert f"rtvc: control panel: {url}" in err and opened == [url]
+        with urllib.request.urlopen(url, timeout=10) as r:
+            assert r.status == 200
+    finally:
+        h.stop()
