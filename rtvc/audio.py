@@ -923,8 +923,8 @@ class LiveRunner:
         self.engine.gauges["worker_priority"] = wp.info.get("priority")
 
     def _on_report(self, snap: dict[str, Any]) -> None:
-        """Mirror thread: a snapshot from the worker process becomes this runner's telemetry."""
-        self.engine.mirror(snap)
+        """Mirror thread: a snapshot from the worker process becomes this runner's statistics (the
+        engine's come through its :class:`~rtvc.worker.EngineProxy`)."""
         base = self._wp_stats_base
         for k, v in snap["stats"].items():
             self.stats[k] = base.get(k, 0) + int(v)

@@ -118,7 +118,7 @@ def _speaker_memory(args: argparse.Namespace) -> str | None:
 
 def forget_speaker(out: TextIO) -> None:
     """Delete the remembered speaker (``run --forget-speaker``)."""
-    from .engine import delete_speaker_memory
+    from .speaker import delete_speaker_memory
 
     path = speaker_memory_path()
     if delete_speaker_memory(path):

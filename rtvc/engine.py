@@ -20,14 +20,16 @@ Threads: ``process`` runs on one worker thread. Control requests (``request``/``
 come from any thread: they are validated and voice models are loaded in the caller's thread,
 then handed over through a bounded queue and applied at the next block boundary. A voice
 that adapts to the speaker (a neural voice's F0, timbre and warp statistics) learns the speaker
-from the engine's last ``HISTORY_S`` of input when it loads (``stage.prime``), so switching
-voices mid-session is not a cold start. The history holds the hops the noise gate let
-through (speech, not the silence of a pause), and with ``EngineConfig.speaker_memory`` it
-outlives the session: a new engine starts its history from that file, so the voice it starts
-with already knows the speaker, and :meth:`Engine.save_speaker` writes the history back (at
-stop, and every ``speaker_save_every_s`` through :meth:`Engine.save_speaker_if_due`).
-:meth:`Engine.forget_speaker` is the hand-over: someone else takes the microphone, the history
-and the memory file are dropped and the active voice starts learning afresh (crossfaded).
+from the engine's speaker history (:class:`~rtvc.speaker.SpeakerHistory`: the last ``HISTORY_S``
+the noise gate let through) when it loads (``stage.prime``), so switching voices mid-session is
+not a cold start. With ``EngineConfig.speaker_memory`` the history outlives the session (see
+:mod:`rtvc.speaker`). :meth:`Engine.forget_speaker` is the hand-over: someone else takes the
+microphone, the history and the memory file are dropped and the active voice starts learning
+afresh (crossfaded).
+
+When the audio runs in a worker process (:mod:`rtvc.worker`), this engine still validates
+requests and loads voices, and a :class:`~rtvc.worker.EngineProxy` attached with :meth:`attach`
+carries the accepted commands to the worker's engine and its statistics back.
 """
 
 from __future__ import annotations
@@ -38,24 +40,23 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from ._native.gate import gate_gains, noise_floor_step
 from ._native.mix import all_finite, apply_gain_ramp, hop_mix, sanitize, soft_limit
 from ._native.ring import ring_read, ring_write
-from .errors import AudioFileError, ConfigError, ControlError
+from .errors import ConfigError, ControlError
 from .params import Params
 from .resampling import SUPPORTED_RATES, StreamResampler
+from .speaker import SPEAKER_SAVE_EVERY_S, SpeakerHistory
 from .types import HOP, MODEL_RATE, NEURAL_DEVICES, Audio
 from .voices import VoiceInfo, VoiceRegistry
-from .wavio import read_audio, write_audio
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Engine", "EngineConfig", "delete_speaker_memory"]
+__all__ = ["Engine", "EngineConfig", "HopConstants", "derive", "gains"]
 
 CROSSFADE_HOPS = 4  # 20 ms voice-switch crossfade
 TIMING_WINDOW = 2048  # per-block compute times kept for p50/p99
@@ -77,15 +78,6 @@ CLICK_DROP = 10.0 ** (-20.0 / 10.0)  # hop power
 # ... except within this long after the gate's hold ran out: the pauses between a speaker's phrases
 # (a word's onset there is not held back; key clicks in such a pause pass as they did before the test)
 CLICK_GRACE_S = 1.0
-# the input a newly selected voice learns the speaker from (its ``prime``): the last 8 s the noise
-# gate let through, after the input gain, longer than the warm-up of the neural voices' F0 and timbre
-# statistics (200 voiced frames)
-HISTORY_S = 8.0
-# ``save_speaker`` replaces the speaker memory only when the engine heard this much speech itself
-SPEAKER_MEMORY_MIN_S = 1.0
-# ``save_speaker_if_due``: while running, the memory is saved this often (``EngineConfig.speaker_save_every_s``)
-# when new speech was heard (a crash or a killed process then loses at most this much of the session's update)
-SPEAKER_SAVE_EVERY_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -123,6 +115,38 @@ def _db_to_lin(db: float) -> float:
 
 def _lin_to_db(x: float) -> float:
     return float(20.0 * math.log10(max(x, 1e-10)))
+
+
+@dataclass(frozen=True)
+class HopConstants:
+    """What a hop needs from a parameter snapshot, computed once per snapshot (:func:`derive`)."""
+
+    params: Params
+    gains: tuple[float, float, float, float]  # target linear gains: input, wet mix, output, (unused)
+    threshold: float  # gate threshold, linear
+    attack_step: float  # gate gain step per sample while opening
+    release_step: float  # ... while closing
+    hold: int  # samples the gate stays open after the level falls
+    attack: int  # attack in samples
+    floor_margin: float  # linear factor over the noise floor (0: off)
+    confirm_hops: int  # hops an onset must last to count as a voice (0: no click test)
+
+
+def gains(p: Params) -> tuple[float, float, float, float]:
+    """Linear input gain, wet mix, output gain (0 when muted), and a zero, for snapshot ``p``."""
+    out = 0.0 if p.mute else _db_to_lin(p.output_gain_db)
+    wet = 0.0 if p.bypass else p.mix
+    return _db_to_lin(p.input_gain_db), wet, out, 0.0
+
+
+def derive(p: Params, *, model_rate: int, hop: int) -> HopConstants:
+    """The per-hop constants of snapshot ``p`` at ``model_rate`` Hz with ``hop``-sample hops."""
+    sr = model_rate
+    attack_n = max(1.0, p.gate_attack_ms * sr / 1000.0)
+    margin = _db_to_lin(p.gate_floor_margin_db) if p.gate_floor_margin_db > 0.0 else 0.0
+    return HopConstants(p, gains(p), _db_to_lin(p.gate_threshold_db), 1.0 / attack_n,
+                        1.0 / max(1.0, p.gate_release_ms * sr / 1000.0), int(p.gate_hold_ms * sr / 1000.0),
+                        int(attack_n), margin, int(math.ceil(p.gate_confirm_ms * sr / 1000.0 / hop - 1e-9)))
 
 
 class _Active:
@@ -167,17 +191,8 @@ class Engine:
         self._noise_floor = 0.0
         self._gate_open = 0.0  # the threshold the gate used in the last hop (linear; 0 before the first)
         self._hop_buf = np.zeros(cfg.hop, np.float32)
-        self._history = np.zeros((int(round(HISTORY_S * cfg.model_rate / cfg.hop)), cfg.hop), np.float32)
-        self._history_n = 0  # hops written into ``_history`` (row n % rows) since the start or a reset
-        self._history_live = 0  # of them, hops this engine heard (not recalled from the speaker memory)
-        self.speaker_recalled_s = 0.0  # seconds of speech the history started with (the speaker memory)
-        self._speech_hops = 0  # hops the gate let through since the start (never reset)
-        self._saved_hops = 0  # ``_speech_hops`` at the last save
-        self._saved_at: float | None = None  # ``save_speaker_if_due``'s clock at the last save (or try)
-        self._forget_asked = 0  # ``forget_speaker`` calls; the audio path has applied ``_forget_done`` of them
-        self._forget_done = 0
-        if cfg.speaker_memory is not None:
-            self._recall_speaker(Path(cfg.speaker_memory))
+        self.speaker = SpeakerHistory(model_rate=cfg.model_rate, hop=cfg.hop, memory=cfg.speaker_memory,
+                                      save_every_s=cfg.speaker_save_every_s)
         self._wet = np.zeros(cfg.hop, np.float32)
         self._y = np.zeros(cfg.hop, np.float32)
         self._ramp = (np.arange(1, cfg.hop + 1, dtype=np.float32) / cfg.hop)
@@ -187,9 +202,8 @@ class Engine:
         self._times_n = 0
         self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=cfg.queue_size)
         self._lock = threading.Lock()  # serialises request() callers, never taken by process()
-        self._memory_lock = threading.Lock()  # serialises the speaker memory's saves and deletion (not process())
-        self._remote: Callable[[tuple[Any, ...]], None] | None = None
-        self._mirror_base: dict[str, int] = {}
+        self.remote: Any = None
+        """The :class:`~rtvc.worker.EngineProxy` while the audio runs in a worker process (:meth:`attach`)."""
         self.counters = {"blocks": 0, "hops": 0, "samples_in": 0, "nonfinite_samples": 0, "stage_resets": 0,
                          "stage_errors": 0,
                          "dropped_blocks": 0, "xruns": 0, "commands_applied": 0,
@@ -208,8 +222,8 @@ class Engine:
         self._fade_pos = 0
         self.params = p
         self._live = p
-        self._cur = self._gains(p)  # current (ramped) linear gains
-        self._hop_consts = self._derive(p)
+        self._cur = gains(p)  # current (ramped) linear gains
+        self._hop_consts = derive(p, model_rate=cfg.model_rate, hop=cfg.hop)
 
     # ------------------------------------------------------------------ latency
     def _compute_prefill(self) -> int:
@@ -266,84 +280,22 @@ class Engine:
 
     def heard(self) -> np.ndarray:
         """The last ``HISTORY_S`` of input the noise gate let through (model rate, after the
-        input gain, oldest first; the speech, without the pauses between), copied from any
-        thread without stopping the audio: hops the audio thread writes while the copy is made
-        (they overwrite the oldest) are left out. Empty while a :meth:`forget_speaker` waits for
-        the audio path. Allocates."""
-        if self._forget_asked != self._forget_done:
-            return np.zeros(0, np.float32)
-        h = self._history
-        rows = h.shape[0]
-        n1 = self._history_n
-        snap = h.copy()
-        n2 = self._history_n
-        # row k % rows holds hop k until hop k + rows overwrites it; hops n1..n2 may have been
-        # written during the copy, so keep the hops written before it that none of them overwrote
-        if n2 < n1:  # a reset in between: what was heard before it is gone
-            return np.zeros(0, np.float32)
-        lo = max(0, n2 + 1 - rows)
-        return snap[np.arange(lo, max(lo, n1)) % rows].reshape(-1)
+        input gain, oldest first; see :meth:`rtvc.speaker.SpeakerHistory.heard`). Any thread; allocates."""
+        return self.speaker.heard()
 
-    def _recall_speaker(self, path: Path) -> None:
-        """Start the history from the speaker memory (its last ``HISTORY_S``); a missing file is
-        a first session, a bad one is named in the log and left out."""
-        if not path.exists():
-            return
-        try:
-            x, rate = read_audio(path)
-        except AudioFileError as e:
-            log.warning("speaker memory: %s; starting without it", e)
-            return
-        if rate != self.config.model_rate:
-            log.warning("speaker memory %s has sample rate %d Hz; expected %d Hz (rtvc writes it); starting "
-                        "without it", path, rate, self.config.model_rate)
-            return
-        k = min(x.shape[0] // self.hop, self._history.shape[0] - 1)
-        if k > 0:
-            self._history[:k] = x[x.shape[0] - k * self.hop:].reshape(k, self.hop)
-            self._history_n = k
-        self.speaker_recalled_s = k * self.hop / self.config.model_rate
-        log.info("speaker memory: %.1f s of speech from %s", self.speaker_recalled_s, path)
+    @property
+    def speaker_recalled_s(self) -> float:
+        """Seconds of speech the history started with (the speaker memory; 0 after a forget)."""
+        return self.speaker.recalled_s
 
     def save_speaker(self) -> bool:
-        """Write the speech of the last ``HISTORY_S`` (:meth:`heard`) to ``config.speaker_memory``
-        (model rate, 16-bit PCM, readable by its owner only), so the next engine's voice starts
-        knowing the speaker. Only when this engine heard at least ``SPEAKER_MEMORY_MIN_S`` of
-        speech itself since it started or was reset; otherwise the file is left as it is. Any
-        thread; allocates. Returns whether the file was written; a failure is logged, not raised."""
-        path = self.config.speaker_memory
-        if path is None:
-            return False
-        with self._memory_lock:
-            if self._history_live * self.hop < SPEAKER_MEMORY_MIN_S * self.config.model_rate:
-                return False
-            hops = self._speech_hops
-            x = self.heard()
-            if x.size == 0:
-                return False
-            try:
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-                write_audio(path, x, self.config.model_rate, mode=0o600)
-            except (AudioFileError, OSError) as e:
-                log.warning("speaker memory: cannot save it (%s); the next session starts without it", e)
-                return False
-            self._saved_hops = hops
-        log.info("speaker memory: saved %.1f s of speech to %s", x.size / self.config.model_rate, path)
-        return True
+        """Write the speech heard to ``config.speaker_memory`` (:meth:`rtvc.speaker.SpeakerHistory.save`)."""
+        return self.speaker.save()
 
     def save_speaker_if_due(self, now: float) -> bool:
-        """:meth:`save_speaker` when ``config.speaker_save_every_s`` passed since the last save (or the
-        first call) and the gate let new speech through since then; ``now`` is a monotonic clock
-        in seconds. For a thread that ticks while the audio runs (never the audio thread)."""
-        if self.config.speaker_memory is None:
-            return False
-        if self._saved_at is None:
-            self._saved_at = now
-            return False
-        if now - self._saved_at < self.config.speaker_save_every_s or self._speech_hops == self._saved_hops:
-            return False
-        self._saved_at = now
-        return self.save_speaker()
+        """:meth:`save_speaker` every ``config.speaker_save_every_s`` of the monotonic clock ``now``
+        when new speech was heard (:meth:`rtvc.speaker.SpeakerHistory.save_if_due`)."""
+        return self.speaker.save_if_due(now)
 
     def forget_speaker(self) -> bool:
         """Forget the speaker (someone else takes the microphone): the input history is dropped,
@@ -352,36 +304,27 @@ class Engine:
         like a voice switch; loaded here, in the caller's thread). The next save needs
         ``SPEAKER_MEMORY_MIN_S`` of new speech. Returns whether a memory file was deleted."""
         with self._lock:
-            self.speaker_recalled_s = 0.0
-            if self._remote is not None:  # the worker process runs the audio: it forgets there
-                deleted = self._delete_memory()  # first: the worker deletes a save it makes meanwhile
-                self._remote(("forget",))
-                self._history_n = self._history_live = 0
+            if self.remote is not None:  # the worker process runs the audio: it forgets there
+                deleted = self.speaker.delete_memory()  # first: the worker deletes a save it makes meanwhile
+                self.remote.forget_speaker()
+                self.speaker.clear()
                 return deleted
             info = self.registry.get(self.params.voice)
             fresh: _Active | None = self._load(info, self.params, prime_it=False)  # may raise: nothing forgotten
             if getattr(fresh.stage, "prime", None) is None:
                 fresh = None  # a voice that does not learn the speaker plays on
-            with self._memory_lock:  # a save under way finishes first; later ones see the forget pending
-                self._forget_asked += 1
-                seq = self._forget_asked
-                try:
-                    self._queue.put_nowait(("forget", (seq, fresh)))
-                except queue.Full:
-                    self._coalesce(self.params, None)  # merges what waits into at most three commands
-                    self._queue.put_nowait(("forget", (seq, fresh)))
-                return self._delete_memory()
-
-    def _delete_memory(self) -> bool:
-        path = self.config.speaker_memory
-        return path is not None and delete_speaker_memory(path)
+            seq = self.speaker.begin_forget()  # a save under way finishes first; later ones see the forget pending
+            try:
+                self._queue.put_nowait(("forget", (seq, fresh)))
+            except queue.Full:
+                self._coalesce(self.params, None)  # merges what waits into at most three commands
+                self._queue.put_nowait(("forget", (seq, fresh)))
+            return self.speaker.delete_memory()
 
     @property
     def speaker_s(self) -> float:
         """Seconds of speech a voice selected now would learn the speaker from (at most ``HISTORY_S``)."""
-        if self._forget_asked != self._forget_done:
-            return 0.0
-        return min(self._history_n, self._history.shape[0] - 1) * self.hop / self.config.model_rate
+        return self.speaker.seconds
 
     def request(self, params: Params) -> Params:
         """Ask for a new parameter snapshot; applied at the next block boundary.
@@ -396,8 +339,8 @@ class Engine:
             if params.voice != self.params.voice:
                 info = self.registry.get(params.voice)
                 loaded = self._load(info, params)
-            if self._remote is not None:
-                self._remote(("params", params.as_dict()))
+            if self.remote is not None:
+                self.remote.request(params)
                 if loaded is not None:
                     self._active = loaded  # latency and telemetry name the voice the worker plays
                 self.params = self._live = params
@@ -445,8 +388,8 @@ class Engine:
 
     def reset(self) -> None:
         """Clear all audio state (not parameters) at the next block boundary."""
-        if self._remote is not None:
-            self._remote(("reset",))
+        if self.remote is not None:
+            self.remote.reset()
             return
         try:
             self._queue.put_nowait(("reset", None))
@@ -474,12 +417,10 @@ class Engine:
                 self._reset_state()
             elif kind == "forget":
                 seq, fresh = arg
-                self._history_n = 0
-                self._history_live = 0
                 if fresh is not None:
                     fresh.stage.set_params(self._live)
                     self._crossfade_to(fresh)
-                self._forget_done = seq
+                self.speaker.finish_forget(seq)
 
     def _crossfade_to(self, act: _Active) -> None:
         """Make ``act`` the active voice; the one it replaces fades out over ``CROSSFADE_HOPS``."""
@@ -495,8 +436,7 @@ class Engine:
         self._gate_st[:] = 0.0
         self._floor_st[:] = FLOOR_STATE_START
         self._noise_floor = 0.0
-        self._history_n = 0
-        self._history_live = 0
+        self.speaker.clear()
 
     # ------------------------------------------------------------------ audio (worker thread)
     def warm_up(self) -> None:
@@ -559,30 +499,14 @@ class Engine:
             self._times_ns[self._times_n % TIMING_WINDOW] = time.perf_counter_ns() - t0
             self._times_n += 1
 
-    def _gains(self, p: Params) -> tuple[float, float, float, float]:
-        out = 0.0 if p.mute else _db_to_lin(p.output_gain_db)
-        wet = 0.0 if p.bypass else p.mix
-        return _db_to_lin(p.input_gain_db), wet, out, 0.0
-
-    def _derive(self, p: Params) -> tuple[Any, ...]:
-        """What a hop needs from a parameter snapshot, computed once per snapshot:
-        ``(p, target gains, gate threshold, attack step, release step, hold, attack samples,
-        floor margin, onset hops to confirm)`` (the margin linear, 0 = off)."""
-        sr = self.config.model_rate
-        attack_n = max(1.0, p.gate_attack_ms * sr / 1000.0)
-        margin = _db_to_lin(p.gate_floor_margin_db) if p.gate_floor_margin_db > 0.0 else 0.0
-        return (p, self._gains(p), _db_to_lin(p.gate_threshold_db), 1.0 / attack_n,
-                1.0 / max(1.0, p.gate_release_ms * sr / 1000.0), int(p.gate_hold_ms * sr / 1000.0), int(attack_n),
-                margin, int(math.ceil(p.gate_confirm_ms * sr / 1000.0 / self.hop - 1e-9)))
-
     def _hop(self, h: Audio) -> Audio:
         p = self._live
         hc = self._hop_consts
-        if hc[0] is not p:  # a new snapshot (parameters are immutable: identity is enough)
-            hc = self._hop_consts = self._derive(p)
-        _, gains, thr_lin, attack_step, release_step, hold, attack_i, margin, confirm = hc
+        if hc.params is not p:  # a new snapshot (parameters are immutable: identity is enough)
+            hc = self._hop_consts = derive(p, model_rate=self.config.model_rate, hop=self.hop)
+        thr_lin, margin, confirm = hc.threshold, hc.floor_margin, hc.confirm_hops
         g_in0, wet0, out0, _ = self._cur
-        g_in1, wet1, out1, _ = gains
+        g_in1, wet1, out1, _ = hc.gains
         x = self._hop_buf
         peak_in = apply_gain_ramp(h, g_in0, g_in1, x)
         self._level_in = max(peak_in, self._level_in * 0.5)
@@ -606,23 +530,20 @@ class Engine:
             if self._fade_pos >= CROSSFADE_HOPS:
                 self._fading = None
         d = act.stage.latency
-        gate_gains(x, thr_lin, self._env_decay, attack_step, release_step, hold, confirm, CLICK_DROP,
+        gate_gains(x, thr_lin, self._env_decay, hc.attack_step, hc.release_step, hc.hold, confirm, CLICK_DROP,
                    self._click_grace, self._gate_st, self._g)
         if self._gate_st[1] > 0.0:  # the gate lets this hop through: speech for the history, not a pause
-            self._history[self._history_n % self._history.shape[0]] = x
-            self._history_n += 1
-            self._history_live += 1
-            self._speech_hops += 1
+            self.speaker.add(x)
         # the gate opens ``look`` samples before the onset arrives: its attack time, or with the click
         # test (which holds an onset back until it is confirmed) as early as the voice's latency allows
-        look = d if confirm else min(d, attack_i)
+        look = d if confirm else min(d, hc.attack)
         peak_out = hop_mix(x, wet, self._g, self._dry, self._gbuf, self._dry_w, d, look,
                            wet0, wet1, out0, out1, self._y)
         if peak_out > LIMIT_KNEE:  # pitch-shifted grains can peak above full scale
             self.counters["limited_samples"] += soft_limit(self._y, LIMIT_KNEE)
             peak_out = min(peak_out, 1.0)
         self._dry_w = (self._dry_w + self.hop) & (self._dry.shape[0] - 1)
-        self._cur = gains
+        self._cur = hc.gains
         self._level_out = max(peak_out, self._level_out * 0.5)
         run[2] = max(run[2], peak_out)
         run[3] += float(np.dot(self._y, self._y))
@@ -653,16 +574,15 @@ class Engine:
         return y
 
     # ------------------------------------------------------------------ remote worker
-    def attach_remote(self, send: Callable[[tuple[Any, ...]], None] | None) -> None:
-        """Run the audio in another process (see :mod:`rtvc.worker`): from now on, accepted
-        parameter snapshots (``("params", dict)``), resets (``("reset",)``) and
-        :meth:`forget_speaker` (``("forget",)``) go to ``send`` instead of this engine's queue;
-        a voice change is still loaded (and refused) here first. ``None`` detaches. The worker's
-        statistics come back through :meth:`mirror`."""
+    def attach(self, proxy: Any) -> None:
+        """Run the audio in another process (see :mod:`rtvc.worker`): from now on accepted
+        parameter snapshots, resets and :meth:`forget_speaker` go to ``proxy`` (an
+        :class:`~rtvc.worker.EngineProxy`) instead of this engine's queue; a voice change is still
+        loaded (and refused) here first. ``None`` detaches. The worker's statistics come back
+        through :meth:`load_snapshot`."""
         with self._lock:
-            self._remote = send
-            self._mirror_base = dict(self.counters) if send is not None else {}
-            if send is None:
+            self.remote = proxy
+            if proxy is None:
                 self.gauges.pop("speaker_s", None)  # the worker's figure; this engine's own counts again
 
     def snapshot(self, since: int) -> tuple[dict[str, Any], int]:
@@ -677,11 +597,11 @@ class Engine:
                 "levels": (self._level_in, self._level_out, self._noise_floor, self._gate_open),
                 "run_levels": self._run_levels.tolist()}, n
 
-    def mirror(self, snap: dict[str, Any], *, gauges: tuple[str, ...] = ("buffer_age_ms", "buffer_age_max_ms",
-                                                                         "target_buffer_age_ms", "speaker_s")) -> None:
+    def load_snapshot(self, snap: dict[str, Any], base: dict[str, int],
+                      gauges: tuple[str, ...] = ("buffer_age_ms", "buffer_age_max_ms", "target_buffer_age_ms",
+                                                 "speaker_s")) -> None:
         """Take a worker engine's :meth:`snapshot` as this engine's statistics (counters are
-        added to what this engine had counted when the worker was attached)."""
-        base = self._mirror_base
+        added to ``base``, what this engine had counted when the worker was attached)."""
         for k, v in snap["counters"].items():
             self.counters[k] = base.get(k, 0) + int(v)
         for k in gauges:
@@ -728,20 +648,6 @@ class Engine:
             **{k: int(v) for k, v in self.counters.items()},
             **self.gauges,
         }
-
-
-def delete_speaker_memory(path: str | Path) -> bool:
-    """Delete a speaker memory file; whether there was one. A file that cannot be deleted is
-    logged, not raised."""
-    try:
-        Path(path).unlink()
-    except FileNotFoundError:
-        return False
-    except OSError as e:
-        log.warning("speaker memory: cannot delete %s (%s)", path, e)
-        return False
-    log.info("speaker memory: forgot the speaker (deleted %s)", path)
-    return True
 
 
 def voice_latency_ms(info: VoiceInfo, config: EngineConfig | None = None) -> float:

@@ -50,7 +50,8 @@ from ._native.splice import find_cut, splice
 from .errors import ConfigError, DeviceError, RtvcError
 from .resampling import StreamResampler
 
-__all__ = ["BlockWorker", "SharedBlock", "WorkerProcess", "WorkerExited", "Rings", "WORKERS", "callback_counts",
+__all__ = ["BlockWorker", "SharedBlock", "WorkerProcess", "WorkerExited", "EngineProxy", "Rings", "WORKERS",
+           "callback_counts",
            "WORKER_STATS", "new_wake_fd", "wake"]
 
 WORKERS = ("auto", "process", "thread")
@@ -716,6 +717,35 @@ class _Child:
         self._p.kill()
 
 
+class EngineProxy:
+    """The runner process's hand on the engine that runs in the worker process.
+
+    Attached to the runner's engine (:meth:`rtvc.engine.Engine.attach`) while the worker runs: the
+    engine validates a request and loads a new voice in the caller's thread as always, then hands
+    the accepted snapshot, a reset or a speaker hand-over to this proxy, which sends it to the
+    worker's engine; the worker's statistics come back through :meth:`receive`."""
+
+    MIRRORED_GAUGES = ("buffer_age_ms", "buffer_age_max_ms", "target_buffer_age_ms", "speaker_s")
+
+    def __init__(self, engine: Any, send: Callable[[tuple[Any, ...]], None]) -> None:
+        self.engine = engine
+        self.send = send
+        self.base = dict(engine.counters)  # what the engine had counted itself: the worker's counts add to it
+
+    def request(self, params: Any) -> None:
+        self.send(("params", params.as_dict()))
+
+    def reset(self) -> None:
+        self.send(("reset",))
+
+    def forget_speaker(self) -> None:
+        self.send(("forget",))
+
+    def receive(self, snap: dict[str, Any]) -> None:
+        """A worker engine's snapshot becomes the runner's engine's statistics (mirror thread)."""
+        self.engine.load_snapshot(snap, self.base, self.MIRRORED_GAUGES)
+
+
 class WorkerProcess:
     """Runner side of a worker process: spawn, forward commands, mirror its snapshots.
 
@@ -745,6 +775,7 @@ class WorkerProcess:
         self._send_lock = threading.Lock()
         self._stopping = False
         self._proc: Any = None
+        self.proxy: EngineProxy | None = None
         self._mirror: threading.Thread | None = None
 
     def _spawn(self, deadline: float) -> None:
@@ -819,7 +850,8 @@ class WorkerProcess:
                 if msg[1] in ("ModelError", "ConfigError"):
                     raise ConfigError(f"the audio worker process could not load the voice: {msg[2]}")
                 raise DeviceError(f"the audio worker process failed to start: {msg[1]}: {msg[2]}")
-        self.engine.attach_remote(self.send)
+        self.proxy = EngineProxy(self.engine, self.send)
+        self.engine.attach(self.proxy)
         self._mirror = threading.Thread(target=self._mirror_loop, name="rtvc-worker-mirror", daemon=True)
         self._mirror.start()
 
@@ -846,6 +878,7 @@ class WorkerProcess:
                 break
             kind = msg[0]
             if kind == "report":
+                self.proxy.receive(msg[1])
                 self.on_report(msg[1])
             elif kind == "fault":
                 self.on_fault(msg[1], msg[2])
@@ -874,7 +907,7 @@ class WorkerProcess:
             self._kill()
         if self._mirror is not None:
             self._mirror.join(timeout=2.0)  # the final snapshot is mirrored before detaching
-        self.engine.attach_remote(None)
+        self.engine.attach(None)
         for c in (self._cmd, self._rep):
             try:
                 c.close()

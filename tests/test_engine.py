@@ -413,7 +413,7 @@ def test_heard_is_the_last_input_in_order_even_while_the_audio_thread_writes():
     (the gate shut) is not kept."""
     import threading
 
-    from rtvc.engine import HISTORY_S
+    from rtvc.speaker import HISTORY_S
 
     eng = Engine(EngineConfig(device_rate=16000), registry=DelayRegistry(), params=Params(**OPEN_GATE))
     assert eng.heard().size == 0
@@ -452,10 +452,10 @@ def test_heard_is_the_last_input_in_order_even_while_the_audio_thread_writes():
 
     eng.reset()
     eng.process(x[:12 * 16000])
-    eng._history = eng._history.view(Racing)
+    eng.speaker.rows = eng.speaker.rows.view(Racing)
     h = eng.heard()
     np.testing.assert_array_equal(h, x[12 * 16000 - (rows - 11) * 80:12 * 16000])
-    eng._history = eng._history.view(np.ndarray)
+    eng.speaker.rows = eng.speaker.rows.view(np.ndarray)
     eng.reset()
     eng.process(np.zeros(160, np.float32))  # the reset forgot the input; silence is not kept
     assert eng.heard().size == 0

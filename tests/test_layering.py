@@ -28,7 +28,7 @@ ALLOWED: dict[str, set[str]] = {
     # the top floor: parser and dispatch, then what a command runs
     "rtvc.__main__": {"rtvc.cli"},
     "rtvc.cli": {"rtvc.audio", "rtvc.control.commands", "rtvc.engine", "rtvc.options", "rtvc.params", "rtvc.paths",
-                 "rtvc.resampling", "rtvc.train.commands", "rtvc.voices", "rtvc.wavio"},
+                 "rtvc.resampling", "rtvc.speaker", "rtvc.train.commands", "rtvc.voices", "rtvc.wavio"},
     # live control (a panel, hotkeys and the websocket server steer an engine and a runner)
     "rtvc.control": set(),
     "rtvc.control.commands": {"rtvc.control.actions", "rtvc.control.auth", "rtvc.control.hotkeys",
@@ -60,12 +60,16 @@ ALLOWED: dict[str, set[str]] = {
     "rtvc.train.options": {"rtvc.manifest"},
     "rtvc.train.model": set(),
     "rtvc.train._espeak_events": set(),
+    # a new training module (another engineer's work in progress) starts from the training floor
+    "rtvc.train.*": {NATIVE, "rtvc.converter", "rtvc.f0", "rtvc.features", "rtvc.manifest", "rtvc.paths",
+                     "rtvc.synthesis", "rtvc.train.dataset", "rtvc.train.model", "rtvc.train.options"},
     # the audio path
     "rtvc.audio": {NATIVE, "rtvc.pulse", "rtvc.resampling", "rtvc.wavio", "rtvc.worker"},
     "rtvc.worker": {NATIVE, "rtvc.engine", "rtvc.params", "rtvc.resampling"},
     "rtvc.pulse": {NATIVE},
     # the engine and what it runs
-    "rtvc.engine": {NATIVE, "rtvc.params", "rtvc.resampling", "rtvc.voices", "rtvc.wavio"},
+    "rtvc.engine": {NATIVE, "rtvc.params", "rtvc.resampling", "rtvc.speaker", "rtvc.voices"},
+    "rtvc.speaker": {"rtvc.wavio"},
     "rtvc.voices": {"rtvc.converter", "rtvc.dsp", "rtvc.manifest", "rtvc.paths"},
     "rtvc.converter": {NATIVE, "rtvc.features", "rtvc.manifest", "rtvc.params", "rtvc.synthesis", "rtvc.wavio"},
     "rtvc.synthesis": {NATIVE, "rtvc.features", "rtvc.params"},
