@@ -219,9 +219,9 @@ def test_convert_bad_options(args: list[str], expect: str, tmp_path: Path, capsy
 # ---------------------------------------------------------------------- run
 def test_run_headless_file_to_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                    capsys: pytest.CaptureFixture[str]) -> None:
-    import rtvc.cli
+    import rtvc.session
 
-    monkeypatch.setattr(rtvc.cli, "STATUS_EVERY_S", 0.3)
+    monkeypatch.setattr(rtvc.session, "STATUS_EVERY_S", 0.3)
     src, _ = _speech(tmp_path, seconds=3.0)
     out = tmp_path / "live.wav"
     assert main(["run", "--input-file", str(src), "--output-file", str(out), "--duration", "1"]) == 0
@@ -421,12 +421,12 @@ def test_missing_optional_extra_is_a_clear_error(monkeypatch, capsys):
 
 
 def test_status_line_shows_the_noise_floor_once_tracked() -> None:
-    from rtvc.cli import _status_line
+    from rtvc.session import status_line
 
     t = {"input_level_dbfs": -20.0, "output_level_dbfs": -21.0, "compute_ms_p50": 0.3, "compute_ms_p99": 0.5,
          "xruns": 0, "dropped_blocks": 0, "noise_floor_dbfs": -52.3}
-    assert "noise floor -52 dBFS" in _status_line(t)
-    assert "noise floor" not in _status_line({**t, "noise_floor_dbfs": -200.0})  # not tracked yet
+    assert "noise floor -52 dBFS" in status_line(t)
+    assert "noise floor" not in status_line({**t, "noise_floor_dbfs": -200.0})  # not tracked yet
 
 
 # ---------------------------------------------------------------------- first contact (issue 27)
@@ -482,7 +482,7 @@ def test_voices_marks_the_default(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_parameter_flags_and_their_aliases_reach_the_engine() -> None:
-    from rtvc.cli import build_params
+    from rtvc.session import build_params
     from rtvc.voices import VoiceRegistry
 
     reg = VoiceRegistry()

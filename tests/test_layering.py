@@ -27,8 +27,9 @@ _BASE = {"rtvc.errors", "rtvc.types"}  # the floor: anything above may import th
 ALLOWED: dict[str, set[str]] = {
     # the top floor: parser and dispatch, then what a command runs
     "rtvc.__main__": {"rtvc.cli"},
-    "rtvc.cli": {"rtvc.audio", "rtvc.control.commands", "rtvc.engine", "rtvc.options", "rtvc.params", "rtvc.paths",
-                 "rtvc.resampling", "rtvc.speaker", "rtvc.train.commands", "rtvc.voices", "rtvc.wavio"},
+    "rtvc.cli": {"rtvc.session", "rtvc.options", "rtvc.control.commands", "rtvc.train.commands", "rtvc.audio"},
+    "rtvc.session": {"rtvc.options", "rtvc.params", "rtvc.paths", "rtvc.resampling", "rtvc.engine", "rtvc.speaker",
+                     "rtvc.voices", "rtvc.wavio", "rtvc.audio", "rtvc.control.commands"},
     # live control (a panel, hotkeys and the websocket server steer an engine and a runner)
     "rtvc.control": set(),
     "rtvc.control.commands": {"rtvc.control.actions", "rtvc.control.auth", "rtvc.control.hotkeys",

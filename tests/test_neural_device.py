@@ -50,7 +50,8 @@ def test_engine_config_refuses_an_unknown_neural_device():
 def test_cli_passes_the_neural_device_to_the_engine():
     import argparse
 
-    from rtvc.cli import add_engine_arguments, build_engine
+    from rtvc.options import add_engine_arguments
+    from rtvc.session import build_engine
 
     p = argparse.ArgumentParser()
     add_engine_arguments(p)
