@@ -31,7 +31,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -44,19 +44,20 @@ TRAIN_CORPORA = (
     ("piper-joe", 0, 150),
     *((f"rhvoice:{v}", 7, 120) for v in ("alan", "bdl", "clb", "slt")),
     *((f"espeak:{v}", 7, 60) for v in ("en-us+m3", "en-us+f2", "en-us+m7", "en-us+f4")),
-    *((f"kokoro:{v}", 7, 40) for v in ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo",
-                                        "blend:jf_alpha+jm_kumo:0.5", "blend:jf_tebukuro+jm_kumo:0.3")),
+    ("kokoro:jf_alpha", 7, 40), ("kokoro:jf_gongitsune", 7, 40), ("kokoro:jf_nezumi", 7, 20),
+    ("kokoro:jf_tebukuro", 7, 20),
 )
 """(corpus, seed, utterances): licences LGPL-2.1+ (RHVoice CMU ARCTIC voices), Apache-2.0 (Kokoro),
 CC0 data / MIT (piper joe), program output (espeak-ng). No MBROLA (not redistributable), no
-CC-BY-NC-ND RHVoice voice, no Asterisk speaker (they are the unseen real test speakers)."""
+CC-BY-NC-ND RHVoice voice, no Asterisk speaker (they are the unseen real test speakers), no
+Kokoro jm_kumo (a synthetic judging source)."""
 
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def build_data(out: Path) -> dict[str, Any]:
+def build_data(out: Path, corpora: Sequence[tuple[str, int, int]] = TRAIN_CORPORA) -> dict[str, Any]:
     from rtvc.features import FeatureExtractor
     from rtvc.train.corpus import build_corpus
     from rtvc.train.dataset import load_audio_16k
@@ -67,7 +68,7 @@ def build_data(out: Path) -> dict[str, Any]:
     parts: dict[str, list[np.ndarray]] = {"logmag": [], "cepstrum": [], "f0_hz": [], "periodicity": [], "teacher": []}
     per_corpus = {}
     t0 = time.perf_counter()
-    for name, seed, n in TRAIN_CORPORA:
+    for name, seed, n in corpora:
         utts = build_corpus(name, seed=seed, max_utterances=n, progress=False)
         if name == "piper-joe":
             utts = [u for u in utts if u.path.name not in held]  # joe's held-out prompts stay unseen
@@ -100,9 +101,16 @@ def load_data(out: Path) -> tuple[Any, np.ndarray]:
         return FrameSet(z["logmag"], z["cepstrum"], z["f0_hz"], z["periodicity"]), z["teacher"]
 
 
-def _eval_sets() -> dict[str, list[T.Utt]]:
+def _sources(n_allison: int) -> list[T.Utt]:
+    """The teacher ceiling's sources: ``n_allison`` of Allison's prompts, 3 (or 1 for a small
+    run) of June, Carlo and the Russian speaker, and of the synthetic kumo and us2."""
+    n = 3 if n_allison >= 8 else 1
+    return T.sources(T._default_cache(), n_allison=n_allison, n_other=n, n_synthetic=n)
+
+
+def _eval_sets(n_allison: int) -> dict[str, list[T.Utt]]:
     cache = T._default_cache()
-    srcs = T.sources(cache)
+    srcs = _sources(n_allison)
     _, ho = T.target_corpus(cache)
     return {"allison": [u for u in srcs if u.speaker == "asterisk"],
             "other_real": [u for u in srcs if u.speaker.startswith("asterisk:")],
@@ -110,7 +118,7 @@ def _eval_sets() -> dict[str, list[T.Utt]]:
             "joe_heldout": ho}
 
 
-def run_student(out: Path, *, steps: int, hidden: int, threads: int) -> dict[str, Any]:
+def run_student(out: Path, *, steps: int, hidden: int, threads: int, n_allison: int = 8) -> dict[str, Any]:
     import torch
 
     from rtvc.train.content import StudentConfig, student_agreement, train_student
@@ -122,13 +130,20 @@ def run_student(out: Path, *, steps: int, hidden: int, threads: int) -> dict[str
     torch.save({"config": cfg.__dict__, "state": student.state_dict(), "n_input": student.n_input,
                 "n_output": student.n_output}, out / "student.pt")
     agreement = {}
-    for group, utts in _eval_sets().items():
+    for group, utts in _eval_sets(n_allison).items():
         pairs = [(u.analysis.inputs, teacher.align(u.teach["whisper"], u.analysis.inputs.shape[0])) for u in utts]
         agreement[group] = student_agreement(student, pairs)
         _log(f"  agreement {group}: {agreement[group]}")
     res = {"config": cfg.__dict__, **info, "agreement": agreement, "train_minutes": frames.minutes}
     (out / "student.json").write_text(json.dumps(res, indent=1))
     return res
+
+
+def _licences(out: Path, target: str) -> str:
+    """The target's licence and those of the student's training corpora (from ``student_data.json``)."""
+    info = json.loads((out / "student_data.json").read_text())["corpora"]
+    lic = sorted({c["licence"] for c in info.values()})
+    return f"target: {target} Content student's data: " + " | ".join(lic)
 
 
 def load_student(path: Path) -> Any:
@@ -142,7 +157,7 @@ def load_student(path: Path) -> Any:
     return s.eval()
 
 
-def run_voice(out: Path, *, student_path: Path, steps: int, name: str, threads: int) -> dict[str, Any]:
+def run_voice(out: Path, *, student_path: Path, steps: int, name: str, threads: int, n_allison: int = 8) -> dict[str, Any]:
     from rtvc.converter import NeuralVoice
     from rtvc.train.content import content_voice_factory
     from rtvc.train.dataset import analyse_files, log_f0_stats
@@ -165,12 +180,13 @@ def run_voice(out: Path, *, student_path: Path, steps: int, name: str, threads: 
     write_voice(model, vdir, name, description="male, US English (content-student experiment)", gender="male",
                 f0_log2_mean=lm, f0_log2_std=ls, synthesis=m["synthesis"],
                 training={"data": "piper-joe, joe's 135 training utterances; content student: "
-                                  + ", ".join(c for c, _, _ in TRAIN_CORPORA), "steps": steps},
+                                  + ", ".join(c for c, _, _ in TRAIN_CORPORA), "steps": steps,
+                          "licence": _licences(out, m["training"]["licence"])},
                 feature_config=fc, synthesis_options=m.get("synthesis_options"))
     (vdir / f"{name}.preview.wav").write_bytes((T.ROOT / "models" / "joe.preview.wav").read_bytes())
     voice = NeuralVoice.load(vdir / f"{name}.onnx")
     t_train = time.perf_counter() - t0
-    srcs = T.sources(cache)
+    srcs = _sources(n_allison)
     texts = T.source_transcripts(srcs, cache)
     rows = []
     for u in srcs:
@@ -191,20 +207,24 @@ def main(argv: list[str] | None = None) -> int:
         s = sub.add_parser(c)
         s.add_argument("--out", type=Path, default=Path("bench/out/content_student"))
         s.add_argument("--threads", type=int, default=1)
-    sub.choices["student"].add_argument("--steps", type=int, default=3000)
+        s.add_argument("--sources", type=int, default=8, help="Allison's prompts to judge on (others: 3 each)")
+    sub.choices["data"].add_argument("--only", default=None,
+                                     help="comma-separated corpus names of TRAIN_CORPORA (a quick check)")
+    sub.choices["student"].add_argument("--steps", type=int, default=2500)
     sub.choices["student"].add_argument("--hidden", type=int, default=256)
     sub.choices["voice"].add_argument("--steps", type=int, default=1000)
     sub.choices["voice"].add_argument("--student", type=Path, default=None)
     sub.choices["voice"].add_argument("--name", default="joe_content")
     a = p.parse_args(argv)
     if a.cmd == "data":
-        print(json.dumps(build_data(a.out), indent=1))
+        only = None if a.only is None else set(a.only.split(","))
+        print(json.dumps(build_data(a.out, [c for c in TRAIN_CORPORA if only is None or c[0] in only]), indent=1))
     elif a.cmd == "student":
-        r = run_student(a.out, steps=a.steps, hidden=a.hidden, threads=a.threads)
+        r = run_student(a.out, steps=a.steps, hidden=a.hidden, threads=a.threads, n_allison=a.sources)
         print(json.dumps({k: r[k] for k in ("final_loss", "train_s", "agreement")}, indent=1))
     else:
         r = run_voice(a.out, student_path=a.student or a.out / "student.pt", steps=a.steps, name=a.name,
-                      threads=a.threads)
+                      threads=a.threads, n_allison=a.sources)
         print(json.dumps(r["summary"], indent=1))
     return 0
 

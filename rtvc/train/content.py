@@ -18,23 +18,28 @@ the words and carry far less speaker, and a converter fed them reaches the synth
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import time
+import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..features import FeatureConfig, N_MFCC
+from ..errors import ModelError
+from ..features import N_MFCC, FeatureConfig
 from .dataset import Augmenter, FrameSet
 from .model import Converter
 from .options import AugmentConfig, TrainConfig
 from .train import Progress
 
 __all__ = ["PROSODY_INDEX", "STUDENT_AUGMENT", "StudentConfig", "ContentStudent", "ContentVoice", "train_student",
-           "student_agreement", "content_voice_factory"]
+           "student_agreement", "content_voice_factory", "save_student", "load_student"]
 
 PROSODY_INDEX = (0, N_MFCC, N_MFCC + 1, N_MFCC + 2)
 """Input features the converter reads beside the content: level (MFCC c0), log F0, voicing, periodicity."""
@@ -48,8 +53,8 @@ STUDENT_AUGMENT = AugmentConfig(alpha_range=(0.75, 1.3), pitch_octaves=1.0, tilt
 class StudentConfig:
     hidden: int = 256
     layers: int = 2
-    steps: int = 3000
-    batch: int = 24
+    steps: int = 2500
+    batch: int = 16
     frames: int = 200
     lr: float = 2e-3
     seed: int = 0
@@ -89,19 +94,17 @@ class ContentVoice(nn.Module):
     """A frozen :class:`ContentStudent` in front of a :class:`Converter`, as one model with the
     converter's interface: ``features (B, T, F)``, ``state (Ls + Lc, B, Hs)`` -> envelope, state.
 
-    The converter's layers use the first ``Hc`` (<= ``Hs``) entries of their rows of the stacked
-    state; the rest stays zero. ``in_mean``/``in_std`` are the student's (the raw features'),
+    The state's rows are ``H = max(Hs, Hc)`` wide; each network uses the first entries of its own
+    rows, the rest stays zero. ``in_mean``/``in_std`` are the student's (the raw features'),
     ``out_mean``/``out_std`` the converter's (the envelope's)."""
 
     def __init__(self, student: ContentStudent, converter: Converter) -> None:
         super().__init__()
-        if converter.hidden > student.hidden:
-            raise ValueError(f"converter hidden {converter.hidden} > student hidden {student.hidden}")
         self.student, self.converter = student, converter
         for p in self.student.parameters():
             p.requires_grad_(False)
         self.n_input, self.n_output = student.n_input, converter.n_output
-        self.layers, self.hidden = student.layers + converter.layers, student.hidden
+        self.layers, self.hidden = student.layers + converter.layers, max(student.hidden, converter.hidden)
         self.register_buffer("prosody_index", torch.tensor(PROSODY_INDEX, dtype=torch.long), persistent=False)
 
     @property
@@ -128,15 +131,55 @@ class ContentVoice(nn.Module):
         return torch.cat([content, features.index_select(-1, self.prosody_index)], dim=-1), s_out
 
     def forward_normalised(self, features: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        ls, hc = self.student.layers, self.converter.hidden
-        x, s_out = self.converter_input(features, state[:ls])
+        ls, hs, hc = self.student.layers, self.student.hidden, self.converter.hidden
+        x, s_out = self.converter_input(features, state[:ls, :, :hs].contiguous())
         y, c_out = self.converter.forward_normalised(x, state[ls:, :, :hc].contiguous())
-        pad = torch.zeros(c_out.shape[0], c_out.shape[1], self.hidden - hc, dtype=c_out.dtype)
-        return y, torch.cat([s_out, torch.cat([c_out, pad], dim=-1)], dim=0)
+        return y, torch.cat([self._widen(s_out), self._widen(c_out)], dim=0)
+
+    def _widen(self, h: torch.Tensor) -> torch.Tensor:
+        if h.shape[-1] == self.hidden:
+            return h
+        return torch.cat([h, torch.zeros(h.shape[0], h.shape[1], self.hidden - h.shape[-1], dtype=h.dtype)], dim=-1)
 
     def forward(self, features: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         y, state = self.forward_normalised(features, state)
         return y * self.out_std + self.out_mean, state
+
+
+def save_student(student: ContentStudent, path: str | Path, *, info: dict[str, Any] | None = None) -> Path:
+    """Write ``student`` as an ``.npz`` of its float32 tensors plus its shape and ``info`` (JSON)."""
+    path = Path(path)
+    meta = {"n_input": student.n_input, "n_output": student.n_output, "hidden": student.hidden,
+            "layers": student.layers, "info": info or {}}
+    arrays = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in student.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, __meta__=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
+    os.replace(tmp, path)
+    return path
+
+
+def load_student(path: str | Path) -> tuple[ContentStudent, dict[str, Any]]:
+    """The student written by :func:`save_student` (eval mode) and its ``info``.
+
+    Raises
+    ------
+    ModelError
+        A missing, damaged or mismatched file, named."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(bytes(z["__meta__"]).decode())
+            arrays = {k: torch.from_numpy(z[k]) for k in z.files if k != "__meta__"}
+        student = ContentStudent(int(meta["n_input"]), int(meta["n_output"]), hidden=int(meta["hidden"]),
+                                 layers=int(meta["layers"]))
+        student.load_state_dict(arrays)
+    except FileNotFoundError as e:
+        raise ModelError(f"content student {path} is missing; expected the .npz written by save_student") from e
+    except (OSError, ValueError, KeyError, RuntimeError, zipfile.BadZipFile) as e:
+        raise ModelError(f"content student {path} cannot be read ({e}); expected the .npz written by "
+                         f"save_student") from e
+    return student.eval(), dict(meta.get("info", {}))
 
 
 # --------------------------------------------------------------------------- the student
@@ -225,7 +268,7 @@ def content_voice_factory(student: ContentStudent):  # noqa: ANN201
     def factory(xs: list[torch.Tensor], y_all: torch.Tensor, c: TrainConfig) -> ContentVoice:
         x = torch.cat(xs)
         with torch.no_grad():
-            z, _ = ContentVoice(student, Converter(1, 1, hidden=min(c.hidden, student.hidden))).converter_input(
+            z, _ = ContentVoice(student, Converter(1, 1, hidden=1)).converter_input(
                 x, student.init_state(x.shape[0]))
         z = z.reshape(-1, z.shape[-1])
         conv = Converter(z.shape[-1], y_all.shape[-1], hidden=c.hidden, layers=c.layers)

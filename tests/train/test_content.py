@@ -10,7 +10,8 @@ ort = pytest.importorskip("onnxruntime")
 
 from rtvc.features import N_INPUT, FeatureConfig  # noqa: E402
 from rtvc.train.content import (PROSODY_INDEX, ContentStudent, ContentVoice, StudentConfig,  # noqa: E402
-                                content_voice_factory, student_agreement, train_student)
+                                content_voice_factory, load_student, save_student, student_agreement,
+                                train_student)
 from rtvc.train.dataset import FrameSet, analyse_files  # noqa: E402
 from rtvc.train.export import export_onnx  # noqa: E402
 from rtvc.train.model import Converter  # noqa: E402
@@ -43,6 +44,10 @@ def test_stacked_state_streams_like_the_whole_sequence():
     assert torch.allclose(torch.cat(steps, 1), whole, atol=1e-5)
     assert torch.allclose(h, h_whole, atol=1e-6)
     assert torch.all(h[2:, :, 8:] == 0)  # the converter's rows use their first 8 entries only
+    wide = ContentVoice(v.student, Converter(16, 8, hidden=24, layers=1))  # a converter wider than the student
+    with torch.no_grad():
+        _, hw = wide(x, wide.init_state(1))
+    assert hw.shape == (3, 1, 24) and torch.all(hw[:2, :, 16:] == 0)
     # the converter reads the student's content and the prosody columns of the raw features
     with torch.no_grad():
         z, _ = v.converter_input(x, v.student.init_state(1))
@@ -132,3 +137,20 @@ def test_factory_trains_only_the_converter(tmp_path):
     assert isinstance(model, ContentVoice) and model.n_input == N_INPUT and model.n_output == frames.cepstrum.shape[1]
     assert all(torch.equal(before[k], v) for k, v in model.student.state_dict().items())
     assert model.converter.n_input == 6 + len(PROSODY_INDEX)
+
+
+def test_student_round_trips_through_npz_and_damage_is_named(tmp_path):
+    from rtvc.errors import ModelError
+
+    s = _voice(3).student
+    path = save_student(s, tmp_path / "s.npz", info={"steps": 7})
+    back, info = load_student(path)
+    assert info == {"steps": 7} and (back.hidden, back.layers, back.n_output) == (16, 2, 12)
+    x = torch.randn(1, 9, N_INPUT)
+    with torch.no_grad():
+        assert torch.equal(s(x, s.init_state(1))[0], back(x, back.init_state(1))[0])
+    with pytest.raises(ModelError, match="missing"):
+        load_student(tmp_path / "nope.npz")
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ModelError, match="cannot be read"):
+        load_student(path)
