@@ -9,11 +9,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..features import FeatureConfig
+from ..manifest import sha256_file
 from .dataset import AugmentConfig, analyse_files, load_audio_16k, log_f0_stats
 from .export import write_voice
 from .options import SYNTHESIS_OPTIONS
 from .parallel import parallel_frames
-from .train import TrainConfig, train_converter
+from .train import TrainConfig, converter_factory, train_converter
 
 __all__ = ["build_voice", "pick_preview", "SYNTHESIS_OPTIONS"]
 
@@ -59,7 +60,8 @@ def build_voice(sources: Sequence[Path] | Sequence[np.ndarray], out_dir: str | P
                 train: TrainConfig | None = None, aug: AugmentConfig | None = None,
                 progress: bool = True, extra: dict[str, Any] | None = None,
                 feature_config: FeatureConfig | None = None, cache_dir: str | Path | None = None,
-                parallel: Sequence[tuple[np.ndarray, np.ndarray]] | None = None, realign: bool = False) -> Path:
+                parallel: Sequence[tuple[np.ndarray, np.ndarray]] | None = None, realign: bool = False,
+                content: str | Path | None = None) -> Path:
     """Train a voice on ``sources`` (the target's speech) and write it into ``out_dir``.
 
     Returns the path of the ``.onnx`` file. ``synthesis_options`` default to
@@ -72,6 +74,9 @@ def build_voice(sources: Sequence[Path] | Sequence[np.ndarray], out_dir: str | P
     with ``realign`` they are aligned again with the converter trained on the first alignment
     (converted source against target envelope) and the voice is trained again on that (twice
     the training time).
+    ``content``: a content student (``.npz``, :func:`~rtvc.train.content.save_student`); the
+    converter then reads the frozen student's output instead of the MFCC, and the voice exports
+    both as one graph (:class:`~rtvc.train.content.ContentVoice`).
     """
     t0 = time.perf_counter()
     audio = [s if isinstance(s, np.ndarray) else load_audio_16k(s) for s in sources]
@@ -80,12 +85,21 @@ def build_voice(sources: Sequence[Path] | Sequence[np.ndarray], out_dir: str | P
     par = parallel_frames(parallel, config=fc, cache_dir=cache_dir) if parallel else None
     t_an = time.perf_counter() - t0
     mean, std = log_f0_stats(frames.f0_hz)
-    model, info = train_converter(frames, config=train, feature_config=fc, aug=aug, progress=progress, parallel=par)
+    factory, content_info = converter_factory, None
+    if content is not None:
+        from .content import content_voice_factory, load_student  # torch-heavy; only when asked
+
+        student, content_info = load_student(content)
+        factory = content_voice_factory(student)
+        content_info = {"student": Path(content).name, "sha256": sha256_file(Path(content)), **content_info}
+    model, info = train_converter(frames, config=train, feature_config=fc, aug=aug, progress=progress, parallel=par,
+                                  model_factory=factory)
     first_train_s = 0.0
     if par is not None and realign:
         first_train_s = info["train_s"]
         par = parallel_frames(parallel, config=fc, convert=_converter_fn(model, (train or TrainConfig()).lookahead))
-        model, info = train_converter(frames, config=train, feature_config=fc, aug=aug, progress=progress, parallel=par)
+        model, info = train_converter(frames, config=train, feature_config=fc, aug=aug, progress=progress, parallel=par,
+                                      model_factory=factory)
     tc = train or TrainConfig()
     training = {"data": data, "licence": licence, "minutes": round(frames.minutes, 2), "command": command,
                 "steps": tc.steps, "batch": tc.batch, "frames": tc.frames, "hidden": tc.hidden, "layers": tc.layers,
@@ -93,6 +107,8 @@ def build_voice(sources: Sequence[Path] | Sequence[np.ndarray], out_dir: str | P
                 "augment": (aug or AugmentConfig()).options(),
                 "final_loss": round(info["final_loss"], 5), "analysis_s": round(t_an, 1),
                 "train_s": round(info["train_s"], 1), "n_cep": fc.n_cep, **(extra or {})}
+    if content_info is not None:
+        training["content"] = content_info
     if par is not None:
         training["parallel_frames"] = {"pairs": len(parallel), "minutes": round(par.minutes, 2),
                                        "share": (aug or AugmentConfig()).parallel_share, "realigned": realign,

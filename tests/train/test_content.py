@@ -154,3 +154,26 @@ def test_student_round_trips_through_npz_and_damage_is_named(tmp_path):
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(ModelError, match="cannot be read"):
         load_student(path)
+
+
+def test_build_voice_with_a_student_loads_and_runs_at_run_time(tmp_path):
+    from rtvc.converter import NeuralVoice
+    from rtvc.train.build import build_voice
+
+    rng = np.random.default_rng(4)
+    t = np.arange(16000 * 3) / 16000
+    x = (0.3 * np.sin(2 * np.pi * (120 + 20 * np.sin(t)) * t) + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+    torch.manual_seed(0)
+    student = save_student(ContentStudent(N_INPUT, 6, hidden=8, layers=1), tmp_path / "student.npz",
+                           info={"teacher": "test"})
+    path = build_voice([x], tmp_path / "out", "tiny", description="test", gender="male", data="a tone",
+                       licence="test", train=TrainConfig(steps=3, batch=2, frames=20, hidden=12, layers=1, threads=1),
+                       progress=False, content=student)
+    voice = NeuralVoice.load(path)
+    assert voice.manifest["training"]["content"]["teacher"] == "test"
+    assert voice.manifest["training"]["content"]["student"] == "student.npz"
+    assert tuple(voice.manifest["tensors"]["state_shape"]) == (2, 1, 12)
+    st = voice.init_state()
+    for i in range(20):
+        y, st = voice.step(x[i * 80:(i + 1) * 80], st)
+        assert np.all(np.isfinite(y))
