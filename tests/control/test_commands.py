@@ -81,15 +81,19 @@ def test_serve_end_to_end(home, capsys):
     rc = []
     t = threading.Thread(target=lambda: rc.append(main([
         "serve", "--input-file", str(sample_path()), "--null-output", "--loop", "--port", str(port),
-        "--token", TOKEN, "--preset", "start", "--duration", "6", "--quiet"])))
+        "--token", TOKEN, "--preset", "start", "--duration", "12", "--quiet"])))
     t.start()
 
     async def go():
-        for _ in range(100):
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 60  # a deadline: the engine warms up slowly on a busy machine
+        while True:
             try:
                 ws = await connect(f"ws://127.0.0.1:{port}/?token={TOKEN}")
                 break
             except OSError:
+                if loop.time() > end or not t.is_alive():
+                    raise AssertionError(f"rtvc serve did not listen on port {port} (exit: {rc})") from None
                 await asyncio.sleep(0.1)
         async with ws:
             hello = await recv_json(ws)
@@ -106,13 +110,13 @@ def test_serve_end_to_end(home, capsys):
                 if m.get("method") == "telemetry" and m["params"]["voice"] == "robot" and m["params"]["blocks"] > 0:
                     return m["params"]
             raise AssertionError("no telemetry from the running engine")
-    tel = asyncio.run(asyncio.wait_for(go(), 30))
+    tel = asyncio.run(asyncio.wait_for(go(), 90))
     assert tel["input_level_dbfs"] > -100
     t.join(30)
     assert rc == [0]
     err = capsys.readouterr().err
     assert f"ws://127.0.0.1:{port}/" in err and f"token from --token: {TOKEN}" in err
-    assert f"/overlay?token={TOKEN}" in err
+    assert f"/overlay?token={TOKEN}" in err and f"rtvc: control panel: http://127.0.0.1:{port}/?token={TOKEN}" in err
 
 
 def test_route_without_a_server_fails_clearly(home, monkeypatch, capsys, tmp_path):

@@ -3,87 +3,21 @@
 The browser loads ``/overlay?token=...`` from a running server, the page connects to the
 websocket, shows the active voice; a real mouse click (``Input.dispatchMouseEvent``) on a voice
 button switches the engine's voice, checked with ``get_state`` from a separate client.
-A screenshot is written to /tmp/overlay.png.
+The overlay fits any browser-source size (zoomed to fill it, voices wrapped, nothing clipped),
+has a compact view, greys its meters when rtvc stops; screenshots of both views (560x300) go to
+``bench/out/``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import itertools
-import json
-import os
-import shutil
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.control.helpers import TOKEN, Running, recv_json, rpc
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--remote-debugging-port=0", "--window-size=620,400", "--hide-scrollbars"]
-
-
-class Cdp:
-    """Minimal CDP client: one browser websocket, flattened target sessions."""
-
-    def __init__(self, ws):
-        self.ws = ws
-        self.ids = itertools.count(1)
-
-    async def send(self, method, params=None, session=None):
-        mid = next(self.ids)
-        msg = {"id": mid, "method": method, "params": params or {}}
-        if session:
-            msg["sessionId"] = session
-        await self.ws.send(json.dumps(msg))
-        while True:
-            m = json.loads(await asyncio.wait_for(self.ws.recv(), 15))
-            if m.get("id") == mid:
-                if "error" in m:
-                    raise RuntimeError(f"{method}: {m['error']}")
-                return m["result"]
-
-    async def eval(self, expr, session):
-        r = await self.send("Runtime.evaluate", {"expression": expr, "returnByValue": True}, session)
-        return r["result"].get("value")
-
-    async def wait_for(self, expr, session, timeout=10.0):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            v = await self.eval(expr, session)
-            if v:
-                return v
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"timed out waiting for {expr}")
-
-
-@pytest.fixture()
-def browser(tmp_path):
-    if not Path(CHROMIUM).exists():
-        pytest.skip("chromium is not installed")
-    profile = tmp_path / "profile"
-    proc = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    port_file = profile / "DevToolsActivePort"
-    for _ in range(300):
-        if port_file.exists() and len(port_file.read_text().splitlines()) >= 2:
-            break
-        time.sleep(0.1)
-    else:
-        proc.kill()
-        pytest.fail("chromium did not write DevToolsActivePort")
-    port, path = port_file.read_text().splitlines()[:2]
-    yield f"ws://127.0.0.1:{port}{path}"
-    os.killpg(proc.pid, signal.SIGKILL)  # the browser and its helper processes (our own session)
-    proc.wait(10)
-
+from tests.control.cdp import OUT, Cdp, browser  # noqa: F401 - browser is a fixture
+from tests.control.helpers import TOKEN, FakeRunner, Running, recv_json, rpc
 
 @pytest.fixture()
 def srv(tmp_path):
@@ -137,21 +71,17 @@ def test_overlay_shows_voice_and_a_click_switches_it(browser, srv):
             assert srv.engine.params.bypass is False
             # 'New speaker' hands the voice over (forget_speaker); the page shows what the voice learnt from
             assert (await cdp.wait_for("document.getElementById('speaker').textContent", sess)).endswith(" s")
-            asked = srv.engine._forget_asked
-            box = await cdp.eval("(() => { const r = document.getElementById('btn-forget').getBoundingClientRect();"
-                                 " return [r.x + r.width / 2, r.y + r.height / 2]; })()", sess)
-            for kind in ("mousePressed", "mouseReleased"):
-                await cdp.send("Input.dispatchMouseEvent", {"type": kind, "x": box[0], "y": box[1], "button": "left",
-                                                            "clickCount": 1}, sess)
-            for _ in range(50):
-                if srv.engine._forget_asked == asked + 1:
+            handovers = []  # every forget_speaker is announced as a 'speaker' change
+            srv.controller.add_listener(lambda ev: handovers.append(ev) if "speaker" in ev["changed"] else None)
+            await cdp.click("#btn-forget", sess)
+            await cdp.wait_for("true", sess)
+            for _ in range(100):
+                if handovers:
                     break
                 await asyncio.sleep(0.1)
-            assert srv.engine._forget_asked == asked + 1
+            assert len(handovers) == 1
             assert await cdp.eval("document.getElementById('error').textContent", sess) == ""
             await asyncio.sleep(0.3)  # let the meters move once more for the screenshot
-            shot = await cdp.send("Page.captureScreenshot", {"format": "png"}, sess)
-            Path("/tmp/overlay.png").write_bytes(base64.b64decode(shot["data"]))
             # the page loaded nothing from outside the server
             urls = await cdp.eval("performance.getEntriesByType('resource').map(e => e.name)", sess)
             assert all(u.startswith(srv.http) or u.startswith(srv.url.rstrip('/')) for u in urls), urls
@@ -168,6 +98,80 @@ def test_overlay_without_token_cannot_connect(browser, srv):
                 "sessionId"]
             await cdp.send("Runtime.enable", session=sess)
             await asyncio.sleep(1.0)
-            body = await cdp.eval("document.body.innerText", sess)
-            assert "token" in body and "Voice" not in body  # the 401 JSON, not the page
+            body = await cdp.wait_for("document.body && document.body.innerText", sess)
+            assert "needs the control token" in body and "rtvc serve" in body  # a page that says how, not JSON
     asyncio.run(asyncio.wait_for(go(), 30))
+
+
+def _overlay_srv(tmp_path, monkeypatch):
+    from rtvc import audio
+
+    monkeypatch.setattr(audio, "list_devices", lambda backend="portaudio": [dict(r) for r in FakeRunner.ROWS])
+    return Running(tmp_path, models=True, runner=FakeRunner())  # 10 voices: the 7 DSP ones and 3 neural
+
+
+# the whole panel and every button inside the viewport, and the page shows all of it (nothing cut off)
+_INSIDE = ("[document.getElementById('panel'), ...[...document.querySelectorAll('button')].filter(b => "
+           "b.offsetParent !== null)].every(b => { "
+           "const r = b.getBoundingClientRect(); return r.width > 0 && r.left >= 0 && r.top >= 0 && "
+           "r.right <= innerWidth + 0.5 && r.bottom <= innerHeight + 0.5 && "
+           "r.bottom <= document.body.getBoundingClientRect().bottom + 0.5; })")
+
+
+def test_overlay_fits_any_source_size_and_has_a_compact_view(browser, tmp_path, monkeypatch):  # noqa: F811
+    srv = _overlay_srv(tmp_path, monkeypatch)
+    try:
+        async def go():
+            async with connect(browser, max_size=None) as bws:
+                cdp = Cdp(bws)
+                sess = await cdp.page(f"{srv.http}/overlay?token={TOKEN}", width=400, height=250)
+                await cdp.wait_for("document.querySelectorAll('#voices button').length === 10 && "
+                                   "document.getElementById('status').textContent === 'live'", sess)
+                # a small source: zoomed out until the whole panel fits, every button whole
+                await cdp.wait_for(_INSIDE, sess)
+                assert float(await cdp.eval("document.body.dataset.scale", sess)) < 1
+                # the latency a viewer reads includes the device buffers (8 + 12 ms here)
+                total = float(await cdp.wait_for("document.getElementById('latency').dataset.total", sess))
+                assert total >= srv.engine.algorithmic_latency_ms + 20.0 - 0.1
+                assert "device buffers 20.0 ms" in await cdp.eval("document.getElementById('latency').title", sess)
+                # a wide source: the overlay grows with it
+                await cdp.resize(sess, 1120, 600)
+                await cdp.wait_for("document.getElementById('panel').getBoundingClientRect().width > 900", sess)
+                await cdp.wait_for(_INSIDE, sess)
+                # the monitor button: on with a monitor device, disabled (with a reason) without
+                assert await cdp.eval("document.getElementById('btn-monitor').disabled", sess) is True
+                assert "no monitor device" in await cdp.eval("document.getElementById('btn-monitor').title", sess)
+                srv.controller.set_devices(monitor="USB Headset", source="cli")
+                await cdp.wait_for("!document.getElementById('btn-monitor').disabled", sess)
+                await cdp.click("#btn-monitor", sess)
+                await cdp.wait_for("document.getElementById('btn-monitor').getAttribute('aria-pressed') === 'true'",
+                                   sess)
+                assert srv.engine.params.monitor is True
+                # the recommended 560x300 source, both views, for the README and bench/out
+                await cdp.resize(sess, 560, 300)
+                await cdp.wait_for(_INSIDE, sess)
+                srv.controller.set_voice("joe", source="cli")
+                await cdp.wait_for("document.getElementById('val-out').textContent !== '-inf dB' && "
+                                   "document.getElementById('voice').textContent === 'joe'", sess)
+                await cdp.screenshot(OUT / "overlay-control-560x300.png", sess)
+                compact = await cdp.page(f"{srv.http}/overlay?token={TOKEN}&view=compact", width=560, height=300)
+                await cdp.wait_for("document.getElementById('voice').textContent === 'joe' && "
+                                   "document.getElementById('val-in').textContent !== '-inf dB'", compact)
+                assert await cdp.eval("document.querySelectorAll('#voices button').length === 10 && "
+                                      "[...document.querySelectorAll('button')].every(b => b.offsetParent === null)",
+                                      compact)  # no buttons shown: name and meters only
+                await cdp.wait_for("document.body.dataset.scale > 1", compact)  # it fills the source
+                await cdp.wait_for(_INSIDE, compact)
+                await cdp.screenshot(OUT / "overlay-compact-560x300.png", compact)
+                # rtvc stops: grey, empty meters and "rtvc not running", not frozen levels
+                srv.handle.stop()
+                for s in (sess, compact):
+                    await cdp.wait_for("document.getElementById('status').textContent === 'rtvc not running' && "
+                                       "document.body.classList.contains('offline') && "
+                                       "document.getElementById('val-in').textContent === '-inf dB' && "
+                                       "document.getElementById('meter-in').style.width === '0%'", s)
+                urls = cdp.request_urls()
+                assert urls and all(u.startswith((srv.http + "/", srv.url)) for u in urls), urls
+        asyncio.run(asyncio.wait_for(go(), 120))
+    finally:
+        srv.close()

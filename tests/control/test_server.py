@@ -335,11 +335,14 @@ def test_http_routes(srv):
     http(srv, "POST", "/api/pitch/up", token=TOKEN)
     http(srv, "POST", "/api/pitch/down", token=TOKEN)
     assert srv.engine.params.pitch_st == p0 + 1.0
-    asked = srv.engine._forget_asked
+    handovers = []  # every forget_speaker is announced as a 'speaker' change (the delay voices learn nothing)
+    listener = lambda ev: handovers.append(ev) if "speaker" in ev["changed"] else None  # noqa: E731
+    srv.controller.add_listener(listener)
     st, body, _ = http(srv, "POST", "/api/speaker/forget", token=TOKEN)
+    srv.controller.remove_listener(listener)
     assert st == 200 and json.loads(body)["state"]["speaker"] == {"memory": None, "remembered": False,
                                                                  "recalled_s": 0.0}
-    assert srv.engine._forget_asked == asked + 1  # the engine was told (its voices are delays: none relearns)
+    assert len(handovers) == 1 and handovers[0]["source"] == "http"
     st, body, _ = http(srv, "POST", "/api/voice/nope", token=TOKEN)
     assert st == 400 and "'nope'" in json.loads(body)["error"]
     assert http(srv, "POST", "/api/nothing", token=TOKEN)[0] == 404
@@ -351,10 +354,12 @@ def test_http_routes(srv):
 @pytest.mark.parametrize("token", [None, "wrong-token-123", TOKEN[:-1]])
 def test_http_actions_without_the_right_token_do_nothing(srv, path, token):
     before = srv.engine.params
-    asked = srv.engine._forget_asked
+    events = []
+    srv.controller.add_listener(events.append)
     st, body, hdr = http(srv, "POST" if path != "/api/state" else "GET", path, token=token)
+    srv.controller.remove_listener(events.append)
     assert st == 401 and "token" in json.loads(body)["error"]
-    assert srv.engine.params == before and srv.engine._forget_asked == asked
+    assert srv.engine.params == before and events == []  # nothing changed, nothing announced
 
 
 # ---------------------------------------------------------------------------- bad input / abuse
