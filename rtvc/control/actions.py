@@ -58,13 +58,18 @@ class Controller:
     """
 
     def __init__(self, engine: Any, *, runner: Any = None, presets: PresetStore | None = None,
-                 keep_offsets: bool = False) -> None:
+                 keep_offsets: bool = False, clones: Any = None) -> None:
+        from .clone import CloneJobs
+
         self.engine = engine
         self.runner = runner
         self.presets = presets or PresetStore()
         self._lock = threading.RLock()
         self._listeners: list[Listener] = []
+        self._notify: list[Callable[[str, dict[str, Any]], None]] = []
         self.options: dict[str, Any] = {"keep_offsets": bool(keep_offsets)}
+        self.clones = clones or CloneJobs(on_event=lambda job: None, voice_names=lambda: [])
+        self.clones.bind(on_event=self._clone_event, voice_names=lambda: self.engine.registry.names())
 
     # ------------------------------------------------------------------ listeners
     def add_listener(self, fn: Listener) -> None:
@@ -75,6 +80,29 @@ class Controller:
         with self._lock:
             if fn in self._listeners:
                 self._listeners.remove(fn)
+
+    def add_notify_listener(self, fn: Callable[[str, dict[str, Any]], None]) -> None:
+        """``fn(method, params)`` for notifications other than ``state_changed`` (``clone_progress``)."""
+        with self._lock:
+            self._notify.append(fn)
+
+    def remove_notify_listener(self, fn: Callable[[str, dict[str, Any]], None]) -> None:
+        with self._lock:
+            if fn in self._notify:
+                self._notify.remove(fn)
+
+    def _clone_event(self, job: dict[str, Any]) -> None:
+        for fn in list(self._notify):
+            try:
+                fn("clone_progress", job)
+            except Exception:  # a broken listener must not stop the job
+                pass
+        if job["state"] == "done":  # the new voice is in the list now
+            self._announce(self.state(), ["voices"], "clone")
+
+    def close(self) -> None:
+        """Stop what runs beside the engine (clone jobs in training)."""
+        self.clones.close()
 
     def _changed(self, before: dict[str, Any], source: str) -> dict[str, Any]:
         st = self.state()
@@ -377,6 +405,16 @@ class Controller:
                 return self.forget_speaker(source=source)
             if isinstance(cmd, P.SetOptions):
                 return self.set_options(keep_offsets=cmd.keep_offsets, source=source)
+            if isinstance(cmd, P.CloneBegin):
+                return self.clones.begin(cmd.name, gender=cmd.gender)
+            if isinstance(cmd, P.CloneUpload):
+                return self.clones.upload(cmd.job, cmd.file, cmd.offset, cmd.data)
+            if isinstance(cmd, P.CloneStart):
+                return self.clones.start(cmd.job, steps=cmd.steps, min_minutes=cmd.min_minutes)
+            if isinstance(cmd, P.CloneCancel):
+                return self.clones.cancel(cmd.job)
+            if isinstance(cmd, P.CloneStatus):
+                return self.clones.status()
         except P.RpcError:
             raise
         except ConfigError as e:

@@ -53,7 +53,8 @@ class RunHandle:
             return
         self._stopped = True
         for what, fn in (("hotkeys", getattr(self.hotkeys, "stop", None)),
-                         ("control server", getattr(self.server, "stop", None))):
+                         ("control server", getattr(self.server, "stop", None)),
+                         ("clone jobs", getattr(self.controller, "close", None))):
             if fn is not None:
                 try:
                     fn()

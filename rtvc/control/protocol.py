@@ -28,7 +28,8 @@ __all__ = [
     "PROTOCOL_VERSION", "MAX_BATCH", "MAX_MESSAGE_BYTES", "PARSE_ERROR", "INVALID_REQUEST", "METHOD_NOT_FOUND",
     "INVALID_PARAMS", "INTERNAL_ERROR", "RATE_LIMITED", "NOT_AVAILABLE", "VOICE_LOAD_FAILED", "DEVICE_ERROR",
     "Command", "GetState", "SetParams", "ListVoices", "SetVoice", "ListDevices", "SetDevices", "ListPresets",
-    "SavePreset", "LoadPreset", "DeletePreset", "ForgetSpeaker", "SetOptions", "Subscribe", "Unsubscribe", "COMMANDS", "Call", "Failure",
+    "SavePreset", "LoadPreset", "DeletePreset", "ForgetSpeaker", "SetOptions", "CloneBegin", "CloneUpload",
+    "CloneStart", "CloneCancel", "CloneStatus", "Subscribe", "Unsubscribe", "COMMANDS", "Call", "Failure",
     "RpcError", "decode", "result", "error", "notification", "dumps", "build_schema", "TokenBucket",
     "TELEMETRY_FIELDS", "MIN_RATE_HZ", "MAX_RATE_HZ", "command_to_request",
 ]
@@ -317,6 +318,101 @@ class SetOptions(Command):
         return cls(v)
 
 
+_JOB = {"type": "string", "description": "the job id clone_begin returned"}
+
+
+def _job(method: str, params: Mapping[str, Any]) -> str:
+    return _str(method, "job", params["job"])
+
+
+@dataclass(frozen=True)
+class CloneBegin(Command):
+    method: ClassVar[str] = "clone_begin"
+    doc: ClassVar[str] = ("start cloning a voice from recordings: a job that takes uploads (clone_upload), then "
+                          "trains (clone_start) in a separate process; progress comes as clone_progress "
+                          "notifications to every client")
+    params_schema: ClassVar[dict[str, Any]] = {
+        "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", "description": "the new voice"},
+        "gender": {"type": "string", "enum": ["female", "male", "other", "unknown"], "default": "unknown"}}
+    required: ClassVar[tuple[str, ...]] = ("name",)
+    name: str = ""
+    gender: str = "unknown"
+
+    @classmethod
+    def _build(cls, params: Mapping[str, Any]) -> "Command":
+        return cls(_str(cls.method, "name", params["name"]), _str(cls.method, "gender", params.get("gender", "unknown")))
+
+
+@dataclass(frozen=True)
+class CloneUpload(Command):
+    method: ClassVar[str] = "clone_upload"
+    doc: ClassVar[str] = ("one chunk of a recording (base64, at most 32 KiB decoded), in order: offset = the bytes of "
+                          "that file sent so far; files land only in the user's rtvc data folder, at most 200 MiB "
+                          "each, 1 GiB and 200 files a job, names ending in .wav/.flac/.ogg/.mp3")
+    params_schema: ClassVar[dict[str, Any]] = {"job": _JOB, "file": {"type": "string"},
+                                               "offset": {"type": "integer", "minimum": 0},
+                                               "data": {"type": "string", "contentEncoding": "base64"}}
+    required: ClassVar[tuple[str, ...]] = ("job", "file", "offset", "data")
+    job: str = ""
+    file: str = ""
+    offset: int = 0
+    data: str = ""
+
+    @classmethod
+    def _build(cls, params: Mapping[str, Any]) -> "Command":
+        try:
+            offset = integer(params["offset"], what="offset", lo=0)
+        except ConfigError as e:
+            raise RpcError(INVALID_PARAMS, f"{cls.method}: {e}") from None
+        data = params["data"]
+        if not isinstance(data, str):
+            raise RpcError(INVALID_PARAMS, f"{cls.method}: data = {shown(data)}; expected a base64 string")
+        return cls(_job(cls.method, params), _str(cls.method, "file", params["file"]), offset, data)
+
+
+@dataclass(frozen=True)
+class CloneStart(Command):
+    method: ClassVar[str] = "clone_start"
+    doc: ClassVar[str] = ("train the job's voice from its uploads (rtvc clone in a separate process at a lower "
+                          "priority); steps and min_minutes as rtvc clone's --steps and --min-minutes")
+    params_schema: ClassVar[dict[str, Any]] = {"job": _JOB,
+                                               "steps": {"type": "integer", "minimum": 1, "maximum": 100000},
+                                               "min_minutes": {"type": "number", "minimum": 0, "maximum": 600}}
+    required: ClassVar[tuple[str, ...]] = ("job",)
+    job: str = ""
+    steps: int | None = None
+    min_minutes: float | None = None
+
+    @classmethod
+    def _build(cls, params: Mapping[str, Any]) -> "Command":
+        try:
+            steps = None if params.get("steps") is None else integer(params["steps"], what="steps", lo=1, hi=100000)
+            mm = params.get("min_minutes")
+            mm = None if mm is None else number(mm, what="min_minutes", lo=0, hi=600, unit="minutes")
+        except ConfigError as e:
+            raise RpcError(INVALID_PARAMS, f"{cls.method}: {e}") from None
+        return cls(_job(cls.method, params), steps, mm)
+
+
+@dataclass(frozen=True)
+class CloneCancel(Command):
+    method: ClassVar[str] = "clone_cancel"
+    doc: ClassVar[str] = "stop a clone job: its training process ends and its uploads are deleted"
+    params_schema: ClassVar[dict[str, Any]] = {"job": _JOB}
+    required: ClassVar[tuple[str, ...]] = ("job",)
+    job: str = ""
+
+    @classmethod
+    def _build(cls, params: Mapping[str, Any]) -> "Command":
+        return cls(_job(cls.method, params))
+
+
+@dataclass(frozen=True)
+class CloneStatus(Command):
+    method: ClassVar[str] = "clone_status"
+    doc: ClassVar[str] = "the clone jobs of this session (what clone_progress last said of each)"
+
+
 @dataclass(frozen=True)
 class Subscribe(Command):
     method: ClassVar[str] = "subscribe"
@@ -341,7 +437,8 @@ class Unsubscribe(Command):
 
 COMMANDS: dict[str, type[Command]] = {c.method: c for c in (
     GetState, SetParams, ListVoices, SetVoice, ListDevices, SetDevices, ListPresets, SavePreset, LoadPreset,
-    DeletePreset, ForgetSpeaker, SetOptions, Subscribe, Unsubscribe)}
+    DeletePreset, ForgetSpeaker, SetOptions, CloneBegin, CloneUpload, CloneStart, CloneCancel, CloneStatus, Subscribe,
+    Unsubscribe)}
 
 RpcId = Union[int, str, None]
 
@@ -521,6 +618,9 @@ def build_schema() -> dict[str, Any]:
             "state_changed": {"description": "any client, hotkey or HTTP button changed the state",
                               "params": ["state", "changed", "source"]},
             "telemetry": {"description": "at the subscribed rate", "params": sorted(TELEMETRY_FIELDS)},
+            "clone_progress": {"description": "a clone job changed (to every client)",
+                               "params": ["job", "name", "state", "stage", "fraction", "eta_s", "message", "files",
+                                          "bytes", "voice"]},
         },
         "telemetry": TELEMETRY_FIELDS,
         "errors": {str(PARSE_ERROR): "parse error", str(INVALID_REQUEST): "invalid request",

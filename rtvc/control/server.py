@@ -67,7 +67,7 @@ log = logging.getLogger("rtvc.control")
 
 # commands that may block (voice loading, device reopening, file I/O) run off the event loop
 _BLOCKING = (P.SetParams, P.SetVoice, P.SetDevices, P.ListDevices, P.LoadPreset, P.SavePreset, P.DeletePreset,
-             P.ListPresets, P.SetOptions)
+             P.ListPresets, P.SetOptions, P.CloneBegin, P.CloneUpload, P.CloneStart, P.CloneCancel)
 
 _HTTP_ACTIONS = {
     "/api/bypass/toggle": "bypass_toggle",
@@ -249,9 +249,11 @@ class ControlServer:
                               "(choose another with --port)") from None
         self.port = self._server.sockets[0].getsockname()[1]
         self.controller.add_listener(self._on_change)
+        self.controller.add_notify_listener(self._on_notify)
 
     async def stop(self) -> None:
         self.controller.remove_listener(self._on_change)
+        self.controller.remove_notify_listener(self._on_notify)
         if self._server is not None:
             self._server.close()  # sends 1001 going away to every client
             try:
@@ -278,6 +280,16 @@ class ControlServer:
         text = P.notification("state_changed", payload)
         try:
             loop.call_soon_threadsafe(self._broadcast, text)
+        except RuntimeError:  # loop closed meanwhile
+            pass
+
+    def _on_notify(self, method: str, params: dict[str, Any]) -> None:
+        """Controller notification listener (``clone_progress``): may run on any thread."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            loop.call_soon_threadsafe(self._broadcast, P.notification(method, params))
         except RuntimeError:  # loop closed meanwhile
             pass
 

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from rtvc.control import protocol as P
 from rtvc.control.actions import Controller
+from rtvc.control.clone import CloneJobs
 from rtvc.control.presets import PresetStore
 from rtvc.engine import Engine, EngineConfig
 from rtvc.errors import ModelError
@@ -45,7 +46,9 @@ class _OneBrokenVoice(DelayRegistry):
 def ctl(tmp_path_factory):
     eng = Engine(EngineConfig(device_rate=48_000), registry=_OneBrokenVoice(), params=Params())
     eng.process(np.zeros(480, np.float32))
-    return Controller(eng, presets=PresetStore(tmp_path_factory.mktemp("presets")))
+    clones = CloneJobs(root=tmp_path_factory.mktemp("uploads"), out_dir=tmp_path_factory.mktemp("voices"),
+                       command=["false"])  # a clone that starts fails at once: nothing trains here
+    return Controller(eng, presets=PresetStore(tmp_path_factory.mktemp("presets")), clones=clones)
 
 
 # ---------------------------------------------------------------------------- strategies

@@ -11,7 +11,9 @@ control has an accessible name; no request leaves 127.0.0.1. Screenshots of the 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
+import sys
 import urllib.request
 
 import pytest
@@ -24,7 +26,8 @@ from tests.control.helpers import TOKEN, FakeRunner, Running
 NAMES = ["Pitch", "Formant", "Mix", "Input gain", "Output gain", "Monitor gain", "Gate threshold", "Gate margin",
          "Input device", "Output device", "Monitor device", "Device rate", "Refresh devices", "Hear myself",
          "Keep my pitch and formant offsets when switching voices", "Bypass", "Mute", "New speaker", "Preset",
-         "Load", "Delete", "Save as", "Save preset", "Voice neutral", "Voice joe", "Play the preview of joe"]
+         "Load", "Delete", "Save as", "Save preset", "Voice neutral", "Voice joe", "Play the preview of joe",
+         "Voice name", "Gender", "Recordings", "Clone voice", "Cancel"]
 
 
 @pytest.fixture()
@@ -251,3 +254,72 @@ def test_panel_reconnects_after_rtvc_restarts(browser, tmp_path):  # noqa: F811
         asyncio.run(asyncio.wait_for(go(), 90))
     finally:
         first.close()
+
+
+def _recordings(folder):
+    """Three 12-s takes of a gliding harmonic voice with syllable-like pauses (seeded)."""
+    import numpy as np
+    import soundfile as sf
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(30)
+    sr = 16_000
+    t = np.arange(12 * sr) / sr
+    paths = []
+    for k in range(3):
+        f0 = 120 + 30 * np.sin(2 * np.pi * 0.7 * t + k) + 10 * np.sin(2 * np.pi * 3.1 * t)
+        ph = 2 * np.pi * np.cumsum(f0) / sr
+        x = sum(np.sin(h * ph) / h for h in range(1, 30)) * (0.5 + 0.5 * np.sin(2 * np.pi * 2.3 * t + k)) ** 2
+        x = 0.1 * x * (np.sin(2 * np.pi * 4 * t) > -0.6) + 0.002 * rng.standard_normal(t.size)
+        paths.append(folder / f"take{k}.wav")
+        sf.write(paths[-1], x.astype(np.float32), sr)
+    return paths
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="cloning needs the train extra (torch)")
+def test_clone_a_voice_from_the_page(browser, tmp_path, monkeypatch):  # noqa: F811
+    """Recordings picked in the page are uploaded into the user's data folder, trained by a real
+    ``rtvc clone`` in its own process (two steps: a short clone), and the voice shows in the grid."""
+    from rtvc.control.clone import CloneJobs
+    from rtvc.paths import data_dir, user_voices_dir
+
+    monkeypatch.setenv("RTVC_HOME", str(tmp_path / "home"))  # the child process inherits it
+    takes = _recordings(tmp_path / "rec")
+    clones = CloneJobs(command=[sys.executable, "-m", "rtvc", "clone", "--steps", "2", "--min-minutes", "0.3"])
+    srv = Running(tmp_path, clones=clones)
+    srv.engine.registry.model_dirs.append(user_voices_dir())  # where rtvc clone writes (the default registry's)
+    seen: list[dict] = []
+    srv.controller.add_notify_listener(lambda method, job: seen.append(job))
+    try:
+        async def go():
+            async with connect(browser, max_size=None) as bws:
+                cdp = Cdp(bws)
+                sess = await cdp.page(f"{srv.http}/?token={TOKEN}")
+                el = "document.getElementById"
+                await cdp.wait_for(f"{el}('status').textContent === 'live'", sess)
+                doc = await cdp.send("DOM.getDocument", {}, sess)
+                node = await cdp.send("DOM.querySelector", {"nodeId": doc["root"]["nodeId"],
+                                                            "selector": "#clone-files"}, sess)
+                await cdp.send("DOM.setFileInputFiles", {"nodeId": node["nodeId"], "files": [str(p) for p in takes]},
+                               sess)
+                await cdp.click("#clone-name", sess)
+                await cdp.type("my-clone", sess)
+                await cdp.click("#btn-clone", sess)
+                await cdp.wait_for(f"{el}('btn-clone-cancel').disabled === false", sess)
+                await cdp.wait_for(f"{el}('clone-progress').dataset.state === 'training'", sess, 60)
+                # every upload is in the user's data folder, byte for byte
+                job = [j for j in seen if j["state"] == "training"][0]
+                folder = data_dir() / "clone-uploads" / job["job"]
+                assert {p.name: p.read_bytes() for p in folder.iterdir()} == {p.name: p.read_bytes() for p in takes}
+                await cdp.wait_for(f"{el}('clone-status').textContent.includes(\"voice 'my-clone' is ready\")",
+                                   sess, 300)
+                assert any(j["stage"] == "train" and j["eta_s"] is not None for j in seen)  # progress with ETA
+                await cdp.wait_for("document.querySelector('.pick[data-voice=\"my-clone\"]') !== null", sess)
+                assert await cdp.eval(f"{el}('clone-error').textContent", sess) == ""
+                assert await cdp.eval(f"{el}('clone-progress').value", sess) == 1
+                await cdp.click('.pick[data-voice="my-clone"]', sess)
+                await until(lambda: srv.engine.params.voice == "my-clone")
+                assert (user_voices_dir() / "my-clone.onnx").is_file() and not folder.exists()
+        asyncio.run(asyncio.wait_for(go(), 400))
+    finally:
+        srv.close()
