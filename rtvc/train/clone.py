@@ -156,7 +156,8 @@ def clone_voice(folder: str | Path, name: str, *, minutes_limit: float | None = 
                 synthesis: str = "pulse-noise", gender: str = "unknown",
                 feature_config: FeatureConfig | None = None, loss_options: Mapping[str, float] | None = None,
                 aug: AugmentConfig | None = None, cache_dir: str | Path | None = None,
-                device: str = "cpu", synthesis_options: Mapping[str, Any] | None = None, force: bool = False) -> Path:
+                device: str = "cpu", synthesis_options: Mapping[str, Any] | None = None, force: bool = False,
+                content: str | Path | None = None) -> Path:
     """Clone the voice in ``folder`` into ``NAME.onnx`` + manifest + preview; return the .onnx path.
 
     Parameters
@@ -191,6 +192,9 @@ def clone_voice(folder: str | Path, name: str, *, minutes_limit: float | None = 
         :data:`~rtvc.train.options.SYNTHESIS_OPTIONS`. Checked before any audio is read.
     force : bool
         Replace an existing voice of this name in ``out_dir`` (a built-in name is refused anyway).
+    content : path, optional
+        A content student (``.npz``) the converter reads instead of the MFCC (see
+        :func:`~rtvc.train.build.build_voice`); None: the MFCC.
     """
     out = Path(out_dir) if out_dir is not None else user_voices_dir()
     _check_name(name, out, force=force)
@@ -233,6 +237,7 @@ def clone_voice(folder: str | Path, name: str, *, minutes_limit: float | None = 
                        licence="the user's own recordings (not redistributed)",
                        command=shlex.join(["rtvc", "clone", str(folder), "--name", name, "--steps", str(tc.steps)]
                                           + (["--n-cep", str(fc.n_cep)] if fc.n_cep != N_CEP else [])
-                                          + flags + (["--device", device] if device != "cpu" else [])),
+                                          + flags + (["--device", device] if device != "cpu" else [])
+                                          + ["--content", str(content) if content is not None else "mfcc"]),
                        synthesis=synthesis, synthesis_options=syn_opts, train=tc, aug=aug, feature_config=fc,
-                       cache_dir=cache_dir, progress=progress, extra=extra)
+                       cache_dir=cache_dir, progress=progress, extra=extra, content=content)

@@ -20,7 +20,8 @@ from ..types import N_CEP, TRAIN_DEVICES
 from .options import (AUGMENT_FLAGS, HIGH_VOICE_HZ, LOSS_OPTIONS, N_CEP_HIGH, N_CEP_LOW, SYNTHESIS_OPTIONS,
                       AugmentConfig, TrainConfig)
 
-__all__ = ["SUBCOMMANDS", "holdout_split", "frames_cache_dir", "needs_train_extra"]
+__all__ = ["SUBCOMMANDS", "holdout_split", "frames_cache_dir", "needs_train_extra", "content_student",
+           "CONTENT_STUDENT"]
 
 
 def needs_train_extra(command: str) -> int | None:
@@ -64,6 +65,7 @@ def add_clone_arguments(p: argparse.ArgumentParser) -> None:
     adv.add_argument("--epochs", type=float, default=None, help="passes over the data (default: by data size)")
     adv.add_argument("--steps", type=int, default=None, help="training steps (overrides --epochs)")
     _add_synthesis_arguments(adv)
+    _add_content_argument(adv)
     _add_feature_arguments(adv, by_voice=True)
     _add_loss_arguments(adv)
 
@@ -89,6 +91,33 @@ def _add_synthesis_arguments(p: argparse.ArgumentParser) -> None:
                    help="voicing with continuity for the synthesis' F0: a CMNDF threshold in (0.15, 0.9], "
                         f"0 = off (default {SYNTHESIS_OPTIONS['f0_continuity']:g}); a manifest option like "
                         "--postfilter")
+
+
+CONTENT_STUDENT = "content_student.npz"
+"""The shipped content student, in the shipped models folder (see :mod:`rtvc.train.content`)."""
+
+
+def _add_content_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--content", default="auto", metavar="STUDENT",
+                   help="the converter's input: 'auto' (default) reads the shipped content student's output "
+                        f"({CONTENT_STUDENT}, Whisper distilled into a causal network) where it is installed, "
+                        "'mfcc' the MFCC as before, or the path of another student (.npz)")
+
+
+def content_student(choice: str) -> Path | None:
+    """The student file ``--content`` names: None for 'mfcc' (or 'auto' without a shipped one)."""
+    from ..paths import shipped_models_dir
+
+    if choice == "mfcc":
+        return None
+    if choice == "auto":
+        shipped = shipped_models_dir() / CONTENT_STUDENT
+        return shipped if shipped.is_file() else None
+    path = Path(choice)
+    if not path.is_file():
+        raise ConfigError(f"--content {choice!r}: no such file; expected 'auto', 'mfcc' or the path of a "
+                          f"content student (.npz)")
+    return path
 
 
 def _add_device_argument(p: argparse.ArgumentParser) -> None:
@@ -168,7 +197,8 @@ def clone_handler(args: argparse.Namespace) -> int:
                            min_minutes=args.min_minutes, progress=not args.quiet, out_dir=args.out, gender=args.gender,
                            feature_config=_feature_config(args), loss_options=_loss_options(args),
                            aug=_augment(args), cache_dir=None if args.no_frames_cache else frames_cache_dir(),
-                           device=args.device, synthesis_options=_synthesis_options(args), force=args.force)
+                           device=args.device, synthesis_options=_synthesis_options(args), force=args.force,
+                           content=content_student(args.content))
     except RtvcError as e:
         return _fail("clone", e)
     print(f"voice {args.name!r} written to {path} in {time.perf_counter() - t0:.0f} s")
@@ -192,6 +222,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     _add_device_argument(p)
     p.add_argument("--synthesis", default="pulse-noise", choices=["pulse-noise", "source"])
     _add_synthesis_arguments(p)
+    _add_content_argument(p)
     p.add_argument("--parallel", default="", metavar="CORPORA",
                    help="comma-separated corpora of other speakers saying the target corpus's sentences (same "
                         "seed, matched by text), aligned to it and trained on beside the disguised target, "
@@ -275,7 +306,8 @@ def train_handler(args: argparse.Namespace) -> int:
                                                            **({"parallel": {"corpora": args.parallel.split(","),
                                                                             "pairs": len(pairs)}} if pairs else {})},
                            feature_config=fc, parallel=pairs or None, realign=args.parallel_realign,
-                           cache_dir=None if args.no_frames_cache else frames_cache_dir(args.cache_dir))
+                           cache_dir=None if args.no_frames_cache else frames_cache_dir(args.cache_dir),
+                           content=content_student(args.content))
     except RtvcError as e:
         return _fail("train", e)
     print(f"voice {args.name!r} written to {path} in {time.perf_counter() - t0:.0f} s")

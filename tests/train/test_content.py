@@ -177,3 +177,16 @@ def test_build_voice_with_a_student_loads_and_runs_at_run_time(tmp_path):
     for i in range(20):
         y, st = voice.step(x[i * 80:(i + 1) * 80], st)
         assert np.all(np.isfinite(y))
+
+
+def test_content_choice_names_a_missing_student(tmp_path, monkeypatch):
+    from rtvc.errors import ConfigError
+    from rtvc.train import commands
+
+    assert commands.content_student("mfcc") is None
+    monkeypatch.setattr("rtvc.paths.shipped_models_dir", lambda: tmp_path)
+    assert commands.content_student("auto") is None  # nothing shipped in this folder
+    (tmp_path / commands.CONTENT_STUDENT).write_bytes(b"x")
+    assert commands.content_student("auto") == tmp_path / commands.CONTENT_STUDENT
+    with pytest.raises(ConfigError, match="--content 'nope.npz': no such file"):
+        commands.content_student("nope.npz")
