@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import threading
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -55,10 +56,18 @@ class Controller:
         that a file replaces.
     presets : PresetStore or None
         Default: the user's presets folder.
+    keep_offsets : bool
+        The initial ``keep_offsets`` option (see :meth:`set_options`).
+    clones : rtvc.control.clone.CloneJobs or None
+        Clone jobs (default: uploads in the user's data folder, ``rtvc clone`` as the trainer).
+    selftest : callable() -> dict, or None
+        Runs the loopback self-test (:func:`rtvc.route.selftest`); default that function where
+        ``pactl`` and ``pacat`` are found (a PulseAudio or PipeWire-Pulse server), else none.
     """
 
     def __init__(self, engine: Any, *, runner: Any = None, presets: PresetStore | None = None,
-                 keep_offsets: bool = False, clones: Any = None) -> None:
+                 keep_offsets: bool = False, clones: Any = None,
+                 selftest: Callable[[], dict[str, Any]] | None = None) -> None:
         from .clone import CloneJobs
 
         self.engine = engine
@@ -70,6 +79,14 @@ class Controller:
         self.options: dict[str, Any] = {"keep_offsets": bool(keep_offsets)}
         self.clones = clones or CloneJobs(on_event=lambda job: None, voice_names=lambda: [])
         self.clones.bind(on_event=self._clone_event, voice_names=lambda: self.engine.registry.names())
+        if selftest is None and shutil.which("pactl") and shutil.which("pacat"):
+            def selftest() -> dict[str, Any]:  # the loopback through the sound server, as `rtvc selftest`
+                from ..route import selftest as run
+
+                return run()
+        self._selftest = selftest
+        self._selftest_busy = threading.Lock()
+        self.last_selftest: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ listeners
     def add_listener(self, fn: Listener) -> None:
@@ -140,6 +157,7 @@ class Controller:
             "live": self.runner is not None,
             "speaker": self.speaker(),
             "options": dict(self.options),
+            "selftest": {"available": self._selftest is not None, "last": self.last_selftest},
         }
 
     def speaker(self) -> dict[str, Any]:
@@ -287,6 +305,25 @@ class Controller:
             self._announce(st, ["devices"] if st["devices"] != before else [], source)
             return st
 
+    def selftest(self, *, source: str = "api") -> dict[str, Any]:
+        """Play a chirp through the sound server -> an rtvc engine (the neutral path) -> the sound
+        server and measure the delay (``rtvc selftest``); the result is kept in the state."""
+        if self._selftest is None:
+            raise P.RpcError(P.NOT_AVAILABLE, "selftest: no loopback to measure with: it needs a PulseAudio or "
+                                              "PipeWire-Pulse server (pactl and pacat); expected them on PATH")
+        if not self._selftest_busy.acquire(blocking=False):
+            raise P.RpcError(P.NOT_AVAILABLE, "selftest: one is running already; expected it to finish first")
+        try:
+            res = dict(self._selftest())
+        finally:
+            self._selftest_busy.release()
+        keep = ("arrived", "delay_ms", "correlation", "algorithmic_latency_ms", "rate")
+        self.last_selftest = {k: res.get(k) for k in keep}
+        with self._lock:
+            st = self.state()
+            self._announce(st, ["selftest"], source)
+        return self.last_selftest
+
     def forget_speaker(self, *, source: str = "api") -> dict[str, Any]:
         """Someone else takes the microphone: the active neural voice starts learning the speaker
         afresh (crossfaded) and the speaker memory is deleted. Announced as a ``speaker`` change
@@ -415,6 +452,8 @@ class Controller:
                 return self.clones.cancel(cmd.job)
             if isinstance(cmd, P.CloneStatus):
                 return self.clones.status()
+            if isinstance(cmd, P.SelfTest):
+                return self.selftest(source=source)
         except P.RpcError:
             raise
         except ConfigError as e:

@@ -29,7 +29,7 @@ __all__ = [
     "INVALID_PARAMS", "INTERNAL_ERROR", "RATE_LIMITED", "NOT_AVAILABLE", "VOICE_LOAD_FAILED", "DEVICE_ERROR",
     "Command", "GetState", "SetParams", "ListVoices", "SetVoice", "ListDevices", "SetDevices", "ListPresets",
     "SavePreset", "LoadPreset", "DeletePreset", "ForgetSpeaker", "SetOptions", "CloneBegin", "CloneUpload",
-    "CloneStart", "CloneCancel", "CloneStatus", "Subscribe", "Unsubscribe", "COMMANDS", "Call", "Failure",
+    "CloneStart", "CloneCancel", "CloneStatus", "SelfTest", "Subscribe", "Unsubscribe", "COMMANDS", "Call", "Failure",
     "RpcError", "decode", "result", "error", "notification", "dumps", "build_schema", "TokenBucket",
     "TELEMETRY_FIELDS", "MIN_RATE_HZ", "MAX_RATE_HZ", "command_to_request",
 ]
@@ -414,6 +414,14 @@ class CloneStatus(Command):
 
 
 @dataclass(frozen=True)
+class SelfTest(Command):
+    method: ClassVar[str] = "selftest"
+    doc: ClassVar[str] = ("play a chirp through the sound server -> rtvc (the neutral path) -> the sound server and "
+                          "measure the loopback delay (as 'rtvc selftest'; a few seconds); needs a PulseAudio or "
+                          "PipeWire-Pulse server; the result is also kept in get_state's selftest.last")
+
+
+@dataclass(frozen=True)
 class Subscribe(Command):
     method: ClassVar[str] = "subscribe"
     doc: ClassVar[str] = "receive 'telemetry' notifications at rate_hz (1-60, default 10); replaces an earlier rate"
@@ -437,8 +445,8 @@ class Unsubscribe(Command):
 
 COMMANDS: dict[str, type[Command]] = {c.method: c for c in (
     GetState, SetParams, ListVoices, SetVoice, ListDevices, SetDevices, ListPresets, SavePreset, LoadPreset,
-    DeletePreset, ForgetSpeaker, SetOptions, CloneBegin, CloneUpload, CloneStart, CloneCancel, CloneStatus, Subscribe,
-    Unsubscribe)}
+    DeletePreset, ForgetSpeaker, SetOptions, CloneBegin, CloneUpload, CloneStart, CloneCancel, CloneStatus, SelfTest,
+    Subscribe, Unsubscribe)}
 
 RpcId = Union[int, str, None]
 

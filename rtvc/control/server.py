@@ -396,6 +396,8 @@ class ControlServer:
                 conn.telemetry = None
             conn.rate_hz = 0.0
             return {"subscribed": False, "was_subscribed": was}
+        if isinstance(cmd, P.SelfTest):  # seconds long: not in the pool that serialises the knobs
+            return await asyncio.get_running_loop().run_in_executor(None, self.controller.execute, cmd)
         if isinstance(cmd, _BLOCKING):
             return await asyncio.get_running_loop().run_in_executor(self._pool, self.controller.execute, cmd)
         return self.controller.execute(cmd)

@@ -79,11 +79,11 @@ class Running:
     """Engine + feeder + controller + server in a background thread."""
 
     def __init__(self, tmp_path: Any, *, models: bool = False, runner: Any = None, clones: Any = None,
-                 **server_kw: Any) -> None:
+                 selftest: Any = None, **server_kw: Any) -> None:
         self.engine = make_engine(models=models)
         self.feeder = Feeder(self.engine).start()
         self.controller = Controller(self.engine, runner=runner, presets=PresetStore(tmp_path / "presets"),
-                                     clones=clones)
+                                     clones=clones, selftest=selftest)
         self.server = ControlServer(self.controller, token=TOKEN, port=0, **server_kw)
         self.handle: ServerHandle = self.server.start_background()
         self.port = self.handle.port

@@ -343,3 +343,34 @@ def test_voice_previews_are_listed_for_neural_voices(tmp_path):
     assert c.preview("joe").name == "joe.preview.wav"
     with pytest.raises(ConfigError, match=r"voice 'robot' has no preview clip"):
         c.preview("robot")
+
+
+def test_selftest_where_a_loopback_exists(tmp_path):
+    import threading
+
+    c = Controller(make_engine(), presets=PresetStore(tmp_path), selftest=None)
+    c._selftest = None  # as on a machine without pactl/pacat (this one may have them)
+    with pytest.raises(P.RpcError, match=r"selftest: no loopback to measure with: it needs a PulseAudio") as e:
+        c.execute(P.SelfTest())
+    assert e.value.code == P.NOT_AVAILABLE and c.state()["selftest"] == {"available": False, "last": None}
+    release, entered = threading.Event(), threading.Event()
+
+    def slow():
+        entered.set()
+        release.wait(10)
+        return {"arrived": True, "delay_ms": 40.0, "correlation": 0.9, "algorithmic_latency_ms": 16.9, "rate": 48000,
+                "block": 480}
+
+    c = Controller(make_engine(), presets=PresetStore(tmp_path), selftest=slow)
+    events = []
+    c.add_listener(events.append)
+    t = threading.Thread(target=c.selftest)
+    t.start()
+    assert entered.wait(10)
+    with pytest.raises(P.RpcError, match=r"selftest: one is running already"):
+        c.selftest()
+    release.set()
+    t.join(10)
+    last = {"arrived": True, "delay_ms": 40.0, "correlation": 0.9, "algorithmic_latency_ms": 16.9, "rate": 48000}
+    assert c.state()["selftest"] == {"available": True, "last": last}
+    assert events[-1]["changed"] == ["selftest"]

@@ -48,7 +48,8 @@ def ctl(tmp_path_factory):
     eng.process(np.zeros(480, np.float32))
     clones = CloneJobs(root=tmp_path_factory.mktemp("uploads"), out_dir=tmp_path_factory.mktemp("voices"),
                        command=["false"])  # a clone that starts fails at once: nothing trains here
-    return Controller(eng, presets=PresetStore(tmp_path_factory.mktemp("presets")), clones=clones)
+    return Controller(eng, presets=PresetStore(tmp_path_factory.mktemp("presets")), clones=clones,
+                      selftest=lambda: {"arrived": False, "delay_ms": None})  # no sound server here
 
 
 # ---------------------------------------------------------------------------- strategies

@@ -27,13 +27,16 @@ NAMES = ["Pitch", "Formant", "Mix", "Input gain", "Output gain", "Monitor gain",
          "Input device", "Output device", "Monitor device", "Device rate", "Refresh devices", "Hear myself",
          "Keep my pitch and formant offsets when switching voices", "Bypass", "Mute", "New speaker", "Preset",
          "Load", "Delete", "Save as", "Save preset", "Voice neutral", "Voice joe", "Play the preview of joe",
-         "Voice name", "Gender", "Recordings", "Clone voice", "Cancel"]
+         "Voice name", "Gender", "Recordings", "Clone voice", "Cancel", "Run self-test"]
+SELFTEST = {"arrived": True, "delay_ms": 41.5, "correlation": 0.93, "algorithmic_latency_ms": 16.94, "rate": 48_000,
+            "output_level_dbfs": -6.0, "block": 480}
+"""What ``rtvc selftest`` answers (its loopback through a sound server is tested in test_route)."""
 
 
 @pytest.fixture()
 def srv(tmp_path, monkeypatch):
     monkeypatch.setattr(audio, "list_devices", lambda backend="portaudio": [dict(r) for r in FakeRunner.ROWS])
-    r = Running(tmp_path, models=True, runner=FakeRunner())
+    r = Running(tmp_path, models=True, runner=FakeRunner(), selftest=lambda: dict(SELFTEST))
     yield r
     r.close()
 
@@ -159,6 +162,13 @@ def test_panel_drives_the_engine_and_follows_it(browser, srv):  # noqa: F811
                                       f"{el}('latency').textContent", sess)
             eng = srv.engine.algorithmic_latency_ms
             assert line.startswith(f"engine {eng:.1f} ms + device buffers 20.0 ms") and "= about" in line, line
+            # the self-test's measured loopback delay is shown beside it
+            await cdp.click("#btn-selftest", sess)
+            await cdp.wait_for(f"{el}('selftest-note').textContent === 'self-test: the chirp came back after 41.5 ms "
+                               "(engine 16.9 ms)'", sess)
+            await cdp.wait_for(f"{el}('latency').textContent.endsWith(' \u00b7 self-test 42 ms')", sess)
+            assert state(srv)["selftest"] == {"available": True, "last": {k: SELFTEST[k] for k in (
+                "arrived", "delay_ms", "correlation", "algorithmic_latency_ms", "rate")}}
 
             # ---- keep offsets, then a voice click (a real mouse click on its card)
             await cdp.click("#keep-offsets", sess)
