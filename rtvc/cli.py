@@ -51,7 +51,7 @@ def _device_line(d: dict[str, Any], backend: str) -> str:
 
 
 def _cmd_devices(args: argparse.Namespace) -> int:
-    from .audio import list_devices
+    from .audio.devices import list_devices
 
     backend = getattr(args, "backend", "portaudio")
     rows = list_devices(backend)

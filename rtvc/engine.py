@@ -40,7 +40,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -51,6 +51,7 @@ from .errors import ConfigError, ControlError
 from .params import Params
 from .resampling import SUPPORTED_RATES, StreamResampler
 from .speaker import SPEAKER_SAVE_EVERY_S, SpeakerHistory
+from .telemetry import EngineSnapshot, TelemetryPart, merge
 from .types import HOP, MODEL_RATE, NEURAL_DEVICES, Audio
 from .voices import VoiceInfo, VoiceRegistry
 
@@ -204,12 +205,11 @@ class Engine:
         self._lock = threading.Lock()  # serialises request() callers, never taken by process()
         self.remote: Any = None
         """The :class:`~rtvc.worker.EngineProxy` while the audio runs in a worker process (:meth:`attach`)."""
-        self.counters = {"blocks": 0, "hops": 0, "samples_in": 0, "nonfinite_samples": 0, "stage_resets": 0,
-                         "stage_errors": 0,
-                         "dropped_blocks": 0, "xruns": 0, "commands_applied": 0,
-                         "commands_coalesced": 0, "limited_samples": 0}
-        # values the audio runner keeps current (None where there is no live stream)
-        self.gauges: dict[str, float | str | None] = {"buffer_age_ms": None}
+        self._counters = {"blocks": 0, "hops": 0, "samples_in": 0, "nonfinite_samples": 0, "stage_resets": 0,
+                          "stage_errors": 0,
+                          "dropped_blocks": 0, "xruns": 0, "commands_applied": 0,
+                          "commands_coalesced": 0, "limited_samples": 0}
+        self._sources: list[Callable[[], TelemetryPart]] = []  # what runs around this engine (add_source)
         self._level_in = 0.0
         self._level_out = 0.0
         # over the whole run: input peak, input sum of squares, output peak, output sum of squares, samples
@@ -374,7 +374,7 @@ class Engine:
         if forgets:  # the newest forget (its fresh voice); a voice loaded after it already starts cold
             self._queue.put_nowait(("forget", forgets[-1]))
         self._queue.put_nowait(("params", (params, loaded)))
-        self.counters["commands_coalesced"] += len(pending)
+        self._counters["commands_coalesced"] += len(pending)
 
     def update(self, **changes: Any) -> Params:
         """Partial update (validated). Selecting a voice also loads its preset pitch/formant
@@ -404,7 +404,7 @@ class Engine:
                 kind, arg = self._queue.get_nowait()
             except queue.Empty:
                 return
-            self.counters["commands_applied"] += 1
+            self._counters["commands_applied"] += 1
             if kind == "params":
                 p, loaded = arg
                 if loaded is not None:
@@ -472,7 +472,7 @@ class Engine:
         xin[:] = x
         bad = sanitize(xin, 4.0)  # non-finite -> 0, then clipped: a broken driver cannot blow up the state
         if bad:
-            self.counters["nonfinite_samples"] += bad
+            self._counters["nonfinite_samples"] += bad
         m = self._rs_in.process(xin)
         i = 0
         while i < m.shape[0]:
@@ -486,16 +486,16 @@ class Engine:
                 ring_write(self._fifo, self._fifo_idx, self._rs_out.process(h))
         need = n
         # the pre-fill is "virtual": the first ``prefill`` output samples are zeros
-        pre = max(0, self.prefill - self.counters["samples_in"])
+        pre = max(0, self.prefill - self._counters["samples_in"])
         k0 = min(pre, need)
         y[:k0] = 0.0
         got = ring_read(self._fifo, self._fifo_idx, y[k0:need])
         if got < need - k0:  # cannot happen by construction; keep the stream alive if it does
             y[k0 + got:] = 0.0
-            self.counters["xruns"] += 1
-        self.counters["samples_in"] += n
-        self.counters["blocks"] += 1
-        if self.counters["blocks"] > WARMUP_BLOCKS:  # JIT/ONNX first-call costs are not steady state
+            self._counters["xruns"] += 1
+        self._counters["samples_in"] += n
+        self._counters["blocks"] += 1
+        if self._counters["blocks"] > WARMUP_BLOCKS:  # JIT/ONNX first-call costs are not steady state
             self._times_ns[self._times_n % TIMING_WINDOW] = time.perf_counter_ns() - t0
             self._times_n += 1
 
@@ -540,7 +540,7 @@ class Engine:
         peak_out = hop_mix(x, wet, self._g, self._dry, self._gbuf, self._dry_w, d, look,
                            wet0, wet1, out0, out1, self._y)
         if peak_out > LIMIT_KNEE:  # pitch-shifted grains can peak above full scale
-            self.counters["limited_samples"] += soft_limit(self._y, LIMIT_KNEE)
+            self._counters["limited_samples"] += soft_limit(self._y, LIMIT_KNEE)
             peak_out = min(peak_out, 1.0)
         self._dry_w = (self._dry_w + self.hop) & (self._dry.shape[0] - 1)
         self._cur = hc.gains
@@ -548,7 +548,7 @@ class Engine:
         run[2] = max(run[2], peak_out)
         run[3] += float(np.dot(self._y, self._y))
         run[4] += self.hop
-        self.counters["hops"] += 1
+        self._counters["hops"] += 1
         return self._y
 
     def _step_stage(self, act: _Active, x: Audio) -> Audio:
@@ -556,8 +556,8 @@ class Engine:
             y, act.state = act.stage.step(x, act.state)
         except Exception as e:  # noqa: BLE001 - e.g. onnxruntime failing at run time (a lost GPU)
             # the stream goes on: this hop is silent, the voice starts again from a fresh state
-            self.counters["stage_errors"] += 1
-            n = self.counters["stage_errors"]
+            self._counters["stage_errors"] += 1
+            n = self._counters["stage_errors"]
             if n & (n - 1) == 0:  # the 1st, 2nd, 4th, 8th... failure: a log that cannot flood
                 log.error("voice %s failed in the audio path (%s: %s); hop silenced, state reset "
                           "(stage_errors %d)", act.info.name, type(e).__name__, e, n)
@@ -568,50 +568,76 @@ class Engine:
             return np.zeros(self.hop, np.float32)
         if not all_finite(y):
             # bad numbers never enter state: reset this voice and output silence for the hop
-            self.counters["stage_resets"] += 1
+            self._counters["stage_resets"] += 1
             act.state = act.stage.init_state()
             return np.zeros(self.hop, np.float32)
         return y
 
     # ------------------------------------------------------------------ remote worker
     def attach(self, proxy: Any) -> None:
-        """Run the audio in another process (see :mod:`rtvc.worker`): from now on accepted
+        """Run the audio in another process (see :mod:`rtvc.audio.process`): from now on accepted
         parameter snapshots, resets and :meth:`forget_speaker` go to ``proxy`` (an
-        :class:`~rtvc.worker.EngineProxy`) instead of this engine's queue; a voice change is still
-        loaded (and refused) here first. ``None`` detaches. The worker's statistics come back
-        through :meth:`load_snapshot`."""
+        :class:`~rtvc.audio.process.EngineProxy`) instead of this engine's queue; a voice change is
+        still loaded (and refused) here first. The worker engine's statistics are the proxy's
+        (:meth:`~rtvc.audio.process.EngineProxy.telemetry`, merged into :attr:`counters` and
+        :meth:`telemetry`). ``None`` detaches: what the worker counted stays counted here."""
         with self._lock:
+            old = self.remote
+            if proxy is None and old is not None:
+                for k, v in old.telemetry().counters.items():
+                    self._counters[k] = self._counters.get(k, 0) + int(v)
             self.remote = proxy
-            if proxy is None:
-                self.gauges.pop("speaker_s", None)  # the worker's figure; this engine's own counts again
 
-    def snapshot(self, since: int) -> tuple[dict[str, Any], int]:
-        """Counters, gauges, levels and the compute times recorded after the ``since``-th
-        (at most a window), for :meth:`mirror` in another process; and the new ``since``."""
+    def snapshot(self, since: int) -> tuple[EngineSnapshot, int]:
+        """Counters, levels, the speaker's seconds and the compute times recorded after the
+        ``since``-th (at most a window), for the runner's process; and the new ``since``."""
         n = self._times_n
         k = min(n - since, TIMING_WINDOW)
-        times = [int(self._times_ns[i % TIMING_WINDOW]) for i in range(n - k, n)]
-        gauges = {k2: v for k2, v in self.gauges.items() if isinstance(v, (int, float)) or v is None}
-        gauges["speaker_s"] = self.speaker_s
-        return {"counters": dict(self.counters), "gauges": gauges, "times_ns": times,
-                "levels": (self._level_in, self._level_out, self._noise_floor, self._gate_open),
-                "run_levels": self._run_levels.tolist()}, n
+        times = tuple(int(self._times_ns[i % TIMING_WINDOW]) for i in range(n - k, n))
+        return EngineSnapshot(counters=dict(self._counters), times_ns=times,
+                              levels=(self._level_in, self._level_out, self._noise_floor, self._gate_open),
+                              run_levels=tuple(self._run_levels.tolist()), speaker_s=self.speaker_s), n
 
-    def load_snapshot(self, snap: dict[str, Any], base: dict[str, int],
-                      gauges: tuple[str, ...] = ("buffer_age_ms", "buffer_age_max_ms", "target_buffer_age_ms",
-                                                 "speaker_s")) -> None:
-        """Take a worker engine's :meth:`snapshot` as this engine's statistics (counters are
-        added to ``base``, what this engine had counted when the worker was attached)."""
-        for k, v in snap["counters"].items():
-            self.counters[k] = base.get(k, 0) + int(v)
-        for k in gauges:
-            if k in snap["gauges"]:
-                self.gauges[k] = snap["gauges"][k]
-        for t in snap["times_ns"]:
+    def load_snapshot(self, snap: EngineSnapshot) -> None:
+        """Take a worker engine's levels and compute times as this engine's (the proxy's mirror
+        thread: this engine runs no audio meanwhile). Its counters stay the proxy's."""
+        for t in snap.times_ns:
             self._times_ns[self._times_n % TIMING_WINDOW] = t
             self._times_n += 1
-        self._level_in, self._level_out, self._noise_floor, self._gate_open = snap["levels"]
-        self._run_levels[:] = snap["run_levels"]
+        self._level_in, self._level_out, self._noise_floor, self._gate_open = snap.levels
+        self._run_levels[:] = snap.run_levels
+
+    def add_source(self, source: Callable[[], TelemetryPart]) -> None:
+        """Merge ``source()`` (a runner's share) into :attr:`counters`, :attr:`gauges` and
+        :meth:`telemetry` from now on."""
+        self._sources.append(source)
+
+    def remove_source(self, source: Callable[[], TelemetryPart]) -> None:
+        if source in self._sources:
+            self._sources.remove(source)
+
+    def _merged(self) -> TelemetryPart:
+        parts = [src() for src in list(self._sources)]
+        if self.remote is not None:
+            parts.insert(0, self.remote.telemetry())
+        return merge(TelemetryPart(self._counters, {"buffer_age_ms": None}), *parts)
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """This engine's counters with those of what runs around it (the worker process's engine,
+        the block worker's xruns and dropped blocks), merged (a copy)."""
+        return dict(self._merged().counters)
+
+    @property
+    def gauges(self) -> dict[str, Any]:
+        """Values the audio path around this engine keeps current (buffer ages, stream state, the
+        last fault, ...; None where there is no live stream), merged (a copy)."""
+        return dict(self._merged().gauges)
+
+    @property
+    def live_params(self) -> Params:
+        """The snapshot the audio path uses now (applied at the last block boundary)."""
+        return self._live
 
     # ------------------------------------------------------------------ telemetry (any thread)
     def run_levels(self) -> dict[str, float]:
@@ -627,7 +653,9 @@ class Engine:
         n = min(self._times_n, TIMING_WINDOW)
         t = np.sort(self._times_ns[:n]) / 1e6 if n else np.zeros(1)
         cfg = self.config
-        block_ms_mean = 1000.0 * self.counters["samples_in"] / max(1, self.counters["blocks"]) / cfg.device_rate
+        merged = self._merged()
+        counters = merged.counters
+        block_ms_mean = 1000.0 * counters["samples_in"] / max(1, counters["blocks"]) / cfg.device_rate
         p50 = float(np.percentile(t, 50))
         return {
             "voice": self._live.voice,
@@ -645,8 +673,8 @@ class Engine:
             "rtf": p50 / block_ms_mean if block_ms_mean > 0 else 0.0,
             "voice_provider": self.voice_provider,
             "speaker_s": self.speaker_s,
-            **{k: int(v) for k, v in self.counters.items()},
-            **self.gauges,
+            **{k: int(v) for k, v in counters.items()},
+            **merged.gauges,
         }
 
 

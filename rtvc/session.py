@@ -57,7 +57,7 @@ def build_params(args: argparse.Namespace, *, registry: Any) -> Params:
 
 
 def check_block_ms(block_ms: float) -> None:
-    from .audio import BLOCK_MS_RANGE
+    from .audio.config import BLOCK_MS_RANGE
 
     if not (math.isfinite(block_ms) and BLOCK_MS_RANGE[0] <= block_ms <= BLOCK_MS_RANGE[1]):
         raise ConfigError(f"--block-ms {block_ms:g} is out of range; expected {BLOCK_MS_RANGE[0]}..{BLOCK_MS_RANGE[1]} ms")
@@ -89,7 +89,7 @@ def _device_rate(args: argparse.Namespace) -> int:
     if getattr(args, "backend", "portaudio") == "pulse":
         return 48_000  # the server converts; 48 kHz is the engine's native rate
     if hasattr(args, "input"):
-        from .audio import default_rate, resolve_device
+        from .audio.devices import default_rate, resolve_device
 
         return default_rate(resolve_device(args.input, "input"))
     return 48_000
@@ -345,7 +345,7 @@ def run_demo(args: argparse.Namespace, reason: str, out: TextIO) -> int:
 
 def _no_device_reason(*, need_output: bool) -> str | None:
     """Why live audio cannot run here (None: it can)."""
-    from .audio import list_devices
+    from .audio.devices import list_devices
 
     try:
         devs = list_devices()
@@ -424,7 +424,7 @@ def _live_loop(args: argparse.Namespace, engine: Any, runner: Any, ext: Any, out
 
 def _check_devices_without_sound_card(args: argparse.Namespace, reason: str) -> None:
     """No sound card: a device the user named, or a control server, cannot be served by the demo."""
-    from .audio import resolve_device
+    from .audio.devices import resolve_device
 
     for kind, spec in (("input", args.input), ("output", args.output), ("output", args.monitor)):
         if spec is not None:

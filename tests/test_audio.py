@@ -2,7 +2,8 @@
 fake PortAudio, the callbacks and the worker step on their rings, and the file-driven runner.
 
 References: the mono mixdown is checked against ``ndarray.mean``; the file-driven runner's
-output against the same engine run offline (``Engine.process`` on the whole signal).
+output against the same engine run offline (``Engine.process`` on the whole signal). Time in
+the block worker's margin logic moves with an injected clock (:class:`FakeClock`).
 """
 
 from __future__ import annotations
@@ -16,11 +17,15 @@ import pytest
 import soundfile as sf
 
 import rtvc.audio as audio
-from rtvc._native.ring import ring_read_available, ring_write
-from rtvc.audio import LiveRunner, check_settings, resolve_device
+from rtvc.audio import LiveRunner, check_settings, devices, resolve_device
+from rtvc.audio.files import FileWriter
+from rtvc.audio.rings import Rings
+from rtvc.audio.streams import PythonCallbacks, inheritable_priority
+from rtvc.audio.worker import WIDEN_GRACE_S
 from rtvc.engine import Engine, EngineConfig
-from rtvc.errors import ConfigError, DeviceError
+from rtvc.errors import AudioFileError, ConfigError, DeviceError
 from rtvc.params import Params
+from rtvc.telemetry import Counter
 from tests.test_cli import FAKE_DEVICES, fake_devices  # noqa: F401  (fixture)
 
 
@@ -46,10 +51,23 @@ class FakePortAudio:
         self._check("output", device, channels, samplerate)
 
 
+class FakeClock:
+    """Monotonic seconds that move only when a test says so."""
+
+    def __init__(self, t: float = 1000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, s: float) -> None:
+        self.t += s
+
+
 @pytest.fixture
 def fake_pa(monkeypatch: pytest.MonkeyPatch, fake_devices: list) -> FakePortAudio:
     pa = FakePortAudio()
-    monkeypatch.setattr(audio, "_sounddevice", lambda: pa)
+    monkeypatch.setattr(devices, "load_sounddevice", lambda: pa)
     return pa
 
 
@@ -112,59 +130,57 @@ def _file_runner(tmp_path: Path, *, rate: int = 16000, seconds: float = 0.5, **k
     return LiveRunner(eng, input_file=p, null_output=True, **kw)
 
 
-def test_input_callback_mixes_down_or_selects(tmp_path: Path) -> None:
-    r = _file_runner(tmp_path)
-    r._allocate()
+def test_input_callback_mixes_down_or_selects() -> None:
     data = np.random.default_rng(0).standard_normal((37, 3)).astype(np.float32)
     for ch, ref in ((-1, data.mean(axis=1)), (2, data[:, 2])):
-        r._ch_sel = ch
-        r._in.idx[:] = 0
-        r._input_cb(data, 37, None, None)
+        rings = Rings.local(1024)
+        PythonCallbacks(rings, channel=ch).input(data, 37, None, None)
         got = np.zeros(37, np.float32)
-        assert audio.ring_read(r._in.buf, r._in.idx, got) == 37
+        assert rings.input.readinto(got) == 37
         np.testing.assert_allclose(got, ref, atol=1e-6)
 
 
 def test_callbacks_count_status_and_underflow(tmp_path: Path) -> None:
     r = _file_runner(tmp_path)
-    r._allocate()
-    r._ch_sel = -1
+    rings = r.allocate()
+    cbs = PythonCallbacks(rings, channel=-1)
     b = r.block
     out = np.full((2 * b, 2), 9.0, np.float32)
-    r._output_cb(out, 2 * b, None, None)  # one block of pre-fill, then dry
+    cbs.output(out, 2 * b, None, None)  # one block of pre-fill, then dry
     assert np.all(out == 0.0)
-    r._input_cb(np.zeros((b, 1), np.float32), b, None, "input overflow")
-    r._collect()
+    cbs.input(np.zeros((b, 1), np.float32), b, None, "input overflow")
+    r.collect()
     # dry before the first block is written: the device started first (not an xrun)
     assert r.stats["startup_underflows"] == 1 and r.stats["output_underflows"] == 0
     assert r.stats["input_status_flags"] == 1 and r.engine.counters["xruns"] == 1
     assert r.step()  # the first block; a dry callback after it is a glitch
-    out = np.zeros((ring_read_available(r._out.idx) + b, 2), np.float32)
-    r._output_cb(out, out.shape[0], None, None)
-    r._collect()
+    out = np.zeros((rings.output.read_available() + b, 2), np.float32)
+    cbs.output(out, out.shape[0], None, None)
+    r.collect()
     assert r.stats["output_underflows"] == 1 and r.stats["startup_underflows"] == 1
     assert r.engine.counters["xruns"] == 2
     y = np.arange(b, dtype=np.float32)
-    ring_write(r._out.buf, r._out.idx, y)
+    rings.output.write(y)
     out = np.zeros((b, 2), np.float32)
-    r._output_cb(out, b, None, None)
+    cbs.output(out, b, None, None)
     np.testing.assert_array_equal(out, np.stack([y, y], axis=1))
-    r._collect()
+    r.collect()
     assert r.engine.counters["xruns"] == 2
 
 
 def test_worker_drops_the_oldest_blocks(tmp_path: Path) -> None:
     r = _file_runner(tmp_path, params=Params(bypass=True, gate_threshold_db=-120.0, gate_floor_margin_db=0.0, gate_confirm_ms=0.0), max_backlog_blocks=2)
-    r._allocate()
+    rings = r.allocate()
     b = r.block
     assert not r.step()  # nothing waiting
     for k in range(6):
-        ring_write(r._in.buf, r._in.idx, np.full(b, 0.01 * (k + 1), np.float32))
+        rings.input.write(np.full(b, 0.01 * (k + 1), np.float32))
     assert r.step()
-    assert r.engine.counters["dropped_blocks"] == 5 and ring_read_available(r._in.idx) == 0
-    np.testing.assert_array_equal(r._core._x, np.full(b, 0.06, np.float32))  # the newest block was kept
+    assert r.engine.counters["dropped_blocks"] == 5 and rings.input.read_available() == 0
+    # the newest block was kept: the block the worker read last (private: no seam shows the input it took)
+    np.testing.assert_array_equal(r.block_worker._x, np.full(b, 0.06, np.float32))
     for k in range(3):  # within the bound: nothing dropped
-        ring_write(r._in.buf, r._in.idx, np.full(b, 0.1, np.float32))
+        rings.input.write(np.full(b, 0.1, np.float32))
     assert r.step() and r.step() and r.step() and not r.step()
     assert r.engine.counters["dropped_blocks"] == 5
     assert r.stats["worker_blocks"] == 4
@@ -274,12 +290,12 @@ def test_dead_stream_is_reopened_by_the_supervisor(tmp_path: Path) -> None:
     with r:
         assert not r.restart_dead_streams()  # nothing wrong
         dead = DeadStream()
-        r._streams.append(dead)  # as if PortAudio had stopped a stream after a host API error
+        r.streams.streams.append(dead)  # as if PortAudio had stopped a stream after a host API error
         t_end = time.monotonic() + 20.0
         while r.stats["stream_restarts"] < 1 and time.monotonic() < t_end:
             time.sleep(0.02)
         assert r.stats["stream_restarts"] == 1 and r.stats["device_losses"] == 1
-        assert dead.closed and r.running and dead not in r._streams
+        assert dead.closed and r.running and dead not in r.streams.streams
         assert r.restart_dead_streams() and not r.restart_dead_streams()  # reported once
         assert [f["kind"] for f in r.faults] == ["device_lost", "device_back"]
         assert "output stream stopped" in r.faults[0]["message"]
@@ -312,17 +328,17 @@ def test_output_ring_is_trimmed_to_its_margin(tmp_path: Path) -> None:
     """A device output ring that holds too much (as after a burst of input) comes back to the
     margin: the level seen before each write, minimised over a window, ends at the margin."""
     r = _file_runner(tmp_path, params=Params(bypass=True, gate_threshold_db=-120.0, gate_floor_margin_db=0.0, gate_confirm_ms=0.0), out_margin_blocks=0.5)
-    r._allocate()
-    r._core.device_out = True  # as if a device consumed the output ring
+    rings = r.allocate()
+    r.block_worker.device_out = True  # as if a device consumed the output ring
     b = r.block
-    ring_write(r._out.buf, r._out.idx, np.zeros(3 * b, np.float32))  # 4 blocks queued in all (the cap)
+    rings.output.write(np.zeros(3 * b, np.float32))  # 4 blocks queued in all (the cap)
     sink = np.zeros(b, np.float32)
     levels = []
-    for _ in range(4 * r._win_blocks):
-        ring_write(r._in.buf, r._in.idx, np.full(b, 0.1, np.float32))
+    for _ in range(4 * r.block_worker.win_blocks):
+        rings.input.write(np.full(b, 0.1, np.float32))
         assert r.step()
-        levels.append(ring_read_available(r._out.idx))
-        audio.ring_read(r._out.buf, r._out.idx, sink)  # the device takes one block per block
+        levels.append(rings.output.read_available())
+        rings.output.readinto(sink)  # the device takes one block per block
     # reference: after trimming, the level right after a write is one block + the margin
     assert levels[-1] == b + b // 2, levels[-5:]
     assert r.stats["trimmed_samples"] == 4 * b - b // 2  # the pre-write level went from 4 blocks to the margin
@@ -332,138 +348,143 @@ def test_output_ring_is_trimmed_to_its_margin(tmp_path: Path) -> None:
 
 
 def test_native_counters_become_stats_and_gaming_widens(tmp_path: Path) -> None:
-    from rtvc._native.pa_callback import CNT
-
-    r = _file_runner(tmp_path, profile="gaming")
-    r._allocate()
+    clock = FakeClock()
+    r = _file_runner(tmp_path, profile="gaming", clock=clock)
+    rings = r.allocate()
+    out, inp = rings.counts["output"], rings.counts["input"]
     b = r.block
     t0 = r.target_buffer_age_ms
     # before the pipeline has produced anything an underflow is the device starting first, with
     # nothing to play yet: counted apart, not an xrun, and the margin stays
-    r._ncnt["output"][CNT["out_ring_empty_events"]] = 1
-    r._ncnt["output"][CNT["out_ring_empty"]] = b
-    r._ncnt["output"][CNT["pa_output_underflow"]] = 1
-    r._collect()
+    out[Counter.OUT_RING_EMPTY_EVENTS] = 1
+    out[Counter.OUT_RING_EMPTY] = b
+    out[Counter.PA_OUTPUT_UNDERFLOW] = 1
+    r.collect()
     assert r.stats["startup_underflows"] == 1 and r.stats["output_underflows"] == 0
-    assert r.engine.counters["xruns"] == 0 and r._margin_blocks == 2.0
+    assert r.engine.counters["xruns"] == 0 and r.margin_blocks == 2.0
     # the first block: from now on (two seconds later for the margin) underflows are glitches
-    ring_write(r._in.buf, r._in.idx, np.zeros(b, np.float32))
+    rings.input.write(np.zeros(b, np.float32))
     assert r.step()
-    r._collect()
+    r.collect()
     assert r.stats["startup_underflows"] == 1 and r.engine.counters["xruns"] == 0
-    r._core._widen_from = time.monotonic()  # as if the grace period were over
-    r._ncnt["output"][CNT["out_ring_empty_events"]] = 3
-    r._ncnt["output"][CNT["out_ring_empty"]] = b + b // 3
-    r._ncnt["output"][CNT["pa_output_underflow"]] = 2
-    r._ncnt["input"][CNT["in_ring_full_events"]] = 3
-    r._ncnt["input"][CNT["callbacks"]] = 10
-    r._collect()
+    clock.advance(WIDEN_GRACE_S)  # the grace period is over
+    out[Counter.OUT_RING_EMPTY_EVENTS] = 3
+    out[Counter.OUT_RING_EMPTY] = b + b // 3
+    out[Counter.PA_OUTPUT_UNDERFLOW] = 2
+    inp[Counter.IN_RING_FULL_EVENTS] = 3
+    inp[Counter.CALLBACKS] = 10
+    r.collect()
     s = r.stats
     assert (s["output_underflows"], s["output_status_flags"], s["input_overflows"], s["callbacks"]) == (2, 1, 3, 10)
     assert s["missing_samples"] == b // 3
     assert r.engine.counters["xruns"] == 6
     # the underflow (a third of a block missing) widened the output margin by one step (gaming: a
     # block), and the target with it
-    assert r._margin_blocks == 3.0 and r.target_buffer_age_ms == pytest.approx(t0 + r.block_ms)
-    r._collect()  # nothing new: nothing counted twice
+    assert r.margin_blocks == 3.0 and r.target_buffer_age_ms == pytest.approx(t0 + r.block_ms)
+    r.collect()  # nothing new: nothing counted twice
     assert r.engine.counters["xruns"] == 6
-    assert _file_runner(tmp_path)._margin_max_blocks == 2.0  # live: 20 ms at 10 ms blocks ...
-    assert _file_runner(tmp_path)._margin_blocks == 1.0  # live starts at one block
-    live = _file_runner(tmp_path, block_ms=5.0, out_margin_blocks=0.5)  # the steps from half a block
-    live._allocate()
-    assert live._margin_max_blocks == 4.0  # ... and at 5 ms blocks
+    assert _file_runner(tmp_path).config.margin_max_blocks == 2.0  # live: 20 ms at 10 ms blocks ...
+    assert _file_runner(tmp_path).margin_blocks == 1.0  # live starts at one block
+    clock = FakeClock()
+    live = _file_runner(tmp_path, block_ms=5.0, out_margin_blocks=0.5, clock=clock)  # the steps from half a block
+    rings = live.allocate()
+    out = rings.counts["output"]
+    assert live.config.margin_max_blocks == 4.0  # ... and at 5 ms blocks
     b = live.block
-    live._core._widen_from = time.monotonic()  # as if the first block were written 2 s ago
-    live._core._startup = False
-    live._ncnt["output"][CNT["out_ring_empty_events"]] = 4
-    live._ncnt["output"][CNT["out_ring_empty"]] = 3 * b
-    live._collect()
-    assert live._margin_blocks == 1.0  # a first, isolated shortfall (a hiccup): one step
-    live._core._ep_last -= 1.0  # a second episode, within 60 s of the first: recurring jitter
-    live._ncnt["output"][CNT["out_ring_empty_events"]] = 5
-    live._ncnt["output"][CNT["out_ring_empty"]] += b + b // 5
-    live._collect()
+    rings.input.write(np.zeros(b, np.float32))
+    assert live.step()  # the first block ...
+    clock.advance(WIDEN_GRACE_S)  # ... written 2 s ago
+    out[Counter.OUT_RING_EMPTY_EVENTS] = 4
+    out[Counter.OUT_RING_EMPTY] = 3 * b
+    live.collect()
+    assert live.margin_blocks == 1.0  # a first, isolated shortfall (a hiccup): one step
+    clock.advance(1.0)  # a second episode, within 60 s of the first: recurring jitter
+    out[Counter.OUT_RING_EMPTY_EVENTS] = 5
+    out[Counter.OUT_RING_EMPTY] += b + b // 5
+    live.collect()
     # the live profile widens by what was missing, in half blocks (rounded): 1.2 blocks -> +1.0 ...
-    assert live._margin_blocks == 2.0
-    live._ncnt["output"][CNT["out_ring_empty_events"]] = 6
-    live._ncnt["output"][CNT["out_ring_empty"]] += b // 2
-    live._collect()  # ... the same episode (under 0.25 s later): 1.7 blocks in all -> +1.5 ...
-    assert live._margin_blocks == 2.5
-    live._core._ep_last -= 1.0  # a new episode
-    live._ncnt["output"][CNT["out_ring_empty_events"]] = 7
-    live._ncnt["output"][CNT["out_ring_empty"]] += 60 * b
-    live._collect()
-    assert live._margin_blocks == 3.0  # ... an outage longer than the widest margin: one step
-    live._core._ep_last -= 1.0
-    live._ncnt["output"][CNT["out_ring_empty_events"]] = 8
-    live._ncnt["output"][CNT["out_ring_empty"]] += 3 * b
-    live._collect()
-    assert live._margin_blocks == 4.0  # 3.0 + 3 blocks, capped at 20 ms
+    assert live.margin_blocks == 2.0
+    out[Counter.OUT_RING_EMPTY_EVENTS] = 6
+    out[Counter.OUT_RING_EMPTY] += b // 2
+    live.collect()  # ... the same episode (under 0.25 s later): 1.7 blocks in all -> +1.5 ...
+    assert live.margin_blocks == 2.5
+    clock.advance(1.0)  # a new episode
+    out[Counter.OUT_RING_EMPTY_EVENTS] = 7
+    out[Counter.OUT_RING_EMPTY] += 60 * b
+    live.collect()
+    assert live.margin_blocks == 3.0  # ... an outage longer than the widest margin: one step
+    clock.advance(1.0)
+    out[Counter.OUT_RING_EMPTY_EVENTS] = 8
+    out[Counter.OUT_RING_EMPTY] += 3 * b
+    live.collect()
+    assert live.margin_blocks == 4.0  # 3.0 + 3 blocks, capped at 20 ms
     # ... and narrows by half a block after each 30 s without one, down to where it started
-    live._core._last_underflow -= 31.0
-    live._collect()
-    assert live._margin_blocks == 3.5 and live.target_buffer_age_ms == pytest.approx(6.5 * live.block_ms)
-    live._collect()
-    assert live._margin_blocks == 3.5  # the next step waits another 30 s
+    clock.advance(31.0)
+    live.collect()
+    assert live.margin_blocks == 3.5 and live.target_buffer_age_ms == pytest.approx(6.5 * live.block_ms)
+    live.collect()
+    assert live.margin_blocks == 3.5  # the next step waits another 30 s
     for _ in range(8):
-        live._core._last_underflow -= 31.0
-        live._collect()
-    assert live._margin_blocks == 0.5
+        clock.advance(31.0)
+        live.collect()
+    assert live.margin_blocks == 0.5
 
 
 def test_margin_narrows_only_when_the_ring_kept_a_step_of_headroom(tmp_path: Path) -> None:
-    from rtvc._native.pa_callback import CNT
-
-    r = _file_runner(tmp_path, params=Params(bypass=True, gate_threshold_db=-120.0, gate_floor_margin_db=0.0, gate_confirm_ms=0.0), out_margin_blocks=0.5)
-    r._allocate()
-    core, b = r._core, r.block
+    clock = FakeClock()
+    r = _file_runner(tmp_path, params=Params(bypass=True, gate_threshold_db=-120.0, gate_floor_margin_db=0.0, gate_confirm_ms=0.0), out_margin_blocks=0.5,
+                     clock=clock)
+    rings = r.allocate()
+    core, b = r.block_worker, r.block
     core.device_out = True  # as if a device consumed the output ring
-    core._widen_from = time.monotonic()  # as if the first block were written 2 s ago
-    core._startup = False
-    r._ncnt["output"][CNT["out_ring_empty_events"]] = 1
-    r._ncnt["output"][CNT["out_ring_empty"]] = b
-    r._collect()
-    assert r._margin_blocks == 1.0
+    rings.input.write(np.zeros(b, np.float32))
+    assert r.step()  # the first block ...
+    clock.advance(WIDEN_GRACE_S)  # ... written 2 s ago
+    rings.counts["output"][Counter.OUT_RING_EMPTY_EVENTS] = 1
+    rings.counts["output"][Counter.OUT_RING_EMPTY] = b
+    r.collect()
+    assert r.margin_blocks == 1.0
     # the ring came down to a quarter block before a write during the 30 s: keep the margin
-    audio.ring_read(r._out.buf, r._out.idx, np.zeros(ring_read_available(r._out.idx), np.float32))
-    ring_write(r._out.buf, r._out.idx, np.zeros(b // 4, np.float32))
-    ring_write(r._in.buf, r._in.idx, np.zeros(b, np.float32))
+    rings.output.readinto(np.zeros(rings.output.read_available(), np.float32))
+    rings.output.write(np.zeros(b // 4, np.float32))
+    rings.input.write(np.zeros(b, np.float32))
     assert r.step()
-    core._last_underflow -= 31.0
-    r._collect()
-    assert r._margin_blocks == 1.0
+    clock.advance(31.0)
+    r.collect()
+    assert r.margin_blocks == 1.0
     # the next 30 s the lowest level was a block and a half (the device took the rest): narrow
     # (by two half-block steps, leaving one step of headroom; it stops at its base, half a block)
-    audio.ring_read(r._out.buf, r._out.idx, np.zeros(ring_read_available(r._out.idx), np.float32))
-    ring_write(r._out.buf, r._out.idx, np.zeros(b + b // 2, np.float32))
-    ring_write(r._in.buf, r._in.idx, np.zeros(b, np.float32))
+    rings.output.readinto(np.zeros(rings.output.read_available(), np.float32))
+    rings.output.write(np.zeros(b + b // 2, np.float32))
+    rings.input.write(np.zeros(b, np.float32))
     assert r.step()
-    core._last_underflow -= 31.0
-    r._collect()
-    assert r._margin_blocks == 0.5
+    clock.advance(31.0)
+    r.collect()
+    assert r.margin_blocks == 0.5
 
 
 def test_margin_widened_by_a_burst_comes_back_in_one_calm_period(tmp_path: Path) -> None:
-    r = _file_runner(tmp_path, params=Params(bypass=True, gate_threshold_db=-120.0, gate_floor_margin_db=0.0, gate_confirm_ms=0.0), out_margin_blocks=0.5)
-    r._allocate()
-    core, b = r._core, r.block
+    clock = FakeClock()
+    r = _file_runner(tmp_path, params=Params(bypass=True, gate_threshold_db=-120.0, gate_floor_margin_db=0.0, gate_confirm_ms=0.0), out_margin_blocks=0.5,
+                     clock=clock)
+    rings = r.allocate()
+    core, b = r.block_worker, r.block
     core.device_out = True
-    core._startup = False
     core.margin_blocks = 4.0  # where a burst left it
     # 30 s of calm: the ring's lowest level before a write was 3.25 blocks, so 0.75 block was used
-    audio.ring_read(r._out.buf, r._out.idx, np.zeros(ring_read_available(r._out.idx), np.float32))
-    ring_write(r._out.buf, r._out.idx, np.zeros(3 * b + b // 4, np.float32))
-    ring_write(r._in.buf, r._in.idx, np.zeros(b, np.float32))
+    rings.output.readinto(np.zeros(rings.output.read_available(), np.float32))
+    rings.output.write(np.zeros(3 * b + b // 4, np.float32))
+    rings.input.write(np.zeros(b, np.float32))
     assert r.step()
-    core._last_underflow -= 31.0
-    r._collect()
+    clock.advance(31.0)
+    r.collect()
     # 5 of the 6 unused half-block steps go at once: the deepest dip (0.75 block) keeps at least
     # a step (0.5 block) of headroom; it was one step per 30 s
-    assert r._margin_blocks == 1.5 and r.target_buffer_age_ms == pytest.approx(4.5 * r.block_ms)
+    assert r.margin_blocks == 1.5 and r.target_buffer_age_ms == pytest.approx(4.5 * r.block_ms)
 
 
 def test_file_writer_accounts_for_every_sample(tmp_path: Path) -> None:
-    w = audio._FileWriter(tmp_path / "o.wav", 16000, max_pending_s=0.01)  # 160 samples may wait
+    w = FileWriter(tmp_path / "o.wav", 16000, max_pending_s=0.01)  # 160 samples may wait
     w.put(np.full(100, 0.5, np.float32))
     assert w.flush() and w.written_samples == 100
     w.put(np.full(100, 0.25, np.float32))
@@ -473,8 +494,8 @@ def test_file_writer_accounts_for_every_sample(tmp_path: Path) -> None:
     assert err is not None and "incomplete" in err and "0.01 s of 0.02 s written" in err
     y, sr = sf.read(tmp_path / "o.wav", dtype="float32")
     np.testing.assert_allclose(y, np.r_[np.full(100, 0.5), np.full(100, 1.0)], atol=1 / 32768)  # clipped
-    with pytest.raises(audio.AudioFileError, match=r"folder .* does not exist"):
-        audio._FileWriter(tmp_path / "nope" / "o.wav", 16000)
+    with pytest.raises(AudioFileError, match=r"folder .* does not exist"):
+        FileWriter(tmp_path / "nope" / "o.wav", 16000)
 
 
 def test_cli_run_flags_reach_the_runner(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -516,7 +537,7 @@ def test_threads_started_while_opening_streams_run_above_the_worker() -> None:
 
     outside = threading.Thread(target=run, args=("outside", None))
     outside.start()
-    with audio._inheritable_priority(11):
+    with inheritable_priority(11):
         assert os.sched_getparam(0).sched_priority == 11  # inherited by threads started now
         started = [threading.Thread(target=run, args=(n, p)) for n, p in (("plain", None), ("own_fifo_1", 1),
                                                                           ("own_fifo_20", 20))]
@@ -537,7 +558,7 @@ def test_threads_started_while_opening_streams_run_above_the_worker() -> None:
 
 
 def test_pulse_backend_without_a_server_is_a_clear_device_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from rtvc import pulse
+    from rtvc.audio import pulse
 
     if not pulse.available():
         pytest.skip("libpulse is not installed")
@@ -570,43 +591,41 @@ def _after_a_stall(tmp_path: Path, *, report: str | None) -> tuple[LiveRunner, l
     worker catches up and the steady state resumes. ``report``: who counts the underflow (the
     ring's callback, the device's status, or nobody). Returns the runner, the pre-write output
     levels from the first block after the catch-up on, and the block."""
-    from rtvc._native.pa_callback import CNT
-
     r = _file_runner(tmp_path, params=Params(bypass=True, gate_threshold_db=-120.0, gate_floor_margin_db=0.0, gate_confirm_ms=0.0))
-    r._allocate()
-    core, b = r._core, r.block
+    rings = r.allocate()
+    core, b = r.block_worker, r.block
     core.device_out = True  # as if a device consumed the output ring
     phase = [0]
 
     def arrive(n: int) -> None:
         t = (phase[0] + np.arange(n * b)) / r.rate
         phase[0] += n * b
-        ring_write(r._in.buf, r._in.idx, (0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32))
+        rings.input.write((0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32))
 
     sink = np.zeros(4 * b, np.float32)
-    assert ring_read_available(r._out.idx) == b  # the runner starts the ring at the margin (one block)
+    assert rings.output.read_available() == b  # the runner starts the ring at the margin (one block)
     for _ in range(2 * core.win_blocks):
         arrive(1)
         assert r.step()
-        audio.ring_read(r._out.buf, r._out.idx, sink[:b])
-    assert r.stats["trimmed_samples"] == 0 and ring_read_available(r._out.idx) == b
-    audio.ring_read(r._out.buf, r._out.idx, sink[:b])  # the stall: one block there, two missing
+        rings.output.readinto(sink[:b])
+    assert r.stats["trimmed_samples"] == 0 and rings.output.read_available() == b
+    rings.output.readinto(sink[:b])  # the stall: one block there, two missing
     if report == "ring":
-        r._ncnt["output"][CNT["out_ring_empty_events"]] += 1
-        r._ncnt["output"][CNT["out_ring_empty"]] += 2 * b
+        rings.counts["output"][Counter.OUT_RING_EMPTY_EVENTS] += 1
+        rings.counts["output"][Counter.OUT_RING_EMPTY] += 2 * b
     elif report == "device":
-        r._ncnt["output"][CNT["pa_output_underflow"]] += 1
-    r._collect()
+        rings.counts["output"][Counter.PA_OUTPUT_UNDERFLOW] += 1
+    r.collect()
     arrive(3)
     for _ in range(3):  # the catch-up: a backlog, no cut
         assert r.step()
-    assert r.stats["trimmed_samples"] == 0 and ring_read_available(r._out.idx) == 3 * b
+    assert r.stats["trimmed_samples"] == 0 and rings.output.read_available() == 3 * b
     levels = []
     for _ in range(3 * core.win_blocks):
-        levels.append(ring_read_available(r._out.idx))
+        levels.append(rings.output.read_available())
         arrive(1)
         assert r.step()
-        audio.ring_read(r._out.buf, r._out.idx, sink[:b])
+        rings.output.readinto(sink[:b])
     return r, levels, b
 
 
@@ -617,7 +636,7 @@ def test_after_an_underflow_the_delay_it_added_is_cut_within_a_tenth_of_a_second
     the ring restarts short after an underflow, so the excess is cut within ~0.1 s of the
     catch-up (not 0.5-1 s), and it is all cut: the level comes back to the margin exactly."""
     r, levels, b = _after_a_stall(tmp_path, report=report)
-    core = r._core
+    core = r.block_worker
     assert levels[0] == 3 * b  # two blocks above the margin
     back = next(i for i, v in enumerate(levels) if v == b)
     assert core.recheck_blocks <= back <= core.recheck_blocks + 4, levels[:30]  # cut as soon as measured

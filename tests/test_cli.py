@@ -1,6 +1,6 @@
 """rtvc.cli: every subcommand through ``main([...])``, user errors as exit code 2 + a message.
 
-Device lists are monkeypatched (``rtvc.audio.list_devices``), so nothing here needs a sound
+Device lists are monkeypatched (``rtvc.audio.devices.list_devices``), so nothing here needs a sound
 card; the live path through a real audio server is in test_live_pulse.py.
 """
 
@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import rtvc.audio as audio
+import rtvc
+from rtvc.audio import devices
 from rtvc.cli import SUBCOMMANDS, main, make_parser
 from rtvc.engine import Engine, EngineConfig
 from rtvc.params import Params
@@ -36,7 +37,7 @@ FAKE_DEVICES = [
 @pytest.fixture
 def fake_devices(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     devs = [dict(d) for d in FAKE_DEVICES]
-    monkeypatch.setattr(audio, "list_devices", lambda backend="portaudio": [dict(d) for d in devs])
+    monkeypatch.setattr(devices, "list_devices", lambda backend="portaudio": [dict(d) for d in devs])
     return devs
 
 
@@ -254,13 +255,13 @@ def test_run_fast_json_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 def test_run_without_sound_card_falls_back_to_demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(audio, "list_devices", lambda backend="portaudio": [])
+    monkeypatch.setattr(devices, "list_devices", lambda backend="portaudio": [])
     monkeypatch.chdir(tmp_path)
     assert main(["run", "--voice", "deeper"]) == 0
     out, _ = _err(capsys)
     assert "no sound card found" in out and "rtvc-demo-out.wav" in out
     y, rate = sf.read(tmp_path / "rtvc-demo-out.wav", dtype="float32")
-    x, rate_in = sf.read(Path(audio.__file__).parent / "data" / "sample.wav", dtype="float32")
+    x, rate_in = sf.read(Path(rtvc.__file__).parent / "data" / "sample.wav", dtype="float32")
     assert rate == rate_in and y.shape == x.shape and np.max(np.abs(y)) > 0.05
 
 
@@ -273,14 +274,14 @@ def test_default_voice_is_a_shipped_neural_voice_and_runs_without_a_sound_card(
     info = VoiceRegistry([shipped_models_dir()]).get(DEFAULT_VOICE)  # shipped, not a user's clone
     assert info.kind == "neural"
     assert make_parser().parse_args(["run"]).voice == DEFAULT_VOICE
-    monkeypatch.setattr(audio, "list_devices", lambda backend="portaudio": [])
+    monkeypatch.setattr(devices, "list_devices", lambda backend="portaudio": [])
     monkeypatch.chdir(tmp_path)
     assert main(["run", "--json"]) == 0  # the README's main command, as typed
     text, _ = _err(capsys)
     s = json.loads(text)
     assert s["demo"] is True and s["voice"] == DEFAULT_VOICE and s["nonfinite_samples"] == 0
     y, _ = sf.read(tmp_path / "rtvc-demo-out.wav", dtype="float32")
-    x, _ = sf.read(Path(audio.__file__).parent / "data" / "sample.wav", dtype="float32")
+    x, _ = sf.read(Path(rtvc.__file__).parent / "data" / "sample.wav", dtype="float32")
     assert y.shape == x.shape and np.all(np.isfinite(y)) and np.max(np.abs(y)) > 0.05
 
 
@@ -291,7 +292,7 @@ def test_run_demo_when_portaudio_fails(tmp_path: Path, monkeypatch: pytest.Monke
     def broken() -> list:
         raise DeviceError("PortAudio cannot be loaded (test)")
 
-    monkeypatch.setattr(audio, "list_devices", broken)
+    monkeypatch.setattr(devices, "list_devices", broken)
     dest = tmp_path / "demo.wav"
     monkeypatch.chdir(tmp_path)
     assert main(["run", "--output-file", str(dest), "--json"]) == 0
@@ -318,9 +319,9 @@ def test_run_device_errors(args: list[str], expect: str | None, fake_devices: li
     import re
 
     def no_stream(**kw: Any) -> None:
-        raise audio.DeviceError("stop here: check_settings reached")
+        raise devices.DeviceError("stop here: check_settings reached")
 
-    monkeypatch.setattr(audio, "check_settings", no_stream)
+    monkeypatch.setattr(devices, "check_settings", no_stream)
     assert main(["run", *args, "--duration", "0.1"]) == 2
     _, err = _err(capsys)
     assert err.startswith("rtvc: error: ")
@@ -433,7 +434,7 @@ def test_status_line_shows_the_noise_floor_once_tracked() -> None:
 def test_no_sound_card_a_named_device_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     """The demo must not silently ignore a device the user asked for."""
-    monkeypatch.setattr(audio, "list_devices", lambda backend="portaudio": [])
+    monkeypatch.setattr(devices, "list_devices", lambda backend="portaudio": [])
     monkeypatch.chdir(tmp_path)
     assert main(["run", "--voice", "robot", "--input", "nothere"]) == 2
     _, err = _err(capsys)
@@ -445,7 +446,7 @@ def test_no_sound_card_a_named_device_is_an_error(tmp_path: Path, monkeypatch: p
 
 def test_no_sound_card_serve_says_why_it_cannot_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(audio, "list_devices", lambda backend="portaudio": [])
+    monkeypatch.setattr(devices, "list_devices", lambda backend="portaudio": [])
     monkeypatch.chdir(tmp_path)
     for argv in (["serve"], ["run", "--control"]):
         assert main(argv) == 2

@@ -40,7 +40,9 @@ pytestmark = pytest.mark.live
 
 CHILD = r"""
 import json, sys, threading, time
-from rtvc.audio import LiveRunner, _IN_CALLS, _OUT_CALLS, _OUT_UNDERFLOW
+import numpy as np
+from rtvc.audio import LiveRunner
+from rtvc.telemetry import Counter, Role
 from rtvc.engine import Engine, EngineConfig
 from rtvc.params import Params
 
@@ -49,8 +51,15 @@ eng = Engine(EngineConfig(device_rate=48000), params=Params(bypass=True))
 devs = {"input": "pulse", "output": "pulse"} if backend == "portaudio" else {}
 r = LiveRunner(eng, **devs, rate=48000, block_ms=10, callback=cb, stall_timeout_s=60, worker=home, backend=backend)
 r.start()
+_IN_CALLS, _OUT_CALLS, _OUT_UNDERFLOW = 0, 1, 2
+
+def counts():  # input calls, output calls, output ring underflows: what the callbacks counted
+    t = r.rings.totals()
+    return np.array([t[Role.INPUT, Counter.CALLBACKS], t[Role.OUTPUT, Counter.CALLBACKS],
+                     t[Role.OUTPUT, Counter.OUT_RING_EMPTY_EVENTS]])
+
 t_end = time.monotonic() + 20
-while r._counts()[_OUT_CALLS] < 50 and time.monotonic() < t_end:  # streams flowing
+while counts()[_OUT_CALLS] < 50 and time.monotonic() < t_end:  # streams flowing
     time.sleep(0.05)
 time.sleep(0.3)
 
@@ -61,8 +70,8 @@ def canary():  # a Python thread: it ticks only when it gets the GIL
         time.sleep(0.001)
 threading.Thread(target=canary, daemon=True).start()
 
-# Counts from the runner's internals (callback counters, the rings' indices in shared memory):
-# nothing public reports them as they change, and they are read here without the GIL's help.
+# Counts from the rings (callback counters, the rings' indices in shared memory), read as they
+# change, without the GIL's help.
 def done(d, produced, targets):
     have = {"produced": produced, "calls": d[_IN_CALLS] + d[_OUT_CALLS], "max_calls": max(d[_IN_CALLS], d[_OUT_CALLS]),
             "in_calls": d[_IN_CALLS], "out_calls": d[_OUT_CALLS]}
@@ -74,9 +83,9 @@ def window(held):
     sys.setswitchinterval(60.0 if held else 0.005)
     time.sleep(0.1)  # the latest worker snapshot is mirrored
     d0 = eng.counters["dropped_blocks"]
-    c0 = r._counts().copy()
-    w0 = int(r._out.idx[0])
-    iidx = r._rings.input.idx
+    c0 = counts().copy()
+    w0 = int(r.rings.output.idx[0])
+    iidx = r.rings.input.idx
     backlog = 0
     k0 = ticks[0]
     t0 = time.perf_counter()
@@ -84,15 +93,15 @@ def window(held):
         while time.perf_counter() - t0 < spec["hold_s"]:
             backlog = max(backlog, int(iidx[0]) - int(iidx[1]))
     else:  # until the work is done (20 s at most)
-        while not done(r._counts() - c0, (int(r._out.idx[0]) - w0) / r.block, spec["targets"]) and time.perf_counter() - t0 < 20.0:
+        while not done(counts() - c0, (int(r.rings.output.idx[0]) - w0) / r.block, spec["targets"]) and time.perf_counter() - t0 < 20.0:
             backlog = max(backlog, int(iidx[0]) - int(iidx[1]))
-    c1 = r._counts().copy()
-    w1 = int(r._out.idx[0])
+    c1 = counts().copy()
+    w1 = int(r.rings.output.idx[0])
     held_s = time.perf_counter() - t0
     k1 = ticks[0]
     sys.setswitchinterval(0.005)
     t_end = time.monotonic() + 10.0
-    while int(r._out.idx[0]) < w1 + r.block and time.monotonic() < t_end:
+    while int(r.rings.output.idx[0]) < w1 + r.block and time.monotonic() < t_end:
         time.sleep(0.01)  # the worker wrote a block after the window (a thread worker drops the stale input first)
     time.sleep(0.2)  # and a worker process's counters since then are mirrored (a snapshot every 50 ms)
     d = c1 - c0

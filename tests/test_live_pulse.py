@@ -250,7 +250,7 @@ def test_pulse_backend_lists_and_resolves_devices(pulse_server: PulseServer) -> 
     import sys
 
     from rtvc.errors import DeviceError
-    from rtvc.pulse import list_pulse_devices, resolve_pulse_device
+    from rtvc.audio.pulse import list_pulse_devices, resolve_pulse_device
 
     srv = pulse_server
     env = srv.child_env(sink="rtvc_test_out", source="rtvc_test_in.monitor")

@@ -13,12 +13,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from rtvc._native.ring import ring_write
 from rtvc.audio import LiveRunner
 from rtvc.engine import Engine, EngineConfig
 from rtvc.errors import ConfigError
 from rtvc.params import Params
-from rtvc.worker import BlockWorker, Rings, SharedBlock, callback_counts, raise_priority
+from rtvc.audio.process import raise_priority
+from rtvc.audio.rings import Rings, SharedBlock
+from rtvc.audio.worker import BlockWorker
+from rtvc.telemetry import Counter, Role
 
 
 def _speech_like(path: Path, rate: int, seconds: float) -> np.ndarray:
@@ -43,10 +45,10 @@ def test_shared_block_is_one_memory_in_two_mappings(tmp_path: Path) -> None:
         b = SharedBlock(a.path, 1000, create=False)
         assert a.rings.input.buf.shape[0] == 1024  # power of two
         a.rings.input.buf[:3] = (1.0, 2.0, 3.0)
-        a.rings.ncnt["output"][2] = 7
+        a.rings.counts["output"][2] = 7
         b.rings.output.idx[0] = 11
         assert list(b.rings.input.buf[:3]) == [1.0, 2.0, 3.0]
-        assert b.rings.ncnt["output"][2] == 7 and a.rings.output.idx[0] == 11
+        assert b.rings.counts["output"][2] == 7 and a.rings.output.idx[0] == 11
         # every array on its own cache line: the two ring ends never share one
         addrs = sorted(arr.ctypes.data for arr in a.rings.arrays.values())
         assert all(x % SharedBlock.ALIGN == 0 for x in addrs)
@@ -60,28 +62,29 @@ def test_shared_block_is_one_memory_in_two_mappings(tmp_path: Path) -> None:
 def test_block_worker_on_local_rings_counts_callbacks() -> None:
     eng = Engine(EngineConfig(device_rate=16000), params=Params(bypass=True, gate_threshold_db=-120.0, gate_floor_margin_db=0.0, gate_confirm_ms=0.0))
     rings = Rings.local(4096)
+    out = rings.counts["output"]
     w = BlockWorker(eng, rings, rate=16000, block=160, max_backlog_blocks=2, out_margin_blocks=0.5,
                     margin_max_blocks=0.5, device_out=False, monitor=False)
-    rings.cb[3] = 1  # an output underflow seen by a Python callback before the first block
+    out[Counter.OUT_RING_EMPTY_EVENTS] = 1  # an output underflow seen by a callback before the first block
     w.collect()
-    assert w.stats["startup_underflows"] == 1 and eng.counters["xruns"] == 0
-    ring_write(rings.input.buf, rings.input.idx, np.zeros(160, np.float32))
+    assert w.stats["startup_underflows"] == 1 and w.xruns == 0
+    rings.input.write(np.zeros(160, np.float32))
     assert w.step()
-    rings.cb[3] = 3  # two more after it: glitches
+    out[Counter.OUT_RING_EMPTY_EVENTS] = 3  # two more after it: glitches
     w.collect()
-    assert w.stats["output_underflows"] == 2 and eng.counters["xruns"] == 2
-    assert callback_counts(rings)[3] == 3
+    assert w.stats["output_underflows"] == 2 and w.xruns == 2
+    assert rings.totals()[Role.OUTPUT, Counter.OUT_RING_EMPTY_EVENTS] == 3
     w.collect()
-    assert eng.counters["xruns"] == 2  # nothing counted twice
+    assert w.xruns == 2  # nothing counted twice
     # a worker started again on rings that have been playing (a restart, not a fresh start):
     # the gap before its first block is a glitch, counted as an xrun
-    ring_write(rings.output.buf, rings.output.idx, np.zeros(160, np.float32))
+    rings.output.write(np.zeros(160, np.float32))
     w2 = BlockWorker(eng, rings, rate=16000, block=160, max_backlog_blocks=2, out_margin_blocks=0.5,
                      margin_max_blocks=0.5, device_out=False, monitor=False)
-    rings.cb[3] = 4
+    out[Counter.OUT_RING_EMPTY_EVENTS] = 4
     w2.collect()
     assert w2.stats["startup_underflows"] == 0 and w2.stats["output_underflows"] == 1
-    assert eng.counters["xruns"] == 3
+    assert w2.xruns == 1
 
 
 def test_raise_priority_reports_what_it_got() -> None:

@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from .errors import DeviceError
+from ..errors import DeviceError
 
 __all__ = ["available", "list_pulse_devices", "resolve_pulse_device", "PulseStream", "KINDS"]
 
@@ -161,7 +161,7 @@ def available() -> bool:
 
 
 def _function_addresses(lib: Any) -> dict[str, int]:
-    from ._native.pulse_callback import PULSE_FUNCTIONS
+    from .._native.pulse_callback import PULSE_FUNCTIONS
 
     return {f: ctypes.cast(getattr(lib, f), ctypes.c_void_p).value or 0 for f in PULSE_FUNCTIONS}
 
@@ -330,7 +330,7 @@ class PulseStream:
 
     def __init__(self, *, kind: str, device: str, channels: int, rate: int, block: int, ctl: np.ndarray,
                  keep: tuple[Any, ...], latency_s: float | None = None) -> None:
-        from ._native.pulse_callback import (
+        from .._native.pulse_callback import (
             PB,
             make_pulse_block,
             pulse_context_state_cb,
@@ -417,7 +417,7 @@ class PulseStream:
         """Connection and stream ready: read from the states the compiled state callbacks store,
         without the mainloop's lock (a thread holding it while it waits for the GIL would stall
         every audio callback of this stream meanwhile)."""
-        from ._native.pulse_callback import PB
+        from .._native.pulse_callback import PB
 
         return (not self.closed and int(self._pb[PB["context_state"]]) == _CTX_READY
                 and int(self._pb[PB["stream_state"]]) == _ST_READY)
