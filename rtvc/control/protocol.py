@@ -68,7 +68,10 @@ TELEMETRY_FIELDS: dict[str, str] = {
     "buffer_age_ms": "age of the oldest buffered input, ms (null when not measured, e.g. file mode)",
     "device_latency_ms": "what the sound devices buffer, input plus output stream latency as the runner opened "
                          "them, ms (0 for a file side; null without a runner)",
-    "total_latency_ms": "about what a listener hears: algorithmic_latency_ms + device_latency_ms + buffer_age_ms "
+    "queue_ms": "audio a sample waits in rtvc's own rings on the way through, on average: buffer_age_ms (read "
+                "right after a block is written, the rings at their fullest) less one block, ms (null when not "
+                "measured)",
+    "total_latency_ms": "about what a listener hears: algorithmic_latency_ms + device_latency_ms + queue_ms "
                         "(those that are known), ms",
     "xruns": "audio under/overruns",
     "dropped_blocks": "input blocks dropped because compute fell behind",

@@ -330,7 +330,13 @@ def test_telemetry_adds_device_buffers_to_the_latency(tmp_path):
     assert t["device_latency_ms"] is None and t["total_latency_ms"] == pytest.approx(t["algorithmic_latency_ms"])
     t = Controller(eng, runner=_MonitorRunner(), presets=PresetStore(tmp_path)).telemetry()
     assert t["device_latency_ms"] == pytest.approx(12.0)
-    assert t["total_latency_ms"] == pytest.approx(t["algorithmic_latency_ms"] + 12.0 + (t["buffer_age_ms"] or 0.0))
+    assert t["total_latency_ms"] == pytest.approx(t["algorithmic_latency_ms"] + 12.0 + (t["queue_ms"] or 0.0))
+    runner = _MonitorRunner()
+    runner.block_ms = 10.0
+    engine_telemetry = eng.telemetry
+    eng.telemetry = lambda: {**engine_telemetry(), "buffer_age_ms": 25.0}  # a runner's share: 25 ms in the rings
+    t = Controller(eng, runner=runner, presets=PresetStore(tmp_path)).telemetry()
+    assert t["queue_ms"] == 15.0 and t["total_latency_ms"] == pytest.approx(t["algorithmic_latency_ms"] + 27.0)
 
 
 def test_voice_previews_are_listed_for_neural_voices(tmp_path):
