@@ -342,6 +342,7 @@ class Controller:
         if params is None:
             params = {k: v for k, v in self.engine.params.as_dict().items() if k not in DEFAULT_EXCLUDED}
         path = self.presets.save(name, params)
+        self._announce(self.state(), ["presets"], "api")  # preset lists elsewhere refresh
         return {"name": name, "params": self.presets.load(name), "path": str(path)}
 
     def load_preset(self, name: str, *, source: str = "api") -> dict[str, Any]:
@@ -355,6 +356,7 @@ class Controller:
 
     def delete_preset(self, name: str) -> dict[str, Any]:
         self.presets.delete(name)
+        self._announce(self.state(), ["presets"], "api")
         return {"name": name, "deleted": True}
 
     # ------------------------------------------------------------------ one-shot actions

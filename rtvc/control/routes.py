@@ -18,7 +18,7 @@ from urllib.parse import unquote
 from ..errors import ConfigError
 from ..params import PARAM_SPECS, shown, validate_value
 
-__all__ = ["OPTIONS", "PARAM_NAMES", "query_value", "param_value", "token_page"]
+__all__ = ["OPTIONS", "PARAM_NAMES", "query_value", "param_value", "device_query", "token_page"]
 
 OPTIONS: dict[str, str] = {"keep_offsets": "a voice switch keeps your pitch/formant offsets (true/false/toggle)"}
 """Controller options settable through ``/api/param/NAME`` beside the parameters."""
@@ -37,6 +37,17 @@ def query_value(query: str, key: str) -> str | None:
         if unquote(k) == key:
             return unquote(v) if sep else ""
     return None
+
+
+def device_query(query: str) -> dict[str, Any]:
+    """``set_devices`` parameters from ``/api/devices?input=..&output=..&monitor=..&rate=..``: a
+    value of digits is a device index (or the rate), anything else a name substring."""
+    out: dict[str, Any] = {}
+    for key in ("input", "output", "monitor", "rate"):
+        v = query_value(query, key)
+        if v is not None and v != "":
+            out[key] = int(v) if v.isdigit() and len(v) < 12 else v
+    return out
 
 
 def _expected(name: str) -> str:

@@ -19,6 +19,8 @@ route                            auth   what
 ``POST /api/voice-next`` / prev  yes    next / previous voice
 ``POST /api/speaker/forget``     yes    forget the speaker (someone else takes the mic)
 ``POST /api/param/NAME?value=V``  yes    set any parameter: a value, ``+=N``/``-=N``, ``toggle``
+``POST /api/preset/NAME``         yes    load a preset
+``POST /api/devices?input=..``    yes    switch devices (``input``, ``output``, ``monitor``, ``rate``)
 ===============================  =====  =================================================
 
 The ``/api`` actions also accept ``GET`` (Stream Deck's "access in background" sends GET);
@@ -57,7 +59,7 @@ from ..errors import ConfigError, ModelError
 from . import protocol as P
 from .protocol import DEFAULT_PORT
 from .actions import Controller
-from .routes import query_value, token_page
+from .routes import device_query, query_value, token_page
 from .auth import check_bind_host, default_origins, origin_allowed, token_from_request, tokens_equal
 
 __all__ = ["ControlServer", "ServerHandle", "DEFAULT_PORT", "SEND_QUEUE", "overlay_html", "panel_html"]
@@ -95,7 +97,8 @@ def panel_html() -> str:
 _CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self' ws: ; "
         "img-src data:; media-src 'self'; base-uri 'none'; form-action 'none'")
 _PAGES = {"/": panel_html, "/panel": panel_html, "/overlay": overlay_html}
-_HTTP_STATUS = {P.INVALID_PARAMS: 400, P.NOT_AVAILABLE: 409}
+_HTTP_STATUS = {P.INVALID_PARAMS: 400, P.NOT_AVAILABLE: 409, P.DEVICE_ERROR: 409}
+_HTTP_NAMED = ["/api/devices", "/api/param/NAME", "/api/preset/NAME", "/api/state", "/api/voice/NAME"]
 
 
 class _BodySkippingReader(StreamReader):
@@ -485,12 +488,19 @@ class ControlServer:
                 pname, value = unquote(path[len("/api/param/"):]), query_value(url.query, "value")
                 fn = lambda: self._http_call(f"/api/param/{pname}",  # noqa: E731
                                              lambda: self.controller.set_param_text(pname, value, source="http"))
+            elif path.startswith("/api/preset/"):
+                preset = unquote(path[len("/api/preset/"):])
+                fn = lambda: self.controller.execute(P.LoadPreset.from_params({"name": preset}),  # noqa: E731
+                                                     source="http")
+            elif path == "/api/devices":
+                spec = device_query(url.query)
+                fn = lambda: self.controller.execute(P.SetDevices.from_params(spec), source="http")  # noqa: E731
             elif path in _HTTP_ACTIONS:
                 act = _HTTP_ACTIONS[path]
                 fn = lambda: self._http_call(act, lambda: self.controller.action(act, source="http"))  # noqa: E731
             else:
                 return self._json(conn, 404, {"error": f"no route {path!r}; expected one of "
-                                                       f"{sorted(_HTTP_ACTIONS) + ['/api/param/NAME', '/api/state', '/api/voice/NAME']}"})
+                                                       f"{sorted(_HTTP_ACTIONS) + _HTTP_NAMED}"})
             try:
                 st = await loop.run_in_executor(self._pool, fn)
             except P.RpcError as e:

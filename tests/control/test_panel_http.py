@@ -172,3 +172,42 @@ def test_the_panel_url_is_printed_and_opened(tmp_path, monkeypatch, capsys):
             assert r.status == 200
     finally:
         h.stop()
+
+
+def test_presets_and_devices_over_http(tmp_path, monkeypatch):
+    """Button apps can load a preset and switch devices, like the panel."""
+    from rtvc import audio
+
+    monkeypatch.setattr(audio, "list_devices", lambda backend="portaudio": [dict(r) for r in FakeRunner.ROWS])
+    srv = Running(tmp_path, runner=FakeRunner())
+    try:
+        srv.controller.save_preset("deep", {"voice": "deeper", "pitch_st": -6.0})
+        st, body, _ = http(srv, "POST", "/api/preset/deep")
+        assert st == 200 and json.loads(body)["state"]["params"]["pitch_st"] == -6.0
+        st, body, _ = http(srv, "POST", "/api/preset/nope")
+        assert st == 400 and "no preset named 'nope'" in json.loads(body)["error"]
+        assert http(srv, "POST", "/api/preset/..%2Fx")[0] == 400
+        st, body, _ = http(srv, "POST", "/api/devices?input=USB&monitor=2&rate=44100")
+        assert st == 200 and json.loads(body)["state"]["devices"] == {
+            "input": "USB Headset", "output": "Speakers", "monitor": "Speakers", "rate": 44100}
+        assert srv.controller.runner.calls[-1] == {"input": "USB", "output": None, "monitor": 2, "rate": 44100}
+        st, body, _ = http(srv, "POST", "/api/devices?output=Broken")  # fails to open: the old one stays
+        doc = json.loads(body)
+        assert st == 409 and doc["code"] == -32003 and "Broken Interface" in doc["error"]
+        assert srv.controller.runner.devices["output"] == "Speakers"
+        st, body, _ = http(srv, "POST", "/api/devices")
+        assert st == 400 and "set_devices: empty call" in json.loads(body)["error"]
+        assert http(srv, "POST", "/api/monitor/toggle")[0] == 200  # a monitor device is open now
+        assert srv.engine.params.monitor is True
+    finally:
+        srv.close()
+
+
+def test_open_needs_the_control_server():
+    import argparse
+
+    from rtvc.control import commands
+
+    with pytest.raises(ConfigError, match=r"--open opens the control panel, which needs the control server; "
+                                          r"expected --control"):
+        commands.prepare_run(argparse.Namespace(open=True, control=False, virtual_mic=False))
