@@ -9,7 +9,7 @@ file, :data:`MAX_JOB_BYTES` a job, :data:`MAX_FILES` files). Training runs ``rtv
 child process at a lower CPU priority (the live audio runs in this process and its worker; the
 training process can never stall them); its progress line (``train [###] n/total ... ETA s``) is
 read and passed on as ``clone_progress`` events. The new voice lands in the user voices folder,
-where the voice list finds it.
+where the voice list finds it. A job's uploads are deleted when it ends (done, failed, cancelled).
 """
 
 from __future__ import annotations
@@ -261,10 +261,10 @@ class CloneJobs:
             elif rc == 0:
                 j.state, j.stage, j.fraction, j.eta_s, j.voice = "done", "done", 1.0, 0.0, j.name
                 j.message = f"voice {j.name!r} is ready ({time.monotonic() - j.started:.0f} s)"
-                shutil.rmtree(j.folder, ignore_errors=True)  # the voice is built: the uploads go
             else:
                 j.state, j.stage = "failed", "failed"
                 j.message = (last_error.removeprefix("rtvc: error: ") or f"rtvc clone exited with code {rc}")
+        shutil.rmtree(j.folder, ignore_errors=True)  # the disk a job took is given back however it ended
         self._emit(j)
 
     def cancel(self, job: str) -> dict[str, Any]:

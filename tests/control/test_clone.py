@@ -137,7 +137,7 @@ def test_a_failed_training_says_why(jobs):
     wait(lambda: jobs.events[-1]["state"] == "failed")
     assert jobs.events[-1]["message"] == ("clone: rec holds 0.32 minutes of active speech; expected at least "
                                           "5 minutes")
-    assert (jobs.root / job / "a.wav").exists()  # kept: more recordings may be added in a new job
+    assert not (jobs.root / job).exists()  # the disk is given back: a new job uploads again
 
 
 def test_cancel_ends_the_training_process_and_deletes_the_uploads(jobs):
