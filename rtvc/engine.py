@@ -17,8 +17,9 @@ algorithmic latency is ``prefill + stage_latency * device_rate / model_rate`` de
 a click at input sample ``n`` through a neutral voice peaks at output ``n + latency``.
 
 Threads: ``process`` runs on one worker thread. Control requests (``request``/``update``) may
-come from any thread: they are validated and voice models are loaded in the caller's thread,
-then handed over through a bounded queue and applied at the next block boundary. A voice
+come from any thread (:mod:`rtvc.engine_control`): they are validated and voice models are
+loaded in the caller's thread, then handed over through a bounded queue and applied at the next
+block boundary. Statistics are an :class:`~rtvc.telemetry.EngineStats`. A voice
 that adapts to the speaker (a neural voice's F0, timbre and warp statistics) learns the speaker
 from the engine's speaker history (:class:`~rtvc.speaker.SpeakerHistory`: the last ``HISTORY_S``
 the noise gate let through) when it loads (``stage.prime``), so switching voices mid-session is
@@ -27,17 +28,16 @@ not a cold start. With ``EngineConfig.speaker_memory`` the history outlives the 
 microphone, the history and the memory file are dropped and the active voice starts learning
 afresh (crossfaded).
 
-When the audio runs in a worker process (:mod:`rtvc.worker`), this engine still validates
-requests and loads voices, and a :class:`~rtvc.worker.EngineProxy` attached with :meth:`attach`
-carries the accepted commands to the worker's engine and its statistics back.
+When the audio runs in a worker process (:mod:`rtvc.audio.process`), this engine still validates
+requests and loads voices, and an :class:`~rtvc.audio.process.EngineProxy` attached to its
+``control`` and ``stats`` carries the accepted commands to the worker's engine and its
+statistics back.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import queue
-import threading
 import time
 from dataclasses import dataclass, replace
 from typing import Any, Callable
@@ -47,11 +47,12 @@ import numpy as np
 from ._native.gate import gate_gains, noise_floor_step
 from ._native.mix import all_finite, apply_gain_ramp, hop_mix, sanitize, soft_limit
 from ._native.ring import ring_read, ring_write
-from .errors import ConfigError, ControlError
+from .engine_control import Active, EngineControl, Forget, Reset, SetParams, load_voice
+from .errors import ConfigError
 from .params import Params
 from .resampling import SUPPORTED_RATES, StreamResampler
 from .speaker import SPEAKER_SAVE_EVERY_S, SpeakerHistory
-from .telemetry import EngineSnapshot, TelemetryPart, merge
+from .telemetry import EngineSnapshot, EngineStats, TelemetryPart
 from .types import HOP, MODEL_RATE, NEURAL_DEVICES, Audio
 from .voices import VoiceInfo, VoiceRegistry
 
@@ -60,7 +61,6 @@ log = logging.getLogger(__name__)
 __all__ = ["Engine", "EngineConfig", "HopConstants", "derive", "gains"]
 
 CROSSFADE_HOPS = 4  # 20 ms voice-switch crossfade
-TIMING_WINDOW = 2048  # per-block compute times kept for p50/p99
 WARMUP_BLOCKS = 3  # left out of the compute statistics
 LIMIT_KNEE = 0.95  # output soft limiter: identity below, tanh knee to 1.0 above
 # noise floor under the gate (``gate_floor_margin_db``): the smallest input RMS (smoothed over 40 ms)
@@ -114,10 +114,6 @@ def _db_to_lin(db: float) -> float:
     return float(10.0 ** (db / 20.0))
 
 
-def _lin_to_db(x: float) -> float:
-    return float(20.0 * math.log10(max(x, 1e-10)))
-
-
 @dataclass(frozen=True)
 class HopConstants:
     """What a hop needs from a parameter snapshot, computed once per snapshot (:func:`derive`)."""
@@ -150,15 +146,14 @@ def derive(p: Params, *, model_rate: int, hop: int) -> HopConstants:
                         int(attack_n), margin, int(math.ceil(p.gate_confirm_ms * sr / 1000.0 / hop - 1e-9)))
 
 
-class _Active:
-    """A loaded voice: its description, stage and stage state."""
-
-    __slots__ = ("info", "stage", "state")
-
-    def __init__(self, info: VoiceInfo, stage: Any) -> None:
-        self.info = info
-        self.stage = stage
-        self.state = stage.init_state()
+def fifo_prefill(rs_in: StreamResampler, rs_out: StreamResampler, cfg: EngineConfig) -> int:
+    """Smallest output FIFO pre-fill that never runs dry, found by counting at block size 1."""
+    period = cfg.device_rate * 2 + 10 * cfg.hop * 8  # > several full patterns of every ratio
+    n = np.arange(1, period + 1, dtype=np.int64)
+    m = rs_in.outputs_after(n)
+    hops = (m // cfg.hop) * cfg.hop
+    u = rs_out.outputs_after(hops)
+    return int(max(0, np.max(n - u)))
 
 
 class Engine:
@@ -171,7 +166,7 @@ class Engine:
         self.hop = cfg.hop
         self._rs_in = StreamResampler(cfg.device_rate, cfg.model_rate, max_chunk=cfg.max_block)
         self._rs_out = StreamResampler(cfg.model_rate, cfg.device_rate, max_chunk=cfg.hop)
-        self.prefill = self._compute_prefill()
+        self.prefill = fifo_prefill(self._rs_in, self._rs_out, cfg)
         # output FIFO (device rate)
         per_hop_out = cfg.hop * self._rs_out.up // self._rs_out.down + 2
         cap = 1 << int(math.ceil(math.log2(self.prefill + cfg.max_block + 4 * per_hop_out + 64)))
@@ -189,8 +184,6 @@ class Engine:
         self._floor_mins = np.zeros(FLOOR_SUBWINDOWS, np.float64)
         self._floor_hops = max(1, int(round(FLOOR_SUBWINDOW_S * cfg.model_rate / cfg.hop)))
         self._floor_smooth = 1.0 - math.exp(-cfg.hop / (FLOOR_SMOOTH_S * cfg.model_rate))
-        self._noise_floor = 0.0
-        self._gate_open = 0.0  # the threshold the gate used in the last hop (linear; 0 before the first)
         self._hop_buf = np.zeros(cfg.hop, np.float32)
         self.speaker = SpeakerHistory(model_rate=cfg.model_rate, hop=cfg.hop, memory=cfg.speaker_memory,
                                       save_every_s=cfg.speaker_save_every_s)
@@ -199,47 +192,29 @@ class Engine:
         self._ramp = (np.arange(1, cfg.hop + 1, dtype=np.float32) / cfg.hop)
         self._env_decay = math.exp(-1.0 / (0.010 * cfg.model_rate))  # gate level detector: 10 ms decay
         self._click_grace = int(CLICK_GRACE_S * cfg.model_rate)
-        self._times_ns = np.zeros(TIMING_WINDOW, np.int64)
-        self._times_n = 0
-        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=cfg.queue_size)
-        self._lock = threading.Lock()  # serialises request() callers, never taken by process()
-        self.remote: Any = None
-        """The :class:`~rtvc.worker.EngineProxy` while the audio runs in a worker process (:meth:`attach`)."""
-        self._counters = {"blocks": 0, "hops": 0, "samples_in": 0, "nonfinite_samples": 0, "stage_resets": 0,
-                          "stage_errors": 0,
-                          "dropped_blocks": 0, "xruns": 0, "commands_applied": 0,
-                          "commands_coalesced": 0, "limited_samples": 0}
-        self._sources: list[Callable[[], TelemetryPart]] = []  # what runs around this engine (add_source)
-        self._level_in = 0.0
-        self._level_out = 0.0
-        # over the whole run: input peak, input sum of squares, output peak, output sum of squares, samples
-        self._run_levels = np.zeros(5, np.float64)
+        self.stats = EngineStats()
+        self._counters = self.stats.counters  # this engine writes them (the audio thread)
         # parameters: ``params`` is the last accepted request, ``_live`` what the audio path uses
         p = params or Params()
-        info = self.registry.get(p.voice)
-        self._active = self._load(info, p)
-        self._fading: _Active | None = None
+        self._active = load_voice(self.registry, self.registry.get(p.voice), p, config=cfg, heard=self.speaker.heard)
+        self._fading: Active | None = None
         self._fade_pos = 0
-        self.params = p
+        self.control = EngineControl(self.registry, cfg, params=p, speaker=self.speaker, adopt=self._adopt,
+                                     counters=self._counters, queue_size=cfg.queue_size)
         self._live = p
         self._cur = gains(p)  # current (ramped) linear gains
         self._hop_consts = derive(p, model_rate=cfg.model_rate, hop=cfg.hop)
 
     # ------------------------------------------------------------------ latency
-    def _compute_prefill(self) -> int:
-        """Smallest FIFO pre-fill that never runs dry, found by counting at block size 1."""
-        cfg = self.config
-        period = cfg.device_rate * 2 + 10 * cfg.hop * 8  # > several full patterns of every ratio
-        n = np.arange(1, period + 1, dtype=np.int64)
-        m = self._rs_in.outputs_after(n)
-        hops = (m // cfg.hop) * cfg.hop
-        u = self._rs_out.outputs_after(hops)
-        return int(max(0, np.max(n - u)))
-
     def latency_samples(self, stage_latency: int | None = None) -> float:
         """Algorithmic latency in device samples (fractional when the rates are not multiples)."""
         d = self._active.stage.latency if stage_latency is None else stage_latency
         return self.prefill + d * self.config.device_rate / self.config.model_rate
+
+    @property
+    def active(self) -> Active:
+        """The voice playing now: its ``info``, ``stage`` and stage ``state`` (for reading only)."""
+        return self._active
 
     @property
     def active_stage(self) -> Any:
@@ -261,26 +236,41 @@ class Engine:
         return 1000.0 * self.latency_samples(stage_latency) / self.config.device_rate
 
     # ------------------------------------------------------------------ control (any thread)
-    def _load(self, info: VoiceInfo, params: Params, *, prime_it: bool = True) -> _Active:
-        """Load a voice; a stage that learns the speaker (``prime``, neural voices) first hears
-        what this engine heard (the last ``HISTORY_S``), so a switch mid-session is not a cold start."""
-        stage = self.registry.make_stage(info, model_rate=self.config.model_rate, hop=self.hop,
-                                         device=self.config.neural_device)
-        stage.set_params(params)
-        act = _Active(info, stage)
-        prime = getattr(stage, "prime", None)
-        if prime is not None and prime_it:
-            heard = self.heard()
-            if heard.size:
-                t0 = time.perf_counter()
-                voiced = prime(heard, act.state)
-                log.info("voice %s: learnt the speaker from the last %.1f s of input (%d voiced frames) in %.0f ms",
-                         info.name, heard.size / self.config.model_rate, voiced, 1e3 * (time.perf_counter() - t0))
-        return act
+    @property
+    def params(self) -> Params:
+        """The last accepted parameter snapshot (applied at the next block boundary)."""
+        return self.control.params
 
+    @property
+    def live_params(self) -> Params:
+        """The snapshot the audio path uses now (applied at the last block boundary)."""
+        return self._live
+
+    def request(self, params: Params) -> Params:
+        """Ask for a new parameter snapshot (:meth:`rtvc.engine_control.EngineControl.request`)."""
+        return self.control.request(params)
+
+    def update(self, **changes: Any) -> Params:
+        """Partial update (validated); a new voice brings its preset (:meth:`~rtvc.engine_control.EngineControl.update`)."""
+        return self.control.update(**changes)
+
+    def reset(self) -> None:
+        """Clear all audio state (not parameters) at the next block boundary."""
+        self.control.reset()
+
+    def forget_speaker(self) -> bool:
+        """Forget the speaker (:meth:`rtvc.engine_control.EngineControl.forget_speaker`); whether a file went."""
+        return self.control.forget_speaker()
+
+    def _adopt(self, loaded: Active | None, params: Params) -> None:
+        """A proxy runs the audio: this engine names the voice and parameters the worker plays."""
+        if loaded is not None:
+            self._active = loaded
+        self._live = params
+
+    # ------------------------------------------------------------------ the speaker (any thread)
     def heard(self) -> np.ndarray:
-        """The last ``HISTORY_S`` of input the noise gate let through (model rate, after the
-        input gain, oldest first; see :meth:`rtvc.speaker.SpeakerHistory.heard`). Any thread; allocates."""
+        """The speech the gate let through, the last ``HISTORY_S`` (:meth:`rtvc.speaker.SpeakerHistory.heard`)."""
         return self.speaker.heard()
 
     @property
@@ -288,141 +278,41 @@ class Engine:
         """Seconds of speech the history started with (the speaker memory; 0 after a forget)."""
         return self.speaker.recalled_s
 
-    def save_speaker(self) -> bool:
-        """Write the speech heard to ``config.speaker_memory`` (:meth:`rtvc.speaker.SpeakerHistory.save`)."""
-        return self.speaker.save()
-
-    def save_speaker_if_due(self, now: float) -> bool:
-        """:meth:`save_speaker` every ``config.speaker_save_every_s`` of the monotonic clock ``now``
-        when new speech was heard (:meth:`rtvc.speaker.SpeakerHistory.save_if_due`)."""
-        return self.speaker.save_if_due(now)
-
-    def forget_speaker(self) -> bool:
-        """Forget the speaker (someone else takes the microphone): the input history is dropped,
-        the speaker memory file is deleted, and the active voice, if it learns the speaker, is
-        replaced at the next block boundary by a fresh copy that starts learning again (crossfaded
-        like a voice switch; loaded here, in the caller's thread). The next save needs
-        ``SPEAKER_MEMORY_MIN_S`` of new speech. Returns whether a memory file was deleted."""
-        with self._lock:
-            if self.remote is not None:  # the worker process runs the audio: it forgets there
-                deleted = self.speaker.delete_memory()  # first: the worker deletes a save it makes meanwhile
-                self.remote.forget_speaker()
-                self.speaker.clear()
-                return deleted
-            info = self.registry.get(self.params.voice)
-            fresh: _Active | None = self._load(info, self.params, prime_it=False)  # may raise: nothing forgotten
-            if getattr(fresh.stage, "prime", None) is None:
-                fresh = None  # a voice that does not learn the speaker plays on
-            seq = self.speaker.begin_forget()  # a save under way finishes first; later ones see the forget pending
-            try:
-                self._queue.put_nowait(("forget", (seq, fresh)))
-            except queue.Full:
-                self._coalesce(self.params, None)  # merges what waits into at most three commands
-                self._queue.put_nowait(("forget", (seq, fresh)))
-            return self.speaker.delete_memory()
-
     @property
     def speaker_s(self) -> float:
         """Seconds of speech a voice selected now would learn the speaker from (at most ``HISTORY_S``)."""
         return self.speaker.seconds
 
-    def request(self, params: Params) -> Params:
-        """Ask for a new parameter snapshot; applied at the next block boundary.
+    def save_speaker(self) -> bool:
+        """Write the speech heard to ``config.speaker_memory`` (:meth:`rtvc.speaker.SpeakerHistory.save`)."""
+        return self.speaker.save()
 
-        A voice change loads the voice here, in the caller's thread; if loading fails the
-        error is raised and the previous voice keeps playing.
-        """
-        if not isinstance(params, Params):
-            raise ControlError(f"request() takes a Params snapshot, got {type(params).__name__}")
-        with self._lock:
-            loaded = None
-            if params.voice != self.params.voice:
-                info = self.registry.get(params.voice)
-                loaded = self._load(info, params)
-            if self.remote is not None:
-                self.remote.request(params)
-                if loaded is not None:
-                    self._active = loaded  # latency and telemetry name the voice the worker plays
-                self.params = self._live = params
-                return params
-            try:
-                self._queue.put_nowait(("params", (params, loaded)))
-            except queue.Full:
-                self._coalesce(params, loaded)
-            self.params = params
-            return params
+    def save_speaker_if_due(self, now: float) -> bool:
+        """:meth:`save_speaker` when due at monotonic ``now`` (:meth:`rtvc.speaker.SpeakerHistory.save_if_due`)."""
+        return self.speaker.save_if_due(now)
 
-    def _coalesce(self, params: Params, loaded: "_Active | None") -> None:
-        """The queue is full (nobody is draining it, e.g. the stream is stopped): parameters
-        are snapshots, so only the newest matters. Merge what is pending into one command,
-        keeping a pending voice load for the voice the newest snapshot asks for."""
-        pending: list[tuple[str, Any]] = []
-        while True:
-            try:
-                pending.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
-        if loaded is None:
-            for kind, arg in reversed(pending):
-                if kind == "params" and arg[1] is not None:
-                    if arg[1].info.name == params.voice:
-                        loaded = arg[1]
-                    break
-        if any(kind == "reset" for kind, _ in pending):
-            self._queue.put_nowait(("reset", None))
-        forgets = [arg for kind, arg in pending if kind == "forget"]
-        if forgets:  # the newest forget (its fresh voice); a voice loaded after it already starts cold
-            self._queue.put_nowait(("forget", forgets[-1]))
-        self._queue.put_nowait(("params", (params, loaded)))
-        self._counters["commands_coalesced"] += len(pending)
-
-    def update(self, **changes: Any) -> Params:
-        """Partial update (validated). Selecting a voice also loads its preset pitch/formant
-        unless those are given in the same update."""
-        base = self.params
-        if "voice" in changes and changes["voice"] != base.voice:
-            info = self.registry.get(changes["voice"])
-            for k, v in info.defaults.items():
-                changes.setdefault(k, v)
-        return self.request(base.replace(**changes))
-
-    def reset(self) -> None:
-        """Clear all audio state (not parameters) at the next block boundary."""
-        if self.remote is not None:
-            self.remote.reset()
-            return
-        try:
-            self._queue.put_nowait(("reset", None))
-        except queue.Full:
-            raise ControlError("engine command queue is full; reset not queued") from None
-
+    # ------------------------------------------------------------------ audio (worker thread)
     def _drain(self) -> None:
-        if self._queue.empty():  # the usual case, without raising queue.Empty
+        if self.control.empty():  # the usual case
             return
-        while True:
-            try:
-                kind, arg = self._queue.get_nowait()
-            except queue.Empty:
-                return
+        for cmd in self.control.take():
             self._counters["commands_applied"] += 1
-            if kind == "params":
-                p, loaded = arg
-                if loaded is not None:
-                    self._crossfade_to(loaded)
-                self._active.stage.set_params(p)
+            if isinstance(cmd, SetParams):
+                if cmd.loaded is not None:
+                    self._crossfade_to(cmd.loaded)
+                self._active.stage.set_params(cmd.params)
                 if self._fading is not None:
-                    self._fading.stage.set_params(p)
-                self._live = p
-            elif kind == "reset":
+                    self._fading.stage.set_params(cmd.params)
+                self._live = cmd.params
+            elif isinstance(cmd, Reset):
                 self._reset_state()
-            elif kind == "forget":
-                seq, fresh = arg
-                if fresh is not None:
-                    fresh.stage.set_params(self._live)
-                    self._crossfade_to(fresh)
-                self.speaker.finish_forget(seq)
+            elif isinstance(cmd, Forget):
+                if cmd.fresh is not None:
+                    cmd.fresh.stage.set_params(self._live)
+                    self._crossfade_to(cmd.fresh)
+                self.speaker.finish_forget(cmd.seq)
 
-    def _crossfade_to(self, act: _Active) -> None:
+    def _crossfade_to(self, act: Active) -> None:
         """Make ``act`` the active voice; the one it replaces fades out over ``CROSSFADE_HOPS``."""
         self._fading = self._active
         self._fade_pos = 0
@@ -435,10 +325,9 @@ class Engine:
         self._gbuf[:] = 0.0
         self._gate_st[:] = 0.0
         self._floor_st[:] = FLOOR_STATE_START
-        self._noise_floor = 0.0
+        self.stats.noise_floor = 0.0
         self.speaker.clear()
 
-    # ------------------------------------------------------------------ audio (worker thread)
     def warm_up(self) -> None:
         """Run every code path once (JIT compilation, ONNX first run) in a throwaway engine
         with the same config, registry and parameters, so this engine's first real block is on
@@ -496,8 +385,7 @@ class Engine:
         self._counters["samples_in"] += n
         self._counters["blocks"] += 1
         if self._counters["blocks"] > WARMUP_BLOCKS:  # JIT/ONNX first-call costs are not steady state
-            self._times_ns[self._times_n % TIMING_WINDOW] = time.perf_counter_ns() - t0
-            self._times_n += 1
+            self.stats.record_time(time.perf_counter_ns() - t0)
 
     def _hop(self, h: Audio) -> Audio:
         p = self._live
@@ -508,16 +396,17 @@ class Engine:
         g_in0, wet0, out0, _ = self._cur
         g_in1, wet1, out1, _ = hc.gains
         x = self._hop_buf
+        st = self.stats
         peak_in = apply_gain_ramp(h, g_in0, g_in1, x)
-        self._level_in = max(peak_in, self._level_in * 0.5)
-        run = self._run_levels
+        st.level_in = max(peak_in, st.level_in * 0.5)
+        run = st.run
         run[0] = max(run[0], peak_in)
         run[1] += float(np.dot(x, x))
-        floor = self._noise_floor = noise_floor_step(x, self._floor_smooth, self._floor_hops, FLOOR_MIN_SUBWINDOWS,
-                                                     self._floor_st, self._floor_mins)
+        floor = st.noise_floor = noise_floor_step(x, self._floor_smooth, self._floor_hops, FLOOR_MIN_SUBWINDOWS,
+                                                  self._floor_st, self._floor_mins)
         if margin > 0.0:  # steady noise above the fixed threshold stays shut out
             thr_lin = max(thr_lin, min(floor * margin, FLOOR_THRESHOLD_CAP))
-        self._gate_open = thr_lin
+        st.gate_open = thr_lin
         # voice stage (+ crossfade from the previous voice after a switch)
         act = self._active
         wet = self._step_stage(act, x)
@@ -544,14 +433,14 @@ class Engine:
             peak_out = min(peak_out, 1.0)
         self._dry_w = (self._dry_w + self.hop) & (self._dry.shape[0] - 1)
         self._cur = hc.gains
-        self._level_out = max(peak_out, self._level_out * 0.5)
+        st.level_out = max(peak_out, st.level_out * 0.5)
         run[2] = max(run[2], peak_out)
         run[3] += float(np.dot(self._y, self._y))
         run[4] += self.hop
         self._counters["hops"] += 1
         return self._y
 
-    def _step_stage(self, act: _Active, x: Audio) -> Audio:
+    def _step_stage(self, act: Active, x: Audio) -> Audio:
         try:
             y, act.state = act.stage.step(x, act.state)
         except Exception as e:  # noqa: BLE001 - e.g. onnxruntime failing at run time (a lost GPU)
@@ -573,103 +462,40 @@ class Engine:
             return np.zeros(self.hop, np.float32)
         return y
 
-    # ------------------------------------------------------------------ remote worker
-    def attach(self, proxy: Any) -> None:
-        """Run the audio in another process (see :mod:`rtvc.audio.process`): from now on accepted
-        parameter snapshots, resets and :meth:`forget_speaker` go to ``proxy`` (an
-        :class:`~rtvc.audio.process.EngineProxy`) instead of this engine's queue; a voice change is
-        still loaded (and refused) here first. The worker engine's statistics are the proxy's
-        (:meth:`~rtvc.audio.process.EngineProxy.telemetry`, merged into :attr:`counters` and
-        :meth:`telemetry`). ``None`` detaches: what the worker counted stays counted here."""
-        with self._lock:
-            old = self.remote
-            if proxy is None and old is not None:
-                for k, v in old.telemetry().counters.items():
-                    self._counters[k] = self._counters.get(k, 0) + int(v)
-            self.remote = proxy
-
+    # ------------------------------------------------------------------ telemetry (any thread)
     def snapshot(self, since: int) -> tuple[EngineSnapshot, int]:
-        """Counters, levels, the speaker's seconds and the compute times recorded after the
-        ``since``-th (at most a window), for the runner's process; and the new ``since``."""
-        n = self._times_n
-        k = min(n - since, TIMING_WINDOW)
-        times = tuple(int(self._times_ns[i % TIMING_WINDOW]) for i in range(n - k, n))
-        return EngineSnapshot(counters=dict(self._counters), times_ns=times,
-                              levels=(self._level_in, self._level_out, self._noise_floor, self._gate_open),
-                              run_levels=tuple(self._run_levels.tolist()), speaker_s=self.speaker_s), n
-
-    def load_snapshot(self, snap: EngineSnapshot) -> None:
-        """Take a worker engine's levels and compute times as this engine's (the proxy's mirror
-        thread: this engine runs no audio meanwhile). Its counters stay the proxy's."""
-        for t in snap.times_ns:
-            self._times_ns[self._times_n % TIMING_WINDOW] = t
-            self._times_n += 1
-        self._level_in, self._level_out, self._noise_floor, self._gate_open = snap.levels
-        self._run_levels[:] = snap.run_levels
+        """This engine's statistics for the runner's process (:meth:`rtvc.telemetry.EngineStats.snapshot`)."""
+        return self.stats.snapshot(since, speaker_s=self.speaker_s)
 
     def add_source(self, source: Callable[[], TelemetryPart]) -> None:
-        """Merge ``source()`` (a runner's share) into :attr:`counters`, :attr:`gauges` and
-        :meth:`telemetry` from now on."""
-        self._sources.append(source)
-
-    def remove_source(self, source: Callable[[], TelemetryPart]) -> None:
-        if source in self._sources:
-            self._sources.remove(source)
-
-    def _merged(self) -> TelemetryPart:
-        parts = [src() for src in list(self._sources)]
-        if self.remote is not None:
-            parts.insert(0, self.remote.telemetry())
-        return merge(TelemetryPart(self._counters, {"buffer_age_ms": None}), *parts)
+        """Merge ``source()`` (a runner's share) into :attr:`counters`, :attr:`gauges` and :meth:`telemetry`."""
+        self.stats.sources.append(source)
 
     @property
     def counters(self) -> dict[str, int]:
-        """This engine's counters with those of what runs around it (the worker process's engine,
-        the block worker's xruns and dropped blocks), merged (a copy)."""
-        return dict(self._merged().counters)
+        """This engine's counters and those of what runs around it (xruns, dropped blocks), merged (a copy)."""
+        return dict(self.stats.merged().counters)
 
     @property
     def gauges(self) -> dict[str, Any]:
-        """Values the audio path around this engine keeps current (buffer ages, stream state, the
-        last fault, ...; None where there is no live stream), merged (a copy)."""
-        return dict(self._merged().gauges)
+        """What the audio path around it keeps current (buffer ages, stream state, last fault), merged."""
+        return dict(self.stats.merged().gauges)
 
-    @property
-    def live_params(self) -> Params:
-        """The snapshot the audio path uses now (applied at the last block boundary)."""
-        return self._live
-
-    # ------------------------------------------------------------------ telemetry (any thread)
     def run_levels(self) -> dict[str, float]:
-        """Peak and RMS of the input (after the input gain) and of the output over everything
-        processed so far, in dBFS (-200 before any audio): what a file run's summary reports."""
-        peak_in, sq_in, peak_out, sq_out, n = self._run_levels.tolist()
-        n = max(n, 1.0)
-        return {"input_peak_dbfs": _lin_to_db(peak_in), "input_rms_dbfs": _lin_to_db(math.sqrt(sq_in / n)),
-                "output_peak_dbfs": _lin_to_db(peak_out), "output_rms_dbfs": _lin_to_db(math.sqrt(sq_out / n))}
+        """Input (after its gain) and output peak and RMS over the whole run, dBFS (a file run's summary)."""
+        return self.stats.run_levels_db()
 
     def telemetry(self) -> dict[str, Any]:
         """A snapshot of levels, latency, compute statistics and counters (JSON-ready)."""
-        n = min(self._times_n, TIMING_WINDOW)
-        t = np.sort(self._times_ns[:n]) / 1e6 if n else np.zeros(1)
-        cfg = self.config
-        merged = self._merged()
+        merged = self.stats.merged()
         counters = merged.counters
-        block_ms_mean = 1000.0 * counters["samples_in"] / max(1, counters["blocks"]) / cfg.device_rate
-        p50 = float(np.percentile(t, 50))
+        block_ms_mean = 1000.0 * counters["samples_in"] / max(1, counters["blocks"]) / self.config.device_rate
+        p50, p99, pmax = self.stats.compute_ms()
         return {
-            "voice": self._live.voice,
-            "bypass": self._live.bypass,
-            "mute": self._live.mute,
-            "input_level_dbfs": _lin_to_db(self._level_in),
-            "output_level_dbfs": _lin_to_db(self._level_out),
-            "noise_floor_dbfs": _lin_to_db(self._noise_floor),
-            "gate_open_dbfs": _lin_to_db(self._gate_open),
-            **self.run_levels(),
+            "voice": self._live.voice, "bypass": self._live.bypass, "mute": self._live.mute,
+            **self.stats.levels_db(), **self.run_levels(),
             "algorithmic_latency_ms": self.algorithmic_latency_ms,
-            "compute_ms_p50": p50,
-            "compute_ms_p99": float(np.percentile(t, 99)),
-            "compute_ms_max": float(t[-1]),
+            "compute_ms_p50": p50, "compute_ms_p99": p99, "compute_ms_max": pmax,
             "rtf": p50 / block_ms_mean if block_ms_mean > 0 else 0.0,
             "voice_provider": self.voice_provider,
             "speaker_s": self.speaker_s,

@@ -495,6 +495,7 @@ def test_prime_learns_the_speaker_exactly_as_playing_would(tiny_voice, tmp_path,
     _write(onnx, m)
     shutil.copy(tiny_voice.with_name("tiny.preview.wav"), onnx.with_name(f"prime{k}.preview.wav"))
     v = NeuralVoice.load(onnx)
+    # private: whether this voice continues the source's voicing has no public seam in NeuralVoice
     assert v.timbre is not None and v.warp is not None and v._continue_args is not None
     target_hz = 2.0 ** float(v.manifest["f0"]["log2_mean"])
     x = _speech_like(1.5, f0=target_hz * 1.9, seed=11)

@@ -39,7 +39,8 @@ ALLOWED: dict[str, set[str]] = {
     # the control package's own modules (protocol, actions, server, presets, auth, hotkeys, panel routes)
     # grow together: any of them may import another (the package graph is checked for circles) and
     # the floors below; never the command line, ``commands``, which sits on top of them
-    "rtvc.control.*": {"rtvc", "rtvc.control", "rtvc.control.*", "rtvc.params", "rtvc.paths", "rtvc.audio"},
+    "rtvc.control.*": {"rtvc", "rtvc.control", "rtvc.control.*", "rtvc.params", "rtvc.paths", "rtvc.audio",
+                       "rtvc.route"},
     "rtvc.route": {"rtvc.engine", "rtvc.params"},
     "rtvc.options": {"rtvc.control.protocol", "rtvc.params", "rtvc.paths"},
     # training (the only place torch may be imported): its modules grow with the neural voices (another
@@ -69,7 +70,9 @@ ALLOWED: dict[str, set[str]] = {
     "rtvc.audio.devices": {"rtvc.audio.pulse", "rtvc.resampling"},
     "rtvc.audio.pulse": {NATIVE},
     # the engine and what it runs
-    "rtvc.engine": {NATIVE, "rtvc.params", "rtvc.resampling", "rtvc.speaker", "rtvc.telemetry", "rtvc.voices"},
+    "rtvc.engine": {NATIVE, "rtvc.engine_control", "rtvc.params", "rtvc.resampling", "rtvc.speaker", "rtvc.telemetry",
+                    "rtvc.voices"},
+    "rtvc.engine_control": {"rtvc.params", "rtvc.speaker", "rtvc.voices"},
     "rtvc.speaker": {"rtvc.wavio"},
     "rtvc.telemetry": {NATIVE},
     "rtvc.voices": {"rtvc.converter", "rtvc.dsp", "rtvc.manifest", "rtvc.paths"},

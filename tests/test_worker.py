@@ -150,7 +150,7 @@ def test_control_reaches_the_worker_process_and_telemetry_comes_back(tmp_path: P
         assert _wait(lambda: eng.counters["dropped_blocks"] > d0), eng.counters
         with pytest.raises(ConfigError, match="stall of -1"):
             r.inject_stall(-1)
-    assert eng.remote is None  # detached at stop: the engine is local again
+    assert eng.control.remote is None  # detached at stop: the engine is local again
 
 
 def test_a_killed_worker_process_is_restarted(tmp_path: Path) -> None:

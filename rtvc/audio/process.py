@@ -314,17 +314,28 @@ class _Child:
 class EngineProxy:
     """The runner process's hand on the engine that runs in the worker process.
 
-    Attached to the runner's engine (:meth:`rtvc.engine.Engine.attach`) while the worker runs:
-    the engine validates a request and loads a new voice in the caller's thread as always, then
-    hands the accepted snapshot, a reset or a speaker hand-over to this proxy, which sends it to
-    the worker's engine. The worker engine's snapshots come back through :meth:`receive`; its
-    counters and speaker seconds are this proxy's share of the engine's telemetry
-    (:meth:`telemetry`), its levels and compute times become the runner's engine's."""
+    Attached to the runner's engine while the worker runs (:meth:`attach`): the engine's control
+    (:class:`~rtvc.engine_control.EngineControl`) validates a request and loads a new voice in the
+    caller's thread as always, then hands the accepted snapshot, a reset or a speaker hand-over to
+    this proxy, which sends it to the worker's engine. The worker engine's snapshots come back
+    through :meth:`receive`; its counters and speaker seconds are this proxy's share of the
+    engine's telemetry (:meth:`telemetry`), its levels and compute times become the runner's
+    engine's (:meth:`rtvc.telemetry.EngineStats.load`)."""
 
     def __init__(self, engine: Any, send: Callable[[Command], None]) -> None:
         self.engine = engine
         self.send = send
         self.last: EngineSnapshot | None = None
+
+    def attach(self) -> None:
+        """Take the engine's accepted commands and give it the worker's statistics."""
+        self.engine.control.attach(self)
+        self.engine.stats.remote = self
+
+    def detach(self) -> None:
+        """The worker ended: the engine's commands are its own again; what the worker counted stays counted."""
+        self.engine.control.attach(None)
+        self.engine.stats.detach()
 
     def request(self, params: Any) -> None:
         self.send(SetParams(params.as_dict()))
@@ -338,7 +349,7 @@ class EngineProxy:
     def receive(self, snap: EngineSnapshot) -> None:
         """A worker engine's snapshot (mirror thread)."""
         self.last = snap
-        self.engine.load_snapshot(snap)
+        self.engine.stats.load(snap)
 
     def telemetry(self) -> TelemetryPart:
         last = self.last
@@ -450,7 +461,7 @@ class WorkerProcess:
                     raise ConfigError(f"the audio worker process could not load the voice: {msg.message}")
                 raise DeviceError(f"the audio worker process failed to start: {msg.error}: {msg.message}")
         self.proxy = EngineProxy(self.engine, self.send)
-        self.engine.attach(self.proxy)
+        self.proxy.attach()
         self._mirror = threading.Thread(target=self._mirror_loop, name="rtvc-worker-mirror", daemon=True)
         self._mirror.start()
 
@@ -506,7 +517,8 @@ class WorkerProcess:
             self._kill()
         if self._mirror is not None:
             self._mirror.join(timeout=2.0)  # the final snapshot is mirrored before detaching
-        self.engine.attach(None)
+        if self.proxy is not None:
+            self.proxy.detach()
         for c in (self._cmd, self._rep):
             try:
                 c.close()
