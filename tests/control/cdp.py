@@ -25,7 +25,8 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--remote-debugging-port=0", "--window-size=620,400", "--hide-scrollbars",
-         "--autoplay-policy=no-user-gesture-required"]
+         "--autoplay-policy=no-user-gesture-required",
+         "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]  # a microphone that beeps
 OUT = Path(__file__).resolve().parents[2] / "bench" / "out"
 """Where the screenshots go (``bench/out/``)."""
 

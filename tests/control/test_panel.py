@@ -27,7 +27,8 @@ NAMES = ["Pitch", "Formant", "Mix", "Input gain", "Output gain", "Monitor gain",
          "Input device", "Output device", "Monitor device", "Device rate", "Refresh devices", "Hear myself",
          "Keep my pitch and formant offsets when switching voices", "Bypass", "Mute", "New speaker", "Preset",
          "Load", "Delete", "Save as", "Save preset", "Voice neutral", "Voice joe", "Play the preview of joe",
-         "Voice name", "Gender", "Recordings", "Clone voice", "Cancel", "Run self-test"]
+         "Voice name", "Gender", "Recordings", "Clone voice", "Cancel", "Run self-test", "Record in the page",
+         "Stop recording", "Next prompt"]
 SELFTEST = {"arrived": True, "delay_ms": 41.5, "correlation": 0.93, "algorithmic_latency_ms": 16.94, "rate": 48_000,
             "output_level_dbfs": -6.0, "block": 480}
 """What ``rtvc selftest`` answers (its loopback through a sound server is tested in test_route)."""
@@ -333,3 +334,57 @@ def test_clone_a_voice_from_the_page(browser, tmp_path, monkeypatch):  # noqa: F
         asyncio.run(asyncio.wait_for(go(), 400))
     finally:
         srv.close()
+
+
+# stands in for `rtvc clone FOLDER ...`: each upload must be a mono 16-bit WAV of 2 s or more with sound in it
+WAV_CHECK = """
+import array, pathlib, sys, wave
+for p in sorted(pathlib.Path(sys.argv[1]).iterdir()):
+    with wave.open(str(p)) as w:
+        x = array.array("h", w.readframes(w.getnframes()))
+        if w.getnchannels() != 1 or w.getsampwidth() != 2 or w.getnframes() < 2 * w.getframerate() or max(x) < 300:
+            print(f"rtvc: error: {p.name}: expected a mono 16-bit WAV of 2 s or more with sound in it")
+            sys.exit(2)
+print("checked")
+"""
+
+
+def test_record_in_the_page(browser, tmp_path):  # noqa: F811
+    """A take recorded in the page (Chromium's fake microphone: a beep) with prompts, a level and a
+    timer, uploaded as a WAV with the clone."""
+    from rtvc.control.clone import CloneJobs
+
+    clones = CloneJobs(root=tmp_path / "uploads", out_dir=tmp_path / "voices",
+                       command=[sys.executable, "-c", WAV_CHECK])
+    srv = Running(tmp_path, clones=clones)
+    seen: list[dict] = []
+    srv.controller.add_notify_listener(lambda method, job: seen.append(job))
+    try:
+        async def go():
+            async with connect(browser, max_size=None) as bws:
+                cdp = Cdp(bws)
+                sess = await cdp.page(f"{srv.http}/?token={TOKEN}")
+                el = "document.getElementById"
+                await cdp.wait_for(f"{el}('status').textContent === 'live'", sess)
+                await cdp.click("#btn-rec", sess)
+                first = await cdp.wait_for(f"{el}('btn-rec-stop').disabled === false && {el}('rec-prompt').textContent",
+                                           sess)
+                assert first.endswith(".")  # a sentence to read
+                await cdp.wait_for(f"Number({el}('bar-mic').getAttribute('aria-valuenow')) > -60", sess)
+                await cdp.wait_for(f"Number({el}('rec-time').dataset.seconds) >= 2.5", sess)
+                assert "of at least 5:00" in await cdp.eval(f"{el}('rec-time').textContent", sess)
+                await cdp.click("#btn-rec-next", sess)
+                assert await cdp.eval(f"{el}('rec-prompt').textContent", sess) != first
+                await cdp.click("#btn-rec-stop", sess)
+                await cdp.wait_for("document.querySelectorAll('#rec-takes li').length === 1", sess)
+                await cdp.click("#clone-name", sess)
+                await cdp.type("recorded", sess)
+                await cdp.click("#btn-clone", sess)
+                await cdp.wait_for(f"{el}('clone-status').textContent.includes(\"voice 'recorded' is ready\")", sess,
+                                   60)
+                assert await cdp.eval(f"{el}('clone-error').textContent", sess) == ""
+        asyncio.run(asyncio.wait_for(go(), 120))
+    finally:
+        srv.close()
+    training = [j for j in seen if j["state"] == "training"][0]
+    assert list(training["files"]) == ["recording-1.wav"] and training["bytes"] > 44 + 2 * 2 * 8000
