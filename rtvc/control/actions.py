@@ -319,6 +319,8 @@ class Controller:
             raise P.RpcError(P.NOT_AVAILABLE, "selftest: one is running already; expected it to finish first")
         try:
             res = dict(self._selftest())
+        except RtvcError as e:  # no server answering, pacat gone: said as it is, nothing kept
+            raise P.RpcError(P.NOT_AVAILABLE, f"selftest: {e}") from None
         finally:
             self._selftest_busy.release()
         keep = ("arrived", "delay_ms", "correlation", "algorithmic_latency_ms", "rate")

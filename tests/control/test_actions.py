@@ -380,3 +380,15 @@ def test_selftest_where_a_loopback_exists(tmp_path):
     last = {"arrived": True, "delay_ms": 40.0, "correlation": 0.9, "algorithmic_latency_ms": 16.9, "rate": 48000}
     assert c.state()["selftest"] == {"available": True, "last": last}
     assert events[-1]["changed"] == ["selftest"]
+
+
+def test_selftest_failure_is_said_as_it_is(tmp_path):
+    from rtvc.errors import DeviceError
+
+    def broken():
+        raise DeviceError("selftest captured nothing from rtvc_selftest.monitor; expected a working server")
+
+    c = Controller(make_engine(), presets=PresetStore(tmp_path), selftest=broken)
+    with pytest.raises(P.RpcError, match=r"^selftest: selftest captured nothing") as e:
+        c.execute(P.SelfTest())
+    assert e.value.code == P.NOT_AVAILABLE and c.state()["selftest"]["last"] is None
