@@ -178,7 +178,7 @@ def test_worker_drops_the_oldest_blocks(tmp_path: Path) -> None:
     assert r.step()
     assert r.engine.counters["dropped_blocks"] == 5 and rings.input.read_available() == 0
     # the newest block was kept: the block the worker read last (private: no seam shows the input it took)
-    np.testing.assert_array_equal(r.block_worker._x, np.full(b, 0.06, np.float32))
+    np.testing.assert_array_equal(r.home.block_worker._x, np.full(b, 0.06, np.float32))
     for k in range(3):  # within the bound: nothing dropped
         rings.input.write(np.full(b, 0.1, np.float32))
     assert r.step() and r.step() and r.step() and not r.step()
@@ -329,12 +329,12 @@ def test_output_ring_is_trimmed_to_its_margin(tmp_path: Path) -> None:
     margin: the level seen before each write, minimised over a window, ends at the margin."""
     r = _file_runner(tmp_path, params=Params(bypass=True, gate_threshold_db=-120.0, gate_floor_margin_db=0.0, gate_confirm_ms=0.0), out_margin_blocks=0.5)
     rings = r.allocate()
-    r.block_worker.device_out = True  # as if a device consumed the output ring
+    r.home.block_worker.device_out = True  # as if a device consumed the output ring
     b = r.block
     rings.output.write(np.zeros(3 * b, np.float32))  # 4 blocks queued in all (the cap)
     sink = np.zeros(b, np.float32)
     levels = []
-    for _ in range(4 * r.block_worker.win_blocks):
+    for _ in range(4 * r.home.block_worker.win_blocks):
         rings.input.write(np.full(b, 0.1, np.float32))
         assert r.step()
         levels.append(rings.output.read_available())
@@ -435,7 +435,7 @@ def test_margin_narrows_only_when_the_ring_kept_a_step_of_headroom(tmp_path: Pat
     r = _file_runner(tmp_path, params=Params(bypass=True, gate_threshold_db=-120.0, gate_floor_margin_db=0.0, gate_confirm_ms=0.0), out_margin_blocks=0.5,
                      clock=clock)
     rings = r.allocate()
-    core, b = r.block_worker, r.block
+    core, b = r.home.block_worker, r.block
     core.device_out = True  # as if a device consumed the output ring
     rings.input.write(np.zeros(b, np.float32))
     assert r.step()  # the first block ...
@@ -468,7 +468,7 @@ def test_margin_widened_by_a_burst_comes_back_in_one_calm_period(tmp_path: Path)
     r = _file_runner(tmp_path, params=Params(bypass=True, gate_threshold_db=-120.0, gate_floor_margin_db=0.0, gate_confirm_ms=0.0), out_margin_blocks=0.5,
                      clock=clock)
     rings = r.allocate()
-    core, b = r.block_worker, r.block
+    core, b = r.home.block_worker, r.block
     core.device_out = True
     core.margin_blocks = 4.0  # where a burst left it
     # 30 s of calm: the ring's lowest level before a write was 3.25 blocks, so 0.75 block was used
@@ -593,7 +593,7 @@ def _after_a_stall(tmp_path: Path, *, report: str | None) -> tuple[LiveRunner, l
     levels from the first block after the catch-up on, and the block."""
     r = _file_runner(tmp_path, params=Params(bypass=True, gate_threshold_db=-120.0, gate_floor_margin_db=0.0, gate_confirm_ms=0.0))
     rings = r.allocate()
-    core, b = r.block_worker, r.block
+    core, b = r.home.block_worker, r.block
     core.device_out = True  # as if a device consumed the output ring
     phase = [0]
 
@@ -636,7 +636,7 @@ def test_after_an_underflow_the_delay_it_added_is_cut_within_a_tenth_of_a_second
     the ring restarts short after an underflow, so the excess is cut within ~0.1 s of the
     catch-up (not 0.5-1 s), and it is all cut: the level comes back to the margin exactly."""
     r, levels, b = _after_a_stall(tmp_path, report=report)
-    core = r.block_worker
+    core = r.home.block_worker
     assert levels[0] == 3 * b  # two blocks above the margin
     back = next(i for i, v in enumerate(levels) if v == b)
     assert core.recheck_blocks <= back <= core.recheck_blocks + 4, levels[:30]  # cut as soon as measured

@@ -54,7 +54,7 @@ r.start()
 _IN_CALLS, _OUT_CALLS, _OUT_UNDERFLOW = 0, 1, 2
 
 def counts():  # input calls, output calls, output ring underflows: what the callbacks counted
-    t = r.rings.totals()
+    t = r.home.rings.totals()
     return np.array([t[Role.INPUT, Counter.CALLBACKS], t[Role.OUTPUT, Counter.CALLBACKS],
                      t[Role.OUTPUT, Counter.OUT_RING_EMPTY_EVENTS]])
 
@@ -84,8 +84,8 @@ def window(held):
     time.sleep(0.1)  # the latest worker snapshot is mirrored
     d0 = eng.counters["dropped_blocks"]
     c0 = counts().copy()
-    w0 = int(r.rings.output.idx[0])
-    iidx = r.rings.input.idx
+    w0 = int(r.home.rings.output.idx[0])
+    iidx = r.home.rings.input.idx
     backlog = 0
     k0 = ticks[0]
     t0 = time.perf_counter()
@@ -93,15 +93,15 @@ def window(held):
         while time.perf_counter() - t0 < spec["hold_s"]:
             backlog = max(backlog, int(iidx[0]) - int(iidx[1]))
     else:  # until the work is done (20 s at most)
-        while not done(counts() - c0, (int(r.rings.output.idx[0]) - w0) / r.block, spec["targets"]) and time.perf_counter() - t0 < 20.0:
+        while not done(counts() - c0, (int(r.home.rings.output.idx[0]) - w0) / r.block, spec["targets"]) and time.perf_counter() - t0 < 20.0:
             backlog = max(backlog, int(iidx[0]) - int(iidx[1]))
     c1 = counts().copy()
-    w1 = int(r.rings.output.idx[0])
+    w1 = int(r.home.rings.output.idx[0])
     held_s = time.perf_counter() - t0
     k1 = ticks[0]
     sys.setswitchinterval(0.005)
     t_end = time.monotonic() + 10.0
-    while int(r.rings.output.idx[0]) < w1 + r.block and time.monotonic() < t_end:
+    while int(r.home.rings.output.idx[0]) < w1 + r.block and time.monotonic() < t_end:
         time.sleep(0.01)  # the worker wrote a block after the window (a thread worker drops the stale input first)
     time.sleep(0.2)  # and a worker process's counters since then are mirrored (a snapshot every 50 ms)
     d = c1 - c0

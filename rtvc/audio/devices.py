@@ -81,7 +81,7 @@ def list_devices(backend: str = "portaudio") -> list[dict[str, Any]]:
 
 
 def pulse_device_table(listing: dict[str, Any]) -> list[dict[str, Any]]:
-    """A PulseAudio listing (:func:`rtvc.pulse.list_pulse_devices`) as :func:`list_devices` rows:
+    """A PulseAudio listing (:func:`rtvc.audio.pulse.list_pulse_devices`) as :func:`list_devices` rows:
     sources first (input channels), then sinks (output channels); ``index`` is the server's
     index, which sources and sinks number separately, so ``kind`` says which one a row is."""
     rows = []

@@ -75,6 +75,13 @@ class WorkerHome:
         self._margin_mirror = config.out_margin_blocks
 
     # ------------------------------------------------------------------ allocation
+    @staticmethod
+    def choose(worker: str, *, any_device: bool) -> str:
+        """The home for option ``worker`` (``auto``: a process when a device stream is open)."""
+        if worker != "auto":
+            return worker
+        return "process" if any_device else "thread"
+
     def allocate(self, kind: str, *, rate: int, block: int, device_out: bool, monitor: bool) -> Rings:
         """Make the rings for a start in ``kind`` (and the thread home's block worker)."""
         cfg = self.config
@@ -185,6 +192,9 @@ class WorkerHome:
             self.wake_fd = None
 
     def inject_stall(self, ms: float) -> None:
+        """Fault injection: the worker's next block first waits ``ms``, wherever it runs."""
+        if not (0.0 <= ms <= 10_000.0):
+            raise ConfigError(f"stall of {ms} ms is out of range; expected 0..10000 ms")
         if self._wp is not None:
             self._wp.send(Stall(float(ms)))
         elif self.block_worker is not None:
@@ -223,6 +233,15 @@ class WorkerHome:
                 self._retired_counts[k] += int(v)
         self.block_worker = None
         self._remote = None
+
+    def gauges(self, *, target_buffer_age_ms: float) -> dict[str, Any]:
+        """The buffer ages the worker keeps (None before its first block) and the target."""
+        out: dict[str, Any] = {"buffer_age_ms": None, "buffer_age_max_ms": None,
+                               "target_buffer_age_ms": target_buffer_age_ms}
+        view = self.view()
+        if view is not None:
+            out.update(view.part.gauges)
+        return out
 
     def stats(self) -> dict[str, int]:
         """:data:`~rtvc.telemetry.WORKER_STATS` over every worker this home ran."""

@@ -331,6 +331,18 @@ class StreamSet:
             raise
         self.streams = streams
 
+    def reopen(self, *, block: int, worker_elsewhere: bool) -> None:
+        """After :meth:`close` (a device was lost): leave one block of output queued, as at start
+        (both ends of the output rings are ours now, unless a worker process produces into
+        them: its end is left alone), then :meth:`open` again."""
+        for ring in (self.rings.output, self.rings.monitor):
+            n = ring.read_available()
+            if n > block:
+                ring.discard(n - block)
+            elif n < block and not worker_elsewhere:
+                ring.write(np.zeros(block - n, np.float32))
+        self.open()
+
     def close(self, *, abort: bool = False) -> None:
         for s in self.streams:
             try:
