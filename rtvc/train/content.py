@@ -45,8 +45,9 @@ PROSODY_INDEX = (0, N_MFCC, N_MFCC + 1, N_MFCC + 2)
 """Input features the converter reads beside the content: level (MFCC c0), log F0, voicing, periodicity."""
 
 STUDENT_AUGMENT = AugmentConfig(alpha_range=(0.75, 1.3), pitch_octaves=1.0, tilt_nepers=1.5, noise_prob=0.5,
-                                snr_db=(5.0, 40.0), clean_prob=0.1, warp_spread=0.3, eq_nepers=1.0)
-"""Disguises of the student's input: wider than a voice's own training (every speaker is a source)."""
+                                snr_db=(5.0, 40.0), clean_prob=0.1, warp_spread=0.3, eq_nepers=1.0, room_prob=0.3)
+"""Disguises of the student's input: wider than a voice's own training (every speaker is a source),
+with rooms and band limits (real microphones), which the voices' own training leaves out."""
 
 
 @dataclass(frozen=True)
@@ -191,9 +192,10 @@ def _cosine_lr(opt: torch.optim.Optimizer, steps: int) -> Any:
 
 def train_student(frames: FrameSet, teacher: np.ndarray, *, config: StudentConfig | None = None,
                   feature_config: FeatureConfig | None = None, aug: AugmentConfig = STUDENT_AUGMENT,
-                  progress: bool = True) -> tuple[ContentStudent, dict[str, Any]]:
+                  progress: bool = True, init: ContentStudent | None = None) -> tuple[ContentStudent, dict[str, Any]]:
     """Distil ``teacher`` (``(len(frames), D)``: the teacher's states aligned to every frame) into
-    a :class:`ContentStudent` over disguised input features of ``frames``.
+    a :class:`ContentStudent` over disguised input features of ``frames`` (or train ``init``
+    further: its weights and normalisation are the start, a fresh learning-rate schedule runs).
 
     Returns the student (eval mode) and ``info`` (``final_loss``: the mean squared error in the
     teacher's standardised space, smoothed; ``train_s``; ``steps``)."""
@@ -211,11 +213,14 @@ def train_student(frames: FrameSet, teacher: np.ndarray, *, config: StudentConfi
         xs = torch.cat([data.batch(c.batch, c.frames)[0] for _ in range(8)])
         xs = xs.reshape(-1, xs.shape[-1])
         model = ContentStudent(xs.shape[-1], tgt.shape[1], hidden=c.hidden, layers=c.layers)
-        with torch.no_grad():
-            model.in_mean.copy_(xs.mean(0))
-            model.in_std.copy_(xs.std(0).clamp(min=1e-3))
-            model.out_mean.copy_(sample.mean(0))
-            model.out_std.copy_(sample.std(0).clamp(min=1e-3))
+        if init is not None:
+            model.load_state_dict(init.state_dict())
+        else:
+            with torch.no_grad():
+                model.in_mean.copy_(xs.mean(0))
+                model.in_std.copy_(xs.std(0).clamp(min=1e-3))
+                model.out_mean.copy_(sample.mean(0))
+                model.out_std.copy_(sample.std(0).clamp(min=1e-3))
         opt = torch.optim.AdamW(model.parameters(), lr=c.lr, weight_decay=1e-5)
         sched = _cosine_lr(opt, c.steps)
         bar = Progress("student", c.steps, enabled=progress)

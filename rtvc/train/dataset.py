@@ -308,11 +308,39 @@ class Augmenter:
         npow = torch.where(noisy, mean_pow * 10.0 ** (-snr / 10.0), torch.zeros(batch))
         noise = -torch.log(torch.rand(power.shape, generator=self.gen).clamp(min=1e-12))  # exponential
         power = power + npow[:, None, None] * noise
+        if a.room_prob > 0.0:
+            power = self._room(power, clean)
         inputs = self._features_from_power(power, f0 * p[:, None], per)
         if a.normalise > 0.0:
             inputs = self._normalise(inputs, power, lm, f0, p, per)
         cep[..., 0] += level[:, None]
         return inputs, cep
+
+    def _room(self, power: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+        """Reverberation and a band limit on a share ``aug.room_prob`` of the disguised rows each.
+
+        Reverb in the frame-power domain: a tail decaying by 60 dB over ``T60 ~ U(0.15, 0.8)`` s
+        (per frequency slightly faster above 4 kHz) at a direct-to-reverberant ratio of 0-15 dB,
+        added causally across frames. Band limit: power above a cut-off ``~ U(3.4, 7.5)`` kHz falls
+        by 60 dB per octave (a telephone or a cheap microphone)."""
+        batch, frames, bins = power.shape
+        a = self.aug
+        hz = torch.linspace(0.0, self.config.sample_rate / 2.0, bins)
+        rev = (~clean) & (torch.rand(batch, generator=self.gen) < a.room_prob)
+        t60 = self._u(batch, 0.15, 0.8)[:, None] * torch.where(hz > 4000.0, 0.7, 1.0)[None, :]
+        decay = 10.0 ** (-6.0 * (self.config.hop / self.config.sample_rate) / t60)  # per frame, (B, K)
+        drr = 10.0 ** (self._u(batch, 0.0, 15.0) / 10.0)
+        tail = torch.zeros(batch, bins)
+        wet = torch.empty_like(power)
+        for t in range(frames):  # causal: a frame hears the tail of the ones before it
+            tail = tail * decay + power[:, t] * (1.0 - decay)
+            wet[:, t] = tail
+        power = torch.where(rev[:, None, None], power + wet / drr[:, None, None], power)
+        band = (~clean) & (torch.rand(batch, generator=self.gen) < a.room_prob)
+        cut = self._u(batch, 3400.0, 7500.0)
+        octaves = torch.log2(torch.clamp(hz[None, :] / cut[:, None], min=1.0))
+        gain = torch.where(band[:, None], 10.0 ** (-6.0 * octaves), torch.ones(batch, bins))
+        return power * gain[:, None, :]
 
     def _normalise(self, inputs: torch.Tensor, power: torch.Tensor, lm: torch.Tensor, f0: torch.Tensor,
                    p: torch.Tensor, per: torch.Tensor) -> torch.Tensor:

@@ -111,6 +111,7 @@ class AugmentConfig:
     eq_nepers: float = 0.0  # random smooth EQ: cepstral offsets c1..c{EQ_ORDER} of up to this, falling as 1/k
     parallel_share: float = 0.5  # with parallel data (other speakers, aligned): this share of batch rows
     normalise: float = 0.0  # share of rows whose input gets the run time's input warp and timbre mean shift
+    room_prob: float = 0.0  # share of disguised rows with reverberation, and (drawn apart) with a band limit
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.warp_spread <= 1.0:
@@ -119,6 +120,8 @@ class AugmentConfig:
             raise ConfigError(f"eq_nepers {self.eq_nepers!r}; expected 0..2 nepers")
         if not 0.0 <= self.parallel_share <= 1.0:
             raise ConfigError(f"parallel_share {self.parallel_share!r}; expected 0..1")
+        if not 0.0 <= self.room_prob <= 1.0:
+            raise ConfigError(f"room_prob {self.room_prob!r}; expected a share of rows 0..1")
         if not 0.0 <= self.normalise <= 1.0:
             raise ConfigError(f"normalise {self.normalise!r}; expected a share of rows 0..1")
 

@@ -165,3 +165,24 @@ def test_augment_flags_are_checked_and_recorded(tmp_path, monkeypatch, capsys):
                       "--aug-normalise", "0.5")
     assert m["training"]["augment"] == {"warp_spread": 0.25, "eq_nepers": 0.5, "normalise": 0.5}
     assert m["training"]["command"].endswith("--aug-warp-spread 0.25 --aug-eq 0.5 --aug-normalise 0.5")
+
+
+def test_room_reverb_is_a_causal_tail_and_the_band_limit_cuts_the_top():
+    c = FeatureConfig()
+    a = Augmenter(_frames(), aug=AugmentConfig(room_prob=1.0, clean_prob=0.0), seed=0)
+    bins = c.n_fft // 2 + 1
+    power = torch.zeros((4, 60, bins))
+    power[:, 20] = 1.0  # one loud frame in silence
+    out = a._room(power.clone(), torch.zeros(4, dtype=torch.bool))
+    hz = np.linspace(0, c.sample_rate / 2, bins)
+    low = hz < 3000  # below every cut-off: the band limit leaves it alone
+    assert torch.all(out[:, :20] == 0)  # nothing before the click
+    tail = out[:, 21:30, low].mean(-1)
+    assert torch.all(tail > 1e-4) and torch.all(tail[:, 1:] < tail[:, :-1])  # a decaying tail after it
+    # 8 kHz lies past every cut-off (<= 7.5 kHz): at least 60 dB/octave * log2(8 / 7.5) = 5.6 dB down
+    assert torch.all(out[:, 20, -1] < 10 ** -0.55 * out[:, 20, 0])
+    # clean rows are left alone
+    same = a._room(power.clone(), torch.ones(4, dtype=torch.bool))
+    assert torch.equal(same, power)
+    with pytest.raises(ConfigError, match="room_prob 2"):
+        AugmentConfig(room_prob=2)
