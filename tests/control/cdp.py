@@ -1,5 +1,8 @@
 """Headless Chromium driven over the Chrome DevTools Protocol (CDP), for the page tests.
 
+Screenshots: ``RTVC_SCREENSHOTS=1 pytest tests/control/test_panel.py tests/control/test_overlay.py``
+rewrites the ones in ``bench/out/``.
+
 ``browser`` (a pytest fixture) starts Debian's ``chromium`` with a fresh profile and yields the
 browser's DevTools websocket address; :class:`Cdp` speaks to it and keeps every event it
 receives (``Network.requestWillBeSent`` and friends), so a test can check where the page went.
@@ -27,8 +30,14 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--remote-debugging-port=0", "--window-size=620,400", "--hide-scrollbars",
          "--autoplay-policy=no-user-gesture-required",
          "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]  # a microphone that beeps
-OUT = Path(__file__).resolve().parents[2] / "bench" / "out"
-"""Where the screenshots go (``bench/out/``)."""
+SHOTS = Path(__file__).resolve().parents[2] / "bench" / "out"
+"""Where the published screenshots live (``bench/out/``, shown in the README)."""
+
+
+def shots(tmp_path: Path) -> Path:
+    """Where a test writes its screenshots: ``bench/out/`` with ``RTVC_SCREENSHOTS=1`` (to refresh
+    the published ones), else the test's temporary folder (a plain run leaves the tree clean)."""
+    return SHOTS if os.environ.get("RTVC_SCREENSHOTS") == "1" else tmp_path
 
 
 class Cdp:

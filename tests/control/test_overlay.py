@@ -5,7 +5,7 @@ websocket, shows the active voice; a real mouse click (``Input.dispatchMouseEven
 button switches the engine's voice, checked with ``get_state`` from a separate client.
 The overlay fits any browser-source size (zoomed to fill it, voices wrapped, nothing clipped),
 has a compact view, greys its meters when rtvc stops; screenshots of both views (560x300) go to
-``bench/out/``.
+``bench/out/`` with ``RTVC_SCREENSHOTS=1``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.control.cdp import OUT, Cdp, browser  # noqa: F401 - browser is a fixture
+from tests.control.cdp import Cdp, browser, shots  # noqa: F401 - browser is a fixture
 from tests.control.helpers import TOKEN, FakeRunner, Running, recv_json, rpc
 
 @pytest.fixture()
@@ -153,7 +153,7 @@ def test_overlay_fits_any_source_size_and_has_a_compact_view(browser, tmp_path, 
                 srv.controller.set_voice("joe", source="cli")
                 await cdp.wait_for("document.getElementById('val-out').textContent !== '-inf dB' && "
                                    "document.getElementById('voice').textContent === 'joe'", sess)
-                await cdp.screenshot(OUT / "overlay-control-560x300.png", sess)
+                await cdp.screenshot(shots(tmp_path) / "overlay-control-560x300.png", sess)
                 compact = await cdp.page(f"{srv.http}/overlay?token={TOKEN}&view=compact", width=560, height=300)
                 await cdp.wait_for("document.getElementById('voice').textContent === 'joe' && "
                                    "document.getElementById('val-in').textContent !== '-inf dB'", compact)
@@ -162,7 +162,7 @@ def test_overlay_fits_any_source_size_and_has_a_compact_view(browser, tmp_path, 
                                       compact)  # no buttons shown: name and meters only
                 await cdp.wait_for("document.body.dataset.scale > 1", compact)  # it fills the source
                 await cdp.wait_for(_INSIDE, compact)
-                await cdp.screenshot(OUT / "overlay-compact-560x300.png", compact)
+                await cdp.screenshot(shots(tmp_path) / "overlay-compact-560x300.png", compact)
                 # rtvc stops: grey, empty meters and "rtvc not running", not frozen levels
                 srv.handle.stop()
                 for s in (sess, compact):

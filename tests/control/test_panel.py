@@ -5,7 +5,7 @@ made-up runner with four devices, one of them broken) and one browser tab: every
 changed from the page (keyboard, mouse) and the engine's state is read back through the API;
 the state is changed through the API and the page is read; presets are saved and loaded; every
 control has an accessible name; no request leaves 127.0.0.1. Screenshots of the panel at
-1280x800 and 390x844 go to ``bench/out/``.
+1280x800 and 390x844 go to ``bench/out/`` with ``RTVC_SCREENSHOTS=1`` (see tests/control/cdp.py).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from rtvc import audio
-from tests.control.cdp import OUT, Cdp, browser  # noqa: F401 - browser is a fixture
+from tests.control.cdp import Cdp, browser, shots  # noqa: F401 - browser is a fixture
 from tests.control.helpers import TOKEN, FakeRunner, Running
 
 NAMES = ["Pitch", "Formant", "Mix", "Input gain", "Output gain", "Monitor gain", "Gate threshold", "Gate margin",
@@ -76,7 +76,7 @@ async def choose(cdp, sess, element_id, text):
                    "s.value = o.value; s.dispatchEvent(new Event('change', {bubbles: true})); })()", sess)
 
 
-def test_panel_drives_the_engine_and_follows_it(browser, srv):  # noqa: F811
+def test_panel_drives_the_engine_and_follows_it(browser, srv, tmp_path):  # noqa: F811
     async def go():
         async with connect(browser, max_size=None) as bws:
             cdp = Cdp(bws)
@@ -226,12 +226,12 @@ def test_panel_drives_the_engine_and_follows_it(browser, srv):  # noqa: F811
             await cdp.wait_for(f"{el}('voice-name').textContent === 'joe'", sess)
             await cdp.wait_for(f"{el}('val-out').textContent !== '-inf dB'", sess)
             await cdp.eval("window.scrollTo(0, 0)", sess)
-            await cdp.screenshot(OUT / "panel-1280x800.png", sess)
+            await cdp.screenshot(shots(tmp_path) / "panel-1280x800.png", sess)
             await cdp.resize(sess, 390, 844, mobile=True)
             await cdp.wait_for("document.documentElement.clientWidth === 390", sess)
             assert await cdp.eval("document.documentElement.scrollWidth", sess) <= 390
             await cdp.eval("window.scrollTo(0, 0)", sess)
-            await cdp.screenshot(OUT / "panel-390x844.png", sess)
+            await cdp.screenshot(shots(tmp_path) / "panel-390x844.png", sess)
 
             # ---- no request left 127.0.0.1 (pages, websocket, previews)
             urls = cdp.request_urls()
