@@ -155,7 +155,7 @@ def _licences(out: Path, target: str) -> str:
 
 
 def run_voice(out: Path, *, student_path: Path, steps: int, name: str, threads: int, n_allison: int = 8,
-              normalise: bool = True) -> dict[str, Any]:
+              normalise: bool = True, passthrough: str = "prosody") -> dict[str, Any]:
     from rtvc.converter import NeuralVoice
     from rtvc.train.content import content_voice_factory, load_student
     from rtvc.train.dataset import analyse_files, log_f0_stats
@@ -171,7 +171,12 @@ def run_voice(out: Path, *, student_path: Path, steps: int, name: str, threads: 
     frames = analyse_files([u.x for u in tr], config=fc)
     cfg = TrainConfig(steps=steps, threads=threads, gv_weight=0.1, delta_weight=1.0)
     t0 = time.perf_counter()
-    model, info = train_converter(frames, config=cfg, feature_config=fc, model_factory=content_voice_factory(student))
+    from rtvc.features import N_INPUT
+    from rtvc.train.content import PROSODY_INDEX
+
+    keep = tuple(range(N_INPUT)) if passthrough == "all" else PROSODY_INDEX
+    model, info = train_converter(frames, config=cfg, feature_config=fc,
+                                  model_factory=content_voice_factory(student, keep))
     m = joe.manifest
     lm, ls = log_f0_stats(frames.f0_hz)
     vdir = out / "voice"
@@ -194,7 +199,8 @@ def run_voice(out: Path, *, student_path: Path, steps: int, name: str, threads: 
         rows.append(T.score(y, u, texts.get(u.name) if T.english(u) else None))
         r = rows[-1]
         _log(f"  {name} {u.name}: {r['resemblyzer']:.3f} {r['dvector']:.3f} {r.get('words_changed', '-')}")
-    res = {"name": name, "student": str(student_path), "steps": steps, "normalise": normalise, "final_loss": info["final_loss"],
+    res = {"name": name, "student": str(student_path), "steps": steps, "normalise": normalise,
+           "passthrough": passthrough, "final_loss": info["final_loss"],
            "train_s": t_train, "rows": rows, "summary": T.summarise(rows)}
     (out / f"voice-{name}.json").write_text(json.dumps(res, indent=1, default=float))
     return res
@@ -217,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.choices["voice"].add_argument("--steps", type=int, default=1000)
     sub.choices["voice"].add_argument("--student", type=Path, default=None)
     sub.choices["voice"].add_argument("--name", default="joe_content")
+    sub.choices["voice"].add_argument("--passthrough", choices=("prosody", "all"), default="prosody",
+                                      help="input features the converter reads beside the content: level and "
+                                           "prosody (default), or all of them (the MFCC too)")
     sub.choices["voice"].add_argument("--no-normalise", action="store_true",
                                       help="judge with the run time's input warp and timbre shift off")
     a = p.parse_args(argv)
@@ -229,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({k: r[k] for k in ("final_loss", "train_s", "agreement")}, indent=1))
     else:
         r = run_voice(a.out, student_path=a.student or a.out / "student.npz", steps=a.steps, name=a.name,
-                      threads=a.threads, n_allison=a.sources, normalise=not a.no_normalise)
+                      threads=a.threads, n_allison=a.sources, normalise=not a.no_normalise,
+                      passthrough=a.passthrough)
         print(json.dumps(r["summary"], indent=1))
     return 0
 
