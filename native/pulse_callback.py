@@ -1,7 +1,7 @@
 """PulseAudio stream callbacks compiled to machine code (Numba ``cfunc``): the GIL-free audio path
 without PortAudio or ALSA's ``pulse`` plugin in between.
 
-libpulse calls them on its threaded mainloop's thread (``rtvc.pulse``): the write callback when the
+libpulse calls them on its threaded mainloop's thread (``rtvc.audio.pulse``): the write callback when the
 server asks a playback stream for ``nbytes``, the read callback when a record stream has data, the
 notify callbacks on a server-side underflow / overflow. They never enter the Python interpreter:
 samples move between the server's memory blocks and the SPSC rings through the same

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import ast
 import json
 from importlib import resources
-from pathlib import Path
 
 import pytest
 
-import rtvc.control
 from rtvc.control import protocol as P
 from rtvc.errors import ConfigError
 from rtvc.params import PARAM_SPECS, integer
@@ -197,13 +194,3 @@ def test_shipped_schema_matches_the_code_and_param_specs():
     assert shipped["protocol_version"] == P.PROTOCOL_VERSION
 
 
-def test_only_the_server_imports_websockets():
-    root = Path(rtvc.control.__file__).parent
-    users = []
-    for f in sorted(root.glob("*.py")) + [root.parent / "route.py"]:
-        for node in ast.walk(ast.parse(f.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
-            if any(n.split(".")[0] == "websockets" for n in names):
-                users.append(f.name)
-    assert sorted(set(users)) == ["server.py"]
