@@ -1,7 +1,7 @@
 """``python _espeak_events.py VOICE`` < text: speak the text with libespeak-ng and write, on stdout,
 one JSON line ``{"rate": R, "onsets": [[sample, "ipa"], ...]}`` then the audio as raw int16.
 
-Run in a fresh process per utterance (see :func:`rtvc.train.corpus._espeak_item`): the library
+Run in a fresh process per utterance (see :func:`rtvc.train.sources._espeak_item`): the library
 keeps synthesis state between calls inside one process (the same text spoken twice comes out
 different), while a fresh process gives what ``espeak-ng -v VOICE`` gives, every time. Imports
 nothing but the standard library, so it starts fast.

@@ -12,13 +12,14 @@ import soundfile as sf
 
 from rtvc.errors import ConfigError
 from rtvc.train import corpus as C
+from rtvc.train import sources as S
 from rtvc.train.corpus import (MBROLA_LICENCE, Utterance, build_corpus, corpus_dir, list_corpora, main, parse_pho,
                                sentences)
 from tests import have_mbrola, installed
 
 HAVE_ESPEAK = shutil.which("espeak-ng") is not None
 HAVE_MBROLA = have_mbrola("us1", "us2", "us3")
-HAVE_ASTERISK = any(d.is_dir() and any(d.rglob("*.g722")) for d in C._ASTERISK_DIRS) and shutil.which("ffmpeg")
+HAVE_ASTERISK = any(d.is_dir() and any(d.rglob("*.g722")) for d in S._ASTERISK_DIRS) and shutil.which("ffmpeg")
 needs_espeak = pytest.mark.skipif(not HAVE_ESPEAK, reason="espeak-ng not installed")
 needs_mbrola = pytest.mark.skipif(not HAVE_MBROLA, reason="mbrola + mbrola-us1/us2/us3 not installed")
 
@@ -225,7 +226,7 @@ def test_asterisk_prompts_decode_with_transcripts(tmp_path):
     assert 4 <= len(utts) <= 8
     for u in utts:
         x, sr = sf.read(str(u.path), dtype="float32")
-        assert sr == 16000 and u.duration_s >= C._MIN_DURATION_S
+        assert sr == 16000 and u.duration_s >= S._MIN_DURATION_S
         assert np.max(np.abs(x)) > 0.01  # not near-silent
         assert u.speaker == "asterisk:allison"
         assert "CC-BY-SA-3.0" in u.licence and "Allison Smith" in u.licence
@@ -245,7 +246,7 @@ def test_asterisk_prompts_in_other_languages_are_other_real_speakers(tmp_path, l
     assert 2 <= len(utts) <= 4
     for u in utts:
         x, sr = sf.read(str(u.path), dtype="float32")
-        assert sr == 16000 and u.duration_s >= C._MIN_DURATION_S and np.max(np.abs(x)) > 0.01
+        assert sr == 16000 and u.duration_s >= S._MIN_DURATION_S and np.max(np.abs(x)) > 0.01
         assert u.speaker == f"asterisk:{speaker}"
         assert u.licence.startswith(licence) and who in u.licence and "Allison" not in u.licence
     again = build_corpus(f"asterisk:{lang}", cache_dir=tmp_path / "again", max_utterances=4, progress=False)
@@ -321,11 +322,11 @@ def _assert_phones_tile(u: Utterance) -> None:
 
 def test_segments_tile_merge_and_clip():
     # onsets in samples: 'a' twice in a row merges, a zero-length 'b' gives way to 'c', past-the-end dropped
-    segs = C._segments([160, 320, 480, 480, 800, 9999], ["a", "a", "b", "c", "_", "d"], 1600)
+    segs = S._segments([160, 320, 480, 480, 800, 9999], ["a", "a", "b", "c", "_", "d"], 1600)
     assert segs == [("_", 0.0, 0.01), ("a", 0.01, 0.03), ("c", 0.03, 0.05), ("_", 0.05, 0.1)]
-    assert C._segments([0], ["a"], 160) == [("a", 0.0, 0.01)]  # a phone at 0 replaces the leading pause
+    assert S._segments([0], ["a"], 160) == [("a", 0.0, 0.01)]  # a phone at 0 replaces the leading pause
     # 'b' gives way to an 'a' at the same onset, which then merges with the 'a' before it
-    assert C._segments([160, 320, 320], ["a", "b", "a"], 480) == [("_", 0.0, 0.01), ("a", 0.01, 0.03)]
+    assert S._segments([160, 320, 320], ["a", "b", "a"], 480) == [("_", 0.0, 0.01), ("a", 0.01, 0.03)]
 
 
 def test_kokoro_phones_from_tokens_and_durations():
@@ -333,13 +334,13 @@ def test_kokoro_phones_from_tokens_and_durations():
     chars = ["ð", "ə", " ", "ˈ", "k", "ɛ", "t", "."]
     units = np.array([2, 1, 2, 3, 1, 2, 4, 2, 3, 1])
     n = int(units.sum()) * 400
-    ph = C._kokoro_phones(chars, units, n)
+    ph = S._kokoro_phones(chars, units, n)
     # in 25 ms frames: the space's 3 frames, 1 to 'ə' before it and 2 to 'k' after; the stress
     # mark's frame goes to 'k' too; '.' and the end token are one pause
     frames = [("_", 0, 2), ("ð", 2, 3), ("ə", 3, 6), ("k", 6, 11), ("ɛ", 11, 15), ("t", 15, 17), ("_", 17, 21)]
     assert [p for p, _, _ in ph] == [p for p, _, _ in frames]
     assert np.allclose([(a, b) for _, a, b in ph], [(a * 0.025, b * 0.025) for _, a, b in frames])
-    ph = C._kokoro_phones(["I", "ʤ"], np.array([1, 2, 2, 1]), 6 * 400)
+    ph = S._kokoro_phones(["I", "ʤ"], np.array([1, 2, 2, 1]), 6 * 400)
     assert [p for p, _, _ in ph] == ["_", "aɪ", "dʒ", "_"]
 
 
