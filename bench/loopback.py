@@ -128,6 +128,14 @@ def measure_delays(left: np.ndarray, right: np.ndarray, *, period_s: float, max_
     return delays, lost
 
 
+def input_callbacks(runner: Any) -> int:
+    """Capture callbacks so far, from the runner's public rings (0 before they exist)."""
+    from rtvc.telemetry import Counter, Role
+
+    rings = runner.home.rings
+    return 0 if rings is None else int(rings.totals()[Role.INPUT, Counter.CALLBACKS])
+
+
 def run_config(srv: Any, tmp: Path, *, voice: str, bypass: bool, block_ms: float, n_clicks: int, period_s: float,
                callback: str, profile: str, device_latency: Any, device_block_ms: float | None = None,
                settle_s: float = 20.0, backend: str = "portaudio") -> dict[str, Any]:
@@ -157,7 +165,7 @@ def run_config(srv: Any, tmp: Path, *, voice: str, bypass: bool, block_ms: float
     try:
         runner.start()
         t0 = time.monotonic()
-        while runner._counts()[6] == 0 and time.monotonic() - t0 < 10:  # first input callback
+        while input_callbacks(runner) == 0 and time.monotonic() - t0 < 10:
             time.sleep(0.05)
         time.sleep(settle_s)  # the live profile's output margin adapts to the path in the first seconds
         x0 = eng.counters["xruns"]  # what the start and the settling cost
@@ -293,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{'n/a' if r['cpu_steal_share'] is None else format(r['cpu_steal_share'], '.0%')}", file=log, flush=True)
                 results.append(r)
     doc = {"benchmark": "loopback", "machine": machine(), "rate_hz": RATE, "server": "PulseAudio null sinks "
-           "(private server); backend portaudio: PortAudio's ALSA 'pulse' device; backend pulse: rtvc.pulse",
+           "(private server); backend portaudio: PortAudio's ALSA 'pulse' device; backend pulse: rtvc.audio.pulse",
            "backends": list(backends), "server_scheduling": server_sched,
            "callback": a.callback, "profile": a.profile,
            "device_latency": a.device_latency, "quick": a.quick, "clicks_per_config": n_clicks, "settle_s": settle_s,

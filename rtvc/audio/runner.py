@@ -31,11 +31,9 @@ import threading
 import time
 from typing import Any, Callable
 
-import numpy as np
-
 from ..errors import ConfigError, DeviceError, RtvcError
 from ..resampling import SUPPORTED_RATES
-from ..telemetry import CallbackDeltas, Counter, TelemetryPart
+from ..telemetry import TelemetryPart
 from .config import RunnerConfig
 from .devices import DeviceSet
 from .files import FileClock, FileSide
@@ -170,10 +168,6 @@ class LiveRunner:
         if self.home.priority is not None:
             gauges["worker_priority"] = self.home.priority
         return TelemetryPart(self.home.counts(), gauges)
-
-    def _counts(self) -> np.ndarray:
-        """Kept for ``bench/loopback.py`` (see :func:`legacy_counts`); use ``rings.totals()``."""
-        return legacy_counts(self.home.rings)
 
     # ------------------------------------------------------------------ allocation
     def allocate(self) -> Rings:
@@ -426,18 +420,3 @@ class _InterpreterTuning:
         if self._saved is not None:
             sys.setswitchinterval(self._saved)
             self._saved = None
-
-
-def legacy_counts(rings: Rings | None) -> np.ndarray:
-    """The callback counts in the layout of the ``cb`` array of rtvc before the counters were one
-    enumeration (in-status, out-status, in-overflows, out-underflows, monitor underflows,
-    monitor status, in/out/monitor calls, out-missing frames); ``bench/loopback.py`` reads [6]."""
-    c = np.zeros(10, np.int64)
-    if rings is not None:
-        t = rings.totals()
-        d = CallbackDeltas(t)
-        c[:6] = (d.input_status, d.output_status, d.input_overflows, d.output_underflows, d.monitor_underflows,
-                 d.monitor_status)
-        c[6:9] = t[:, Counter.CALLBACKS]
-        c[9] = d.output_missing
-    return c
