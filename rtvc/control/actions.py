@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import threading
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..errors import ConfigError, ControlError, DeviceError, ModelError, RtvcError
 from . import protocol as P
+from .devices import Devices, SelfTest
 from .presets import DEFAULT_EXCLUDED, PresetStore
 
-__all__ = ["Controller", "ACTIONS", "PITCH_STEP_ST"]
+__all__ = ["Controller", "Announcer", "ACTIONS", "PITCH_STEP_ST", "keep_offsets", "preview_path"]
 
 PITCH_STEP_ST = 1.0
 """Semitones per ``pitch_up``/``pitch_down`` press."""
@@ -41,6 +41,85 @@ ACTIONS: dict[str, str] = {
 
 Listener = Callable[[dict[str, Any]], None]
 log = logging.getLogger("rtvc.control")
+
+
+class Announcer:
+    """Who hears about changes: state listeners get ``state_changed`` payloads, notification
+    listeners ``(method, params)`` for the others (``clone_progress``). Listeners may be added
+    and removed from any thread; a broken listener never breaks the caller."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._state: list[Listener] = []
+        self._notify: list[Callable[[str, dict[str, Any]], None]] = []
+
+    def add(self, fn: Listener) -> None:
+        with self._lock:
+            self._state.append(fn)
+
+    def remove(self, fn: Listener) -> None:
+        with self._lock:
+            if fn in self._state:
+                self._state.remove(fn)
+
+    def add_notify(self, fn: Callable[[str, dict[str, Any]], None]) -> None:
+        with self._lock:
+            self._notify.append(fn)
+
+    def remove_notify(self, fn: Callable[[str, dict[str, Any]], None]) -> None:
+        with self._lock:
+            if fn in self._notify:
+                self._notify.remove(fn)
+
+    def state_changed(self, st: dict[str, Any], changed: list[str], source: str) -> None:
+        """Tell the state listeners (nothing when ``changed`` is empty)."""
+        if not changed:
+            return
+        payload = {"state": st, "changed": changed, "source": source}
+        for fn in list(self._state):
+            try:
+                fn(payload)
+            except Exception:  # a broken listener must not break the caller's change
+                pass
+
+    def notify(self, method: str, params: dict[str, Any]) -> None:
+        for fn in list(self._notify):
+            try:
+                fn(method, params)
+            except Exception:  # a broken listener must not stop the job
+                pass
+
+
+def keep_offsets(changes: Mapping[str, Any], params: Any, registry: Any) -> dict[str, Any]:
+    """``changes`` (a voice switch) with the new voice's preset pitch/formant plus the user's
+    offsets from the old voice's preset (pitch in semitones added, formant as a ratio
+    multiplied), clamped to their ranges; values ``changes`` gives stay. ``params`` are the
+    current parameters, ``registry`` the voice registry the presets come from."""
+    from ..params import PARAM_SPECS
+
+    try:
+        old = registry.get(params.voice).defaults
+    except RtvcError:  # the old voice is gone from the list: its offsets are the whole values
+        old = {}
+    new = registry.get(changes["voice"]).defaults
+    out = dict(changes)
+    spec = PARAM_SPECS
+    if "pitch_st" not in out:
+        v = new.get("pitch_st", 0.0) + params.pitch_st - old.get("pitch_st", 0.0)
+        out["pitch_st"] = min(spec["pitch_st"].hi, max(spec["pitch_st"].lo, v))
+    if "formant_ratio" not in out:
+        v = new.get("formant_ratio", 1.0) * params.formant_ratio / old.get("formant_ratio", 1.0)
+        out["formant_ratio"] = min(spec["formant_ratio"].hi, max(spec["formant_ratio"].lo, v))
+    return out
+
+
+def preview_path(info: Any) -> Path | None:
+    """A neural voice's preview clip (``NAME.preview.wav`` beside its model), if there is one."""
+    path = getattr(info, "path", None)
+    if info.kind != "neural" or path is None:
+        return None
+    clip = Path(path).with_name(Path(path).stem + ".preview.wav")
+    return clip if clip.is_file() else None
 
 
 class Controller:
@@ -72,48 +151,31 @@ class Controller:
 
         self.engine = engine
         self.runner = runner
+        self.devices = Devices(runner)
         self.presets = presets or PresetStore()
         self._lock = threading.RLock()
-        self._listeners: list[Listener] = []
-        self._notify: list[Callable[[str, dict[str, Any]], None]] = []
+        self.listeners = Announcer()
         self.options: dict[str, Any] = {"keep_offsets": bool(keep_offsets)}
         self.clones = clones or CloneJobs(on_event=lambda job: None, voice_names=lambda: [])
         self.clones.bind(on_event=self._clone_event, voice_names=lambda: self.engine.registry.names())
-        if selftest is None and shutil.which("pactl") and shutil.which("pacat"):
-            def selftest() -> dict[str, Any]:  # the loopback through the sound server, as `rtvc selftest`
-                from ..route import selftest as run
-
-                return run()
-        self._selftest = selftest
-        self._selftest_busy = threading.Lock()
-        self.last_selftest: dict[str, Any] | None = None
+        self.loopback = SelfTest.default(selftest)
 
     # ------------------------------------------------------------------ listeners
     def add_listener(self, fn: Listener) -> None:
-        with self._lock:
-            self._listeners.append(fn)
+        self.listeners.add(fn)
 
     def remove_listener(self, fn: Listener) -> None:
-        with self._lock:
-            if fn in self._listeners:
-                self._listeners.remove(fn)
+        self.listeners.remove(fn)
 
     def add_notify_listener(self, fn: Callable[[str, dict[str, Any]], None]) -> None:
         """``fn(method, params)`` for notifications other than ``state_changed`` (``clone_progress``)."""
-        with self._lock:
-            self._notify.append(fn)
+        self.listeners.add_notify(fn)
 
     def remove_notify_listener(self, fn: Callable[[str, dict[str, Any]], None]) -> None:
-        with self._lock:
-            if fn in self._notify:
-                self._notify.remove(fn)
+        self.listeners.remove_notify(fn)
 
     def _clone_event(self, job: dict[str, Any]) -> None:
-        for fn in list(self._notify):
-            try:
-                fn("clone_progress", job)
-            except Exception:  # a broken listener must not stop the job
-                pass
+        self.listeners.notify("clone_progress", job)
         if job["state"] == "done":  # the new voice is in the list now
             self._announce(self.state(), ["voices"], "clone")
 
@@ -128,23 +190,13 @@ class Controller:
         return st
 
     def _announce(self, st: dict[str, Any], changed: list[str], source: str) -> None:
-        if not changed:
-            return
-        payload = {"state": st, "changed": changed, "source": source}
-        for fn in list(self._listeners):
-            try:
-                fn(payload)
-            except Exception:  # a broken listener must not break the caller's change
-                pass
+        self.listeners.state_changed(st, changed, source)
 
     # ------------------------------------------------------------------ queries
     def state(self) -> dict[str, Any]:
         """Parameters, active voice, latency and devices (the ``get_state`` result)."""
         eng = self.engine
         p = eng.params
-        devices = None
-        if self.runner is not None:
-            devices = dict(getattr(self.runner, "devices", {}) or {})
         return {
             "protocol_version": P.PROTOCOL_VERSION,
             "params": p.as_dict(),
@@ -153,11 +205,11 @@ class Controller:
             "mute": p.mute,
             "algorithmic_latency_ms": float(eng.algorithmic_latency_ms),
             "device_rate": int(eng.config.device_rate),
-            "devices": devices,
+            "devices": self.devices.current(),
             "live": self.runner is not None,
             "speaker": self.speaker(),
             "options": dict(self.options),
-            "selftest": {"available": self._selftest is not None, "last": self.last_selftest},
+            "selftest": self.loopback.state(),
         }
 
     def speaker(self) -> dict[str, Any]:
@@ -172,8 +224,8 @@ class Controller:
         t = self.engine.telemetry()
         out = {k: t.get(k) for k in P.TELEMETRY_FIELDS}
         out["buffer_age_ms"] = t.get("buffer_age_ms")
-        out["device_latency_ms"] = dev = self.device_latency_ms()
-        age, block_ms = out["buffer_age_ms"], getattr(self.runner, "block_ms", None)
+        out["device_latency_ms"] = dev = self.devices.latency_ms()
+        age, block_ms = out["buffer_age_ms"], self.devices.block_ms
         # the age is read right after a block is written, when the rings are at their fullest; a
         # sample waits a block less on average (checked against a loopback through PulseAudio)
         out["queue_ms"] = queue = None if age is None else max(0.0, float(age) - float(block_ms or 0.0))
@@ -181,47 +233,23 @@ class Controller:
         out["total_latency_ms"] = sum(float(x) for x in parts if x is not None)
         return out
 
-    def device_latency_ms(self) -> float | None:
-        """What the sound devices buffer on the way in and out (PortAudio / PulseAudio stream
-        latency, as the runner reads it when it opens the streams); ``None`` without a runner."""
-        lat = getattr(self.runner, "stream_latency_s", None)
-        if not isinstance(lat, Mapping):
-            return None
-        return 1000.0 * sum(float(v) for v in lat.values() if v is not None)
-
-    def has_monitor(self) -> bool:
-        """A monitor device is open (the hear-yourself output has somewhere to go)."""
-        return bool((getattr(self.runner, "devices", {}) or {}).get("monitor")) if self.runner is not None else False
-
     def list_voices(self) -> list[dict[str, Any]]:
         active = self.engine.params.voice
         return [{"name": v.name, "kind": v.kind, "description": v.description, "active": v.name == active,
-                 "preview": self.preview_path(v) is not None}
+                 "preview": preview_path(v) is not None}
                 for v in self.engine.registry.list()]
-
-    @staticmethod
-    def preview_path(info: Any) -> Path | None:
-        """A neural voice's preview clip (``NAME.preview.wav`` beside its model), if there is one."""
-        path = getattr(info, "path", None)
-        if info.kind != "neural" or path is None:
-            return None
-        clip = Path(path).with_name(Path(path).stem + ".preview.wav")
-        return clip if clip.is_file() else None
 
     def preview(self, name: str) -> Path:
         """The preview clip of voice ``name``; ConfigError naming the voice when it has none."""
         info = self.engine.registry.get(name)
-        clip = self.preview_path(info)
+        clip = preview_path(info)
         if clip is None:
             raise ConfigError(f"voice {name!r} has no preview clip; expected a neural voice with NAME.preview.wav "
                               "beside its model")
         return clip
 
     def list_devices(self) -> list[dict[str, Any]]:
-        self._need_devices("list_devices")
-        from .. import audio  # lazily: only the audio module imports sounddevice
-
-        return list(audio.list_devices(getattr(self.runner, "backend", "portaudio")))
+        return self.devices.list()
 
     def list_presets(self) -> list[dict[str, Any]]:
         return self.presets.list()
@@ -236,37 +264,15 @@ class Controller:
         with self._lock:
             cur = self.engine.params
             changes = dict(changes)
-            if changes.get("monitor") is True and not cur.monitor and not self.has_monitor():
+            if changes.get("monitor") is True and not cur.monitor and not self.devices.has_monitor():
                 raise P.RpcError(P.NOT_AVAILABLE, "monitor = true: no monitor device is open, so there is nothing to "
                                                   "hear yourself on; expected a monitor device first (set_devices "
                                                   "{monitor: ...}, or start rtvc with --monitor DEVICE)")
             if self.options["keep_offsets"] and changes.get("voice", cur.voice) != cur.voice:
-                changes = self._keep_offsets(changes)
+                changes = keep_offsets(changes, cur, self.engine.registry)
             before = cur.as_dict()
             self.engine.update(**changes)
             return self._changed(before, source)
-
-    def _keep_offsets(self, changes: dict[str, Any]) -> dict[str, Any]:
-        """The new voice's preset pitch/formant plus the user's offsets from the old voice's preset
-        (pitch in semitones added, formant as a ratio multiplied), clamped to their ranges."""
-        from ..params import PARAM_SPECS
-
-        cur = self.engine.params
-        reg = self.engine.registry
-        try:
-            old = reg.get(cur.voice).defaults
-        except RtvcError:  # the old voice is gone from the list: its offsets are the whole values
-            old = {}
-        new = reg.get(changes["voice"]).defaults
-        out = dict(changes)
-        spec = PARAM_SPECS
-        if "pitch_st" not in out:
-            v = new.get("pitch_st", 0.0) + cur.pitch_st - old.get("pitch_st", 0.0)
-            out["pitch_st"] = min(spec["pitch_st"].hi, max(spec["pitch_st"].lo, v))
-        if "formant_ratio" not in out:
-            v = new.get("formant_ratio", 1.0) * cur.formant_ratio / old.get("formant_ratio", 1.0)
-            out["formant_ratio"] = min(spec["formant_ratio"].hi, max(spec["formant_ratio"].lo, v))
-        return out
 
     def set_param_text(self, name: str, text: str | None, *, source: str = "http") -> dict[str, Any]:
         """Set parameter (or option) ``name`` from a URL's text: a value, ``+=STEP``/``-=STEP`` from
@@ -294,17 +300,9 @@ class Controller:
 
     def set_devices(self, *, input: Any = None, output: Any = None, monitor: Any = None, rate: int | None = None,
                     source: str = "api") -> dict[str, Any]:
-        self._need_runner("set_devices")
-        files = self._file_sides()
-        for side, spec in (("input", input), ("output", output)):
-            if spec is not None and files[side] is not None:
-                raise P.RpcError(P.NOT_AVAILABLE, f"set_devices: {side}={spec!r}: the {side} of this session is the "
-                                                  f"{files[side]}; restart rtvc without it to use a device")
-        if monitor is not None:
-            self._need_devices("set_devices")
         with self._lock:
-            before = dict(getattr(self.runner, "devices", {}) or {})
-            self.runner.set_devices(input=input, output=output, monitor=monitor, rate=rate)
+            before = self.devices.current()
+            self.devices.switch(input=input, output=output, monitor=monitor, rate=rate)
             st = self.state()
             self._announce(st, ["devices"] if st["devices"] != before else [], source)
             return st
@@ -312,23 +310,11 @@ class Controller:
     def selftest(self, *, source: str = "api") -> dict[str, Any]:
         """Play a chirp through the sound server -> an rtvc engine (the neutral path) -> the sound
         server and measure the delay (``rtvc selftest``); the result is kept in the state."""
-        if self._selftest is None:
-            raise P.RpcError(P.NOT_AVAILABLE, "selftest: no loopback to measure with: it needs a PulseAudio or "
-                                              "PipeWire-Pulse server (pactl and pacat); expected them on PATH")
-        if not self._selftest_busy.acquire(blocking=False):
-            raise P.RpcError(P.NOT_AVAILABLE, "selftest: one is running already; expected it to finish first")
-        try:
-            res = dict(self._selftest())
-        except RtvcError as e:  # no server answering, pacat gone: said as it is, nothing kept
-            raise P.RpcError(P.NOT_AVAILABLE, f"selftest: {e}") from None
-        finally:
-            self._selftest_busy.release()
-        keep = ("arrived", "delay_ms", "correlation", "algorithmic_latency_ms", "rate")
-        self.last_selftest = {k: res.get(k) for k in keep}
+        last = self.loopback.run()
         with self._lock:
             st = self.state()
             self._announce(st, ["selftest"], source)
-        return self.last_selftest
+        return last
 
     def forget_speaker(self, *, source: str = "api") -> dict[str, Any]:
         """Someone else takes the microphone: the active neural voice starts learning the speaker
@@ -349,7 +335,7 @@ class Controller:
 
     def load_preset(self, name: str, *, source: str = "api") -> dict[str, Any]:
         params = self.presets.load(name)
-        if params.get("monitor") is True and not self.has_monitor():
+        if params.get("monitor") is True and not self.devices.has_monitor():
             params.pop("monitor")  # a preset saved with a monitor device loads without one all the same
             log.info("preset %s: monitor left off (no monitor device is open)", name)
             if not params:
@@ -473,28 +459,3 @@ class Controller:
         except ControlError as e:
             raise P.RpcError(P.INTERNAL_ERROR, f"{cmd.method}: {e}") from None
         raise P.RpcError(P.METHOD_NOT_FOUND, f"method {cmd.method!r} is handled by the connection, not the controller")
-
-    def _need_runner(self, method: str) -> None:
-        if self.runner is None:
-            raise P.RpcError(P.NOT_AVAILABLE, f"{method}: no live audio runner is attached (file mode or "
-                                              "'rtvc serve --input FILE'); devices cannot be listed or changed")
-
-    def _file_sides(self) -> dict[str, str | None]:
-        """What replaces a device on each side of the runner (``None``: a device)."""
-        r = self.runner
-        inp = getattr(r, "input_file", None)
-        out = getattr(r, "output_file", None)
-        return {"input": f"file {str(inp)!r}" if inp is not None else None,
-                "output": f"file {str(out)!r}" if out is not None
-                else "null output" if getattr(r, "null_output", False) else None}
-
-    def _need_devices(self, method: str) -> None:
-        """A runner with at least one device stream (else: file mode, no live audio)."""
-        self._need_runner(method)
-        files = self._file_sides()
-        if files["input"] is not None and files["output"] is not None \
-                and not (getattr(self.runner, "devices", {}) or {}).get("monitor"):
-            raise P.RpcError(P.NOT_AVAILABLE, f"{method}: file mode (input: {files['input']}, output: "
-                                              f"{files['output']}): no audio device is open, so devices cannot be "
-                                              "listed or changed; start rtvc without --input-file/--output-file/"
-                                              "--null-output to use devices")

@@ -1,7 +1,8 @@
 """The control server: a thin ``websockets`` asyncio adapter over the pure protocol.
 
 One port serves both the websocket (JSON-RPC 2.0, see :mod:`rtvc.control.protocol`) and a few
-HTTP routes through websockets' ``process_request`` hook:
+HTTP routes through websockets' ``process_request`` hook (answered by
+:class:`rtvc.control.web.HttpFront`):
 
 ===============================  =====  =================================================
 route                            auth   what
@@ -39,28 +40,24 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import dataclasses
 import logging
 import socket
 import threading
 import weakref
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any, Iterable
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote
 
 from websockets.asyncio.server import ServerConnection, serve
-from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
 from websockets.streams import StreamReader
 
-from ..errors import ConfigError, ModelError
+from ..errors import ConfigError
 from . import protocol as P
 from .protocol import DEFAULT_PORT
 from .actions import Controller
-from .routes import device_query, query_value, token_page
-from .auth import check_bind_host, default_origins, origin_allowed, token_from_request, tokens_equal
+from .auth import check_bind_host
+from .web import HttpFront, overlay_html, panel_html
 
 __all__ = ["ControlServer", "ServerHandle", "DEFAULT_PORT", "SEND_QUEUE", "overlay_html", "panel_html"]
 
@@ -70,35 +67,6 @@ log = logging.getLogger("rtvc.control")
 # commands that may block (voice loading, device reopening, file I/O) run off the event loop
 _BLOCKING = (P.SetParams, P.SetVoice, P.SetDevices, P.ListDevices, P.LoadPreset, P.SavePreset, P.DeletePreset,
              P.ListPresets, P.SetOptions, P.CloneBegin, P.CloneUpload, P.CloneStart, P.CloneCancel)
-
-_HTTP_ACTIONS = {
-    "/api/bypass/toggle": "bypass_toggle",
-    "/api/mute/toggle": "mute_toggle",
-    "/api/monitor/toggle": "monitor_toggle",
-    "/api/pitch/up": "pitch_up",
-    "/api/pitch/down": "pitch_down",
-    "/api/voice-next": "voice_next",
-    "/api/voice-prev": "voice_prev",
-    "/api/speaker/forget": "speaker_forget",
-}
-
-
-def overlay_html() -> str:
-    """The overlay page shipped as package data (``rtvc/control/overlay.html``)."""
-    return resources.files("rtvc.control").joinpath("overlay.html").read_text(encoding="utf-8")
-
-
-def panel_html() -> str:
-    """The control panel shipped as package data (``rtvc/control/panel.html``)."""
-    return resources.files("rtvc.control").joinpath("panel.html").read_text(encoding="utf-8")
-
-
-# the pages load nothing from elsewhere: inline script and style, the websocket and clips of this server
-_CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self' ws: ; "
-        "img-src data:; media-src 'self'; base-uri 'none'; form-action 'none'")
-_PAGES = {"/": panel_html, "/panel": panel_html, "/overlay": overlay_html}
-_HTTP_STATUS = {P.INVALID_PARAMS: 400, P.NOT_AVAILABLE: 409, P.DEVICE_ERROR: 409}
-_HTTP_NAMED = ["/api/devices", "/api/param/NAME", "/api/preset/NAME", "/api/state", "/api/voice/NAME"]
 
 
 class _BodySkippingReader(StreamReader):
@@ -186,7 +154,6 @@ class ControlServer:
         self.token = token
         self.host = host
         self.port = port
-        self._origins = list(origins) if origins is not None else None
         self.rate_per_s, self.burst = rate_per_s, burst
         P.TokenBucket(rate_per_s, burst)  # validates
         self.send_queue = send_queue
@@ -196,12 +163,20 @@ class ControlServer:
         self._server: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="rtvc-control")
-        self.stats = {"connections": 0, "dropped_slow": 0, "rejected_auth": 0, "rejected_origin": 0}
+        self.http = HttpFront(controller, token=token, pool=self._pool,
+                              origins=list(origins) if origins is not None else None)
+        self.http.port = port
+        self._stats = {"connections": 0, "dropped_slow": 0}
 
     # ------------------------------------------------------------------ lifecycle
     @property
     def origins(self) -> list[str]:
-        return self._origins if self._origins is not None else default_origins(self.port)
+        return self.http.origins
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Connections, slow clients dropped, requests refused for a wrong token or origin (a copy)."""
+        return {**self._stats, **self.http.stats}
 
     @property
     def url(self) -> str:
@@ -243,14 +218,14 @@ class ControlServer:
 
         try:
             self._server = await serve(
-                self._handler, self.host, self.port, process_request=self._process_request,
+                self._handler, self.host, self.port, process_request=self.http.process_request,
                 max_size=self.max_message_bytes, max_queue=16, write_limit=16384, compression=None,
                 ping_interval=20, ping_timeout=20, close_timeout=2, open_timeout=10, create_connection=_Tracked,
                 logger=logging.getLogger("rtvc.control.ws"))
         except OSError as e:
             raise ConfigError(f"cannot listen on {self.host}:{self.port}: {e.strerror or e}; expected a free port "
                               "(choose another with --port)") from None
-        self.port = self._server.sockets[0].getsockname()[1]
+        self.port = self.http.port = self._server.sockets[0].getsockname()[1]
         self.controller.add_listener(self._on_change)
         self.controller.add_notify_listener(self._on_notify)
 
@@ -311,7 +286,7 @@ class ControlServer:
     def _drop(self, conn: _Conn, reason: str) -> None:
         conn.dropped = True
         self._conns.discard(conn)
-        self.stats["dropped_slow"] += 1
+        self._stats["dropped_slow"] += 1
         log.warning("dropping control client %s: %s", conn.ws.remote_address, reason)
         for t in (conn.telemetry, conn.sender):
             if t is not None:
@@ -329,7 +304,7 @@ class ControlServer:
         conn = _Conn(ws, asyncio.Queue(self.send_queue), P.TokenBucket(self.rate_per_s, self.burst,
                                                                          now=asyncio.get_running_loop().time()))
         self._conns.add(conn)
-        self.stats["connections"] += 1
+        self._stats["connections"] += 1
         conn.sender = asyncio.create_task(self._sender(conn))
         self._enqueue(conn, P.notification("hello", {
             "protocol_version": P.PROTOCOL_VERSION, "server": "rtvc", "methods": sorted(P.COMMANDS),
@@ -426,117 +401,6 @@ class ControlServer:
                 self._enqueue(conn, P.notification("telemetry", self.controller.telemetry()))
         except asyncio.CancelledError:
             pass
-
-    # ------------------------------------------------------------------ HTTP
-    def _respond(self, conn: ServerConnection, status: int, body: str, content_type: str = "application/json",
-                 extra: dict[str, str] | None = None) -> Response:
-        resp = conn.respond(status, body)
-        del resp.headers["Content-Type"]
-        resp.headers["Content-Type"] = content_type + "; charset=utf-8"
-        resp.headers["Cache-Control"] = "no-store"
-        resp.headers["X-Content-Type-Options"] = "nosniff"
-        for k, v in (extra or {}).items():
-            resp.headers[k] = v
-        return resp
-
-    def _json(self, conn: ServerConnection, status: int, obj: Any) -> Response:
-        return self._respond(conn, status, P.dumps(obj) + "\n")
-
-    async def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
-        url = urlsplit(request.path)
-        path = url.path
-        method = request.method
-        headers: Headers = request.headers
-        if path == "/healthz":
-            return self._json(conn, 200, {"status": "ok", "protocol_version": P.PROTOCOL_VERSION})
-        if path == "/schema.json":
-            return self._json(conn, 200, P.build_schema())
-        origin = headers.get("Origin")
-        if not origin_allowed(origin, self.origins):
-            self.stats["rejected_origin"] += 1
-            return self._json(conn, 403, {"error": f"origin {origin!r} is not allowed; expected one of "
-                                                   f"{self.origins} (or no Origin header)"})
-        token = token_from_request(headers.get("Authorization"), url.query)
-        if not tokens_equal(token, self.token):
-            self.stats["rejected_auth"] += 1
-            is_ws = headers.get("Upgrade", "").lower() == "websocket"
-            if path in _PAGES and method == "GET" and not is_ws:
-                reason = "No token was given" if token is None else "The token given is wrong"
-                return self._respond(conn, 401, token_page(path, port=self.port, reason=reason), "text/html",
-                                     {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"})
-            return self._json(conn, 401, {"error": "missing or wrong token; send 'Authorization: Bearer TOKEN' "
-                                                   "or ?token=TOKEN"})
-        if headers.get("Upgrade", "").lower() == "websocket":
-            return None  # authenticated websocket handshake: accept
-        if path in _PAGES:
-            if method != "GET":
-                return self._json(conn, 405, {"error": f"{method} {path}; expected GET"})
-            extra = {"Content-Security-Policy": _CSP + ("" if path == "/overlay" else "; frame-ancestors 'none'")}
-            return self._respond(conn, 200, _PAGES[path](), "text/html", extra)
-        if path.startswith("/preview/") and path.endswith(".wav"):
-            return await self._preview(conn, method, unquote(path[len("/preview/"):-len(".wav")]))
-        if path == "/api/state" and method == "GET":
-            return self._json(conn, 200, self.controller.state())
-        if path.startswith("/api/"):
-            if method not in ("POST", "GET"):
-                return self._json(conn, 405, {"error": f"{method} {path}; expected POST"})
-            loop = asyncio.get_running_loop()
-            if path.startswith("/api/voice/"):
-                name = unquote(path[len("/api/voice/"):])
-                fn = lambda: self.controller.execute(P.SetVoice(name), source="http")  # noqa: E731
-            elif path.startswith("/api/param/"):
-                pname, value = unquote(path[len("/api/param/"):]), query_value(url.query, "value")
-                fn = lambda: self._http_call(f"/api/param/{pname}",  # noqa: E731
-                                             lambda: self.controller.set_param_text(pname, value, source="http"))
-            elif path.startswith("/api/preset/"):
-                preset = unquote(path[len("/api/preset/"):])
-                fn = lambda: self.controller.execute(P.LoadPreset.from_params({"name": preset}),  # noqa: E731
-                                                     source="http")
-            elif path == "/api/devices":
-                spec = device_query(url.query)
-                fn = lambda: self.controller.execute(P.SetDevices.from_params(spec), source="http")  # noqa: E731
-            elif path in _HTTP_ACTIONS:
-                act = _HTTP_ACTIONS[path]
-                fn = lambda: self._http_call(act, lambda: self.controller.action(act, source="http"))  # noqa: E731
-            else:
-                return self._json(conn, 404, {"error": f"no route {path!r}; expected one of "
-                                                       f"{sorted(_HTTP_ACTIONS) + _HTTP_NAMED}"})
-            try:
-                st = await loop.run_in_executor(self._pool, fn)
-            except P.RpcError as e:
-                return self._json(conn, _HTTP_STATUS.get(e.code, 500), {"ok": False, "error": e.message, "code": e.code})
-            return self._json(conn, 200, {"ok": True, "state": st})
-        return self._json(conn, 404, {"error": f"no route {method} {path!r}"})
-
-    async def _preview(self, conn: ServerConnection, method: str, name: str) -> Response:
-        """A neural voice's preview clip (``audio/wav``), read off the event loop."""
-        if method != "GET":
-            return self._json(conn, 405, {"error": f"{method} /preview/{name}.wav; expected GET"})
-        try:
-            clip = self.controller.preview(name)
-            data = await asyncio.get_running_loop().run_in_executor(self._pool, clip.read_bytes)
-        except (ConfigError, OSError) as e:
-            return self._json(conn, 404, {"error": f"preview of voice {name!r}: {e}"})
-        resp = conn.respond(200, "")
-        for k in ("Content-Type", "Content-Length"):
-            del resp.headers[k]
-        resp.headers["Content-Type"] = "audio/wav"
-        resp.headers["Content-Length"] = str(len(data))
-        resp.headers["Cache-Control"] = "no-store"
-        resp.headers["X-Content-Type-Options"] = "nosniff"
-        return dataclasses.replace(resp, body=data)
-
-    def _http_call(self, name: str, fn: Any) -> dict[str, Any]:
-        try:
-            return fn()
-        except P.RpcError:
-            raise
-        except ConfigError as e:
-            raise P.RpcError(P.INVALID_PARAMS, f"{name}: {e}") from None
-        except ModelError as e:
-            raise P.RpcError(P.VOICE_LOAD_FAILED, f"{name}: {e}; the previous voice keeps playing") from None
-        except Exception as e:
-            raise P.RpcError(P.INTERNAL_ERROR, f"{name}: {type(e).__name__}: {e}") from None
 
 
 class ServerHandle:

@@ -7,6 +7,7 @@ import pytest
 
 from rtvc.control import protocol as P
 from rtvc.control.actions import ACTIONS, Controller
+from rtvc.control.devices import SelfTest
 from rtvc.control.presets import PresetStore
 from rtvc.engine import Engine, EngineConfig
 from rtvc.errors import ControlError
@@ -267,7 +268,7 @@ def test_monitor_needs_a_monitor_device(tmp_path):
         assert c.load_preset("m")["params"]["monitor"] is False and c.engine.params.pitch_st == 2.0
     c = Controller(make_engine(), runner=_MonitorRunner("Headphones"), presets=PresetStore(tmp_path))
     c.action("monitor_toggle")
-    assert c.engine.params.monitor is True and c.has_monitor()
+    assert c.engine.params.monitor is True and c.devices.has_monitor()
     c.action("monitor_toggle")
     assert c.engine.params.monitor is False
 
@@ -355,7 +356,7 @@ def test_selftest_where_a_loopback_exists(tmp_path):
     import threading
 
     c = Controller(make_engine(), presets=PresetStore(tmp_path), selftest=None)
-    c._selftest = None  # as on a machine without pactl/pacat (this one may have them)
+    c.loopback = SelfTest(None)  # as on a machine without pactl/pacat (this one may have them)
     with pytest.raises(P.RpcError, match=r"selftest: no loopback to measure with: it needs a PulseAudio") as e:
         c.execute(P.SelfTest())
     assert e.value.code == P.NOT_AVAILABLE and c.state()["selftest"] == {"available": False, "last": None}
