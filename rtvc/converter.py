@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,22 +29,21 @@ import numpy as np
 
 from ._native.f0 import yin_continue
 from ._native.mix import all_finite
-from ._native.timbre import mean_shift
 from .errors import AudioFileError, ConfigError, ModelError
-from .features import FeatureConfig, FeatureExtractor, input_feature_names, mel_filterbank
+from .features import FeatureConfig, FeatureExtractor, input_feature_names
 from .manifest import printable, read_manifest, sha256_file
+# the mappers live in .normalise; rtvc.train.dataset and the tests import them from here too
+from .normalise import (F0_EMA_FRAMES, F0_WARMUP_FRAMES, TIMBRE_EMA_FRAMES, TIMBRE_RAMP_FRAMES,  # noqa: F401
+                        WARP_GAMMA, WARP_GRID, WARP_MIN_FRAMES, F0Mapper, TimbreMapper, WarpNormaliser,
+                        target_timbre_mean)
 from .params import shown
 from .synthesis import METHODS, Synthesizer, check_options
 from .types import HOP, MODEL_RATE, NEURAL_DEVICES, Audio
 
-__all__ = ["NeuralVoice", "F0Mapper", "TimbreMapper", "WarpNormaliser", "target_timbre_mean", "select_providers"]
+__all__ = ["NeuralVoice", "NeuralState", "AnalysisState", "HeadState", "DelayLine", "F0Mapper", "TimbreMapper", "WarpNormaliser",
+           "target_timbre_mean", "select_providers"]
 
 log = logging.getLogger(__name__)
-
-F0_WARMUP_FRAMES = 200  # plain running mean over the first voiced frames, then an EMA
-F0_EMA_FRAMES = 600.0  # ~3 s of voiced speech
-TIMBRE_EMA_FRAMES = 300.0  # plain mean over the first voiced frames, then an EMA (~3 s of voiced speech)
-TIMBRE_RAMP_FRAMES = 20.0  # the shift fades in over the first voiced frames (its mean is noisy there)
 
 
 def select_providers(device: str = "cpu", providers: list[str] | None = None) -> list[str]:
@@ -133,113 +133,6 @@ def _preload_cuda_libraries(ort: Any) -> None:
         log.info("onnxruntime: preloading CUDA libraries failed (%s); the system library path is searched", e)
 
 
-# vocal-tract-length normalisation of the converter's input (WarpNormaliser)
-WARP_GAMMA = 0.3  # warp = (source F0 mean / target F0 mean) ** WARP_GAMMA
-WARP_GRID = np.round(np.arange(0.8, 1.25 + 1e-9, 0.025), 3)  # the warps a stream can use (clipped to them)
-WARP_MIN_FRAMES = 20  # voiced frames of the source before its F0 mean is trusted (100 ms)
-
-
-class WarpNormaliser:
-    """Causal vocal-tract-length normalisation of the converter's input.
-
-    Formant frequencies scale with the vocal tract, and a speaker's average F0 tracks it across
-    sexes (higher voices, shorter tracts): the stream's mel filterbank reads the source spectrum
-    at ``warp = (source F0 mean / target F0 mean) ** WARP_GAMMA`` times each band's frequency
-    (:func:`rtvc.features.mel_filterbank`'s ``warp``), so a speaker with formants that much
-    higher gives the converter features nearer the target's own. The source mean is
-    :class:`F0Mapper`'s (read before this hop's update); the warp is rounded to ``WARP_GRID``
-    and starts at 1 until ``WARP_MIN_FRAMES`` voiced frames are in. The filterbanks of the whole
-    grid are built once, at load: a change of warp copies one into the stream's own filterbank
-    (no allocation).
-    """
-
-    def __init__(self, config: FeatureConfig, target_log2_mean: float, *, gamma: float = WARP_GAMMA) -> None:
-        self.target = float(target_log2_mean)
-        self.gamma = float(gamma)
-        self.bank = np.stack([mel_filterbank(sample_rate=config.sample_rate, n_fft=config.n_fft,
-                                             n_mels=config.n_mels, warp=float(a)) for a in WARP_GRID])
-        self.unit = int(np.argmin(np.abs(WARP_GRID - 1.0)))
-
-    def init_state(self) -> np.ndarray:
-        return np.array([self.unit], np.int64)  # the grid index the stream's filterbank holds
-
-    def warp_of(self, f0_state: np.ndarray) -> int:
-        """The grid index for an :class:`F0Mapper` state ``[source mean (log2 Hz), voiced frames]``."""
-        if f0_state[1] < WARP_MIN_FRAMES:
-            return self.unit
-        w = 2.0 ** (self.gamma * (f0_state[0] - self.target))
-        i = int(round((w - WARP_GRID[0]) / (WARP_GRID[1] - WARP_GRID[0])))
-        return min(max(i, 0), WARP_GRID.shape[0] - 1)
-
-    def update(self, f0_state: np.ndarray, fb: np.ndarray, st: np.ndarray) -> None:
-        i = self.warp_of(f0_state)
-        if i != st[0]:
-            fb[:] = self.bank[i]
-            st[0] = i
-
-
-class F0Mapper:
-    """Causal statistical F0 mapping: shift the source log2-F0 mean onto the target's.
-
-    The source mean is the plain mean of the first voiced frames, then an exponential moving
-    average; the shift is ``target_mean - source_mean + pitch_st / 12`` octaves.
-    """
-
-    def __init__(self, target_log2_mean: float) -> None:
-        self.target = float(target_log2_mean)
-
-    @staticmethod
-    def init_state() -> np.ndarray:
-        return np.zeros(2, np.float64)  # [source mean (log2 Hz), voiced frames seen]
-
-    def map(self, f0_hz: float, pitch_st: float, st: np.ndarray) -> float:
-        if f0_hz <= 0.0:
-            return 0.0
-        lf = math.log2(f0_hz)
-        n = st[1] + 1.0
-        st[0] += (lf - st[0]) / (n if n <= F0_WARMUP_FRAMES else F0_EMA_FRAMES)
-        st[1] = n
-        return 2.0 ** (lf - st[0] + self.target + pitch_st / 12.0)
-
-
-def target_timbre_mean(x: Audio, fx: FeatureExtractor, n_mfcc: int) -> np.ndarray | None:
-    """Mean MFCC ``c1..c{n_mfcc-1}`` over the voiced frames of ``x`` (the target's own speech),
-    or None when ``x`` has fewer than 50 voiced frames."""
-    a = fx.analyze(np.ascontiguousarray(x, np.float32))
-    v = a.f0_hz > 0.0
-    if int(v.sum()) < 50:
-        return None
-    return a.inputs[v, 1:n_mfcc].mean(axis=0).astype(np.float32)
-
-
-class TimbreMapper:
-    """Causal speaker normalisation of the converter's input: shift the source's mean MFCC
-    (``c1..``, voiced frames) onto the target's.
-
-    The converter is trained on the target's own speech in disguise (pitch, vocal-tract length,
-    tilt, noise); a new speaker's average timbre lies outside what it saw, and the converted
-    envelope keeps part of it. Moving the input's long-term mean onto the target's (the
-    MFCC counterpart of cepstral mean normalisation, and of :class:`F0Mapper`'s mean shift)
-    brings the input back in range; the frame-to-frame detail, which carries the words, is
-    untouched. The source mean is the plain mean of the first voiced frames, then an
-    exponential moving average over ``TIMBRE_EMA_FRAMES``; the shift fades in over the first
-    ``TIMBRE_RAMP_FRAMES`` voiced frames. ``c0`` (level) is left alone.
-    """
-
-    def __init__(self, target_mean: np.ndarray) -> None:
-        self.target = np.asarray(target_mean, np.float32)
-        self.n = self.target.shape[0]
-
-    def init_state(self) -> np.ndarray:
-        """``[source mean (n), voiced frames seen, scratch (n)]`` in one float32 array."""
-        return np.zeros(2 * self.n + 1, np.float32)
-
-    def map(self, feats: np.ndarray, voiced: bool, st: np.ndarray) -> None:
-        """Shift ``feats[1:1+n]`` in place (no allocation; one compiled call,
-        :func:`rtvc._native.timbre.mean_shift`)."""
-        mean_shift(feats, 1, voiced, self.target, st, TIMBRE_EMA_FRAMES, TIMBRE_RAMP_FRAMES)
-
-
 def _load_head(path: Path, manifest: dict[str, Any], opts: Any) -> Any:
     """The waveform head's onnxruntime session, checked against the manifest's ``head`` section.
 
@@ -285,6 +178,61 @@ def _pingpong_bindings(session: Any, names: tuple[str, str, str, str], x: Any, y
         b.bind_ortvalue_output(names[3], h[1 - i])
         bindings.append(b)
     return bindings
+
+
+@dataclass(eq=False)
+class DelayLine:
+    """The source values of the last ``lookahead + 1`` frames (a ring; silence at first)."""
+
+    f0: np.ndarray  # float64 (n,), the synthesis' F0 (Hz)
+    per: np.ndarray  # float64 (n,), its voicing
+    spec: np.ndarray  # (n, n_bins) complex, the source spectrum
+    cep: np.ndarray  # (n, n_cep), the source cepstrum
+    pos: int  # the slot the next frame goes into
+
+
+@dataclass(eq=False)
+class HeadState:
+    """The waveform head's buffers, bound once like the converter's (state ping-pongs between two)."""
+
+    x: np.ndarray  # float32 (1, hop), the head's input: this hop of synthesiser output
+    y: np.ndarray  # float32 (1, hop), its output
+    h: list[np.ndarray]  # the two recurrent state buffers
+    h_in: int  # the one the next hop reads
+    bindings: list[Any]  # onnxruntime IOBindings, one per ``h_in``
+    ort_values: list[Any]  # the bindings refer to these; they keep the arrays alive
+    resets: int  # non-finite results that restarted the state from zeros
+
+
+@dataclass(eq=False)
+class AnalysisState:
+    """The analysis side of a stream: features and the source speaker's running statistics
+    (:meth:`NeuralVoice.prime` runs a scratch copy of it)."""
+
+    fx: dict[str, Any]  # the feature extractor's state (its ``feats`` is the model's input)
+    f0: np.ndarray  # F0Mapper state
+    warp: np.ndarray | None  # WarpNormaliser state (None: no warp)
+    timbre: np.ndarray | None  # TimbreMapper state (None: no target timbre)
+    f0_syn_hz: float  # the synthesis' F0 of the last frame (voicing with continuity)
+
+
+@dataclass(eq=False)
+class NeuralState:
+    """Everything one :class:`NeuralVoice` stream owns (allocated in ``init_state``)."""
+
+    analysis: AnalysisState
+    syn: dict[str, Any]  # the synthesiser's state
+    gpu: bool  # the session runs on the CUDA provider
+    h: list[Any]  # the two state buffers (OrtValues; on the CPU provider views of host memory)
+    h_host: list[np.ndarray] | None  # the host memory of ``h`` (CPU provider)
+    h_in: int  # the one of ``h`` the next hop reads
+    h_zero: np.ndarray  # zeros of the state's shape, for a reset on the GPU
+    bindings: list[Any]  # onnxruntime IOBindings, one per ``h_in``
+    ort_values: list[Any]  # the bindings refer to these; they keep the arrays alive
+    cep_out: np.ndarray  # float32 (n_output,), the envelope the model writes
+    resets: int  # non-finite results that restarted the recurrent state from zeros
+    delay: DelayLine | None  # the lookahead's delay line (None: no lookahead)
+    head: HeadState | None  # the waveform head's buffers (None: no head)
 
 
 class NeuralVoice:
@@ -420,7 +368,7 @@ class NeuralVoice:
         self.pitch_st = float(params.pitch_st)
         self.formant_ratio = float(params.formant_ratio)
 
-    def init_state(self) -> dict[str, Any]:
+    def init_state(self) -> NeuralState:
         """Buffers of one stream, with the ONNX inputs and outputs bound to them once.
 
         The features kernel writes straight into the model's input, the model writes the
@@ -443,27 +391,17 @@ class NeuralVoice:
         h = [ort.OrtValue.ortvalue_from_numpy(a, *(("cuda", 0) if gpu else ())) for a in h_host]
         ov = [ort.OrtValue.ortvalue_from_numpy(a) for a in (feats, cep.reshape(1, 1, n_out))]
         bindings = _pingpong_bindings(self.session, self.names, ov[0], ov[1], h)
-        return {
-            "fx": fx,
-            "syn": self.synth.init_state(),
-            "gpu": gpu,
-            "h": h,  # the two state buffers (OrtValues; on the CPU provider views of host memory)
-            "h_host": None if gpu else h_host,  # the host memory of ``h`` (CPU provider)
-            "h_in": 0,
-            "h_zero": np.zeros(self.state_shape, np.float32),  # for a reset on the GPU
-            "bindings": bindings,
-            "ort_values": ov,  # the bindings refer to these; they keep the arrays alive
-            "cep_out": cep,
-            "f0": self.f0map.init_state(),
-            "timbre": self.timbre.init_state() if self.timbre is not None else None,
-            "resets": 0,
-            "f0_syn_hz": 0.0,  # the synthesis' F0 of the last frame (voicing with continuity)
-            "warp": self.warp.init_state() if self.warp is not None else None,
-            "delay": self._init_delay(fx) if self.lookahead else None,
-            "head": self._init_head() if self.head is not None else None,
-        }
+        analysis = AnalysisState(fx=fx, f0=self.f0map.init_state(),
+                                 warp=self.warp.init_state() if self.warp is not None else None,
+                                 timbre=self.timbre.init_state() if self.timbre is not None else None,
+                                 f0_syn_hz=0.0)
+        return NeuralState(
+            analysis=analysis, syn=self.synth.init_state(), gpu=gpu, h=h, h_host=None if gpu else h_host, h_in=0,
+            h_zero=np.zeros(self.state_shape, np.float32), bindings=bindings, ort_values=ov, cep_out=cep,
+            resets=0, delay=self._init_delay(fx) if self.lookahead else None,
+            head=self._init_head() if self.head is not None else None)
 
-    def _init_head(self) -> dict[str, Any]:
+    def _init_head(self) -> HeadState:
         """The head's buffers, bound once like the converter's (state ping-pongs between two)."""
         import onnxruntime as ort
 
@@ -474,26 +412,26 @@ class NeuralVoice:
         ov = [ort.OrtValue.ortvalue_from_numpy(a) for a in (x, y, *h)]
         names = (t["audio_in"], t["state_in"], t["audio_out"], t["state_out"])
         bindings = _pingpong_bindings(self.head, names, ov[0], ov[1], ov[2:])
-        return {"x": x, "y": y, "h": h, "h_in": 0, "bindings": bindings, "ort_values": ov, "resets": 0}
+        return HeadState(x=x, y=y, h=h, h_in=0, bindings=bindings, ort_values=ov, resets=0)
 
-    def _run_head(self, y: Audio, hs: dict[str, Any]) -> Audio:
+    def _run_head(self, y: Audio, hs: HeadState) -> Audio:
         """The head on one hop of synthesiser output; a non-finite result restarts its state from
         zeros and lets this hop through unchanged."""
-        hs["x"][0] = y
-        i = hs["h_in"]
-        self.head.run_with_iobinding(hs["bindings"][i])
-        hs["h_in"] = 1 - i
-        if not (all_finite(hs["y"]) and all_finite(hs["h"][1 - i])):
-            hs["h"][1 - i][:] = 0.0
-            hs["resets"] += 1
-            return hs["x"][0]
-        return hs["y"][0]
+        hs.x[0] = y
+        i = hs.h_in
+        self.head.run_with_iobinding(hs.bindings[i])
+        hs.h_in = 1 - i
+        if not (all_finite(hs.y) and all_finite(hs.h[1 - i])):
+            hs.h[1 - i][:] = 0.0
+            hs.resets += 1
+            return hs.x[0]
+        return hs.y[0]
 
-    def _init_delay(self, fx: dict[str, Any]) -> dict[str, Any]:
+    def _init_delay(self, fx: dict[str, Any]) -> DelayLine:
         """The source values of the last ``lookahead + 1`` frames (a ring; silence at first)."""
         n = self.lookahead + 1
-        return {"f0": np.zeros(n), "per": np.zeros(n), "spec": np.zeros((n, *fx["spec"].shape), fx["spec"].dtype),
-                "cep": np.zeros((n, *fx["cep"].shape), fx["cep"].dtype), "pos": 0}
+        return DelayLine(f0=np.zeros(n), per=np.zeros(n), spec=np.zeros((n, *fx["spec"].shape), fx["spec"].dtype),
+                         cep=np.zeros((n, *fx["cep"].shape), fx["cep"].dtype), pos=0)
 
     def _fall_back_to_cpu(self, error: Exception) -> None:
         """The CUDA provider failed at run time (a lost or reset GPU): run this voice on the CPU
@@ -515,27 +453,26 @@ class NeuralVoice:
             log.error("voice %s: cannot load it on the CPU either (%s); it stays silent", name, e)
 
     @staticmethod
-    def recurrent_state(state: dict[str, Any]) -> np.ndarray:
+    def recurrent_state(state: NeuralState) -> np.ndarray:
         """A host copy of the recurrent state the next hop reads (for inspection; allocates)."""
-        return state["h"][state["h_in"]].numpy().copy()
+        return state.h[state.h_in].numpy().copy()
 
-    def _analyse(self, x: Audio, state: dict[str, Any]) -> tuple[dict[str, Any], float, float]:
+    def _analyse(self, x: Audio, a: AnalysisState) -> tuple[dict[str, Any], float, float]:
         """One hop of analysis: the warp, the features (written into the model's input,
-        timbre-normalised) and the synthesis' F0 and voicing. Reads and writes ``state``'s
-        ``fx``, ``f0`` (read only), ``warp``, ``timbre`` and ``f0_syn_hz``."""
+        timbre-normalised) and the synthesis' F0 and voicing. Reads ``a.f0``; writes the rest of ``a``."""
         if self.warp is not None:
-            self.warp.update(state["f0"], state["fx"]["fb"], state["warp"])
-        feats, fs = self.fx.step(x, state["fx"])
+            self.warp.update(a.f0, a.fx["fb"], a.warp)
+        feats, fs = self.fx.step(x, a.fx)
         f0_hz, per = fs["f0_hz"], fs["periodicity"]
         if self.timbre is not None:
-            self.timbre.map(feats, f0_hz > 0.0, state["timbre"])
+            self.timbre.map(feats, f0_hz > 0.0, a.timbre)
         if self._continue_args is not None:  # the synthesis' voicing only; the model's input is the tracker's
             lags, opt = self._continue_args
-            f0_hz, per = yin_continue(fs["f0"].cmndf, *lags, f0_hz, per, state["f0_syn_hz"], *opt)
-            state["f0_syn_hz"] = f0_hz
+            f0_hz, per = yin_continue(fs["f0"].cmndf, *lags, f0_hz, per, a.f0_syn_hz, *opt)
+            a.f0_syn_hz = f0_hz
         return fs, f0_hz, per
 
-    def prime(self, x: Audio, state: dict[str, Any]) -> int:
+    def prime(self, x: Audio, state: NeuralState) -> int:
         """Learn the source speaker from audio the stream heard before this voice was selected.
 
         ``x`` (model rate, oldest first; a trailing part hop is ignored) runs through this
@@ -554,66 +491,66 @@ class NeuralVoice:
         hop = self.config.hop
         x = np.ascontiguousarray(x, np.float32)
         fx = self.fx.init_state(own_filterbank=self.warp is not None)
+        live = state.analysis
         if self.warp is not None:
-            fx["fb"][:] = self.warp.bank[int(state["warp"][0])]
-        scratch = {"fx": fx, "f0": state["f0"].copy(), "f0_syn_hz": 0.0,
-                   "warp": None if state["warp"] is None else state["warp"].copy(),
-                   "timbre": None if state["timbre"] is None else state["timbre"].copy()}
+            fx["fb"][:] = self.warp.bank[int(live.warp[0])]
+        scratch = AnalysisState(fx=fx, f0=live.f0.copy(), warp=None if live.warp is None else live.warp.copy(),
+                                timbre=None if live.timbre is None else live.timbre.copy(), f0_syn_hz=0.0)
         delayed = [0.0] * self.lookahead  # the synthesis' F0 of the last ``lookahead`` frames (step's delay line)
         for i in range(x.shape[0] // hop):
             _, f0_hz, _ = self._analyse(x[i * hop:(i + 1) * hop], scratch)
             if delayed:
                 delayed.append(f0_hz)
                 f0_hz = delayed.pop(0)
-            self.f0map.map(f0_hz, 0.0, scratch["f0"])
-        state["f0"][:] = scratch["f0"]
-        if scratch["timbre"] is not None:
-            state["timbre"][:] = scratch["timbre"]
-        if scratch["warp"] is not None:
-            state["warp"][:] = scratch["warp"]
-            state["fx"]["fb"][:] = fx["fb"]
-        return int(state["f0"][1])
+            self.f0map.map(f0_hz, 0.0, scratch.f0)
+        live.f0[:] = scratch.f0
+        if scratch.timbre is not None:
+            live.timbre[:] = scratch.timbre
+        if scratch.warp is not None:
+            live.warp[:] = scratch.warp
+            live.fx["fb"][:] = fx["fb"]
+        return int(live.f0[1])
 
-    def step(self, x: Audio, state: dict[str, Any]) -> tuple[Audio, dict[str, Any]]:
-        fs, f0_hz, per = self._analyse(x, state)
-        i = state["h_in"]
-        binding = state["bindings"][i]
-        if state["gpu"]:
+    def step(self, x: Audio, state: NeuralState) -> tuple[Audio, NeuralState]:
+        fs, f0_hz, per = self._analyse(x, state.analysis)
+        i = state.h_in
+        binding = state.bindings[i]
+        if state.gpu:
             try:
-                binding.bind_ortvalue_input(self.names[0], state["ort_values"][0])  # copies this hop's features
+                binding.bind_ortvalue_input(self.names[0], state.ort_values[0])  # copies this hop's features
                 self.session.run_with_iobinding(binding)
             except Exception as e:
                 self._fall_back_to_cpu(e)
                 raise  # the engine silences this hop and asks for a fresh state: on the CPU
         else:
             self.session.run_with_iobinding(binding)
-        cep = state["cep_out"]
+        cep = state.cep_out
         # bad numbers never enter the recurrent state: start it again from zeros. On the GPU the
         # state is not read back each hop; a non-finite state shows in the envelope it makes.
-        ok = all_finite(cep) if state["gpu"] else all_finite(state["h_host"][1 - i]) and all_finite(cep)
+        ok = all_finite(cep) if state.gpu else all_finite(state.h_host[1 - i]) and all_finite(cep)
         if not ok:
-            if state["gpu"]:
-                state["h"][1 - i].update_inplace(state["h_zero"])
+            if state.gpu:
+                state.h[1 - i].update_inplace(state.h_zero)
             else:
-                state["h_host"][1 - i][:] = 0.0
-            state["resets"] += 1
+                state.h_host[1 - i][:] = 0.0
+            state.resets += 1
             cep[:] = 0.0
             cep[0] = math.log(1e-5)  # silence
-        state["h_in"] = 1 - i
+        state.h_in = 1 - i
         spec, src_cep = fs["spec"], fs["cep"]
-        d = state["delay"]
+        d = state.delay
         if d is not None:  # this frame in, the frame ``lookahead`` hops old out
-            j = d["pos"]
-            d["f0"][j], d["per"][j] = f0_hz, per
-            d["spec"][j] = spec
-            d["cep"][j] = src_cep
-            j = (j + 1) % len(d["f0"])
-            d["pos"] = j
-            f0_hz, per, spec, src_cep = float(d["f0"][j]), float(d["per"][j]), d["spec"][j], d["cep"][j]
-        f0_out = self.f0map.map(f0_hz, self.pitch_st, state["f0"])
-        y = self.synth.step(cep, state["syn"], f0_hz=f0_out, voicing=per,
+            j = d.pos
+            d.f0[j], d.per[j] = f0_hz, per
+            d.spec[j] = spec
+            d.cep[j] = src_cep
+            j = (j + 1) % len(d.f0)
+            d.pos = j
+            f0_hz, per, spec, src_cep = float(d.f0[j]), float(d.per[j]), d.spec[j], d.cep[j]
+        f0_out = self.f0map.map(f0_hz, self.pitch_st, state.analysis.f0)
+        y = self.synth.step(cep, state.syn, f0_hz=f0_out, voicing=per,
                             formant_ratio=self.formant_ratio, src_spec=spec, src_cep=src_cep,
                             src_f0_hz=f0_hz)
-        if state["head"] is not None:
-            y = self._run_head(y, state["head"])
+        if state.head is not None:
+            y = self._run_head(y, state.head)
         return y, state

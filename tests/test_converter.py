@@ -175,10 +175,10 @@ def test_envelope_width_other_than_the_manifest_is_refused(tiny_voice, tmp_path)
 def test_non_finite_state_is_reset(tiny_voice):
     v = NeuralVoice.load(tiny_voice)
     st = v.init_state()
-    st["h"][st["h_in"]].update_inplace(np.full(v.state_shape, np.nan, np.float32))
+    st.h[st.h_in].update_inplace(np.full(v.state_shape, np.nan, np.float32))
     assert np.all(np.isnan(v.recurrent_state(st)))
     y, st = v.step(np.zeros(80, np.float32), st)
-    assert st["resets"] == 1 and np.all(np.isfinite(y)) and np.all(np.isfinite(v.recurrent_state(st)))
+    assert st.resets == 1 and np.all(np.isfinite(y)) and np.all(np.isfinite(v.recurrent_state(st)))
 
 
 def test_f0_mapper_moves_the_source_mean_onto_the_target():
@@ -381,7 +381,7 @@ def test_a_cuda_voice_whose_gpu_fails_moves_to_the_cpu_once(tiny_voice, caplog):
 
     v = NeuralVoice.load(tiny_voice)
     st = v.init_state()  # bound on the CPU (there is no GPU here) ...
-    st["gpu"] = True  # ... and run as the CUDA path runs
+    st.gpu = True  # ... and run as the CUDA path runs
     v.session = _LostGpuSession(v.session)
     with caplog.at_level(logging.ERROR, logger="rtvc.converter"), pytest.raises(RuntimeError, match="CUDA failure 700"):
         v.step(_speech_like(0.005, seed=7), st)
@@ -401,7 +401,7 @@ def test_a_cuda_voice_whose_gpu_fails_moves_to_the_cpu_once(tiny_voice, caplog):
 
             def init_state():
                 s = real_init()
-                s["gpu"] = isinstance(stage.session, _LostGpuSession)
+                s.gpu = isinstance(stage.session, _LostGpuSession)
                 return s
 
             stage.session = _LostGpuSession(stage.session)
@@ -422,7 +422,7 @@ def test_the_cpu_fallback_refuses_a_model_file_changed_since_loading(tiny_voice,
     _write(onnx, m)
     v = NeuralVoice.load(onnx)
     st = v.init_state()
-    st["gpu"] = True
+    st.gpu = True
     v.session = lost = _LostGpuSession(v.session)
     with open(onnx, "ab") as f:
         f.write(b"garbage")
@@ -473,11 +473,11 @@ def test_a_stream_warps_its_own_filterbank_and_its_features_follow(tiny_voice):
         x = _speech_like(1.0, f0=f0, seed=9)
         for i in range(len(x) // 80):
             v.step(x[i * 80:(i + 1) * 80], st)
-        warps[name] = float(WARP_GRID[st["warp"][0]])
+        warps[name] = float(WARP_GRID[st.analysis.warp[0]])
         fb = mel_filterbank(sample_rate=16000, n_fft=512, n_mels=40, warp=warps[name])
-        np.testing.assert_array_equal(st["fx"]["fb"], fb)
+        np.testing.assert_array_equal(st.analysis.fx["fb"], fb)
         # the last frame's c0 (the level, which the timbre shift leaves alone) from its power spectrum
-        fs = st["fx"]
+        fs = st.analysis.fx
         mel_db = 10.0 * np.log10(np.maximum(fb.astype(np.float64) @ fs["power"], POWER_AMIN))
         assert fs["feats"][0] == pytest.approx(float(v.fx.dct[0] @ mel_db), rel=1e-4)
     np.testing.assert_array_equal(v.fx.fb, plain_fb)
@@ -503,16 +503,16 @@ def test_prime_learns_the_speaker_exactly_as_playing_would(tiny_voice, tmp_path,
     for i in range(len(x) // 80):
         v.step(x[i * 80:(i + 1) * 80], played)
     primed, fresh = v.init_state(), v.init_state()
-    assert v.prime(np.concatenate([x, x[:37]]), primed) == int(played["f0"][1]) > 100
+    assert v.prime(np.concatenate([x, x[:37]]), primed) == int(played.analysis.f0[1]) > 100
     for key in ("f0", "timbre", "warp"):
-        np.testing.assert_array_equal(primed[key], played[key], err_msg=key)
-    assert primed["warp"][0] != v.warp.unit
-    np.testing.assert_array_equal(primed["fx"]["fb"], played["fx"]["fb"])
+        np.testing.assert_array_equal(getattr(primed.analysis, key), getattr(played.analysis, key), err_msg=key)
+    assert primed.analysis.warp[0] != v.warp.unit
+    np.testing.assert_array_equal(primed.analysis.fx["fb"], played.analysis.fx["fb"])
     for key in ("buf", "feats", "power"):  # the stream's own analysis goes on from its own audio
-        np.testing.assert_array_equal(primed["fx"][key], fresh["fx"][key], err_msg=key)
+        np.testing.assert_array_equal(primed.analysis.fx[key], fresh.analysis.fx[key], err_msg=key)
     np.testing.assert_array_equal(v.recurrent_state(primed), 0.0)
-    np.testing.assert_array_equal(v.fx.fb, fresh["fx"]["fb"])  # the voice's own filterbank is untouched
+    np.testing.assert_array_equal(v.fx.fb, fresh.analysis.fx["fb"])  # the voice's own filterbank is untouched
     quiet = v.init_state()
     assert v.prime(np.zeros(16000, np.float32), quiet) == 0
-    np.testing.assert_array_equal(quiet["f0"], fresh["f0"])
-    np.testing.assert_array_equal(quiet["timbre"], fresh["timbre"])
+    np.testing.assert_array_equal(quiet.analysis.f0, fresh.analysis.f0)
+    np.testing.assert_array_equal(quiet.analysis.timbre, fresh.analysis.timbre)

@@ -480,17 +480,17 @@ def test_a_voice_selected_mid_session_knows_the_speaker_as_if_it_had_played_all_
         eng.process(np.zeros(480, np.float32))  # applies the switch (silence: the statistics rest)
     a, b = all_along.active.state, switched.active.state
     assert switched.active.info.name == voice
-    assert a["f0"][1] > 100  # voiced frames: the statistics are not empty
+    assert a.analysis.f0[1] > 100  # voiced frames: the statistics are not empty
     for key in ("f0", "timbre", "warp"):
-        np.testing.assert_array_equal(b[key], a[key], err_msg=key)
-    np.testing.assert_array_equal(b["fx"]["fb"], a["fx"]["fb"])
-    assert a["warp"][0] != switched.active.stage.warp.unit  # the warp moved off 1: the filterbank copy is tested
+        np.testing.assert_array_equal(getattr(b.analysis, key), getattr(a.analysis, key), err_msg=key)
+    np.testing.assert_array_equal(b.analysis.fx["fb"], a.analysis.fx["fb"])
+    assert a.analysis.warp[0] != switched.active.stage.warp.unit  # the warp moved off 1: the filterbank copy is tested
     switched.reset()
     switched.update(voice="neutral")
     switched.process(np.zeros(480, np.float32))
     switched.update(voice=voice)
     switched.process(np.zeros(480, np.float32))
-    assert switched.active.state["f0"][1] == 0.0  # the reset forgot the speaker
+    assert switched.active.state.analysis.f0[1] == 0.0  # the reset forgot the speaker
 
 
 def test_the_history_holds_the_speech_not_the_pause_after_it():
@@ -510,8 +510,8 @@ def test_the_history_holds_the_speech_not_the_pause_after_it():
     eng.update(voice="kumo")
     eng.process(np.zeros(160, np.float32))
     st = eng.active.state
-    assert st["f0"][1] > 100
-    assert abs(2.0 ** st["f0"][0] - 210.0) < 10.0
+    assert st.analysis.f0[1] > 100
+    assert abs(2.0 ** st.analysis.f0[0] - 210.0) < 10.0
 
 
 def _memory_engine(path, voice="kumo", rate=48000):
@@ -534,10 +534,10 @@ def test_the_speaker_memory_carries_the_speaker_into_the_next_session(tmp_path):
     second = _memory_engine(path)
     cold = Engine(EngineConfig(device_rate=48000), params=Params(voice="kumo"))
     st = second.active.state
-    assert cold.active.state["f0"][1] == 0.0
-    assert st["f0"][1] > 200 and abs(2.0 ** st["f0"][0] - 210.0) < 10.0
-    assert st["timbre"][st["timbre"].size // 2] > 200  # the timbre mapper's voiced frames
-    assert st["warp"][0] != second.active.stage.warp.unit
+    assert cold.active.state.analysis.f0[1] == 0.0
+    assert st.analysis.f0[1] > 200 and abs(2.0 ** st.analysis.f0[0] - 210.0) < 10.0
+    assert st.analysis.timbre[st.analysis.timbre.size // 2] > 200  # the timbre mapper's voiced frames
+    assert st.analysis.warp[0] != second.active.stage.warp.unit
     # the recalled speech is in the history: a voice selected later learns from it too
     assert x.size % second.hop == 0
     np.testing.assert_array_equal(second.heard(), x)
@@ -545,7 +545,7 @@ def test_the_speaker_memory_carries_the_speaker_into_the_next_session(tmp_path):
     ref = cold.active.stage.init_state()
     cold.active.stage.prime(x, ref)
     for key in ("f0", "timbre", "warp"):
-        np.testing.assert_array_equal(st[key], ref[key], err_msg=key)
+        np.testing.assert_array_equal(getattr(st.analysis, key), getattr(ref.analysis, key), err_msg=key)
 
 
 def test_the_speaker_memory_is_kept_when_the_session_heard_too_little(tmp_path):
@@ -585,7 +585,7 @@ def test_a_damaged_speaker_memory_is_named_and_left_out(tmp_path, caplog, damage
     assert str(path) in msg and "starting without it" in msg
     if damage == "rate":
         assert "48000 Hz; expected 16000 Hz" in msg
-    assert eng.active.state["f0"][1] == 0.0 and eng.heard().size == 0
+    assert eng.active.state.analysis.f0[1] == 0.0 and eng.heard().size == 0
     y = eng.process(voiced(48000, 1.5, f0=210.0))
     assert np.all(np.isfinite(y)) and np.max(np.abs(y)) > 0.01
     assert eng.save_speaker()
@@ -617,7 +617,7 @@ def test_forgetting_the_speaker_hands_the_voice_to_the_next_one(tmp_path):
     for eng in (kept, handed):
         y = eng.process(b)
         assert np.all(np.isfinite(y)) and np.max(np.abs(y[4800:])) > 0.05
-    f0_kept, f0_new = (2.0 ** e.active.state["f0"][0] for e in (kept, handed))
+    f0_kept, f0_new = (2.0 ** e.active.state.analysis.f0[0] for e in (kept, handed))
     assert abs(f0_new - 120.0) < 8.0 and f0_kept - 120.0 > 20.0, (f0_new, f0_kept)
     assert handed.save_speaker()  # the new speaker only
     x, _ = sf.read(path, dtype="float32")
@@ -680,7 +680,7 @@ def test_a_voice_chosen_while_a_forget_waits_starts_cold_and_a_failed_forget_for
     eng.forget_speaker()
     eng.update(voice="aria")  # loaded now, before any block applied the forget
     eng.process(np.zeros(160, np.float32))
-    assert eng.active.info.name == "aria" and eng.active.state["f0"][1] == 0.0
+    assert eng.active.info.name == "aria" and eng.active.state.analysis.f0[1] == 0.0
 
 
 def test_a_forget_survives_a_full_command_queue():
@@ -694,7 +694,7 @@ def test_a_forget_survives_a_full_command_queue():
     eng.update(pitch_st=2.0)
     eng.process(np.zeros(160, np.float32))
     assert eng.live_params.pitch_st == 2.0 and eng.live_params.output_gain_db == -5.0
-    assert eng.active.state["f0"][1] == 0.0 and eng.speaker_s <= 0.01
+    assert eng.active.state.analysis.f0[1] == 0.0 and eng.speaker_s <= 0.01
 
 
 def test_the_speaker_memory_is_saved_while_running_when_there_is_new_speech(tmp_path):

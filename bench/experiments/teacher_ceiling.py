@@ -338,9 +338,9 @@ def synthesise(x: np.ndarray, cep: np.ndarray | None, *, voice: Any = None) -> n
             y, st = voice.step(hop, st)
         else:
             # the voice's own per-hop analysis (private: this experiment swaps only the network)
-            fs, f0_hz, per = voice._analyse(hop, st)
-            f0_out = voice.f0map.map(f0_hz, 0.0, st["f0"])
-            y = voice.synth.step(cep[min(i, cep.shape[0] - 1)], st["syn"], f0_hz=f0_out, voicing=per,
+            fs, f0_hz, per = voice._analyse(hop, st.analysis)
+            f0_out = voice.f0map.map(f0_hz, 0.0, st.analysis.f0)
+            y = voice.synth.step(cep[min(i, cep.shape[0] - 1)], st.syn, f0_hz=f0_out, voicing=per,
                                  formant_ratio=1.0, src_spec=fs["spec"], src_cep=fs["cep"], src_f0_hz=f0_hz)
         out.append(np.array(y, np.float32))
     return np.concatenate(out)[lat:lat + x.size]

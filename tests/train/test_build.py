@@ -139,7 +139,7 @@ def test_clone_command_trains_the_asked_cepstral_order_and_reuses_the_frames(aud
     stage = reg.make_stage(reg.get("c48"))
     st = stage.init_state()
     y, st = stage.step(audio[0][:80], st)
-    assert y.shape == (80,) and np.all(np.isfinite(y)) and st["cep_out"].shape == (48,)
+    assert y.shape == (80,) and np.all(np.isfinite(y)) and st.cep_out.shape == (48,)
 
 
 @pytest.mark.parametrize("f0_hz, n_cep", [(100, 64), (150, 64), (175, N_CEP), (230, N_CEP)])

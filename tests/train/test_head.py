@@ -126,14 +126,14 @@ def test_a_non_finite_head_state_is_restarted_and_the_hop_passes_unchanged(head_
     x = _speechlike(1600, 7)
     for i in range(0, 800, 80):
         v.step(x[i:i + 80], st)
-    hs = st["head"]
-    hs["h"][hs["h_in"]][0, 0, -1] = np.nan  # a bad number in the state the next hop reads
+    hs = st.head
+    hs.h[hs.h_in][0, 0, -1] = np.nan  # a bad number in the state the next hop reads
     y = v.step(x[800:880], st)[0]
-    assert hs["resets"] == 1 and np.array_equal(y, hs["x"][0]) and np.all(np.isfinite(y))
+    assert hs.resets == 1 and np.array_equal(y, hs.x[0]) and np.all(np.isfinite(y))
     for i in range(880, 1600, 80):  # and it runs on from a clean state
         y = v.step(x[i:i + 80], st)[0]
         assert np.all(np.isfinite(y))
-    assert hs["resets"] == 1 and np.all(np.isfinite(hs["h"][hs["h_in"]]))
+    assert hs.resets == 1 and np.all(np.isfinite(hs.h[hs.h_in]))
 
 def test_engine_output_with_a_head_does_not_depend_on_the_block_size(head_voice):
     _, onnx = head_voice
