@@ -122,7 +122,7 @@ def test_clone_command_trains_the_asked_cepstral_order_and_reuses_the_frames(aud
     assert main(args + ["--steps", "2", "--n-cep", "48"]) == 0
     m = json.loads((out / "c48.json").read_text())
     assert m["features"]["config"]["n_cep"] == 48 and m["features"]["n_output"] == 48
-    assert m["training"]["n_cep"] == 48 and m["training"]["command"].endswith("--steps 2 --n-cep 48")
+    assert m["training"]["n_cep"] == 48 and m["training"]["command"].endswith("--steps 2 --n-cep 48 --content mfcc")
     frames = list((tmp_path / "home" / "data" / "frames").glob("frames-*.npz"))
     assert len(frames) == 1
 
