@@ -165,7 +165,7 @@ def run_student(out: Path, *, steps: int, hidden: int, threads: int, n_allison: 
 
 
 def run_voice(out: Path, *, student_path: Path, steps: int, name: str, threads: int, n_allison: int = 8,
-              normalise: bool = True, passthrough: str = "prosody") -> dict[str, Any]:
+              normalise: bool = True, passthrough: str = "prosody", tune_student: bool = False) -> dict[str, Any]:
     from rtvc.converter import NeuralVoice
     from rtvc.train.content import content_voice_factory, load_student
     from rtvc.train.dataset import analyse_files, log_f0_stats
@@ -186,7 +186,7 @@ def run_voice(out: Path, *, student_path: Path, steps: int, name: str, threads: 
 
     keep = tuple(range(N_INPUT)) if passthrough == "all" else PROSODY_INDEX
     model, info = train_converter(frames, config=cfg, feature_config=fc,
-                                  model_factory=content_voice_factory(student, keep))
+                                  model_factory=content_voice_factory(student, keep, tune_student=tune_student))
     m = joe.manifest
     lm, ls = log_f0_stats(frames.f0_hz)
     vdir = out / "voice"
@@ -211,7 +211,7 @@ def run_voice(out: Path, *, student_path: Path, steps: int, name: str, threads: 
         r = rows[-1]
         _log(f"  {name} {u.name}: {r['resemblyzer']:.3f} {r['dvector']:.3f} {r.get('words_changed', '-')}")
     res = {"name": name, "student": str(student_path), "steps": steps, "normalise": normalise,
-           "passthrough": passthrough, "final_loss": info["final_loss"],
+           "passthrough": passthrough, "tune_student": tune_student, "final_loss": info["final_loss"],
            "train_s": t_train, "rows": rows, "summary": T.summarise(rows)}
     (out / f"voice-{name}.json").write_text(json.dumps(res, indent=1, default=float))
     return res
@@ -241,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.choices["voice"].add_argument("--passthrough", choices=("prosody", "all"), default="prosody",
                                       help="input features the converter reads beside the content: level and "
                                            "prosody (default), or all of them (the MFCC too)")
+    sub.choices["voice"].add_argument("--tune-student", action="store_true",
+                                      help="train the student on with the converter (on the target's envelope)")
     sub.choices["voice"].add_argument("--no-normalise", action="store_true",
                                       help="judge with the run time's input warp and timbre shift off")
     a = p.parse_args(argv)
@@ -255,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         r = run_voice(a.out, student_path=a.student or a.out / "student.npz", steps=a.steps, name=a.name,
                       threads=a.threads, n_allison=a.sources, normalise=not a.no_normalise,
-                      passthrough=a.passthrough)
+                      passthrough=a.passthrough, tune_student=a.tune_student)
         print(json.dumps(r["summary"], indent=1))
     return 0
 

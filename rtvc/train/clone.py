@@ -237,7 +237,7 @@ def clone_voice(folder: str | Path, name: str, *, minutes_limit: float | None = 
                        licence="the user's own recordings (not redistributed)",
                        command=shlex.join(["rtvc", "clone", str(folder), "--name", name, "--steps", str(tc.steps)]
                                           + (["--n-cep", str(fc.n_cep)] if fc.n_cep != N_CEP else [])
-                                          + ["--content", str(content) if content is not None else "mfcc"]
+                                          + (["--content", str(content)] if content is not None else [])
                                           + flags + (["--device", device] if device != "cpu" else [])),
                        synthesis=synthesis, synthesis_options=syn_opts, train=tc, aug=aug, feature_config=fc,
                        cache_dir=cache_dir, progress=progress, extra=extra, content=content)

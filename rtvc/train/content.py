@@ -95,17 +95,18 @@ class ContentVoice(nn.Module):
     """A frozen :class:`ContentStudent` in front of a :class:`Converter`, as one model with the
     converter's interface: ``features (B, T, F)``, ``state (Ls + Lc, B, Hs)`` -> envelope, state.
 
-    ``passthrough``: the input features the converter reads beside the content (default
+    ``tune_student``: the student trains on with the converter (on the target's envelope) instead
+    of staying frozen. ``passthrough``: the input features the converter reads beside the content (default
     :data:`PROSODY_INDEX`; all of them gives it the MFCC too). The state's rows are ``H = max(Hs, Hc)`` wide; each network uses the first entries of its own
     rows, the rest stays zero. ``in_mean``/``in_std`` are the student's (the raw features'),
     ``out_mean``/``out_std`` the converter's (the envelope's)."""
 
     def __init__(self, student: ContentStudent, converter: Converter,
-                 passthrough: Sequence[int] = PROSODY_INDEX) -> None:
+                 passthrough: Sequence[int] = PROSODY_INDEX, *, tune_student: bool = False) -> None:
         super().__init__()
         self.student, self.converter = student, converter
         for p in self.student.parameters():
-            p.requires_grad_(False)
+            p.requires_grad_(tune_student)
         self.n_input, self.n_output = student.n_input, converter.n_output
         self.layers, self.hidden = student.layers + converter.layers, max(student.hidden, converter.hidden)
         self.passthrough = tuple(int(i) for i in passthrough)
@@ -269,7 +270,8 @@ def student_agreement(student: ContentStudent, pairs: Sequence[tuple[np.ndarray,
 
 
 # --------------------------------------------------------------------------- the voice
-def content_voice_factory(student: ContentStudent, passthrough: Sequence[int] = PROSODY_INDEX):  # noqa: ANN201
+def content_voice_factory(student: ContentStudent, passthrough: Sequence[int] = PROSODY_INDEX, *,  # noqa: ANN201
+                          tune_student: bool = False):
     """A ``model_factory`` for :func:`rtvc.train.train.train_converter`: the converter behind the
     frozen ``student``, its input normalisation measured on the student's outputs."""
 
@@ -281,6 +283,6 @@ def content_voice_factory(student: ContentStudent, passthrough: Sequence[int] = 
         z = z.reshape(-1, z.shape[-1])
         conv = Converter(z.shape[-1], y_all.shape[-1], hidden=c.hidden, layers=c.layers)
         conv.set_normalisation(z.mean(0), z.std(0).clamp(min=1e-3), y_all.mean(0), y_all.std(0).clamp(min=1e-3))
-        return ContentVoice(student, conv, passthrough)
+        return ContentVoice(student, conv, passthrough, tune_student=tune_student)
 
     return factory

@@ -122,7 +122,7 @@ def test_clone_command_trains_the_asked_cepstral_order_and_reuses_the_frames(aud
     assert main(args + ["--steps", "2", "--n-cep", "48"]) == 0
     m = json.loads((out / "c48.json").read_text())
     assert m["features"]["config"]["n_cep"] == 48 and m["features"]["n_output"] == 48
-    assert m["training"]["n_cep"] == 48 and m["training"]["command"].endswith("--steps 2 --n-cep 48 --content mfcc")
+    assert m["training"]["n_cep"] == 48 and m["training"]["command"].endswith("--steps 2 --n-cep 48")
     frames = list((tmp_path / "home" / "data" / "frames").glob("frames-*.npz"))
     assert len(frames) == 1
 
@@ -200,10 +200,10 @@ def test_voice_command_trains_the_asked_cepstral_order_with_a_frames_cache(tmp_p
     import shlex
     import shutil
 
-    from rtvc.train import corpus as C
+    from rtvc.train import sources as S
     from rtvc.train.__main__ import main
 
-    if shutil.which("ffmpeg") is None or not any(d.is_dir() and any(d.rglob("*.g722")) for d in C._ASTERISK_DIRS):
+    if shutil.which("ffmpeg") is None or not any(d.is_dir() and any(d.rglob("*.g722")) for d in S._ASTERISK_DIRS):
         pytest.skip("the asterisk prompts (and ffmpeg) are needed")
     args = ["voice", "--corpus", "asterisk", "--max-utterances", "4", "--holdout", "0", "--name", "t40",
             "--gender", "female", "--description", "two words", "--hidden", "16", "--threads", "1",
