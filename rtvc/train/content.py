@@ -34,7 +34,7 @@ from torch import nn
 from ..errors import ModelError
 from ..features import N_MFCC, FeatureConfig
 from .dataset import Augmenter, FrameSet
-from .model import Converter
+from .model import Converter, RecurrentNet
 from .options import AugmentConfig, TrainConfig
 from .train import Progress
 
@@ -62,29 +62,18 @@ class StudentConfig:
     threads: int = 1
 
 
-class ContentStudent(nn.Module):
+class ContentStudent(RecurrentNet):
     """Linear -> GRU (``layers`` x ``hidden``) -> Linear: input features to *standardised* teacher states.
 
     ``features (B, T, F)``, ``state (L, B, H)`` -> ``content (B, T, D)``, state. The teacher's
     per-dimension mean and std (``out_mean``, ``out_std``) are kept for :meth:`teacher_space`."""
 
     def __init__(self, n_input: int, n_output: int, *, hidden: int = 256, layers: int = 2) -> None:
-        super().__init__()
-        self.n_input, self.n_output, self.hidden, self.layers = n_input, n_output, hidden, layers
-        self.register_buffer("in_mean", torch.zeros(n_input))
-        self.register_buffer("in_std", torch.ones(n_input))
-        self.register_buffer("out_mean", torch.zeros(n_output))
-        self.register_buffer("out_std", torch.ones(n_output))
-        self.proj = nn.Linear(n_input, hidden)
-        self.gru = nn.GRU(hidden, hidden, num_layers=layers, batch_first=True)
+        super().__init__(n_input, n_output, hidden=hidden, layers=layers)
         self.head = nn.Linear(2 * hidden, n_output)
 
-    def init_state(self, batch: int = 1) -> torch.Tensor:
-        return torch.zeros(self.layers, batch, self.hidden)
-
     def forward(self, features: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        z = torch.tanh(self.proj((features - self.in_mean) / self.in_std))
-        h, state = self.gru(z, state)
+        z, h, state = self.recur(features, state)
         return self.head(torch.cat([h, z], dim=-1)), state
 
     def teacher_space(self, content: torch.Tensor) -> torch.Tensor:
