@@ -165,7 +165,8 @@ def run_student(out: Path, *, steps: int, hidden: int, threads: int, n_allison: 
 
 
 def run_voice(out: Path, *, student_path: Path, steps: int, name: str, threads: int, n_allison: int = 8,
-              normalise: bool = True, passthrough: str = "prosody", tune_student: bool = False) -> dict[str, Any]:
+              normalise: bool = True, passthrough: str = "prosody", tune_student: bool = False,
+              distil: float = 0.0) -> dict[str, Any]:
     from rtvc.converter import NeuralVoice
     from rtvc.train.content import content_voice_factory, load_student
     from rtvc.train.dataset import analyse_files, log_f0_stats
@@ -185,8 +186,17 @@ def run_voice(out: Path, *, student_path: Path, steps: int, name: str, threads: 
     from rtvc.train.content import PROSODY_INDEX
 
     keep = tuple(range(N_INPUT)) if passthrough == "all" else PROSODY_INDEX
+    extra = None
+    if distil > 0.0:  # the teacher's states of joe's training frames, in the frames' order
+        from rtvc.train.content import teacher_term
+
+        teach = np.concatenate([teacher.align(u.teach["whisper"], u.analysis.cepstrum.shape[0]) for u in tr])
+        if teach.shape[0] != len(frames):
+            raise ValueError(f"teacher frames {teach.shape[0]} != analysed frames {len(frames)}")
+        extra = teacher_term(teach, distil)
     model, info = train_converter(frames, config=cfg, feature_config=fc,
-                                  model_factory=content_voice_factory(student, keep, tune_student=tune_student))
+                                  model_factory=content_voice_factory(student, keep, tune_student=tune_student),
+                                  extra_loss=extra)
     m = joe.manifest
     lm, ls = log_f0_stats(frames.f0_hz)
     vdir = out / "voice"
@@ -211,7 +221,7 @@ def run_voice(out: Path, *, student_path: Path, steps: int, name: str, threads: 
         r = rows[-1]
         _log(f"  {name} {u.name}: {r['resemblyzer']:.3f} {r['dvector']:.3f} {r.get('words_changed', '-')}")
     res = {"name": name, "student": str(student_path), "steps": steps, "normalise": normalise,
-           "passthrough": passthrough, "tune_student": tune_student, "final_loss": info["final_loss"],
+           "passthrough": passthrough, "tune_student": tune_student, "distil": distil, "final_loss": info["final_loss"],
            "train_s": t_train, "rows": rows, "summary": T.summarise(rows)}
     (out / f"voice-{name}.json").write_text(json.dumps(res, indent=1, default=float))
     return res
@@ -243,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
                                            "prosody (default), or all of them (the MFCC too)")
     sub.choices["voice"].add_argument("--tune-student", action="store_true",
                                       help="train the student on with the converter (on the target's envelope)")
+    sub.choices["voice"].add_argument("--distil", type=float, default=0.0, metavar="W",
+                                      help="with --tune-student: weight of a teacher term on the student")
     sub.choices["voice"].add_argument("--no-normalise", action="store_true",
                                       help="judge with the run time's input warp and timbre shift off")
     a = p.parse_args(argv)
@@ -257,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         r = run_voice(a.out, student_path=a.student or a.out / "student.npz", steps=a.steps, name=a.name,
                       threads=a.threads, n_allison=a.sources, normalise=not a.no_normalise,
-                      passthrough=a.passthrough, tune_student=a.tune_student)
+                      passthrough=a.passthrough, tune_student=a.tune_student, distil=a.distil)
         print(json.dumps(r["summary"], indent=1))
     return 0
 

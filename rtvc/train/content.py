@@ -39,7 +39,8 @@ from .options import AugmentConfig, TrainConfig
 from .train import Progress
 
 __all__ = ["PROSODY_INDEX", "STUDENT_AUGMENT", "StudentConfig", "ContentStudent", "ContentVoice", "train_student",
-           "student_agreement", "content_voice_factory", "save_student", "load_student"]
+           "student_agreement", "content_voice_factory", "save_student", "load_student",
+           "teacher_term"]
 
 PROSODY_INDEX = (0, N_MFCC, N_MFCC + 1, N_MFCC + 2)
 """Input features the converter reads beside the content: level (MFCC c0), log F0, voicing, periodicity."""
@@ -259,6 +260,23 @@ def student_agreement(student: ContentStudent, pairs: Sequence[tuple[np.ndarray,
 
 
 # --------------------------------------------------------------------------- the voice
+def teacher_term(teacher: np.ndarray, weight: float):  # noqa: ANN201
+    """An ``extra_loss`` for :func:`rtvc.train.train.train_converter` on a :class:`ContentVoice`
+    whose student trains on (``tune_student``): ``weight`` x the student's squared error against
+    ``teacher`` (``(len(frames), D)``, the teacher's states aligned to the target's frames) in the
+    teacher's standardised space, so the student keeps predicting the teacher while it learns the
+    target's envelope."""
+    tgt = torch.from_numpy(np.ascontiguousarray(teacher, np.float16))
+
+    def term(model: ContentVoice, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        s = model.student
+        pred, _ = s(x, s.init_state(x.shape[0]))
+        return weight * torch.mean((pred - (tgt[idx].float() - s.out_mean) / s.out_std) ** 2)
+
+    return term
+
+
+
 def content_voice_factory(student: ContentStudent, passthrough: Sequence[int] = PROSODY_INDEX, *,  # noqa: ANN201
                           tune_student: bool = False):
     """A ``model_factory`` for :func:`rtvc.train.train.train_converter`: the converter behind the

@@ -6,7 +6,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -92,10 +92,13 @@ def converter_factory(xs: list[torch.Tensor], y_all: torch.Tensor, c: TrainConfi
 def train_converter(frames: FrameSet, *, config: TrainConfig | None = None, feature_config: FeatureConfig | None = None,
                     aug: AugmentConfig | None = None, progress: bool = True,
                     parallel: FrameSet | None = None,
-                    model_factory: ModelFactory = converter_factory) -> tuple[Converter, dict[str, float]]:
+                    model_factory: ModelFactory = converter_factory,
+                    extra_loss: Callable[[Any, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+                    ) -> tuple[Converter, dict[str, float]]:
     """Train a :class:`Converter` (or what ``model_factory`` builds) on one speaker's frames
     (any-to-one, augmented inputs), and on ``parallel`` frames of other speakers aligned to them
-    where given (see :class:`Augmenter`).
+    where given (see :class:`Augmenter`). ``extra_loss(model, inputs, frame_indices)`` adds a term
+    to every step's loss (the indices are rows of ``frames``, ``(B, T)``).
 
     Returns
     -------
@@ -124,13 +127,18 @@ def train_converter(frames: FrameSet, *, config: TrainConfig | None = None, feat
         model.train()
         ema: dict[str, float] = {}  # smoothed total loss and its parts
         for step in range(c.steps):
-            x, y = data.batch(c.batch, c.frames)
+            idx = data.draw_index(c.batch, c.frames)  # (what data.batch does, with the indices kept)
+            x, y = data.disguise(idx)
             x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
             pred, _ = model.forward_normalised(x, model.init_state(c.batch).to(dev))
             target = (y - model.out_mean) / model.out_std
             if c.lookahead:  # the output at frame t is the envelope of frame t - k
                 pred, target = pred[:, c.lookahead:], target[:, :-c.lookahead]
             loss, parts = envelope_loss(pred, target, config=c)
+            if extra_loss is not None:  # e.g. a teacher term on a content student (rtvc.train.content)
+                extra = extra_loss(model, x, idx)
+                loss = loss + extra
+                parts["extra"] = extra.item()
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -190,3 +190,38 @@ def test_content_choice_names_a_missing_student(tmp_path, monkeypatch):
     assert commands.content_student("auto") == tmp_path / commands.CONTENT_STUDENT
     with pytest.raises(ConfigError, match="--content 'nope.npz': no such file"):
         commands.content_student("nope.npz")
+
+
+def test_teacher_term_trains_the_student_towards_the_teacher_and_zero_weight_changes_nothing():
+    from rtvc.train.content import teacher_term
+    from rtvc.train.train import train_converter
+
+    rng = np.random.default_rng(5)
+    x = (0.1 * rng.standard_normal(16000 * 2)).astype(np.float32)
+    x[4000:12000] += 0.3 * np.sin(2 * np.pi * 140 * np.arange(8000) / 16000).astype(np.float32)
+    frames = analyse_files([x])
+    teacher = rng.standard_normal((len(frames), 6)).astype(np.float32)
+    cfg = TrainConfig(steps=6, batch=2, frames=20, hidden=8, layers=1, threads=1)
+
+    def trained(weight, tune=True):
+        torch.manual_seed(0)
+        student = ContentStudent(N_INPUT, 6, hidden=8, layers=1).eval()
+        seen = []
+
+        def term(model, xb, idx):
+            seen.append(tuple(idx.shape))
+            return teacher_term(teacher, weight)(model, xb, idx)
+
+        model, info = train_converter(frames, config=cfg, progress=False, extra_loss=term,
+                                      model_factory=content_voice_factory(student, tune_student=tune))
+        return model, info, seen
+
+    zero, info0, seen = trained(0.0)
+    assert seen == [(2, 20)] * 6 and info0["final_loss"] > 0
+    torch.manual_seed(0)
+    plain, _ = train_converter(frames, config=cfg, progress=False,
+                               model_factory=content_voice_factory(ContentStudent(N_INPUT, 6, hidden=8, layers=1).eval(),
+                                                                   tune_student=True))
+    assert all(torch.equal(a, b) for a, b in zip(zero.state_dict().values(), plain.state_dict().values()))
+    heavy, _, _ = trained(100.0)
+    assert not torch.equal(heavy.student.head.weight, zero.student.head.weight)
