@@ -289,6 +289,7 @@ def train_handler(args: argparse.Namespace) -> int:
         tc = TrainConfig(steps=args.steps, hidden=args.hidden, batch=args.batch, threads=args.threads,
                          seed=args.seed, lookahead=args.lookahead, device=args.device, **_loss_options(args))
         aug = _augment(args)
+        content = content_student(args.content)
         utts = build_corpus(args.corpus, cache_dir=args.cache_dir, max_utterances=args.max_utterances,
                             progress=not args.quiet)
         _note_mbrola(args.corpus)
@@ -307,7 +308,7 @@ def train_handler(args: argparse.Namespace) -> int:
                                                                             "pairs": len(pairs)}} if pairs else {})},
                            feature_config=fc, parallel=pairs or None, realign=args.parallel_realign,
                            cache_dir=None if args.no_frames_cache else frames_cache_dir(args.cache_dir),
-                           content=content_student(args.content))
+                           content=content)
     except RtvcError as e:
         return _fail("train", e)
     print(f"voice {args.name!r} written to {path} in {time.perf_counter() - t0:.0f} s")

@@ -67,7 +67,7 @@ class ContentStudent(RecurrentNet):
     """Linear -> GRU (``layers`` x ``hidden``) -> Linear: input features to *standardised* teacher states.
 
     ``features (B, T, F)``, ``state (L, B, H)`` -> ``content (B, T, D)``, state. The teacher's
-    per-dimension mean and std (``out_mean``, ``out_std``) are kept for :meth:`teacher_space`."""
+    per-dimension mean and std (``out_mean``, ``out_std``) define that space (:meth:`standardise`)."""
 
     def __init__(self, n_input: int, n_output: int, *, hidden: int = 256, layers: int = 2) -> None:
         super().__init__(n_input, n_output, hidden=hidden, layers=layers)
@@ -77,8 +77,15 @@ class ContentStudent(RecurrentNet):
         z, h, state = self.recur(features, state)
         return self.head(torch.cat([h, z], dim=-1)), state
 
-    def teacher_space(self, content: torch.Tensor) -> torch.Tensor:
-        return content * self.out_std + self.out_mean
+    def standardise(self, states: torch.Tensor) -> torch.Tensor:
+        """Teacher states in the space the student predicts them in."""
+        return (states - self.out_mean) / self.out_std
+
+    def distil_error(self, features: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+        """Mean squared error of the student on ``features (B, T, F)`` against the teacher's
+        ``states (B, T, D)``, in the standardised space (from a zero state)."""
+        pred, _ = self(features, self.init_state(features.shape[0]))
+        return torch.mean((pred - self.standardise(states)) ** 2)
 
 
 class ContentVoice(nn.Module):
@@ -122,8 +129,7 @@ class ContentVoice(nn.Module):
         return torch.zeros(self.layers, batch, self.hidden)
 
     def converter_input(self, features: torch.Tensor, student_state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        content, s_out = self.student(features, student_state)
-        return torch.cat([content, features.index_select(-1, self.prosody_index)], dim=-1), s_out
+        return converter_input(self.student, self.prosody_index, features, student_state)
 
     def forward_normalised(self, features: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         ls, hs, hc = self.student.layers, self.student.hidden, self.converter.hidden
@@ -177,6 +183,14 @@ def load_student(path: str | Path) -> tuple[ContentStudent, dict[str, Any]]:
     return student.eval(), dict(meta.get("info", {}))
 
 
+def converter_input(student: ContentStudent, passthrough: torch.Tensor, features: torch.Tensor,
+                    student_state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """What the converter reads: the student's content beside the ``passthrough`` input features
+    (a long tensor of column indices), and the student's new state."""
+    content, s_out = student(features, student_state)
+    return torch.cat([content, features.index_select(-1, passthrough)], dim=-1), s_out
+
+
 # --------------------------------------------------------------------------- the student
 def _cosine_lr(opt: torch.optim.Optimizer, steps: int) -> Any:
     warm = max(1, min(100, steps // 10))
@@ -224,9 +238,7 @@ def train_student(frames: FrameSet, teacher: np.ndarray, *, config: StudentConfi
         for _ in range(c.steps):
             idx = data.draw_index(c.batch, c.frames)
             x, _ = data.disguise(idx)
-            y = (tgt[idx].float() - model.out_mean) / model.out_std
-            pred, _ = model(x, model.init_state(c.batch))
-            loss = torch.mean((pred - y) ** 2)
+            loss = model.distil_error(x, tgt[idx].float())
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -251,7 +263,7 @@ def student_agreement(student: ContentStudent, pairs: Sequence[tuple[np.ndarray,
     for x, t in pairs:
         pred, _ = student(torch.from_numpy(np.asarray(x, np.float32))[None], student.init_state(1))
         p = pred[0].numpy()
-        z = ((t - student.out_mean.numpy()) / student.out_std.numpy()).astype(np.float32)
+        z = student.standardise(torch.from_numpy(np.asarray(t, np.float32))).numpy()
         err += float(((p - z) ** 2).sum())
         var += float((z ** 2).sum())
         num = (p * z).sum(1)
@@ -269,12 +281,9 @@ def teacher_term(teacher: np.ndarray, weight: float):  # noqa: ANN201
     tgt = torch.from_numpy(np.ascontiguousarray(teacher, np.float16))
 
     def term(model: ContentVoice, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        s = model.student
-        pred, _ = s(x, s.init_state(x.shape[0]))
-        return weight * torch.mean((pred - (tgt[idx].float() - s.out_mean) / s.out_std) ** 2)
+        return weight * model.student.distil_error(x, tgt[idx].float())
 
     return term
-
 
 
 def content_voice_factory(student: ContentStudent, passthrough: Sequence[int] = PROSODY_INDEX, *,  # noqa: ANN201
@@ -285,8 +294,8 @@ def content_voice_factory(student: ContentStudent, passthrough: Sequence[int] = 
     def factory(xs: list[torch.Tensor], y_all: torch.Tensor, c: TrainConfig) -> ContentVoice:
         x = torch.cat(xs)
         with torch.no_grad():
-            z, _ = ContentVoice(student, Converter(1, 1, hidden=1), passthrough).converter_input(
-                x, student.init_state(x.shape[0]))
+            z, _ = converter_input(student, torch.tensor(passthrough, dtype=torch.long), x,
+                                   student.init_state(x.shape[0]))
         z = z.reshape(-1, z.shape[-1])
         conv = Converter(z.shape[-1], y_all.shape[-1], hidden=c.hidden, layers=c.layers)
         conv.set_normalisation(z.mean(0), z.std(0).clamp(min=1e-3), y_all.mean(0), y_all.std(0).clamp(min=1e-3))

@@ -225,3 +225,12 @@ def test_teacher_term_trains_the_student_towards_the_teacher_and_zero_weight_cha
     assert all(torch.equal(a, b) for a, b in zip(zero.state_dict().values(), plain.state_dict().values()))
     heavy, _, _ = trained(100.0)
     assert not torch.equal(heavy.student.head.weight, zero.student.head.weight)
+
+
+def test_a_bad_content_student_is_refused_before_any_corpus_work(capsys):
+    from rtvc.train.__main__ import main
+
+    code = main(["voice", "--corpus", "no-such-corpus", "--name", "v", "--gender", "male", "--content", "nope.npz"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--content 'nope.npz': no such file" in err and "no-such-corpus" not in err
