@@ -81,13 +81,12 @@ def build_data(out: Path, corpora: Sequence[tuple[str, int, int]] = TRAIN_CORPOR
     parts: dict[str, list[np.ndarray]] = {"logmag": [], "cepstrum": [], "f0_hz": [], "periodicity": [], "teacher": []}
     per_corpus = {}
     t0 = time.perf_counter()
+    judged = judged_prompts() if any(c.startswith("asterisk") for c, _, _ in corpora) else set()
     for corpus, seed, n in corpora:
         utts = build_corpus(corpus, seed=seed, max_utterances=n, progress=False)
         if corpus == "piper-joe":
             utts = [u for u in utts if u.path.name not in held]  # joe's held-out prompts stay unseen
-        if corpus.startswith("asterisk"):
-            judged = judged_prompts()
-            utts = [u for u in utts if f"{corpus}/{u.path.stem}" not in judged]
+        utts = [u for u in utts if f"{corpus}/{u.path.stem}" not in judged]
         frames = 0
         for u in utts:
             x = load_audio_16k(u.path)
