@@ -3,7 +3,8 @@
 Data path (one direction)::
 
     x (device rate) -> sanitize (non-finite -> 0, counted) -> resample to the model rate
-      -> fixed hops of HOP samples: input gain -> voice stage (+ dry delay line) -> mix
+      -> fixed hops of HOP samples: input gain -> noise suppression (optional, rtvc.denoise)
+         -> voice stage (+ dry delay line) -> mix
          -> look-ahead noise gate (threshold raised above the tracked noise floor)
          -> output gain / mute (ramped)
       -> resample to the device rate -> output FIFO (pre-filled) -> y
@@ -13,8 +14,9 @@ the host block size, and ``rtvc convert`` (offline) runs exactly this code.
 
 Latency: the output FIFO starts with ``prefill`` zeros, the smallest count for which it never
 runs dry at any block size (block size 1 is the worst case: it is computed by counting). The
-algorithmic latency is ``prefill + stage_latency * device_rate / model_rate`` device samples:
-a click at input sample ``n`` through a neutral voice peaks at output ``n + latency``.
+algorithmic latency is ``prefill + (denoise_latency + stage_latency) * device_rate / model_rate``
+device samples: a click at input sample ``n`` through a neutral voice peaks at output ``n + latency``
+(``denoise_latency`` is 0 while noise suppression is off).
 
 Threads: ``process`` runs on one worker thread. Control requests (``request``/``update``) may
 come from any thread (:mod:`rtvc.engine_control`): they are validated and voice models are
@@ -47,6 +49,7 @@ import numpy as np
 from ._native.gate import gate_gains, noise_floor_step
 from ._native.mix import all_finite, apply_gain_ramp, hop_mix, sanitize, soft_limit
 from ._native.ring import ring_read, ring_write
+from .denoise import NoiseSuppression
 from .engine_control import Active, EngineControl, Forget, Reset, SetParams, load_voice
 from .errors import ConfigError
 from .params import Params
@@ -202,14 +205,24 @@ class Engine:
         self.control = EngineControl(self.registry, cfg, params=p, speaker=self.speaker, adopt=self._adopt,
                                      counters=self._counters, queue_size=cfg.queue_size)
         self._live = p
+        self._ns = NoiseSuppression(cfg.hop, model_rate=cfg.model_rate)
+        if p.denoise:
+            self.control.need_denoiser(p)
+            self._ns.apply(p, self.control.denoiser, immediate=True)
         self._cur = gains(p)  # current (ramped) linear gains
         self._hop_consts = derive(p, model_rate=cfg.model_rate, hop=cfg.hop)
 
     # ------------------------------------------------------------------ latency
     def latency_samples(self, stage_latency: int | None = None) -> float:
-        """Algorithmic latency in device samples (fractional when the rates are not multiples)."""
+        """Algorithmic latency in device samples (fractional when the rates are not multiples),
+        noise suppression's included while it is on."""
         d = self._active.stage.latency if stage_latency is None else stage_latency
-        return self.prefill + d * self.config.device_rate / self.config.model_rate
+        return self.prefill + (self._ns.latency + d) * self.config.device_rate / self.config.model_rate
+
+    @property
+    def denoise_latency_ms(self) -> float:
+        """What noise suppression adds to the latency now (0 while it is off)."""
+        return 1000.0 * self._ns.latency / self.config.model_rate
 
     @property
     def active(self) -> Active:
@@ -266,6 +279,7 @@ class Engine:
         """A proxy runs the audio: this engine names the voice and parameters the worker plays."""
         if loaded is not None:
             self._active = loaded
+        self._ns.apply(params, None)  # the latency it reports follows the worker's switch
         self._live = params
 
     # ------------------------------------------------------------------ the speaker (any thread)
@@ -303,6 +317,7 @@ class Engine:
                 self._active.stage.set_params(cmd.params)
                 if self._fading is not None:
                     self._fading.stage.set_params(cmd.params)
+                self._ns.apply(cmd.params, self.control.denoiser)
                 self._live = cmd.params
             elif isinstance(cmd, Reset):
                 self._reset_state()
@@ -327,6 +342,7 @@ class Engine:
         self._floor_st[:] = FLOOR_STATE_START
         self.stats.noise_floor = 0.0
         self.speaker.clear()
+        self._ns.restart()
 
     def warm_up(self) -> None:
         """Run every code path once (JIT compilation, ONNX first run) in a throwaway engine
@@ -395,9 +411,11 @@ class Engine:
         thr_lin, margin, confirm = hc.threshold, hc.floor_margin, hc.confirm_hops
         g_in0, wet0, out0, _ = self._cur
         g_in1, wet1, out1, _ = hc.gains
-        x = self._hop_buf
         st = self.stats
-        peak_in = apply_gain_ramp(h, g_in0, g_in1, x)
+        peak_in = apply_gain_ramp(h, g_in0, g_in1, self._hop_buf)
+        x = self._ns.process(self._hop_buf)
+        if x is not self._hop_buf:  # cleaned: the meter and the gate see what the voice hears
+            peak_in = apply_gain_ramp(x, 1.0, 1.0, x)  # gain 1: the peak only, in place (no allocation)
         st.level_in = max(peak_in, st.level_in * 0.5)
         run = st.run
         run[0] = max(run[0], peak_in)
@@ -495,6 +513,7 @@ class Engine:
             "voice": self._live.voice, "bypass": self._live.bypass, "mute": self._live.mute,
             **self.stats.levels_db(), **self.run_levels(),
             "algorithmic_latency_ms": self.algorithmic_latency_ms,
+            "denoise_latency_ms": self.denoise_latency_ms,
             "compute_ms_p50": p50, "compute_ms_p99": p99, "compute_ms_max": pmax,
             "rtf": p50 / block_ms_mean if block_ms_mean > 0 else 0.0,
             "voice_provider": self.voice_provider,

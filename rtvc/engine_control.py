@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator, Union
 
 import numpy as np
 
-from .errors import ControlError
+from .errors import ConfigError, ControlError
 from .params import Params
 from .speaker import SpeakerHistory
 from .voices import VoiceInfo, VoiceRegistry
@@ -115,6 +115,9 @@ class EngineControl:
         """The last accepted snapshot (the audio path applies it at its next block boundary)."""
         self.remote: Any = None
         """The :class:`~rtvc.audio.process.EngineProxy` while the audio runs in a worker process."""
+        self.denoiser: Any = None
+        """The engine's :class:`~rtvc.denoise.Denoiser`, loaded here the first time a snapshot asks
+        for noise suppression (the audio thread takes it when it applies that snapshot)."""
         self._counters = counters
         self._queue: queue.Queue[Command] = queue.Queue(maxsize=queue_size)
         self._lock = threading.Lock()  # serialises callers, never taken by the audio thread
@@ -145,6 +148,8 @@ class EngineControl:
             loaded = None
             if params.voice != self.params.voice:
                 loaded = self.load(self.registry.get(params.voice), params)
+            if params.denoise:
+                self.need_denoiser(params)
             if self.remote is not None:
                 self.remote.request(params)
                 self.adopt(loaded, params)  # latency and telemetry name the voice the worker plays
@@ -156,6 +161,22 @@ class EngineControl:
                 self._coalesce(params, loaded)
             self.params = params
             return params
+
+    def need_denoiser(self, params: Params) -> None:
+        """Load the denoiser for ``params`` unless it is loaded; while a worker process runs the
+        audio (it loads its own), only check that it can load. Raises ConfigError/ModelError when
+        it cannot (the denoise extra missing, a damaged model): nothing is changed then."""
+        from .denoise import denoise_available, load_denoiser
+
+        if self.denoiser is not None:
+            return
+        if self.remote is not None:
+            reason = denoise_available()
+            if reason is not None:
+                raise ConfigError(reason)
+            return
+        self.denoiser = load_denoiser(model_rate=self.config.model_rate, hop=self.config.hop,
+                                      limit_db=params.denoise_limit_db)
 
     def _coalesce(self, params: Params, loaded: Active | None) -> None:
         """The queue is full (nobody is draining it, e.g. the stream is stopped): parameters

@@ -47,6 +47,11 @@ PARAM_SPECS: dict[str, ParamSpec] = {
     "gate_confirm_ms": ParamSpec(float, 0.0, 50.0, "ms",
                                  "a closed gate opens only for a sound that lasts this long without dying away "
                                  "like a click (key clicks, taps, mouse buttons stay out); 0 = off"),
+    "denoise": ParamSpec(bool, doc="noise suppression (DeepFilterNet3) before the voice; adds its latency "
+                                   "(about 37 ms); needs the denoise extra"),
+    "denoise_limit_db": ParamSpec(float, 0.0, 100.0, "dB",
+                                  "the most noise suppression takes away (100 = all it can; 10-20 keeps some "
+                                  "of the room and is gentler on the voice)"),
     "bypass": ParamSpec(bool, doc="pass the input through unconverted (same latency)"),
     "mute": ParamSpec(bool, doc="silence the output"),
 }
@@ -145,6 +150,8 @@ class Params:
     gate_release_ms: float = 120.0
     gate_floor_margin_db: float = 16.0
     gate_confirm_ms: float = 20.0
+    denoise: bool = False
+    denoise_limit_db: float = 100.0
     bypass: bool = False
     mute: bool = False
 

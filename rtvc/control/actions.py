@@ -159,6 +159,7 @@ class Controller:
         self.clones = clones or CloneJobs(on_event=lambda job: None, voice_names=lambda: [])
         self.clones.bind(on_event=self._clone_event, voice_names=lambda: self.engine.registry.names())
         self.loopback = SelfTest.default(selftest)
+        self._denoise: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ listeners
     def add_listener(self, fn: Listener) -> None:
@@ -210,7 +211,18 @@ class Controller:
             "speaker": self.speaker(),
             "options": dict(self.options),
             "selftest": self.loopback.state(),
+            "denoise": self.denoise_info(),
         }
+
+    def denoise_info(self) -> dict[str, Any]:
+        """Noise suppression here: ``available``, the ``reason`` when not, the ``latency_ms`` it adds
+        (:func:`rtvc.denoise.denoise_info`, found once per session)."""
+        if self._denoise is None:
+            from ..denoise import denoise_info
+
+            cfg = self.engine.config
+            self._denoise = denoise_info(model_rate=cfg.model_rate, hop=cfg.hop)
+        return dict(self._denoise)
 
     def speaker(self) -> dict[str, Any]:
         """The speaker memory: its file (``null`` when off), whether it holds a speaker now, and

@@ -57,7 +57,8 @@ TELEMETRY_FIELDS: dict[str, str] = {
                         "(-200 until 0.5 s of input)",
     "gate_open_dbfs": "input peak level above which the noise gate opens: gate_threshold_db, or the noise floor "
                       "plus gate_floor_margin_db where that is higher (at most -26), dBFS",
-    "algorithmic_latency_ms": "algorithmic latency of the active voice, ms",
+    "algorithmic_latency_ms": "algorithmic latency of the active voice, ms (noise suppression's included)",
+    "denoise_latency_ms": "what noise suppression adds to algorithmic_latency_ms, ms (0 while it is off)",
     "compute_ms_p50": "compute time per block, median, ms",
     "compute_ms_p99": "compute time per block, 99th percentile, ms",
     "rtf": "real-time factor (median compute / block duration)",

@@ -28,7 +28,7 @@ NAMES = ["Pitch", "Formant", "Mix", "Input gain", "Output gain", "Monitor gain",
          "Keep my pitch and formant offsets when switching voices", "Bypass", "Mute", "New speaker", "Preset",
          "Load", "Delete", "Save as", "Save preset", "Voice neutral", "Voice joe", "Play the preview of joe",
          "Voice name", "Gender", "Recordings", "Clone voice", "Cancel", "Run self-test", "Record in the page",
-         "Stop recording", "Next prompt"]
+         "Stop recording", "Next prompt", "Noise suppression", "Noise suppression limit"]
 SELFTEST = {"arrived": True, "delay_ms": 41.5, "correlation": 0.93, "algorithmic_latency_ms": 16.94, "rate": 48_000,
             "output_level_dbfs": -6.0, "block": 480}
 """What ``rtvc selftest`` answers (its loopback through a sound server is tested in test_route)."""
@@ -115,7 +115,8 @@ def test_panel_drives_the_engine_and_follows_it(browser, srv, tmp_path):  # noqa
 
             # ---- every slider's numeric field, typed
             typed = {"pitch_st": -2.5, "formant_ratio": 0.9, "mix": 0.75, "input_gain_db": -6, "output_gain_db": 3,
-                     "monitor_gain_db": -10, "gate_threshold_db": -48, "gate_floor_margin_db": 12}
+                     "monitor_gain_db": -10, "gate_threshold_db": -48, "gate_floor_margin_db": 12,
+                     "denoise_limit_db": 30}
             for name, v in typed.items():
                 await set_field(cdp, sess, f"n-{name}", v)
                 await until(lambda: getattr(srv.engine.params, name) == v)
@@ -170,6 +171,16 @@ def test_panel_drives_the_engine_and_follows_it(browser, srv, tmp_path):  # noqa
             await cdp.wait_for(f"{el}('latency').textContent.endsWith(' \u00b7 self-test 42 ms')", sess)
             assert state(srv)["selftest"] == {"available": True, "last": {k: SELFTEST[k] for k in (
                 "arrived", "delay_ms", "correlation", "algorithmic_latency_ms", "rate")}}
+
+            # ---- noise suppression: its cost is named beside it, and the latency line counts it
+            assert "adds 37 ms" in await cdp.eval(f"{el}('denoise-note').textContent", sess)
+            await cdp.click("#denoise", sess)
+            await until(lambda: srv.engine.params.denoise is True)
+            await cdp.wait_for(f"{el}('latency').textContent.includes('(noise suppression 37.0 ms) + device buffers')",
+                               sess)
+            await until(lambda: abs(srv.engine.algorithmic_latency_ms - eng - 37.0) < 1e-6)
+            api(srv, "POST", "/api/param/denoise?value=toggle")  # switched elsewhere: the page follows
+            await cdp.wait_for(f"!{el}('denoise').checked && !{el}('latency').textContent.includes('noise')", sess)
 
             # ---- keep offsets, then a voice click (a real mouse click on its card)
             await cdp.click("#keep-offsets", sess)

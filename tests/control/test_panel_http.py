@@ -76,7 +76,7 @@ def test_param_actions_set_step_and_toggle_every_parameter(srv):
     values = {"formant_ratio": "1.2", "mix": "0.5", "input_gain_db": "-3", "output_gain_db": "+=2",
               "monitor_gain_db": "-12", "gate_threshold_db": "-50", "gate_attack_ms": "5", "gate_hold_ms": "100",
               "gate_release_ms": "200", "gate_floor_margin_db": "10", "gate_confirm_ms": "0", "bypass": "toggle",
-              "mute": "true"}
+              "mute": "true", "denoise": "toggle", "denoise_limit_db": "-=20"}
     for name, v in values.items():
         st, body, _ = http(srv, "POST", f"/api/param/{name}?value={urllib.request.quote(v, safe='')}")
         assert st == 200, (name, body)
@@ -85,6 +85,7 @@ def test_param_actions_set_step_and_toggle_every_parameter(srv):
                                                                                                -12.0)
     assert (p.gate_threshold_db, p.gate_attack_ms, p.gate_hold_ms, p.gate_release_ms) == (-50.0, 5.0, 100.0, 200.0)
     assert (p.gate_floor_margin_db, p.gate_confirm_ms, p.bypass, p.mute) == (10.0, 0.0, True, True)
+    assert (p.denoise, p.denoise_limit_db) == (True, 80.0)
     assert http(srv, "POST", "/api/param/voice?value=robot")[0] == 200 and srv.engine.params.voice == "robot"
     # every parameter but monitor (no device here: see below) has a route
     assert set(values) | {"pitch_st", "voice", "monitor", "keep_offsets"} == set(PARAM_NAMES)
@@ -211,3 +212,28 @@ def test_open_needs_the_control_server():
     with pytest.raises(ConfigError, match=r"--open opens the control panel, which needs the control server; "
                                           r"expected --control"):
         commands.prepare_run(argparse.Namespace(open=True, control=False, virtual_mic=False))
+
+
+def test_noise_suppression_availability_and_cost_are_in_the_state(tmp_path, monkeypatch):
+    from rtvc import denoise
+
+    r = Running(tmp_path / "a", runner=FakeRunner())
+    try:
+        d = json.loads(http(r, "GET", "/api/state")[1])["denoise"]
+        assert d == {"available": True, "reason": None, "latency_ms": 37.0}
+    finally:
+        r.close()
+
+    def missing():
+        raise ConfigError(f"noise suppression needs DeepFilterNet3: {denoise.INSTALL_HINT}; import failed: test")
+
+    monkeypatch.setattr(denoise, "_runtime", missing)
+    r = Running(tmp_path / "b", runner=FakeRunner())
+    try:
+        d = json.loads(http(r, "GET", "/api/state")[1])["denoise"]
+        assert d["available"] is False and d["latency_ms"] is None and "rtvc[denoise]" in d["reason"]
+        st, body, _ = http(r, "POST", "/api/param/denoise?value=true")
+        assert st == 400 and b"rtvc[denoise]" in body, body  # named, and nothing changed
+        assert r.engine.params.denoise is False
+    finally:
+        r.close()
