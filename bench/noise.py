@@ -14,7 +14,18 @@ voice's onsets): the share of the voice's energy (frames within 40 dB of its lou
 default gate keeps, against the gate off, and the word error rate (Whisper tiny.en; pocketsphinx
 before 2026-12-07) with and without it.
 
-    python bench/noise.py [--quick] [--json] [--voices a,b] [--out bench/out]
+Noise suppression (``--part suppression``; the ``denoise`` parameter, DeepFilterNet3): each source
+utterance under white, pink, fan, keyboard and babble noise (four other sources' speech summed) at
+0, 5, 10 and 20 dB SNR, after 1 s of the noise alone, through the engine on ``bypass`` with the
+gate open (the suppressor alone), with and without ``denoise``: the SNR of the output against the
+clean utterance through the same engine (both aligned by the engine's reported latency: the SNR
+gain is out minus in), Whisper tiny.en's word error rate against the text, and DNSMOS P.808.
+Then its cost: compute per 10 ms block (p50/p99, 48 kHz device rate) and RTF of the engine with
+``neutral`` and ``joe``, denoise off and on, in the same run. The noise-only rows above gain two
+columns with ``--part all``: the default gate with the suppressor on, and the gate off with it on
+(phantom speech: what the suppressor leaves of noise alone).
+
+    python bench/noise.py [--quick] [--json] [--voices a,b] [--part gate|suppression|all] [--out bench/out]
 """
 
 from __future__ import annotations
@@ -34,7 +45,8 @@ if str(_ROOT) not in sys.path:
 from bench.quality import (BLOCK, DEFAULT_SOURCES, DEVICE_RATE, QUICK_SOURCES, _machine,  # noqa: E402
                            convert, select_sources, transcribe, wer, write_result)
 
-__all__ = ["NOISES", "noise", "rms_db", "speech_share", "run_benchmark", "main"]
+__all__ = ["NOISES", "noise", "rms_db", "speech_share", "run_benchmark", "run_suppression", "suppression_cost",
+           "babble", "snr_db", "main"]
 
 RATE = DEVICE_RATE
 SECONDS = 6.0
@@ -43,6 +55,11 @@ MEASURE_FROM_S = 4.0  # noise-only rows: the output from here on (floor tracked,
 LEVELS_DBFS = (-50.0, -40.0)
 SNRS_DB = (20.0, 10.0, float("inf"))  # inf: the clean voice
 GATE_OFF = {"gate_floor_margin_db": 0.0, "gate_confirm_ms": 0.0}  # the fixed threshold alone
+OPEN = {"gate_threshold_db": -120.0, "gate_floor_margin_db": 0.0, "gate_confirm_ms": 0.0, "bypass": True}
+"""The suppressor alone: the gate never closes and the voice is bypassed (same latency)."""
+SUPPRESSION_NOISES = ("white", "pink", "fan", "clicks", "babble")
+SUPPRESSION_SNRS_DB = (0.0, 5.0, 10.0, 20.0)
+LEAD_S = 1.0  # noise alone before the voice: the suppressor's estimate settles
 
 
 def _white(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -104,10 +121,112 @@ def _frame_energy(x: np.ndarray, n: int = 160) -> np.ndarray:
     return (np.asarray(x[:m * n], np.float64).reshape(m, n) ** 2).sum(1)
 
 
+def babble(n: int, others: Sequence[np.ndarray], rng: np.random.Generator, talkers: int = 4) -> np.ndarray:
+    """``n`` samples of ``talkers`` voices at once: utterances of ``others`` (other speakers than the
+    one judged), each looped from a random start and at equal RMS, summed."""
+    out = np.zeros(n)
+    picks = rng.choice(len(others), size=min(talkers, len(others)), replace=False)
+    for i in picks:
+        x = np.asarray(others[i], np.float64)
+        x = x / max(np.sqrt(np.mean(x ** 2)), 1e-9)
+        out += np.resize(np.roll(x, int(rng.integers(0, x.size))), n)
+    return out
+
+
+def snr_db(y: np.ndarray, clean: np.ndarray) -> float:
+    """SNR of ``y`` against ``clean`` (same length, aligned): clean energy over the difference's."""
+    c, d = np.asarray(clean, np.float64), np.asarray(y, np.float64) - clean
+    return float(10.0 * np.log10(np.sum(c ** 2) / max(np.sum(d ** 2), 1e-20)))
+
+
+SETTINGS: dict[str, dict[str, Any]] = {"off": {"denoise": False}, "on": {"denoise": True},
+                                       "on20": {"denoise": True, "denoise_limit_db": 20.0}}
+"""Noise suppression off, on (no limit), and on with at most 20 dB taken away."""
+
+
+def run_suppression(sources: Sequence[Any], *, voices: Sequence[str] = ("bypass", "joe"),
+                    noises: Sequence[str] = SUPPRESSION_NOISES, snrs: Sequence[float] = SUPPRESSION_SNRS_DB,
+                    settings: Sequence[str] = tuple(SETTINGS), progress: bool = True) -> list[dict[str, Any]]:
+    """Per voice, noise and SNR, the means over ``sources`` (English ones for words) of the word
+    error rate and DNSMOS, and (``bypass``: the suppressor alone) the output SNR, for each of
+    ``settings`` (see the module docstring). ``bypass`` is the ``neutral`` voice bypassed."""
+    from bench.quality import dnsmos
+
+    lead = int(LEAD_S * RATE)
+    rows = []
+    clean_out = [convert(np.concatenate([np.zeros(lead, np.float32), s.x]), "neutral", **OPEN)[0] for s in sources]
+    for v in voices:
+        name, extra = ("neutral", OPEN) if v == "bypass" else (v, {k: w for k, w in OPEN.items() if k != "bypass"})
+        english = [s for s in sources if s.text]
+        wer_clean = float(np.mean([wer(transcribe(convert(s.x, name, **extra)[0]), s.text) for s in english])) \
+            if english else None
+        rng = np.random.default_rng(7)  # the same noises for every voice
+        for kind in noises:
+            for snr in snrs:
+                acc: dict[str, list[float]] = {}
+                for j, s in enumerate(sources):
+                    x = np.concatenate([np.zeros(lead, np.float32), s.x])
+                    if kind == "babble":
+                        z = babble(x.size, [o.x for o in sources if o.speaker != s.speaker], rng)
+                    else:
+                        z = NOISES[kind](x.size, rng)
+                    z *= np.sqrt(np.mean(s.x.astype(np.float64) ** 2) / np.mean(z[lead:] ** 2)) * 10.0 ** (-snr / 20.0)
+                    xn = (x + z).astype(np.float32)
+                    for tag in settings:
+                        y, _ = convert(xn, name, **extra, **SETTINGS[tag])
+                        if v == "bypass":
+                            acc.setdefault(f"snr_{tag}", []).append(snr_db(y[lead:], clean_out[j][lead:]))
+                        m = dnsmos(y[lead:])
+                        for k in ("p808", "sig", "bak"):
+                            acc.setdefault(f"dnsmos_{k}_{tag}", []).append(m[k])
+                        if s.text:
+                            acc.setdefault(f"wer_{tag}", []).append(wer(transcribe(y[lead:]), s.text))
+                r = {"voice": v, "noise": kind, "snr_in_db": snr, "n_utterances": len(sources),
+                     "wer_clean": wer_clean, **{k: float(np.mean(w)) for k, w in acc.items()}}
+                rows.append(r)
+                if progress:
+                    sys.stderr.write(f"suppression {v} {kind}@{snr:.0f} dB: " + ", ".join(
+                        f"{t}: WER {r.get(f'wer_{t}', float('nan')):.3f} SNR {r.get(f'snr_{t}', float('nan')):.1f}"
+                        for t in settings) + "\n")
+    return rows
+
+
+def suppression_cost(x: np.ndarray, voices: Sequence[str] = ("neutral", "joe"), *, device_rate: int = 48_000,
+                     block_ms: float = 10.0) -> list[dict[str, Any]]:
+    """Compute per block (p50/p99/max, ms) and RTF of the engine on ``x`` (16 kHz, resampled to
+    ``device_rate``) per voice, noise suppression off and on, alternating in one run."""
+    from rtvc.engine import Engine, EngineConfig
+    from rtvc.params import Params
+    from rtvc.resampling import StreamResampler
+
+    xd = StreamResampler(RATE, device_rate, max_chunk=x.size).process(x.astype(np.float32)).copy()
+    block = int(device_rate * block_ms / 1000)
+    out = []
+    for v in voices:
+        for dn in (False, True):
+            eng = Engine(EngineConfig(device_rate=device_rate), params=Params(voice=v, denoise=dn))
+            eng.warm_up()
+            times = []
+            for i in range(0, xd.size - block + 1, block):
+                t0 = time.perf_counter_ns()
+                eng.process(xd[i:i + block])
+                times.append((time.perf_counter_ns() - t0) / 1e6)
+            t = np.asarray(times[3:])  # the first blocks fill the pipeline
+            out.append({"voice": v, "denoise": dn, "blocks": int(t.size), "compute_ms_p50": float(np.percentile(t, 50)),
+                        "compute_ms_p99": float(np.percentile(t, 99)), "compute_ms_max": float(t.max()),
+                        "rtf": float(np.percentile(t, 50) / block_ms),
+                        "algorithmic_latency_ms": float(eng.algorithmic_latency_ms)})
+    for r in out:
+        base = next(b for b in out if b["voice"] == r["voice"] and not b["denoise"])
+        r["p50_ratio_to_off"] = r["compute_ms_p50"] / base["compute_ms_p50"]
+    return out
+
+
 def run_benchmark(voices: Sequence[str], *, sources: Sequence[Any], levels: Sequence[float] = LEVELS_DBFS,
                   noises: Sequence[str] = tuple(NOISES), snrs: Sequence[float] = SNRS_DB,
-                  progress: bool = True) -> dict[str, Any]:
-    """Noise-only rows (voice x noise x level) and voice-over-noise rows (voice x SNR)."""
+                  progress: bool = True, denoise: bool = False) -> dict[str, Any]:
+    """Noise-only rows (voice x noise x level) and voice-over-noise rows (voice x SNR); with
+    ``denoise`` the noise-only rows also with noise suppression on (gate default and off)."""
     settle, measure = int(SETTLE_S * RATE), int(MEASURE_FROM_S * RATE)
     rows = []
     for v in voices:
@@ -116,7 +235,10 @@ def run_benchmark(voices: Sequence[str], *, sources: Sequence[Any], levels: Sequ
                 x = noise(kind, lvl)
                 r: dict[str, Any] = {"voice": v, "noise": kind, "level_dbfs": lvl,
                                      "input_speech_share": speech_share(x[measure:])}
-                for tag, changes in (("on", {}), ("off", GATE_OFF)):
+                runs: list[tuple[str, dict[str, Any]]] = [("on", {}), ("off", GATE_OFF)]
+                if denoise:
+                    runs += [("dn_on", {"denoise": True}), ("dn_off", {"denoise": True, **GATE_OFF})]
+                for tag, changes in runs:
                     y, _ = convert(x, v, **changes)
                     r[f"out_rms_dbfs_{tag}"] = rms_db(y[measure:])
                     r[f"out_speech_share_{tag}"] = speech_share(y[measure:])
@@ -151,15 +273,49 @@ def run_benchmark(voices: Sequence[str], *, sources: Sequence[Any], levels: Sequ
 def format_table(res: dict[str, Any]) -> str:
     lines = ["| voice | noise | level | output, gate on (default) | output, gate off (fixed threshold) | speech-like frames on / off (input) |",
              "| --- | --- | --- | --- | --- | --- |"]
-    for r in res["noise_only"]:
-        on = "silence" if r["out_rms_dbfs_on"] <= -199 else f"{r['out_rms_dbfs_on']:.1f} dBFS"
-        lines.append(f"| {r['voice']} | {r['noise']} | {r['level_dbfs']:.0f} dBFS | {on} | {r['out_rms_dbfs_off']:.1f} dBFS | "
-                     f"{r['out_speech_share_on']:.2f} / {r['out_speech_share_off']:.2f} ({r['input_speech_share']:.2f}) |")
+    dn = any("out_rms_dbfs_dn_on" in r for r in res.get("noise_only", []))
+    if dn:
+        lines[0] = lines[0][:-1] + "| with noise suppression: gate on / off | speech-like frames |"
+        lines[1] += " --- | --- |"
+    db = lambda v: "silence" if v <= -199 else f"{v:.1f} dBFS"  # noqa: E731
+    for r in res.get("noise_only", []):
+        line = (f"| {r['voice']} | {r['noise']} | {r['level_dbfs']:.0f} dBFS | {db(r['out_rms_dbfs_on'])} | "
+                f"{r['out_rms_dbfs_off']:.1f} dBFS | {r['out_speech_share_on']:.2f} / {r['out_speech_share_off']:.2f} "
+                f"({r['input_speech_share']:.2f}) |")
+        if dn:
+            line += (f" {db(r['out_rms_dbfs_dn_on'])} / {db(r['out_rms_dbfs_dn_off'])} | "
+                     f"{r['out_speech_share_dn_on']:.2f} / {r['out_speech_share_dn_off']:.2f} |")
+        lines.append(line)
     lines += ["", "| voice | SNR | voice energy kept by the gate (mean, min) | WER gate on / off |", "| --- | --- | --- | --- |"]
-    for k in res["voice_over_noise"]:
+    for k in res.get("voice_over_noise", []):
         snr = "clean" if k["snr_db"] is None else f"{k['snr_db']:.0f} dB"
         lines.append(f"| {k['voice']} | {snr} | {k['voice_energy_kept']:.4f}, {k['voice_energy_kept_min']:.4f} | "
                      f"{k['wer_on']:.3f} / {k['wer_off']:.3f} |")
+    return "\n".join(lines)
+
+
+def format_suppression(res: dict[str, Any]) -> str:
+    rows = res.get("suppression", [])
+    tags = [t for t in SETTINGS if any(f"wer_{t}" in r or f"snr_{t}" in r for r in rows)]
+    lines = ["Settings: " + ", ".join(f"{t} = {SETTINGS[t]}" for t in tags), "",
+             "| voice | noise | input SNR | output SNR " + " / ".join(tags) + " | WER " + " / ".join(tags) +
+             " (clean) | DNSMOS P.808 " + " / ".join(tags) + " | DNSMOS BAK " + " / ".join(tags) + " |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+
+    def cols(r: dict[str, Any], key: str, fmt: str) -> str:
+        return " / ".join(format(r[f"{key}_{t}"], fmt) if f"{key}_{t}" in r else "-" for t in tags)
+
+    for r in rows:
+        clean = f" ({r['wer_clean']:.3f})" if r.get("wer_clean") is not None else ""
+        lines.append(f"| {r['voice']} | {r['noise']} | {r['snr_in_db']:.0f} dB | {cols(r, 'snr', '.1f')} | "
+                     f"{cols(r, 'wer', '.3f')}{clean} | {cols(r, 'dnsmos_p808', '.2f')} | {cols(r, 'dnsmos_bak', '.2f')} |")
+    if res.get("cost"):
+        lines += ["", "| voice | noise suppression | compute p50 / p99 / max per 10 ms block | RTF | p50 vs off | algorithmic latency |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for c in res["cost"]:
+            lines.append(f"| {c['voice']} | {'on' if c['denoise'] else 'off'} | {c['compute_ms_p50']:.2f} / "
+                         f"{c['compute_ms_p99']:.2f} / {c['compute_ms_max']:.2f} ms | {c['rtf']:.3f} | "
+                         f"{c['p50_ratio_to_off']:.1f}x | {c['algorithmic_latency_ms']:.1f} ms |")
     return "\n".join(lines)
 
 
@@ -168,6 +324,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--voices", default=None, help="comma-separated voice names (default: neutral and the neural voices)")
     ap.add_argument("--quick", action="store_true", help="one voice, white and fan noise at -40 dBFS, 20 dB SNR, 2 utterances")
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    ap.add_argument("--part", choices=("gate", "suppression", "all"), default="gate",
+                    help="gate: phantom speech and the gate (default); suppression: noise suppression on noisy "
+                         "speech and its cost; all: both, the phantom rows also with the suppressor on")
     ap.add_argument("--out", default=str(_ROOT / "bench" / "out"))
     a = ap.parse_args(list(argv) if argv is not None else None)
 
@@ -181,16 +340,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             neural = [v.name for v in VoiceRegistry().list() if v.kind == "neural"]
             voices = (["neutral"] + neural)[:1 if a.quick else None]
         sources = select_sources(QUICK_SOURCES if a.quick else DEFAULT_SOURCES, 1)
-        kw: dict[str, Any] = dict(levels=(-40.0,), noises=("white", "fan"), snrs=(20.0,)) if a.quick else {}
-        res = run_benchmark(voices, sources=sources, progress=not a.json, **kw)
+        res: dict[str, Any] = {}
+        if a.part in ("gate", "all"):
+            kw: dict[str, Any] = dict(levels=(-40.0,), noises=("white", "fan"), snrs=(20.0,)) if a.quick else {}
+            res.update(run_benchmark(voices, sources=sources, progress=not a.json, denoise=a.part == "all", **kw))
+        if a.part in ("suppression", "all"):
+            skw: dict[str, Any] = dict(noises=("white", "babble"), snrs=(5.0,), voices=("bypass",)) if a.quick else {}
+            res["suppression"] = run_suppression(sources, progress=not a.json, **skw)
+            res["cost"] = suppression_cost(np.concatenate([s.x for s in sources])[:int((3 if a.quick else 20) * RATE)])
     except RtvcError as e:
         sys.stderr.write(f"error: {e}\n")
         return 2
     res["meta"] = {"block": BLOCK, "device_rate": DEVICE_RATE, "seconds": SECONDS, "settle_s": SETTLE_S,
                    "measure_from_s": MEASURE_FROM_S,
                    "machine": _machine(), "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                   "quick": a.quick, "sources": [s.name for s in sources]}
-    write_result(res, Path(a.out), "noise", format_table(res), as_json=a.json)
+                   "quick": a.quick, "part": a.part, "sources": [s.name for s in sources], "lead_s": LEAD_S}
+    table = "\n\n".join(t for t in (format_table(res) if "noise_only" in res else "",
+                                      format_suppression(res) if "suppression" in res else "") if t)
+    write_result(res, Path(a.out), "noise" if a.part == "gate" else f"noise-{a.part}", table, as_json=a.json)
     return 0
 
 

