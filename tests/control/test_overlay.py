@@ -38,7 +38,8 @@ def test_overlay_shows_voice_and_a_click_switches_it(browser, srv):
             await cdp.send("Page.navigate", {"url": f"{srv.http}/overlay?token={TOKEN}"}, session=sess)
             # connected, showing the active voice, voice buttons listed, telemetry flowing
             await cdp.wait_for("document.getElementById('status').textContent === 'live'", sess)
-            assert await cdp.wait_for("document.getElementById('voice').textContent", sess) == "neutral"
+            # (the state arrives after the socket opens: wait for it, not for any text)
+            await cdp.wait_for("document.getElementById('voice').textContent === 'neutral'", sess)
             await cdp.wait_for("document.querySelectorAll('#voices button').length === 7", sess)
             await cdp.wait_for("document.getElementById('val-in').textContent !== '-inf dB'", sess)
             assert await cdp.eval("document.querySelector('#voices button.current').dataset.voice", sess) == "neutral"
@@ -147,6 +148,15 @@ def test_overlay_fits_any_source_size_and_has_a_compact_view(browser, tmp_path, 
                 await cdp.wait_for("document.getElementById('btn-monitor').getAttribute('aria-pressed') === 'true'",
                                    sess)
                 assert srv.engine.params.monitor is True
+                # noise suppression from the overlay, its cost in the title
+                assert "adds 37 ms" in await cdp.eval("document.getElementById('btn-denoise').title", sess)
+                await cdp.click("#btn-denoise", sess)
+                await cdp.wait_for("document.getElementById('btn-denoise').getAttribute('aria-pressed') === 'true'",
+                                   sess)
+                assert srv.engine.params.denoise is True
+                await cdp.click("#btn-denoise", sess)
+                await cdp.wait_for("document.getElementById('btn-denoise').getAttribute('aria-pressed') === 'false'",
+                                   sess)
                 # the recommended 560x300 source, both views, for the README and bench/out
                 await cdp.resize(sess, 560, 300)
                 await cdp.wait_for(_INSIDE, sess)
