@@ -16,7 +16,7 @@ before 2026-12-07) with and without it.
 
 Noise suppression (``--part suppression``; the ``denoise`` parameter, DeepFilterNet3): each source
 utterance under white, pink, fan, keyboard and babble noise (four other sources' speech summed) at
-0, 5, 10 and 20 dB SNR, after 1 s of the noise alone, through the engine on ``bypass`` with the
+0, 10 and 20 dB SNR, after 1 s of the noise alone, through the engine on ``bypass`` with the
 gate open (the suppressor alone), with and without ``denoise``: the SNR of the output against the
 clean utterance through the same engine (both aligned by the engine's reported latency: the SNR
 gain is out minus in), Whisper tiny.en's word error rate against the text, and DNSMOS P.808.
@@ -58,7 +58,7 @@ GATE_OFF = {"gate_floor_margin_db": 0.0, "gate_confirm_ms": 0.0}  # the fixed th
 OPEN = {"gate_threshold_db": -120.0, "gate_floor_margin_db": 0.0, "gate_confirm_ms": 0.0, "bypass": True}
 """The suppressor alone: the gate never closes and the voice is bypassed (same latency)."""
 SUPPRESSION_NOISES = ("white", "pink", "fan", "clicks", "babble")
-SUPPRESSION_SNRS_DB = (0.0, 5.0, 10.0, 20.0)
+SUPPRESSION_SNRS_DB = (0.0, 10.0, 20.0)
 LEAD_S = 1.0  # noise alone before the voice: the suppressor's estimate settles
 
 
@@ -146,10 +146,11 @@ SETTINGS: dict[str, dict[str, Any]] = {"off": {"denoise": False}, "on": {"denois
 
 def run_suppression(sources: Sequence[Any], *, voices: Sequence[str] = ("bypass", "joe"),
                     noises: Sequence[str] = SUPPRESSION_NOISES, snrs: Sequence[float] = SUPPRESSION_SNRS_DB,
-                    settings: Sequence[str] = tuple(SETTINGS), progress: bool = True) -> list[dict[str, Any]]:
+                    settings: Sequence[str] | None = None, progress: bool = True) -> list[dict[str, Any]]:
     """Per voice, noise and SNR, the means over ``sources`` (English ones for words) of the word
     error rate and DNSMOS, and (``bypass``: the suppressor alone) the output SNR, for each of
-    ``settings`` (see the module docstring). ``bypass`` is the ``neutral`` voice bypassed."""
+    ``settings`` (default: all of :data:`SETTINGS` on ``bypass``, off and on on a voice; see the module
+    docstring). ``bypass`` is the ``neutral`` voice bypassed."""
     from bench.quality import dnsmos
 
     lead = int(LEAD_S * RATE)
@@ -157,6 +158,7 @@ def run_suppression(sources: Sequence[Any], *, voices: Sequence[str] = ("bypass"
     clean_out = [convert(np.concatenate([np.zeros(lead, np.float32), s.x]), "neutral", **OPEN)[0] for s in sources]
     for v in voices:
         name, extra = ("neutral", OPEN) if v == "bypass" else (v, {k: w for k, w in OPEN.items() if k != "bypass"})
+        tags = settings or (tuple(SETTINGS) if v == "bypass" else ("off", "on"))
         english = [s for s in sources if s.text]
         wer_clean = float(np.mean([wer(transcribe(convert(s.x, name, **extra)[0]), s.text) for s in english])) \
             if english else None
@@ -172,7 +174,7 @@ def run_suppression(sources: Sequence[Any], *, voices: Sequence[str] = ("bypass"
                         z = NOISES[kind](x.size, rng)
                     z *= np.sqrt(np.mean(s.x.astype(np.float64) ** 2) / np.mean(z[lead:] ** 2)) * 10.0 ** (-snr / 20.0)
                     xn = (x + z).astype(np.float32)
-                    for tag in settings:
+                    for tag in tags:
                         y, _ = convert(xn, name, **extra, **SETTINGS[tag])
                         if v == "bypass":
                             acc.setdefault(f"snr_{tag}", []).append(snr_db(y[lead:], clean_out[j][lead:]))
@@ -187,7 +189,7 @@ def run_suppression(sources: Sequence[Any], *, voices: Sequence[str] = ("bypass"
                 if progress:
                     sys.stderr.write(f"suppression {v} {kind}@{snr:.0f} dB: " + ", ".join(
                         f"{t}: WER {r.get(f'wer_{t}', float('nan')):.3f} SNR {r.get(f'snr_{t}', float('nan')):.1f}"
-                        for t in settings) + "\n")
+                        for t in tags) + "\n")
     return rows
 
 
@@ -305,12 +307,14 @@ def format_suppression(res: dict[str, Any]) -> str:
     def cols(r: dict[str, Any], key: str, fmt: str) -> str:
         return " / ".join(format(r[f"{key}_{t}"], fmt) if f"{key}_{t}" in r else "-" for t in tags)
 
+    if not rows:
+        lines = []
     for r in rows:
         clean = f" ({r['wer_clean']:.3f})" if r.get("wer_clean") is not None else ""
         lines.append(f"| {r['voice']} | {r['noise']} | {r['snr_in_db']:.0f} dB | {cols(r, 'snr', '.1f')} | "
                      f"{cols(r, 'wer', '.3f')}{clean} | {cols(r, 'dnsmos_p808', '.2f')} | {cols(r, 'dnsmos_bak', '.2f')} |")
     if res.get("cost"):
-        lines += ["", "| voice | noise suppression | compute p50 / p99 / max per 10 ms block | RTF | p50 vs off | algorithmic latency |",
+        lines += ["" if lines else "Noise suppression's cost:", "| voice | noise suppression | compute p50 / p99 / max per 10 ms block | RTF | p50 vs off | algorithmic latency |",
                   "| --- | --- | --- | --- | --- | --- |"]
         for c in res["cost"]:
             lines.append(f"| {c['voice']} | {'on' if c['denoise'] else 'off'} | {c['compute_ms_p50']:.2f} / "
@@ -324,9 +328,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--voices", default=None, help="comma-separated voice names (default: neutral and the neural voices)")
     ap.add_argument("--quick", action="store_true", help="one voice, white and fan noise at -40 dBFS, 20 dB SNR, 2 utterances")
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    ap.add_argument("--part", choices=("gate", "suppression", "all"), default="gate",
+    ap.add_argument("--part", choices=("gate", "suppression", "cost", "all"), default="gate",
                     help="gate: phantom speech and the gate (default); suppression: noise suppression on noisy "
-                         "speech and its cost; all: both, the phantom rows also with the suppressor on")
+                         "speech and its cost; cost: its cost only; all: both, the phantom rows also with the "
+                         "suppressor on")
     ap.add_argument("--out", default=str(_ROOT / "bench" / "out"))
     a = ap.parse_args(list(argv) if argv is not None else None)
 
@@ -347,6 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if a.part in ("suppression", "all"):
             skw: dict[str, Any] = dict(noises=("white", "babble"), snrs=(5.0,), voices=("bypass",)) if a.quick else {}
             res["suppression"] = run_suppression(sources, progress=not a.json, **skw)
+        if a.part in ("suppression", "cost", "all"):
             res["cost"] = suppression_cost(np.concatenate([s.x for s in sources])[:int((3 if a.quick else 20) * RATE)])
     except RtvcError as e:
         sys.stderr.write(f"error: {e}\n")
@@ -356,7 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "machine": _machine(), "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                    "quick": a.quick, "part": a.part, "sources": [s.name for s in sources], "lead_s": LEAD_S}
     table = "\n\n".join(t for t in (format_table(res) if "noise_only" in res else "",
-                                      format_suppression(res) if "suppression" in res else "") if t)
+                                      format_suppression(res) if "cost" in res else "") if t)
     write_result(res, Path(a.out), "noise" if a.part == "gate" else f"noise-{a.part}", table, as_json=a.json)
     return 0
 

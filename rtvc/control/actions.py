@@ -34,6 +34,7 @@ ACTIONS: dict[str, str] = {
     "pitch_up": f"pitch +{PITCH_STEP_ST:g} semitone (clamped to +12)",
     "pitch_down": f"pitch -{PITCH_STEP_ST:g} semitone (clamped to -12)",
     "monitor_toggle": "toggle the hear-yourself monitor",
+    "denoise_toggle": "toggle noise suppression (adds its latency while on; needs the denoise extra)",
     "speaker_forget": "forget the speaker (someone else takes the microphone): the neural voice learns afresh "
                       "and the speaker memory is deleted",
 }
@@ -401,6 +402,8 @@ class Controller:
             return self.toggle("mute", source=source)
         if name == "monitor_toggle":
             return self.toggle("monitor", source=source)
+        if name == "denoise_toggle":
+            return self.toggle("denoise", source=source)
         if name == "voice_next":
             return self.cycle_voice(+1, source=source)
         if name == "voice_prev":

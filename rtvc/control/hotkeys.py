@@ -10,6 +10,7 @@ Configured in ``config_dir()/hotkeys.toml`` (missing file = :data:`DEFAULT_HOTKE
     pitch_up      = "<ctrl>+<alt>+<up>"
     pitch_down    = "<ctrl>+<alt>+<down>"
     # monitor_toggle = "<ctrl>+<alt>+h"
+    # denoise_toggle = "<ctrl>+<alt>+d"   (noise suppression)
     # speaker_forget = "<ctrl>+<alt>+n"   (not bound by default either)
 
 A combination is modifiers (``<ctrl>``, ``<alt>``, ``<shift>``, ``<cmd>``) and exactly one key:

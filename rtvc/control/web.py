@@ -29,6 +29,7 @@ _HTTP_ACTIONS = {
     "/api/bypass/toggle": "bypass_toggle",
     "/api/mute/toggle": "mute_toggle",
     "/api/monitor/toggle": "monitor_toggle",
+    "/api/denoise/toggle": "denoise_toggle",
     "/api/pitch/up": "pitch_up",
     "/api/pitch/down": "pitch_down",
     "/api/voice-next": "voice_next",

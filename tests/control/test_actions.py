@@ -64,8 +64,12 @@ def test_toggles_pitch_steps_and_voice_cycling(ctl):
     assert ctl.engine.params.voice == names[0]
     with pytest.raises(ControlError, match=r"unknown action 'explode'; expected one of"):
         ctl.action("explode")
-    assert set(ACTIONS) == {"bypass_toggle", "mute_toggle", "monitor_toggle", "voice_next", "voice_prev", "pitch_up",
-                            "pitch_down", "speaker_forget"}
+    assert set(ACTIONS) == {"bypass_toggle", "mute_toggle", "monitor_toggle", "denoise_toggle", "voice_next",
+                            "voice_prev", "pitch_up", "pitch_down", "speaker_forget"}
+    ctl.action("denoise_toggle")  # the action a hotkey or /api/denoise/toggle runs
+    assert ctl.engine.params.denoise is True
+    ctl.action("denoise_toggle")
+    assert ctl.engine.params.denoise is False
 
 
 def test_forget_speaker_deletes_the_memory_and_tells_every_client(tmp_path):
