@@ -22,8 +22,8 @@ how much of the ceiling survives and what it costs:
    6 synthetic) with the ceiling's ``score`` (resemblyzer, d-vector, Whisper words changed, hama
    phones changed).
 
-    python bench/experiments/studio.py grid --out bench/out/studio          # a few minutes, alone
-    python bench/experiments/studio.py run 100:40:4 --out bench/out/studio  # states ~5 min, training + judging ~7 min
+    python bench/experiments/studio.py grid --out bench/out/studio          # 3-5 min, alone
+    python bench/experiments/studio.py run 40:100:4 --out bench/out/studio  # states 2-8 min, training + judging ~3 min
     python bench/experiments/studio.py table --out bench/out/studio
 
 A setting is ``CHUNK_MS:LOOKAHEAD_MS:CONTEXT_S``. Streamed states are cached under the rtvc data
