@@ -22,7 +22,7 @@ clean utterance through the same engine (both aligned by the engine's reported l
 gain is out minus in), Whisper tiny.en's word error rate against the text, and DNSMOS P.808.
 Then its cost: compute per 10 ms block (p50/p99, 48 kHz device rate) and RTF of the engine with
 ``neutral`` and ``joe``, denoise off and on, in the same run. The noise-only rows above gain two
-columns with ``--part all``: the default gate with the suppressor on, and the gate off with it on
+columns with ``--part phantom`` (or ``all``): the default gate with the suppressor on, and the gate off with it on
 (phantom speech: what the suppressor leaves of noise alone).
 
     python bench/noise.py [--quick] [--json] [--voices a,b] [--part gate|suppression|all] [--out bench/out]
@@ -184,7 +184,9 @@ def run_suppression(sources: Sequence[Any], *, voices: Sequence[str] = ("bypass"
                         if s.text:
                             acc.setdefault(f"wer_{tag}", []).append(wer(transcribe(y[lead:]), s.text))
                 r = {"voice": v, "noise": kind, "snr_in_db": snr, "n_utterances": len(sources),
-                     "wer_clean": wer_clean, **{k: float(np.mean(w)) for k, w in acc.items()}}
+                     "wer_clean": wer_clean, **{k: float(np.mean(w)) for k, w in acc.items()},
+                     **{f"{k}_median": float(np.median(w)) for k, w in acc.items() if k.startswith("wer_")},
+                     "per_utterance": {k: [float(u) for u in w] for k, w in acc.items()}}
                 rows.append(r)
                 if progress:
                     sys.stderr.write(f"suppression {v} {kind}@{snr:.0f} dB: " + ", ".join(
@@ -328,10 +330,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--voices", default=None, help="comma-separated voice names (default: neutral and the neural voices)")
     ap.add_argument("--quick", action="store_true", help="one voice, white and fan noise at -40 dBFS, 20 dB SNR, 2 utterances")
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    ap.add_argument("--part", choices=("gate", "suppression", "cost", "all"), default="gate",
-                    help="gate: phantom speech and the gate (default); suppression: noise suppression on noisy "
-                         "speech and its cost; cost: its cost only; all: both, the phantom rows also with the "
-                         "suppressor on")
+    ap.add_argument("--part", choices=("gate", "phantom", "suppression", "cost", "all"), default="gate",
+                    help="gate: phantom speech and the gate (default); phantom: the same, the noise-only rows also "
+                         "with noise suppression on; suppression: noise suppression on noisy speech and its cost; "
+                         "cost: its cost only; all: phantom and suppression")
     ap.add_argument("--out", default=str(_ROOT / "bench" / "out"))
     a = ap.parse_args(list(argv) if argv is not None else None)
 
@@ -346,9 +348,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             voices = (["neutral"] + neural)[:1 if a.quick else None]
         sources = select_sources(QUICK_SOURCES if a.quick else DEFAULT_SOURCES, 1)
         res: dict[str, Any] = {}
-        if a.part in ("gate", "all"):
+        if a.part in ("gate", "phantom", "all"):
             kw: dict[str, Any] = dict(levels=(-40.0,), noises=("white", "fan"), snrs=(20.0,)) if a.quick else {}
-            res.update(run_benchmark(voices, sources=sources, progress=not a.json, denoise=a.part == "all", **kw))
+            res.update(run_benchmark(voices, sources=sources, progress=not a.json, denoise=a.part in ("phantom", "all"), **kw))
         if a.part in ("suppression", "all"):
             skw: dict[str, Any] = dict(noises=("white", "babble"), snrs=(5.0,), voices=("bypass",)) if a.quick else {}
             res["suppression"] = run_suppression(sources, progress=not a.json, **skw)
