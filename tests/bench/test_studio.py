@@ -51,3 +51,15 @@ def test_settings_are_checked():
         S.parse_setting("50:40:4")
     with pytest.raises(ValueError, match="context"):
         S.parse_setting("100:40:0.1")
+
+
+def test_allison_stats_pools_words_and_splits_the_first_prompts():
+    rows = [{"speaker": "asterisk", "resemblyzer": 0.8 + 0.01 * i, "dvector": 0.7, "words_changed": w, "n_words": n}
+            for i, (w, n) in enumerate([(0.0, 10), (0.5, 4), (0.1, 10)])]
+    rows.append({"speaker": "asterisk:fr", "resemblyzer": 0.1, "dvector": 0.1})
+    s = S.allison_stats(rows, first=2)
+    assert s["all"]["n_prompts"] == 3 and s["first2"]["n_prompts"] == 2 and s["rest"]["n_prompts"] == 1
+    w = s["all"]["words_changed"]
+    assert w["n_words"] == 24 and w["edits"] == 3 and w["pooled"] == 3 / 24
+    assert abs(w["mean"] - 0.2) < 1e-12 and w["ci95"][0] <= w["mean"] <= w["ci95"][1]
+    assert "words_changed_base" not in s["all"]
