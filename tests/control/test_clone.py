@@ -163,7 +163,9 @@ def test_controller_announces_progress_and_the_new_voice(tmp_path):
     c.execute(P.CloneUpload(job, "a.wav", 0, b64(b"RIFF")))
     c.execute(P.CloneStart(job, 1, 0.1))
     wait(lambda: notes and notes[-1] == ("clone_progress", "done"))
-    assert changes[-1]["changed"] == ["voices"] and changes[-1]["source"] == "clone"
+    # the voices change is announced after the 'done' progress note, from the job's thread
+    wait(lambda: changes and changes[-1]["changed"] == ["voices"])
+    assert changes[-1]["source"] == "clone"
     assert c.execute(P.CloneStatus())[0]["state"] == "done"
     with pytest.raises(P.RpcError, match=r"clone_begin: voice name 'neutral' is taken") as e:
         c.execute(P.CloneBegin("neutral"))
