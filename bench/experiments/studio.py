@@ -26,6 +26,15 @@ how much of the ceiling survives and what it costs:
     python bench/experiments/studio.py run 40:100:4 --out bench/out/studio  # states 2-8 min, training + judging ~3 min
     python bench/experiments/studio.py table --out bench/out/studio
 
+More of Allison's prompts, another training seed and Whisper base as a word judge that shares no
+weights with the tiny.en teacher (``refs``: the shipped ``joe`` and the whole-utterance ceiling on
+the same prompts; ``allison``: mean, 95 % bootstrap interval over prompts, pooled edits / words):
+
+    O="--n-allison 24 --allison-only --base-judge --out bench/out/studio/allison24"
+    python bench/experiments/studio.py run 40:100:2 $O            # then 100:100:8, and 40:100:2 --seed 1
+    python bench/experiments/studio.py refs $O
+    python bench/experiments/studio.py allison --out bench/out/studio/allison24
+
 A setting is ``CHUNK_MS:LOOKAHEAD_MS:CONTEXT_S``. Streamed states are cached under the rtvc data
 dir (``teacher_ceiling/studio/``). ``table`` adds the ceiling's whole-utterance Whisper row and the
 shipped ``joe`` from ``bench/out/teacher_ceiling``. Needs the ``train`` and ``bench`` extras.
