@@ -400,7 +400,8 @@ def allison_table(out: Path) -> str:
         f8, rest = s.get("first8", {}).get("words_changed", {}), s.get("rest", {}).get("words_changed", {})
         split = (f"{f8['mean']:.3f} ({f8['edits']}/{f8['n_words']}) / {rest['mean']:.3f} "
                  f"({rest['edits']}/{rest['n_words']})") if f8 and rest else "-"
-        lines.append(f"| {r['name']} | {lat} | {r.get('seed', 0) if r.get('train_s') else '-'} | {a.get('n_prompts', 0)} | "
+        seed = r.get("seed", 0) if r.get("train_s") else "-"
+        lines.append(f"| {r['name']} | {lat} | {seed} | {a.get('n_prompts', 0)} | "
                      f"{m(a, 'resemblyzer')} | {m(a, 'dvector')} | {w(a, 'words_changed')} | "
                      f"{w(a, 'words_changed_base')} | {m(a, 'phones_changed')} | {split} |")
     return "\n".join(lines)
