@@ -288,13 +288,17 @@ def run_converter(spec: Any, tr: list[Any], srcs: list[Any], texts: dict[str, st
             "eval_s": time.perf_counter() - t0 - t_train, "rows": rows, "summary": C.summarise(rows)}
 
 
+def _corpus(cache_dir: Path, n_allison: int, *, others: bool, base: bool) -> tuple[list[Any], list[Any], Any, Any]:
+    """joe's training utterances, the judged sources, their tiny.en transcripts and (``base``) Whisper base's."""
+    tr, _ = C.target_corpus(cache_dir)
+    srcs = allison_sources(cache_dir, n_allison, others=others)
+    return tr, srcs, C.source_transcripts(srcs, cache_dir), (base_transcripts(srcs, cache_dir) if base else None)
+
+
 def run_setting(st: Setting, cache_dir: Path, *, steps: int, n_allison: int = 8, others: bool = True, seed: int = 0,
                 base: bool = False) -> dict[str, Any]:
     t0 = time.perf_counter()
-    tr, _ = C.target_corpus(cache_dir)
-    srcs = allison_sources(cache_dir, n_allison, others=others)
-    texts = C.source_transcripts(srcs, cache_dir)
-    base_texts = base_transcripts(srcs, cache_dir) if base else None
+    tr, srcs, texts, base_texts = _corpus(cache_dir, n_allison, others=others, base=base)
     t_data = time.perf_counter() - t0
 
     def streamed(us: list[Any], what: str) -> list[Any]:
@@ -325,10 +329,7 @@ def run_refs(cache_dir: Path, *, steps: int, n_allison: int, others: bool, seed:
     """The references on the same sources: the shipped ``joe`` (MFCC input) and the ceiling's
     whole-utterance Whisper converter (``whisper:full``, trained with ``seed``)."""
     t0 = time.perf_counter()
-    tr, _ = C.target_corpus(cache_dir)
-    srcs = allison_sources(cache_dir, n_allison, others=others)
-    texts = C.source_transcripts(srcs, cache_dir)
-    base_texts = base_transcripts(srcs, cache_dir) if base else None
+    tr, srcs, texts, base_texts = _corpus(cache_dir, n_allison, others=others, base=base)
     t_data = time.perf_counter() - t0
     t1 = time.perf_counter()
     rows = [judge(C.synthesise(u.x, None), u, texts, base_texts) for u in srcs]
