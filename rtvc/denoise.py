@@ -190,14 +190,12 @@ class Denoiser:
         self.factor = DFN_RATE // model_rate
         self._up = StreamResampler(model_rate, DFN_RATE, max_chunk=hop)
         self._down = StreamResampler(DFN_RATE, model_rate, max_chunk=DFN_FRAME)
-        self.lead, self.prefill, self.latency = plan(model_rate=model_rate, hop=hop, delay=delay)
-        """Delay in model-rate samples: an impulse at input ``n`` comes out at ``n + latency``."""
         self._in = np.zeros(DFN_FRAME + hop * self.factor + 8, np.float32)  # 48 kHz samples waiting for a frame
         self._frame_out = np.zeros(DFN_FRAME, np.float32)
         self._q = np.zeros(self.prefill + DFN_FRAME // self.factor + 2 * hop + 8, np.float32)  # model-rate output
         self._y = np.zeros(hop, np.float32)
         self.snr_db = 0.0
-        """The network's estimate of the last frame's SNR (dB), for the meters."""
+        """The network's estimate of the last frame's local SNR (dB)."""
         self.clear()
 
     def clear(self) -> None:
