@@ -74,10 +74,12 @@ class Setting:
     chunk_ms: int
     lookahead_ms: int
     context_s: float
+    pad_s: float = 0.0  # silence after each window, as Whisper's 30 s windows have after speech
 
     @property
     def name(self) -> str:
-        return f"c{self.chunk_ms}-la{self.lookahead_ms}-ctx{self.context_s:g}"
+        pad = f"-pad{self.pad_s:g}" if self.pad_s else ""
+        return f"c{self.chunk_ms}-la{self.lookahead_ms}-ctx{self.context_s:g}{pad}"
 
     @property
     def latency_ms(self) -> int:
@@ -86,12 +88,17 @@ class Setting:
 
 
 def parse_setting(text: str) -> Setting:
-    """``CHUNK_MS:LOOKAHEAD_MS:CONTEXT_S``, e.g. ``100:40:4``."""
+    """``CHUNK_MS:LOOKAHEAD_MS:CONTEXT_S[:PAD_S]``, e.g. ``100:40:4`` or ``100:100:4:5``."""
     try:
-        c, la, ctx = text.split(":")
-        s = Setting(int(c), int(la), float(ctx))
+        parts = text.split(":")
+        if len(parts) not in (3, 4):
+            raise ValueError(text)
+        s = Setting(int(parts[0]), int(parts[1]), float(parts[2]), float(parts[3]) if len(parts) == 4 else 0.0)
+        if not (0.0 <= s.pad_s and s.context_s + s.pad_s <= 30.0):
+            raise ValueError(text)
     except ValueError as e:
-        raise ValueError(f"setting {text!r}; expected CHUNK_MS:LOOKAHEAD_MS:CONTEXT_S, e.g. 100:40:4") from e
+        raise ValueError(f"setting {text!r}; expected CHUNK_MS:LOOKAHEAD_MS:CONTEXT_S[:PAD_S] (context + pad "
+                         "<= 30 s), e.g. 100:40:4") from e
     _check(s.chunk_ms, s.lookahead_ms, s.context_s)
     return s
 
@@ -125,14 +132,15 @@ def window_features(x: np.ndarray, n_frames: int) -> np.ndarray:
     return ((lg + 4.0) / 4.0).astype(np.float32)
 
 
-def streamed_states(x: np.ndarray, *, chunk_ms: int, lookahead_ms: int, context_s: float,
+def streamed_states(x: np.ndarray, *, chunk_ms: int, lookahead_ms: int, context_s: float, pad_s: float = 0.0,
                     timings_ns: list[int] | None = None) -> np.ndarray:
     """Whisper tiny.en's states of ``x`` (16 kHz) as a live stream would get them, ``(ceil(n / 320), 384)`` float32.
 
     Every ``chunk_ms`` the encoder sees ``x[max(0, T + la - context) : T + la]`` (``T`` the end of the
     current chunk, ``la`` the lookahead; nothing past the end of ``x``) from the start of its
     input, as few mel frames as cover it (even: the encoder's stride-2 convolution), and the
-    states of ``[T - chunk, T)`` are kept. ``timings_ns``: each call's features + encode time is
+    states of ``[T - chunk, T)`` are kept; ``pad_s`` seconds of silence follow the window in the
+    encoder's input (Whisper saw speech followed by padding in training). ``timings_ns``: each call's features + encode time is
     appended (``time.perf_counter_ns``).
     """
     import ctranslate2
@@ -150,7 +158,8 @@ def streamed_states(x: np.ndarray, *, chunk_ms: int, lookahead_ms: int, context_
         start = max(0, t_end + la - ctx)  # a multiple of 320 samples: all of chunk, la, ctx are of 20 ms
         w = x[start:min(x.size, t_end + la)]
         first, last = (t_end - chunk - start) // HOP, min(n_states * HOP, t_end) // HOP - start // HOP
-        n_mel = 2 * max(math.ceil(w.size / HOP), last)  # covers the window and the states kept
+        # the window and its pad, and the states kept (even: the encoder's stride-2 convolution)
+        n_mel = 2 * max(math.ceil((w.size + round(pad_s * MODEL_RATE)) / HOP), last)
         f = window_features(w, n_mel)
         s = np.asarray(model.encode(ctranslate2.StorageView.from_array(f[None]), to_cpu=True))[0]
         out[start // HOP + first:start // HOP + last] = s[first:last]
@@ -165,7 +174,7 @@ def cached_streamed(x: np.ndarray, s: Setting, cache_dir: Path) -> np.ndarray:
     path = cache_dir / "studio" / s.name / f"{key}.npy"
     if path.is_file():
         return np.load(path)
-    f = streamed_states(x, chunk_ms=s.chunk_ms, lookahead_ms=s.lookahead_ms, context_s=s.context_s)
+    f = streamed_states(x, chunk_ms=s.chunk_ms, lookahead_ms=s.lookahead_ms, context_s=s.context_s, pad_s=s.pad_s)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, f)
     return f
@@ -319,7 +328,7 @@ def run_setting(st: Setting, cache_dir: Path, *, steps: int, n_allison: int = 8,
     else:
         r = run_converter(spec, tr_s, srcs_s, texts, base_texts, steps=steps, seed=seed)
     r.update(name=f"streamed Whisper, {st.name}", setting={"chunk_ms": st.chunk_ms, "lookahead_ms": st.lookahead_ms,
-             "context_s": st.context_s, "latency_ms": st.latency_ms},
+             "context_s": st.context_s, "pad_s": st.pad_s, "latency_ms": st.latency_ms},
              cosine_to_whole_sources=float(cos.mean()), data_s=t_data, states_s=t_states, n_allison=n_allison)
     return r
 

@@ -30,9 +30,10 @@ def test_window_features_equal_the_padded_ones():
                                    rtol=0, atol=1e-5)
 
 
-def test_frame_count_and_causality():
+@pytest.mark.parametrize("pad_s", [0.0, 1.0])
+def test_frame_count_and_causality(pad_s):
     x = _speechlike(0.75, 1)  # 37.5 states: 38
-    kw = dict(chunk_ms=100, lookahead_ms=40, context_s=0.4)
+    kw = dict(chunk_ms=100, lookahead_ms=40, context_s=0.4, pad_s=pad_s)
     ns: list[int] = []
     f = S.streamed_states(x, timings_ns=ns, **kw)
     assert f.shape == (38, 384) and f.dtype == np.float32 and np.isfinite(f).all()
@@ -43,6 +44,8 @@ def test_frame_count_and_causality():
     g = S.streamed_states(y, **kw)
     np.testing.assert_array_equal(f[:15], g[:15])  # states of [0, 0.3 s): chunks 1-3
     assert not np.allclose(f[15:20], g[15:20])  # chunk 4 saw the change
+    if pad_s:  # silence after each window changes what the encoder makes of it
+        assert not np.allclose(f, S.streamed_states(x, **{**kw, "pad_s": 0.0}))
 
 
 def test_settings_are_checked():
@@ -51,6 +54,10 @@ def test_settings_are_checked():
         S.parse_setting("50:40:4")
     with pytest.raises(ValueError, match="context"):
         S.parse_setting("100:40:0.1")
+    s = S.parse_setting("100:100:4:5")
+    assert (s.pad_s, s.name, s.latency_ms) == (5.0, "c100-la100-ctx4-pad5", 200)
+    with pytest.raises(ValueError, match="context \\+ pad"):
+        S.parse_setting("100:100:8:25")
 
 
 def test_allison_stats_pools_words_and_splits_the_first_prompts():
