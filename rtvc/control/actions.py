@@ -21,7 +21,7 @@ from . import protocol as P
 from .devices import Devices, SelfTest
 from .presets import DEFAULT_EXCLUDED, PresetStore
 
-__all__ = ["Controller", "Announcer", "ACTIONS", "PITCH_STEP_ST", "keep_offsets", "preview_path"]
+__all__ = ["Controller", "Announcer", "ACTIONS", "PITCH_STEP_ST", "keep_offsets", "preview_path", "rpc_error"]
 
 PITCH_STEP_ST = 1.0
 """Semitones per ``pitch_up``/``pitch_down`` press."""
@@ -39,6 +39,19 @@ ACTIONS: dict[str, str] = {
                       "and the speaker memory is deleted",
 }
 """Named one-shot actions (hotkeys and HTTP buttons)."""
+
+def rpc_error(what: str, e: RtvcError) -> P.RpcError:
+    """The JSON-RPC error for ``e``, raised while running ``what`` (a method or an HTTP route): a bad
+    value is invalid params, a voice that will not load or a device that will not open says what
+    keeps playing, anything else of rtvc's is an internal error. The message starts with ``what``."""
+    if isinstance(e, ConfigError):
+        return P.RpcError(P.INVALID_PARAMS, f"{what}: {e}")
+    if isinstance(e, ModelError):
+        return P.RpcError(P.VOICE_LOAD_FAILED, f"{what}: {e}; the previous voice keeps playing")
+    if isinstance(e, DeviceError):
+        return P.RpcError(P.DEVICE_ERROR, f"{what}: {e}; the previous devices stay open")
+    return P.RpcError(P.INTERNAL_ERROR, f"{what}: {e}")
+
 
 Listener = Callable[[dict[str, Any]], None]
 log = logging.getLogger("rtvc.control")
@@ -463,14 +476,6 @@ class Controller:
                 return self.clones.status()
             if isinstance(cmd, P.SelfTest):
                 return self.selftest(source=source)
-        except P.RpcError:
-            raise
-        except ConfigError as e:
-            raise P.RpcError(P.INVALID_PARAMS, f"{cmd.method}: {e}") from None
-        except ModelError as e:
-            raise P.RpcError(P.VOICE_LOAD_FAILED, f"{cmd.method}: {e}; the previous voice keeps playing") from None
-        except DeviceError as e:
-            raise P.RpcError(P.DEVICE_ERROR, f"{cmd.method}: {e}; the previous devices stay open") from None
-        except ControlError as e:
-            raise P.RpcError(P.INTERNAL_ERROR, f"{cmd.method}: {e}") from None
+        except (ConfigError, ModelError, DeviceError, ControlError) as e:
+            raise rpc_error(cmd.method, e) from None
         raise P.RpcError(P.METHOD_NOT_FOUND, f"method {cmd.method!r} is handled by the connection, not the controller")

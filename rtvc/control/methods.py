@@ -219,8 +219,13 @@ class SavePreset(Command):
             raise RpcError(INVALID_PARAMS, f"save_preset: {e}") from None
 
 
+@dataclass(frozen=True)
 class _NamedPreset(Command):
-    name: str
+    """A command on one saved preset, named by ``name``."""
+
+    params_schema: ClassVar[dict[str, Any]] = {"name": _PRESET_NAME}
+    required: ClassVar[tuple[str, ...]] = ("name",)
+    name: str = ""
 
     @classmethod
     def _build(cls, params: Mapping[str, Any]) -> "Command":
@@ -236,18 +241,12 @@ class _NamedPreset(Command):
 class LoadPreset(_NamedPreset):
     method: ClassVar[str] = "load_preset"
     doc: ClassVar[str] = "apply a saved preset (a partial update)"
-    params_schema: ClassVar[dict[str, Any]] = {"name": _PRESET_NAME}
-    required: ClassVar[tuple[str, ...]] = ("name",)
-    name: str = ""
 
 
 @dataclass(frozen=True)
 class DeletePreset(_NamedPreset):
     method: ClassVar[str] = "delete_preset"
     doc: ClassVar[str] = "delete a saved preset"
-    params_schema: ClassVar[dict[str, Any]] = {"name": _PRESET_NAME}
-    required: ClassVar[tuple[str, ...]] = ("name",)
-    name: str = ""
 
 
 @dataclass(frozen=True)

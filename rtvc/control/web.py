@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 
 from ..errors import ConfigError, ModelError
 from . import protocol as P
-from .actions import Controller
+from .actions import Controller, rpc_error
 from .auth import default_origins, origin_allowed, token_from_request, tokens_equal
 from .routes import device_query, query_value, token_page
 
@@ -190,9 +190,7 @@ class HttpFront:
             return fn()
         except P.RpcError:
             raise
-        except ConfigError as e:
-            raise P.RpcError(P.INVALID_PARAMS, f"{name}: {e}") from None
-        except ModelError as e:
-            raise P.RpcError(P.VOICE_LOAD_FAILED, f"{name}: {e}; the previous voice keeps playing") from None
+        except (ConfigError, ModelError) as e:
+            raise rpc_error(name, e) from None
         except Exception as e:
             raise P.RpcError(P.INTERNAL_ERROR, f"{name}: {type(e).__name__}: {e}") from None
