@@ -194,8 +194,7 @@ class Denoiser:
         self._frame_out = np.zeros(DFN_FRAME, np.float32)
         self._q = np.zeros(self.prefill + DFN_FRAME // self.factor + 2 * hop + 8, np.float32)  # model-rate output
         self._y = np.zeros(hop, np.float32)
-        self.snr_db = 0.0
-        """The network's estimate of the last frame's local SNR (dB)."""
+        self._frame_in_at, self._frame_out_at = self._in.ctypes.data, self._frame_out.ctypes.data  # fixed buffers
         self.clear()
 
     def clear(self) -> None:
@@ -217,8 +216,8 @@ class Denoiser:
         self._in[self._n_in:self._n_in + k] = up
         self._n_in += k
         while self._n_in >= DFN_FRAME:
-            frame = self._in[:DFN_FRAME]  # contiguous: the C runtime reads it in place
-            self.snr_db = float(self._lib.df_process_frame(self._st, frame.ctypes.data, self._frame_out.ctypes.data))
+            # the frame is the start of the contiguous input buffer: the C runtime reads it in place
+            self._lib.df_process_frame(self._st, self._frame_in_at, self._frame_out_at)
             down = self._down.process(self._frame_out)
             m = down.shape[0]
             self._q[self._n_q:self._n_q + m] = down
