@@ -40,7 +40,8 @@ from .errors import ConfigError, ModelError
 from .resampling import StreamResampler
 from .types import HOP, MODEL_RATE, Audio
 
-__all__ = ["DFN_RATE", "DFN_FRAME", "Denoiser", "NoiseSuppression", "load_denoiser", "denoise_available",
+__all__ = ["DFN_RATE", "DFN_FRAME", "Denoiser", "NoiseSuppression", "load_denoiser", "require_denoise",
+           "denoise_available",
            "denoise_info", "plan", "INSTALL_HINT"]
 
 DFN_RATE = 48_000
@@ -109,10 +110,16 @@ def _model_delay(archive: bytes, name: Path) -> int:
     return fft - hop + look * hop
 
 
+def require_denoise() -> None:
+    """Check that noise suppression can load here: ConfigError (the extra is missing) or ModelError
+    (a damaged model) when it cannot."""
+    _runtime()
+
+
 def denoise_available() -> str | None:
-    """None when noise suppression can load here, else the reason (for the panel and ``rtvc devices``)."""
+    """None when noise suppression can load here, else the reason (for the panel)."""
     try:
-        _runtime()
+        require_denoise()
     except (ConfigError, ModelError) as e:
         return str(e)
     return None

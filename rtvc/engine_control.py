@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator, Union
 
 import numpy as np
 
-from .errors import ConfigError, ControlError
+from .errors import ControlError
 from .params import Params
 from .speaker import SpeakerHistory
 from .voices import VoiceInfo, VoiceRegistry
@@ -166,14 +166,12 @@ class EngineControl:
         """Load the denoiser for ``params`` unless it is loaded; while a worker process runs the
         audio (it loads its own), only check that it can load. Raises ConfigError/ModelError when
         it cannot (the denoise extra missing, a damaged model): nothing is changed then."""
-        from .denoise import denoise_available, load_denoiser
+        from .denoise import load_denoiser, require_denoise
 
         if self.denoiser is not None:
             return
         if self.remote is not None:
-            reason = denoise_available()
-            if reason is not None:
-                raise ConfigError(reason)
+            require_denoise()
             return
         self.denoiser = load_denoiser(model_rate=self.config.model_rate, hop=self.config.hop,
                                       limit_db=params.denoise_limit_db)
