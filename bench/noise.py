@@ -155,7 +155,9 @@ def run_suppression(sources: Sequence[Any], *, voices: Sequence[str] = ("bypass"
 
     lead = int(LEAD_S * RATE)
     rows = []
-    clean_out = [convert(np.concatenate([np.zeros(lead, np.float32), s.x]), "neutral", **OPEN)[0] for s in sources]
+    # the clean utterances through the bypassed engine: the SNR reference, needed only for bypass
+    clean_out = [convert(np.concatenate([np.zeros(lead, np.float32), s.x]), "neutral", **OPEN)[0]
+                 for s in sources] if "bypass" in voices else []
     for v in voices:
         name, extra = ("neutral", OPEN) if v == "bypass" else (v, {k: w for k, w in OPEN.items() if k != "bypass"})
         tags = settings or (tuple(SETTINGS) if v == "bypass" else ("off", "on"))
