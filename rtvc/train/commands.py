@@ -135,6 +135,11 @@ def _add_loss_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cep-emphasis", type=float, default=d.cep_emphasis, metavar="G",
                    help="weigh cepstral coefficient k by (k+1)**G in the loss, 0: equally "
                         f"(default {d.cep_emphasis:g})")
+    p.add_argument("--adv-weight", type=float, default=d.adv_weight, metavar="W",
+                   help="weight of the adversarial term of a critic over envelope sequences "
+                        f"(rtvc.train.adversarial; default {d.adv_weight:g}: no critic)")
+    p.add_argument("--fm-weight", type=float, default=d.fm_weight, metavar="W",
+                   help=f"weight of that critic's feature-matching term (default {d.fm_weight:g})")
     a = AugmentConfig()
     p.add_argument(AUGMENT_FLAGS["warp_spread"], type=float, default=a.warp_spread, metavar="S",
                    help="disguise: the vocal-tract warp at the top of the band differs from the bottom's by "

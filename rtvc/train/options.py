@@ -41,7 +41,7 @@ def _torch_sees_cuda() -> bool:
     return bool(torch.cuda.is_available())
 
 
-LOSS_OPTIONS = ("delta_weight", "gv_weight", "cep_emphasis")
+LOSS_OPTIONS = ("delta_weight", "gv_weight", "cep_emphasis", "adv_weight", "fm_weight")
 """The :class:`TrainConfig` fields that shape the loss (recorded in the manifest's ``training.loss``)."""
 
 
@@ -55,6 +55,8 @@ class TrainConfig:
     per-coefficient standard deviations over each training sequence (counters over-smoothing).
     ``cep_emphasis``: exponent ``g`` of per-coefficient weights ``(k + 1) ** g`` (normalised to a
     mean of 1) on every term; 0 weighs all coefficients equally.
+    ``adv_weight`` / ``fm_weight``: weights of the adversarial and feature-matching terms of a
+    critic over envelope sequences (:mod:`rtvc.train.adversarial`); both 0: no critic.
     """
 
     steps: int = 1500
@@ -73,6 +75,8 @@ class TrainConfig:
     delta_weight: float = 1.0
     gv_weight: float = 0.1
     cep_emphasis: float = 0.0
+    adv_weight: float = 0.0
+    fm_weight: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch", "frames", "hidden", "layers", "threads"):

@@ -124,6 +124,12 @@ def train_converter(frames: FrameSet, *, config: TrainConfig | None = None, feat
             opt, lambda s: min(1.0, (s + 1) / warm) * (0.55 + 0.45 * math.cos(math.pi * min(1.0, s / c.steps))))
         bar = Progress("train", c.steps, enabled=progress)
         t0 = time.perf_counter()
+        adversary = None
+        if c.adv_weight > 0 or c.fm_weight > 0:
+            from .adversarial import Adversary
+
+            adversary = Adversary(model.n_output, adv_weight=c.adv_weight, fm_weight=c.fm_weight, steps=c.steps,
+                                  device=dev)
         model.train()
         ema: dict[str, float] = {}  # smoothed total loss and its parts
         for step in range(c.steps):
@@ -139,11 +145,17 @@ def train_converter(frames: FrameSet, *, config: TrainConfig | None = None, feat
                 extra = extra_loss(model, x, idx)
                 loss = loss + extra
                 parts["extra"] = extra.item()
+            if adversary is not None:
+                term, adv_parts = adversary.converter_terms(pred, target, step)
+                loss = loss + term
+                parts.update(adv_parts)
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             sched.step()
+            if adversary is not None:
+                parts.update(adversary.critic_step(pred, target))
             for k, v in {"loss": loss.item(), **parts}.items():
                 ema[k] = v if k not in ema else 0.95 * ema[k] + 0.05 * v
             bar.update(**ema)

@@ -179,9 +179,11 @@ def test_a_voice_trained_with_the_loss_terms_records_them_and_keeps_the_runtime_
     from rtvc.voices import VoiceRegistry
     from tests.train.test_build import _speech_like, clone_tiny
 
-    m, out = clone_tiny(tmp_path, monkeypatch, "gv", "--gv-weight", "0.75", "--delta-weight", "0.5")
-    assert m["training"]["loss"] == {"delta_weight": 0.5, "gv_weight": 0.75, "cep_emphasis": 0.0}
-    assert m["training"]["command"].endswith("--steps 2 --n-cep 64 --delta-weight 0.5 --gv-weight 0.75")  # a low voice
+    m, out = clone_tiny(tmp_path, monkeypatch, "gv", "--gv-weight", "0.75", "--delta-weight", "0.5", "--fm-weight", "0.5")
+    assert m["training"]["loss"] == {"delta_weight": 0.5, "gv_weight": 0.75, "cep_emphasis": 0.0, "adv_weight": 0.0,
+                                     "fm_weight": 0.5}
+    # a low voice; the critic's weights as every loss option
+    assert m["training"]["command"].endswith("--steps 2 --n-cep 64 --delta-weight 0.5 --gv-weight 0.75 --fm-weight 0.5")
     # the loss changes weights only: same tensors and state shape, and the runtime converts with it
     assert m["tensors"]["state_shape"] == [2, 1, 128] and m["features"]["n_output"] == m["features"]["config"]["n_cep"]
     reg = VoiceRegistry([out])
