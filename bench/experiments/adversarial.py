@@ -4,7 +4,7 @@ Voices are trained with the shipped ``joe``'s own command (``models/joe.json``'s
 ``training.command``: piper joe, 135 utterances, 1000 steps, one thread) plus
 ``--adv-weight``/``--fm-weight`` (:mod:`rtvc.train.adversarial`), then each voice is run hop by hop
 through its own stage and judged as the studio experiment judged (``bench/experiments/studio.py``):
-resemblyzer and d-vector cosine to ``models/joe.preview.wav``, Whisper tiny.en's words changed
+resemblyzer and d-vector cosine to the voice's preview clip (its target), Whisper tiny.en's words changed
 against its transcript of the unconverted source, Whisper base's (a judge that shares no weights
 with tiny.en), hama's phones changed, and DNSMOS (P.808, OVRL), on
 
@@ -65,7 +65,7 @@ def primers(cache_dir: Path, n_allison: int) -> dict[str, np.ndarray]:
     return out
 
 
-WARM_MODES = ("stream", "stats")
+WARM_MODES = ("stream", "stats", "f0", "timbre")
 
 
 def synthesise_after(x: np.ndarray, voice: Any, primer: np.ndarray, *, mode: str = "stream",
@@ -76,7 +76,9 @@ def synthesise_after(x: np.ndarray, voice: Any, primer: np.ndarray, *, mode: str
     state carried over: the analysis' speaker statistics, the recurrent state, the synthesis),
     as live once the speaker has talked. ``stats``: only the speaker statistics are learnt from
     ``primer`` (:meth:`NeuralVoice.prime`, what ``rtvc run`` restores from the last session);
-    the recurrent state and the synthesis start fresh.
+    the recurrent state and the synthesis start fresh. ``f0`` / ``timbre``: as ``stats``, but only
+    the F0 mean and the vocal-tract warp it sets / only the timbre mean are learnt (where the cold
+    start's losses come from).
     """
     if mode not in WARM_MODES:
         raise ValueError(f"warm mode {mode!r}; expected one of {WARM_MODES}")
@@ -86,7 +88,18 @@ def synthesise_after(x: np.ndarray, voice: Any, primer: np.ndarray, *, mode: str
         lead = np.concatenate([np.asarray(primer, np.float32), np.zeros(int(gap_s * 16000), np.float32)])
         lead = np.concatenate([np.zeros((-lead.size) % hop, np.float32), lead])  # whole hops before x
     else:
+        a = st.analysis
+        fresh = (a.f0.copy(), None if a.warp is None else a.warp.copy(),
+                 None if a.warp is None else a.fx["fb"].copy(),
+                 None if a.timbre is None else a.timbre.copy())
         voice.prime(np.asarray(primer, np.float32), st)
+        if mode == "f0" and a.timbre is not None:
+            a.timbre[:] = fresh[3]
+        elif mode == "timbre":
+            a.f0[:] = fresh[0]
+            if a.warp is not None:
+                a.warp[:] = fresh[1]
+                a.fx["fb"][:] = fresh[2]
         lead = np.zeros(0, np.float32)
     lat = voice.latency
     xp = np.concatenate([lead, np.asarray(x, np.float32), np.zeros(lat + hop, np.float32)])
@@ -97,10 +110,11 @@ def synthesise_after(x: np.ndarray, voice: Any, primer: np.ndarray, *, mode: str
     return np.concatenate(out)[lead.size + lat:lead.size + lat + x.size]
 
 
-def judge_voice(voice_path: Path, cache_dir: Path, *, n_allison: int, warm: str | None = None) -> list[dict[str, Any]]:
+def judge_voice(voice_path: Path, cache_dir: Path, *, n_allison: int, warm: str | None = None,
+                target: Path | None = None) -> list[dict[str, Any]]:
     """Per-utterance scores of the voice at ``voice_path`` (its own stage, hop by hop); ``warm``
     (a :data:`WARM_MODES` mode): each utterance after another utterance of its speaker
-    (:func:`synthesise_after`)."""
+    (:func:`synthesise_after`). Similarity is to ``target`` (default: the voice's preview clip)."""
     from bench import _metrics as M  # noqa: N812
     from rtvc.converter import NeuralVoice
 
@@ -109,11 +123,16 @@ def judge_voice(voice_path: Path, cache_dir: Path, *, n_allison: int, warm: str 
     texts = C.source_transcripts(srcs, cache_dir)
     base_texts = S.base_transcripts(srcs, cache_dir)
     lead = primers(cache_dir, n_allison) if warm else {}
+    # similarity to the voice's own target (C.score's references are the shipped joe's)
+    preview = target or voice_path.with_suffix(".preview.wav")
+    refs = (M.speaker_embedding(preview), M.dvector_embedding(preview))
     rows = []
     for u in srcs:
         y = (synthesise_after(u.x, voice, lead[u.speaker], mode=warm) if warm
              else C.synthesise(u.x, None, voice=voice))
         row = S.judge(y, u, texts, base_texts)
+        row["resemblyzer"] = M.cosine(M.speaker_embedding(y), refs[0])
+        row["dvector"] = M.cosine(M.dvector_embedding(y), refs[1])
         row.update({f"dnsmos_{k}": v for k, v in M.dnsmos(y).items()})
         rows.append(row)
         print(f"  {voice_path.parent.name} {u.name}: {row['resemblyzer']:.3f} {row['dvector']:.3f} "
@@ -170,9 +189,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=C.ROOT / "bench" / "out" / "adversarial")
     ap.add_argument("--cache-dir", type=Path, default=None, help="default: the rtvc data dir's teacher_ceiling")
     ap.add_argument("--n-allison", type=int, default=24)
+    ap.add_argument("--target", type=Path, default=None,
+                    help="judge: similarity to this clip (default: the voice's preview; every joe variant in "
+                         "bench/RESULTS.md is judged against models/joe.preview.wav)")
     ap.add_argument("--warm", choices=WARM_MODES, default=None,
                     help="judge: each utterance after another one of its speaker (stream: in the same stream; "
-                         "stats: only the speaker statistics learnt from it; default: cold)")
+                         "stats: only the speaker statistics learnt from it; f0 / timbre: only those; default: cold)")
     a = ap.parse_args(argv)
     if a.command == "table":
         print(table(a.out))
@@ -181,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("judge needs NAME and --voice")
     cache = a.cache_dir or C._default_cache()
     t0 = time.perf_counter()
-    rows = judge_voice(a.voice, cache, n_allison=a.n_allison, warm=a.warm)
+    rows = judge_voice(a.voice, cache, n_allison=a.n_allison, warm=a.warm, target=a.target)
     manifest = json.loads(a.voice.with_suffix(".json").read_text())
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / f"{a.name}.json").write_text(json.dumps(
