@@ -101,11 +101,23 @@ class Cdp:
                 raise AssertionError(f"timed out waiting for {expr}" + (f" ({last})" if last else ""))
             await asyncio.sleep(0.1)
 
-    async def click(self, selector: str, session: str) -> None:
-        """A real mouse click (pressed + released) in the middle of the element."""
-        box = await self.eval(f"(() => {{ const e = document.querySelector({json.dumps(selector)}); "
-                              "e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect(); "
-                              "return [r.x + r.width / 2, r.y + r.height / 2]; })()", session)
+    async def click(self, selector: str, session: str, timeout: float = 10.0) -> None:
+        """A real mouse click (pressed + released) in the middle of the element, once the element
+        is what the page shows at that point (a page still laying itself out moves its buttons
+        between the measurement and the click; a person would click where the button is)."""
+        end = time.monotonic() + timeout
+        while True:
+            box = await self.eval(f"(() => {{ const e = document.querySelector({json.dumps(selector)}); "
+                                  "e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect(); "
+                                  "const x = r.x + r.width / 2, y = r.y + r.height / 2; "
+                                  "const at = document.elementFromPoint(x, y); "
+                                  "return [x, y, !!at && (at === e || e.contains(at)), "
+                                  "at ? at.tagName + '#' + at.id : 'nothing']; })()", session)
+            if box[2]:
+                break
+            if time.monotonic() > end:
+                raise AssertionError(f"{selector} is covered by {box[3]} at ({box[0]:.0f}, {box[1]:.0f})")
+            await asyncio.sleep(0.1)
         for kind in ("mousePressed", "mouseReleased"):
             await self.send("Input.dispatchMouseEvent", {"type": kind, "x": box[0], "y": box[1], "button": "left",
                                                          "clickCount": 1}, session)
