@@ -41,8 +41,7 @@ from .resampling import StreamResampler
 from .types import HOP, MODEL_RATE, Audio
 
 __all__ = ["DFN_RATE", "DFN_FRAME", "Denoiser", "NoiseSuppression", "load_denoiser", "require_denoise",
-           "denoise_available",
-           "denoise_info", "plan", "INSTALL_HINT"]
+           "denoise_available", "denoise_info", "plan", "INSTALL_HINT"]
 
 DFN_RATE = 48_000
 DFN_FRAME = 480  # samples at DFN_RATE per network call (10 ms)

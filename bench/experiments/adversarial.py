@@ -43,14 +43,13 @@ __all__ = ["judge_voice", "table", "main"]
 N_HELDOUT = 8
 
 
-def judged_sources(cache_dir: Path, n_allison: int) -> list[Any]:
+def judged_sources(cache_dir: Path, n_allison: int, heldout: Sequence[Any]) -> list[Any]:
     """Allison's first ``n_allison`` prompts, 3 each of fr/it/ru and of two synthetic speakers, and
-    ``N_HELDOUT`` of joe's held-out utterances (every 2nd of the 15)."""
-    _, ho = C.target_corpus(cache_dir)
-    return C.sources(cache_dir, n_allison=n_allison) + ho[::2][:N_HELDOUT]
+    ``N_HELDOUT`` of joe's held-out utterances ``heldout`` (every 2nd of the 15)."""
+    return C.sources(cache_dir, n_allison=n_allison) + list(heldout[::2][:N_HELDOUT])
 
 
-def primers(cache_dir: Path, n_allison: int) -> dict[str, np.ndarray]:
+def primers(n_allison: int, heldout: Sequence[Any]) -> dict[str, np.ndarray]:
     """Per speaker of :func:`judged_sources`, one more utterance of that speaker that is never
     judged (``bench.quality.select_sources``' primer; for joe a held-out utterance not judged)."""
     from bench.quality import select_sources
@@ -60,8 +59,7 @@ def primers(cache_dir: Path, n_allison: int) -> dict[str, np.ndarray]:
         for spec in specs:
             src = select_sources((spec,), n, primers=True)
             out[spec[0]] = src[0].primer
-    _, ho = C.target_corpus(cache_dir)
-    out["joe"] = ho[1].x
+    out["joe"] = heldout[1].x
     return out
 
 
@@ -82,32 +80,24 @@ def synthesise_after(x: np.ndarray, voice: Any, primer: np.ndarray, *, mode: str
     """
     if mode not in WARM_MODES:
         raise ValueError(f"warm mode {mode!r}; expected one of {WARM_MODES}")
-    hop = C.HOP
-    st = voice.init_state()
     if mode == "stream":
         lead = np.concatenate([np.asarray(primer, np.float32), np.zeros(int(gap_s * 16000), np.float32)])
-        lead = np.concatenate([np.zeros((-lead.size) % hop, np.float32), lead])  # whole hops before x
-    else:
-        a = st.analysis
-        fresh = (a.f0.copy(), None if a.warp is None else a.warp.copy(),
-                 None if a.warp is None else a.fx["fb"].copy(),
-                 None if a.timbre is None else a.timbre.copy())
-        voice.prime(np.asarray(primer, np.float32), st)
-        if mode == "f0" and a.timbre is not None:
-            a.timbre[:] = fresh[3]
-        elif mode == "timbre":
-            a.f0[:] = fresh[0]
-            if a.warp is not None:
-                a.warp[:] = fresh[1]
-                a.fx["fb"][:] = fresh[2]
-        lead = np.zeros(0, np.float32)
-    lat = voice.latency
-    xp = np.concatenate([lead, np.asarray(x, np.float32), np.zeros(lat + hop, np.float32)])
-    out = []
-    for i in range(xp.size // hop):
-        y, st = voice.step(xp[i * hop:(i + 1) * hop], st)
-        out.append(np.array(y, np.float32))
-    return np.concatenate(out)[lead.size + lat:lead.size + lat + x.size]
+        lead = np.concatenate([np.zeros((-lead.size) % C.HOP, np.float32), lead])  # whole hops before x
+        return C.synthesise(np.concatenate([lead, np.asarray(x, np.float32)]), None, voice=voice)[lead.size:]
+    st = voice.init_state()
+    a = st.analysis
+    fresh = (a.f0.copy(), None if a.warp is None else a.warp.copy(),
+             None if a.warp is None else a.fx["fb"].copy(),
+             None if a.timbre is None else a.timbre.copy())
+    voice.prime(np.asarray(primer, np.float32), st)
+    if mode == "f0" and a.timbre is not None:
+        a.timbre[:] = fresh[3]
+    elif mode == "timbre":
+        a.f0[:] = fresh[0]
+        if a.warp is not None:
+            a.warp[:] = fresh[1]
+            a.fx["fb"][:] = fresh[2]
+    return C.synthesise(x, None, voice=voice, state=st)
 
 
 def judge_voice(voice_path: Path, cache_dir: Path, *, n_allison: int, warm: str | None = None,
@@ -119,20 +109,18 @@ def judge_voice(voice_path: Path, cache_dir: Path, *, n_allison: int, warm: str 
     from rtvc.converter import NeuralVoice
 
     voice = NeuralVoice.load(voice_path)
-    srcs = judged_sources(cache_dir, n_allison)
+    _, heldout = C.target_corpus(cache_dir)
+    srcs = judged_sources(cache_dir, n_allison, heldout)
     texts = C.source_transcripts(srcs, cache_dir)
     base_texts = S.base_transcripts(srcs, cache_dir)
-    lead = primers(cache_dir, n_allison) if warm else {}
-    # similarity to the voice's own target (C.score's references are the shipped joe's)
-    preview = target or voice_path.with_suffix(".preview.wav")
+    lead = primers(n_allison, heldout) if warm else {}
+    preview = target or voice_path.with_suffix(".preview.wav")  # the voice's own target
     refs = (M.speaker_embedding(preview), M.dvector_embedding(preview))
     rows = []
     for u in srcs:
         y = (synthesise_after(u.x, voice, lead[u.speaker], mode=warm) if warm
              else C.synthesise(u.x, None, voice=voice))
-        row = S.judge(y, u, texts, base_texts)
-        row["resemblyzer"] = M.cosine(M.speaker_embedding(y), refs[0])
-        row["dvector"] = M.cosine(M.dvector_embedding(y), refs[1])
+        row = S.judge(y, u, texts, base_texts, refs=refs)
         row.update({f"dnsmos_{k}": v for k, v in M.dnsmos(y).items()})
         rows.append(row)
         print(f"  {voice_path.parent.name} {u.name}: {row['resemblyzer']:.3f} {row['dvector']:.3f} "

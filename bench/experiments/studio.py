@@ -263,13 +263,15 @@ def base_transcripts(srcs: Sequence[Any], cache_dir: Path) -> dict[str, str]:
     return known
 
 
-def judge(y: np.ndarray, u: Any, texts: dict[str, str], base_texts: dict[str, str] | None) -> dict[str, Any]:
-    """The ceiling's ``score`` plus the number of words judged and, with ``base_texts``, Whisper
-    base's words changed against its own transcript of the unconverted source."""
+def judge(y: np.ndarray, u: Any, texts: dict[str, str], base_texts: dict[str, str] | None, *,
+          refs: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+    """The ceiling's ``score`` (similarity to ``refs``, default joe's) plus the number of words
+    judged and, with ``base_texts``, Whisper base's words changed against its own transcript of the
+    unconverted source."""
     from bench import _metrics as M  # noqa: N812
 
     ref = texts.get(u.name) if C.english(u) else None
-    row = C.score(y, u, ref)
+    row = C.score(y, u, ref, refs=refs)
     if ref is not None:
         row["n_words"] = len(M.normalise_text(ref))
         if base_texts is not None:

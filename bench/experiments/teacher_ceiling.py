@@ -320,15 +320,16 @@ def joe_voice() -> Any:
     return NeuralVoice.load(ROOT / "models" / "joe.onnx")
 
 
-def synthesise(x: np.ndarray, cep: np.ndarray | None, *, voice: Any = None) -> np.ndarray:
+def synthesise(x: np.ndarray, cep: np.ndarray | None, *, voice: Any = None, state: Any = None) -> np.ndarray:
     """``x`` through ``voice``'s stage hop by hop (default: the shipped joe), latency removed.
 
     With ``cep`` (``(n_frames, n_cep)``, one row per analysis frame of ``x``) the envelope comes
     from there instead of the voice's own network; everything else (analysis, F0 mapping and
     continuity, synthesiser, postfilter) is the voice's. ``None``: the shipped voice itself.
+    ``state``: the stream's state to start from (default: a fresh one; it is advanced in place).
     """
     voice = voice or joe_voice()
-    st = voice.init_state()
+    st = voice.init_state() if state is None else state
     lat = voice.latency
     xp = np.concatenate([np.asarray(x, np.float32), np.zeros(lat + HOP, np.float32)])
     out = []
@@ -355,10 +356,13 @@ def _refs() -> tuple[np.ndarray, np.ndarray]:
     return M.speaker_embedding(p), M.dvector_embedding(p)
 
 
-def score(y: np.ndarray, u: Utt, source_text: str | None) -> dict[str, Any]:
+def score(y: np.ndarray, u: Utt, source_text: str | None, *,
+          refs: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+    """Similarity of ``y`` to ``refs`` (resemblyzer and d-vector embeddings of the target; default
+    the shipped joe's preview) and, with ``source_text``, the words and phones it changed."""
     from bench import _metrics as M  # noqa: N812
 
-    re, dv = _refs()
+    re, dv = refs or _refs()
     row: dict[str, Any] = {"utt": u.name, "speaker": u.speaker, "resemblyzer": M.cosine(M.speaker_embedding(y), re),
                            "dvector": M.cosine(M.dvector_embedding(y), dv)}
     if source_text is not None:

@@ -381,8 +381,8 @@ def test_record_in_the_page(browser, tmp_path):  # noqa: F811
                 # recording, or the page's own error (the microphone refused): either ends the wait
                 await cdp.wait_for(f"({el}('btn-rec-stop').disabled === false && {el}('rec-prompt').textContent) "
                                    f"|| {el}('clone-error').textContent", sess)
-                state = await cdp.eval(f"JSON.stringify([{el}('clone-error').textContent, {el}('btn-rec').disabled])", sess)
-                assert await cdp.eval(f"{el}('clone-error').textContent", sess) == "", state
+                error, rec_disabled = await cdp.eval(f"[{el}('clone-error').textContent, {el}('btn-rec').disabled]", sess)
+                assert error == "", (error, rec_disabled)
                 first = await cdp.eval(f"{el}('rec-prompt').textContent", sess)
                 assert first.endswith(".")  # a sentence to read
                 await cdp.wait_for(f"Number({el}('bar-mic').getAttribute('aria-valuenow')) > -60", sess)
