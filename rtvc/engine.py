@@ -348,7 +348,11 @@ class Engine:
         """Run every code path once (JIT compilation, ONNX first run) in a throwaway engine
         with the same config, registry and parameters, so this engine's first real block is on
         time. This engine's stream position, state, counters and statistics are untouched."""
-        probe = Engine(replace(self.config, speaker_memory=None), registry=self.registry, params=self._live)
+        # the probe suppresses no noise: a second DeepFilterNet state would cost ~0.5 s and its memory for
+        # nothing (its first frame is ~3 ms; the resampling kernels it shares with the probe's path are
+        # what needs compiling)
+        probe = Engine(replace(self.config, speaker_memory=None), registry=self.registry,
+                       params=replace(self._live, denoise=False))
         x = np.zeros(4 * self.hop * self.config.device_rate // self.config.model_rate, np.float32)
         probe.process_into(x, np.zeros_like(x))
 

@@ -131,6 +131,28 @@ def test_engine_with_denoise_is_block_size_independent_and_reports_its_latency(s
     assert _lag(outs[0], clean, L - 100, L + 100) == L
 
 
+
+def test_warm_up_leaves_the_engine_untouched_and_loads_no_second_denoiser(speech, monkeypatch):
+    """``Engine.warm_up`` (what ``rtvc run`` calls before the stream starts) runs a throwaway probe:
+    the engine's output after it is bit-identical to a fresh engine's, and the probe loads no
+    DeepFilterNet state of its own (it did: ~0.5 s and the memory of a second model)."""
+    x48 = StreamResampler(MODEL_RATE, RATE, max_chunk=speech.size).process(_noisy(speech, 10.0)[0])[:RATE].copy()
+    params = Params(voice="neutral", denoise=True, **QUIET)
+    fresh = Engine(EngineConfig(device_rate=RATE), params=params).process(x48)
+    warmed = Engine(EngineConfig(device_rate=RATE), params=params)
+    loads = []
+    real = D.Denoiser.__init__
+
+    def counted(self, *a, **kw):
+        loads.append(1)
+        real(self, *a, **kw)
+
+    monkeypatch.setattr(D.Denoiser, "__init__", counted)
+    warmed.warm_up()
+    assert loads == []
+    assert warmed.telemetry()["blocks"] == 0
+    np.testing.assert_array_equal(warmed.process(x48), fresh)
+
 def test_switching_live_warms_up_then_crossfades(speech):
     x48 = StreamResampler(MODEL_RATE, RATE, max_chunk=speech.size).process(_noisy(speech, 10.0)[0]).copy()
     e = Engine(EngineConfig(device_rate=RATE), params=Params(voice="neutral", **QUIET))

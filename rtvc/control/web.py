@@ -17,7 +17,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from ..errors import ConfigError, ModelError
+from ..errors import ConfigError, RtvcError
 from . import protocol as P
 from .actions import Controller, rpc_error
 from .auth import default_origins, origin_allowed, token_from_request, tokens_equal
@@ -52,7 +52,10 @@ def panel_html() -> str:
 _CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self' ws: ; "
         "img-src data:; media-src 'self'; base-uri 'none'; form-action 'none'")
 _PAGES = {"/": panel_html, "/panel": panel_html, "/overlay": overlay_html}
-_HTTP_STATUS = {P.INVALID_PARAMS: 400, P.NOT_AVAILABLE: 409, P.DEVICE_ERROR: 409}
+# a bad value is the caller's (400); a refusal that leaves everything as it was (no monitor device, a
+# voice whose model is damaged, a device that will not open) is the session's state (409); 500 only
+# for a fault of rtvc's own
+_HTTP_STATUS = {P.INVALID_PARAMS: 400, P.NOT_AVAILABLE: 409, P.VOICE_LOAD_FAILED: 409, P.DEVICE_ERROR: 409}
 _HTTP_NAMED = ["/api/devices", "/api/param/NAME", "/api/preset/NAME", "/api/state", "/api/voice/NAME"]
 
 
@@ -190,7 +193,7 @@ class HttpFront:
             return fn()
         except P.RpcError:
             raise
-        except (ConfigError, ModelError) as e:
+        except RtvcError as e:  # the same codes as the websocket's (a device that will not open: 409)
             raise rpc_error(name, e) from None
         except Exception as e:
             raise P.RpcError(P.INTERNAL_ERROR, f"{name}: {type(e).__name__}: {e}") from None

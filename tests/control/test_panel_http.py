@@ -237,3 +237,32 @@ def test_noise_suppression_availability_and_cost_are_in_the_state(tmp_path, monk
         assert r.engine.params.denoise is False
     finally:
         r.close()
+
+
+def test_refusals_over_http_say_409_with_the_websocket_code_and_change_nothing(srv, monkeypatch):
+    """A voice whose model is damaged (by name, or reached by voice-next) and an action that hits a
+    device that will not open are the session's state, not a fault of rtvc's: 409 with the same
+    JSON-RPC code the websocket gives (they answered 500 before), the previous voice playing."""
+    from rtvc.errors import DeviceError, ModelError
+
+    make_stage = srv.engine.registry.make_stage
+
+    def broken(info, **kw):
+        if info.name == "robot":
+            raise ModelError(f"{info.name}.onnx: sha256 mismatch")
+        return make_stage(info, **kw)
+
+    monkeypatch.setattr(srv.engine.registry, "make_stage", broken)
+    st, body, _ = http(srv, "POST", "/api/voice/robot")
+    doc = json.loads(body)
+    assert st == 409 and doc["code"] == -32002 and "sha256 mismatch" in doc["error"], doc
+    assert "previous voice keeps playing" in doc["error"] and srv.engine.params.voice == "neutral"
+
+    def no_device(name, *, source="api"):
+        raise DeviceError("output device 'USB Headset' was unplugged")
+
+    monkeypatch.setattr(srv.controller, "action", no_device)
+    st, body, _ = http(srv, "POST", "/api/mute/toggle")
+    doc = json.loads(body)
+    assert st == 409 and doc["code"] == -32003 and "'USB Headset' was unplugged" in doc["error"], doc
+    assert doc["error"].startswith("mute_toggle: ") and srv.engine.params.mute is False
