@@ -102,25 +102,43 @@ class Cdp:
             await asyncio.sleep(0.1)
 
     async def click(self, selector: str, session: str, timeout: float = 10.0) -> None:
-        """A real mouse click (pressed + released) in the middle of the element, once the element
-        is what the page shows at that point (a page still laying itself out moves its buttons
-        between the measurement and the click; a person would click where the button is)."""
+        """A real mouse click (pressed + released) in the middle of the element, once the element is
+        what the page shows at that point and has stayed in the same place over three looks 0.1 s
+        apart (a page still filling itself in from the engine's state moves its buttons: a click
+        measured before such a move lands beside the button, as it would for a person). The press is
+        then checked to have reached the element; where it did not, the error names what it hit."""
+        sel = json.dumps(selector)
         end = time.monotonic() + timeout
+        last, steady = None, 0
         while True:
-            box = await self.eval(f"(() => {{ const e = document.querySelector({json.dumps(selector)}); "
+            box = await self.eval(f"(() => {{ const e = document.querySelector({sel}); "
                                   "e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect(); "
                                   "const x = r.x + r.width / 2, y = r.y + r.height / 2; "
                                   "const at = document.elementFromPoint(x, y); "
                                   "return [x, y, !!at && (at === e || e.contains(at)), "
-                                  "at ? at.tagName + '#' + at.id : 'nothing']; })()", session)
-            if box[2]:
+                                  "at ? at.tagName + '#' + at.id : 'nothing', [r.x, r.y, r.width, r.height]]; })()",
+                                  session)
+            steady = steady + 1 if box[2] and box[4] == last else 0
+            last = box[4]
+            if steady >= 2:
                 break
             if time.monotonic() > end:
-                raise AssertionError(f"{selector} is covered by {box[3]} at ({box[0]:.0f}, {box[1]:.0f})")
+                raise AssertionError(f"{selector} is covered by {box[3]} at ({box[0]:.0f}, {box[1]:.0f})" if not box[2]
+                                     else f"{selector} kept moving (last at {box[4]})")
             await asyncio.sleep(0.1)
+        await self.eval(f"(() => {{ window.__cdpPressed = null; document.addEventListener('mousedown', (ev) => {{ "
+                        f"window.__cdpPressed = document.querySelector({sel}).contains(ev.target) ? '' : "
+                        "ev.target.tagName + '#' + ev.target.id + '.' + ev.target.className; }, "
+                        "{capture: true, once: true}); return 1; })()", session)
         for kind in ("mousePressed", "mouseReleased"):
             await self.send("Input.dispatchMouseEvent", {"type": kind, "x": box[0], "y": box[1], "button": "left",
                                                          "clickCount": 1}, session)
+        missed = await self.eval("window.__cdpPressed", session)
+        if missed is None:
+            raise AssertionError(f"the click at ({box[0]:.0f}, {box[1]:.0f}) meant for {selector} reached no element")
+        if missed:
+            raise AssertionError(f"the click at ({box[0]:.0f}, {box[1]:.0f}) meant for {selector} landed on {missed}: "
+                                 "the page moved it between the look and the click")
 
     async def press(self, key: str, session: str, *, shift: bool = False) -> None:
         """One key press (a name of :data:`KEYS`) as the keyboard sends it to the focused element."""
