@@ -155,6 +155,13 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help, --version or an argparse usage error (already printed)
         return int(e.code) if isinstance(e.code, int) else (0 if e.code is None else 2)
+    code = _run(args)
+    if code not in (0, 130) and getattr(args, "keep_window", False):
+        _hold_window()
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args._handler(args) or 0)
     except RtvcError as e:
@@ -169,6 +176,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # `run` stops cleanly on Ctrl-C itself; anything else was cut short
         print(f"rtvc: interrupted: `{args.command}` did not finish", file=sys.stderr)
         return 130
+
+
+def _hold_window() -> None:
+    """``--keep-window`` after a failure: the window a desktop shortcut opened stays until Enter,
+    so the error above can be read (nothing to wait for without a terminal on stdin)."""
+    if not sys.stdin or not sys.stdin.isatty():
+        return
+    print("rtvc: stopped on an error (above); press Enter to close this window", file=sys.stderr, flush=True)
+    try:
+        sys.stdin.readline()
+    except (OSError, KeyboardInterrupt):
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

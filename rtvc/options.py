@@ -178,7 +178,11 @@ def add_control_arguments(p: argparse.ArgumentParser, *, with_control_flag: bool
     g.add_argument("--origin", action="append", default=None, metavar="ORIGIN",
                    help="allowed browser Origin (repeatable); default http://127.0.0.1:PORT, http://localhost:PORT, "
                         "null")
-    g.add_argument("--open", action="store_true", help="open the control panel in the default web browser")
+    g.add_argument("--open", action="store_true",
+                   help="open the control panel in the default web browser (when rtvc already serves on --port: "
+                        "open that one's panel and exit)")
+    g.add_argument("--keep-window", action="store_true",
+                   help="after an error, wait for Enter before exiting (the desktop shortcut's window stays to show why)")
     g.add_argument("--virtual-mic", action="store_true",
                    help="create the rtvc virtual microphone (PulseAudio/PipeWire) for this session and play into it")
     g.add_argument("--preset", default=None, metavar="NAME", help="load this saved preset at start")

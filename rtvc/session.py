@@ -445,6 +445,11 @@ def run_live(args: argparse.Namespace) -> int:
     if args.duration is not None and not (args.duration > 0 and math.isfinite(args.duration)):
         raise ConfigError(f"--duration {args.duration} is out of range; expected a positive number of seconds")
     check_block_ms(args.block_ms)
+    if getattr(args, "control", False) and getattr(args, "open", False):
+        url = control_commands.open_running_panel(args.host, args.port, args.token)
+        if url is not None:  # a second start from the desktop shortcut
+            print(f"rtvc: already running on {args.host}:{args.port}; opened its control panel: {url}", file=out)
+            return 0
     if getattr(args, "forget_speaker", False):
         forget_speaker(out)
     if args.input_file is None:

@@ -34,7 +34,8 @@ ALLOWED: dict[str, set[str]] = {
     # live control (a panel, hotkeys and the websocket server steer an engine and a runner)
     "rtvc.control": set(),
     "rtvc.control.commands": {"rtvc.control.actions", "rtvc.control.auth", "rtvc.control.hotkeys",
-                              "rtvc.control.presets", "rtvc.control.server", "rtvc.engine", "rtvc.options",
+                              "rtvc.control.presets", "rtvc.control.server", "rtvc.control.shortcut", "rtvc.engine",
+                              "rtvc.options",
                               "rtvc.params", "rtvc.resampling", "rtvc.route", "rtvc.voices"},
     # the control package's own modules (protocol, actions, server, presets, auth, hotkeys, panel routes)
     # grow together: any of them may import another (the package graph is checked for circles) and

@@ -1,6 +1,6 @@
 """Command-line parts of live control, merged into ``rtvc`` by :mod:`rtvc.cli`.
 
-- :data:`SUBCOMMANDS`: ``route``, ``selftest``, ``presets``.
+- :data:`SUBCOMMANDS`: ``route``, ``selftest``, ``presets``, ``shortcut`` (:mod:`.shortcut`).
 - The control options of ``run``/``serve`` (``--control``, ``--host``, ``--port``, ...) are
   defined with the others in :mod:`rtvc.options`.
 - :func:`prepare_run` (optional, before the runner opens its streams) and
@@ -17,8 +17,10 @@ import sys
 from typing import Any, Callable
 
 from ..errors import ConfigError, RtvcError
+from . import shortcut
+from .shortcut import open_running_panel
 
-__all__ = ["SUBCOMMANDS", "prepare_run", "start_for_run", "RunHandle"]
+__all__ = ["SUBCOMMANDS", "prepare_run", "start_for_run", "RunHandle", "open_running_panel"]
 
 Handler = Callable[[argparse.Namespace], int]
 AddArguments = Callable[[argparse.ArgumentParser], None]
@@ -133,11 +135,7 @@ def start_for_run(args: argparse.Namespace, engine: Any, runner: Any) -> RunHand
             print(f"rtvc: control panel: {srv.panel_url}", file=sys.stderr)
             print(f"rtvc: OBS overlay: {srv.overlay_url}", file=sys.stderr)
             if getattr(args, "open", False):
-                import webbrowser
-
-                if not webbrowser.open(srv.panel_url):
-                    print("rtvc: warning: no web browser could be started; open the control panel's address above "
-                          "yourself", file=sys.stderr)
+                shortcut.open_browser(srv.panel_url)
         if getattr(args, "hotkeys", None) is not None:
             from .hotkeys import start_hotkeys
 
@@ -294,5 +292,6 @@ SUBCOMMANDS: dict[str, tuple[AddArguments, Handler]] = {
     "route": (_add_route, _cmd_route),
     "selftest": (_add_selftest, _cmd_selftest),
     "presets": (_add_presets, _cmd_presets),
+    "shortcut": (shortcut.add_arguments, shortcut.command),
 }
 

@@ -13,17 +13,26 @@ from __future__ import annotations
 import html
 import math
 from typing import Any, Mapping
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from ..errors import ConfigError
 from ..params import PARAM_SPECS, shown, validate_value
 
-__all__ = ["OPTIONS", "PARAM_NAMES", "query_value", "param_value", "device_query", "token_page"]
+__all__ = ["OPTIONS", "PARAM_NAMES", "query_value", "param_value", "device_query", "token_page", "page_address"]
 
 OPTIONS: dict[str, str] = {"keep_offsets": "a voice switch keeps your pitch/formant offsets (true/false/toggle)"}
 """Controller options settable through ``/api/param/NAME`` beside the parameters."""
 
 PARAM_NAMES: tuple[str, ...] = tuple(PARAM_SPECS) + tuple(OPTIONS)
+
+
+
+def page_address(host: str, port: int, token: str, page: str = "/") -> str:
+    """The address of one of the server's pages with the token percent-encoded (a token may hold
+    ``#&+%``; an IPv6 host in brackets)."""
+    h = f"[{host}]" if ":" in host else host
+    return f"http://{h}:{port}{page}?token={quote(token, safe='')}"
+
 
 _TRUE = ("true", "1", "on", "yes")
 _FALSE = ("false", "0", "off", "no")

@@ -46,7 +46,6 @@ import threading
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, Iterable
-from urllib.parse import quote
 
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -57,6 +56,7 @@ from . import protocol as P
 from .protocol import DEFAULT_PORT
 from .actions import Controller
 from .auth import check_bind_host
+from .routes import page_address
 from .web import HttpFront, overlay_html, panel_html
 
 __all__ = ["ControlServer", "ServerHandle", "DEFAULT_PORT", "SEND_QUEUE", "overlay_html", "panel_html"]
@@ -186,14 +186,12 @@ class ControlServer:
     @property
     def overlay_url(self) -> str:
         """The overlay's address with the token percent-encoded (a token may hold ``#&+%``)."""
-        h = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{h}:{self.port}/overlay?token={quote(self.token, safe='')}"
+        return page_address(self.host, self.port, self.token, "/overlay")
 
     @property
     def panel_url(self) -> str:
         """The control panel's address, with the token."""
-        h = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{h}:{self.port}/?token={quote(self.token, safe='')}"
+        return page_address(self.host, self.port, self.token)
 
     async def start(self) -> None:
         """Bind and start serving (on the running loop)."""
