@@ -38,6 +38,7 @@ __all__ = ["build_engine", "build_runner", "build_params", "convert_file", "run_
 
 DEMO_OUTPUT = "rtvc-demo-out.wav"
 STATUS_EVERY_S = 3.0
+QUIT_GRACE_S = 0.2  # after `quit`: time for its answer to leave before the control server closes
 
 def sample_path() -> Path:
     """The bundled speech sample (espeak-ng, en-us, 16 kHz mono)."""
@@ -405,6 +406,9 @@ def _live_loop(args: argparse.Namespace, engine: Any, runner: Any, ext: Any, out
                 return "duration"
             if runner.finished.is_set():
                 return "end of input"
+            if handle is not None and handle.controller.quit_requested.is_set():
+                time.sleep(QUIT_GRACE_S)  # the answer to `quit` leaves before the control server closes
+                return "quit"
             if runner.restart_dead_streams():
                 print("rtvc: warning: an audio stream stopped (device gone or host API error); reopened it",
                       file=sys.stderr, flush=True)

@@ -37,6 +37,7 @@ ACTIONS: dict[str, str] = {
     "denoise_toggle": "toggle noise suppression (adds its latency while on; needs the denoise extra)",
     "speaker_forget": "forget the speaker (someone else takes the microphone): the neural voice learns afresh "
                       "and the speaker memory is deleted",
+    "quit": "stop rtvc (as Ctrl-C in its window; the speaker memory is saved)",
 }
 """Named one-shot actions (hotkeys and HTTP buttons)."""
 
@@ -174,6 +175,9 @@ class Controller:
         self.clones.bind(on_event=self._clone_event, voice_names=lambda: self.engine.registry.names())
         self.loopback = SelfTest.default(selftest)
         self._denoise: dict[str, Any] | None = None
+        self.quit_requested: threading.Event | None = None
+        """Set by :meth:`quit`; whoever runs the session (``rtvc run``/``serve``'s loop) gives the
+        event and stops when it is set. None: nothing would stop, and :meth:`quit` says so."""
 
     # ------------------------------------------------------------------ listeners
     def add_listener(self, fn: Listener) -> None:
@@ -352,6 +356,16 @@ class Controller:
             self._announce(st, ["speaker"], source)
             return st
 
+    def quit(self, *, source: str = "api") -> dict[str, Any]:
+        """Ask the session to stop (its loop closes the streams and saves the speaker memory, as on
+        Ctrl-C). Refused with ``NOT_AVAILABLE`` when no loop watches (a controller embedded elsewhere)."""
+        if self.quit_requested is None:
+            raise P.RpcError(P.NOT_AVAILABLE, "quit: this rtvc was not started from the command line, so nothing "
+                                              "here can stop it; expected `rtvc run --control` or `rtvc serve`")
+        log.info("quit asked by %s", source)
+        self.quit_requested.set()
+        return {"stopping": True}
+
     def save_preset(self, name: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         if params is None:
             params = {k: v for k, v in self.engine.params.as_dict().items() if k not in DEFAULT_EXCLUDED}
@@ -427,6 +441,9 @@ class Controller:
             return self.pitch_step(-1, source=source)
         if name == "speaker_forget":
             return self.forget_speaker(source=source)
+        if name == "quit":
+            self.quit(source=source)
+            return self.state()
         raise ControlError(f"unknown action {name!r}; expected one of {sorted(ACTIONS)}")
 
     # ------------------------------------------------------------------ protocol dispatch
@@ -462,6 +479,8 @@ class Controller:
                 return self.delete_preset(cmd.name)
             if isinstance(cmd, P.ForgetSpeaker):
                 return self.forget_speaker(source=source)
+            if isinstance(cmd, P.Quit):
+                return self.quit(source=source)
             if isinstance(cmd, P.SetOptions):
                 return self.set_options(keep_offsets=cmd.keep_offsets, source=source)
             if isinstance(cmd, P.CloneBegin):

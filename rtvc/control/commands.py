@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 from typing import Any, Callable
 
 from ..errors import ConfigError, RtvcError
@@ -100,6 +101,7 @@ def start_for_run(args: argparse.Namespace, engine: Any, runner: Any) -> RunHand
 
     h = RunHandle()
     h.controller = ctl = Controller(engine, runner=runner)
+    ctl.quit_requested = threading.Event()  # the `quit` method, /api/quit and the hotkey: the run loop watches it
     try:
         if getattr(args, "virtual_mic", False):
             from ..route import SOURCE_NAME, create_virtual_mic

@@ -19,7 +19,7 @@ __all__ = [
     "PARSE_ERROR", "INVALID_REQUEST", "METHOD_NOT_FOUND", "INVALID_PARAMS", "INTERNAL_ERROR", "RATE_LIMITED",
     "NOT_AVAILABLE", "VOICE_LOAD_FAILED", "DEVICE_ERROR", "MIN_RATE_HZ", "MAX_RATE_HZ", "RpcError",
     "Command", "GetState", "SetParams", "ListVoices", "SetVoice", "ListDevices", "SetDevices", "ListPresets",
-    "SavePreset", "LoadPreset", "DeletePreset", "ForgetSpeaker", "SetOptions", "CloneBegin", "CloneUpload",
+    "SavePreset", "LoadPreset", "DeletePreset", "ForgetSpeaker", "Quit", "SetOptions", "CloneBegin", "CloneUpload",
     "CloneStart", "CloneCancel", "CloneStatus", "SelfTest", "Subscribe", "Unsubscribe", "COMMANDS",
 ]
 
@@ -257,6 +257,14 @@ class ForgetSpeaker(Command):
 
 
 @dataclass(frozen=True)
+class Quit(Command):
+    method: ClassVar[str] = "quit"
+    doc: ClassVar[str] = ("stop rtvc, as Ctrl-C in its window does (the streams close, the speaker memory is saved); "
+                          "answers {\"stopping\": true} first; NOT_AVAILABLE where rtvc was not started from the "
+                          "command line (nothing would stop)")
+
+
+@dataclass(frozen=True)
 class SetOptions(Command):
     method: ClassVar[str] = "set_options"
     doc: ClassVar[str] = ("session options of the control server (not engine parameters): keep_offsets = a voice "
@@ -400,5 +408,5 @@ class Unsubscribe(Command):
 
 COMMANDS: dict[str, type[Command]] = {c.method: c for c in (
     GetState, SetParams, ListVoices, SetVoice, ListDevices, SetDevices, ListPresets, SavePreset, LoadPreset,
-    DeletePreset, ForgetSpeaker, SetOptions, CloneBegin, CloneUpload, CloneStart, CloneCancel, CloneStatus, SelfTest,
+    DeletePreset, ForgetSpeaker, Quit, SetOptions, CloneBegin, CloneUpload, CloneStart, CloneCancel, CloneStatus, SelfTest,
     Subscribe, Unsubscribe)}

@@ -28,14 +28,14 @@ from ..errors import ConfigError
 from .methods import (COMMANDS, DEVICE_ERROR, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, MAX_RATE_HZ,
                       METHOD_NOT_FOUND, MIN_RATE_HZ, NOT_AVAILABLE, PARSE_ERROR, RATE_LIMITED, VOICE_LOAD_FAILED,
                       CloneBegin, CloneCancel, CloneStart, CloneStatus, CloneUpload, Command, DeletePreset,
-                      ForgetSpeaker, GetState, ListDevices, ListPresets, ListVoices, LoadPreset, RpcError, SavePreset,
-                      SelfTest, SetDevices, SetOptions, SetParams, SetVoice, Subscribe, Unsubscribe, _params_schema)
+                      ForgetSpeaker, GetState, ListDevices, ListPresets, ListVoices, LoadPreset, Quit, RpcError,
+                      SavePreset, SelfTest, SetDevices, SetOptions, SetParams, SetVoice, Subscribe, Unsubscribe, _params_schema)
 
 __all__ = [
     "PROTOCOL_VERSION", "MAX_BATCH", "MAX_MESSAGE_BYTES", "PARSE_ERROR", "INVALID_REQUEST", "METHOD_NOT_FOUND",
     "INVALID_PARAMS", "INTERNAL_ERROR", "RATE_LIMITED", "NOT_AVAILABLE", "VOICE_LOAD_FAILED", "DEVICE_ERROR",
     "Command", "GetState", "SetParams", "ListVoices", "SetVoice", "ListDevices", "SetDevices", "ListPresets",
-    "SavePreset", "LoadPreset", "DeletePreset", "ForgetSpeaker", "SetOptions", "CloneBegin", "CloneUpload",
+    "SavePreset", "LoadPreset", "DeletePreset", "ForgetSpeaker", "Quit", "SetOptions", "CloneBegin", "CloneUpload",
     "CloneStart", "CloneCancel", "CloneStatus", "SelfTest", "Subscribe", "Unsubscribe", "COMMANDS", "Call", "Failure",
     "RpcError", "decode", "result", "error", "notification", "dumps", "build_schema", "TokenBucket",
     "TELEMETRY_FIELDS", "MIN_RATE_HZ", "MAX_RATE_HZ", "command_to_request",

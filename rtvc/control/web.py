@@ -34,6 +34,7 @@ _HTTP_ACTIONS = {
     "/api/pitch/down": "pitch_down",
     "/api/voice-next": "voice_next",
     "/api/voice-prev": "voice_prev",
+    "/api/quit": "quit",
     "/api/speaker/forget": "speaker_forget",
 }
 

@@ -65,7 +65,7 @@ def test_toggles_pitch_steps_and_voice_cycling(ctl):
     with pytest.raises(ControlError, match=r"unknown action 'explode'; expected one of"):
         ctl.action("explode")
     assert set(ACTIONS) == {"bypass_toggle", "mute_toggle", "monitor_toggle", "denoise_toggle", "voice_next",
-                            "voice_prev", "pitch_up", "pitch_down", "speaker_forget"}
+                            "voice_prev", "pitch_up", "pitch_down", "speaker_forget", "quit"}
     ctl.action("denoise_toggle")  # the action a hotkey or /api/denoise/toggle runs
     assert ctl.engine.params.denoise is True
     ctl.action("denoise_toggle")
@@ -397,3 +397,18 @@ def test_selftest_failure_is_said_as_it_is(tmp_path):
     with pytest.raises(P.RpcError, match=r"^selftest: selftest captured nothing") as e:
         c.execute(P.SelfTest())
     assert e.value.code == P.NOT_AVAILABLE and c.state()["selftest"]["last"] is None
+
+
+def test_quit_asks_the_session_loop_and_is_refused_where_none_watches(ctl):
+    """``quit`` (method, ``quit`` action for HTTP and hotkeys) sets the event the run loop watches;
+    a controller no loop watches refuses it rather than claim to stop."""
+    import threading
+
+    with pytest.raises(P.RpcError) as e:
+        ctl.execute(P.Quit())
+    assert e.value.code == P.NOT_AVAILABLE and "nothing here can stop it" in e.value.message
+    ctl.quit_requested = threading.Event()
+    assert ctl.execute(P.Quit(), source="test") == {"stopping": True} and ctl.quit_requested.is_set()
+    ctl.quit_requested.clear()
+    assert ctl.action("quit")["params"] == ctl.state()["params"] and ctl.quit_requested.is_set()
+    assert "quit" in ACTIONS and P.COMMANDS["quit"] is P.Quit

@@ -253,7 +253,10 @@ def test_panel_drives_the_engine_and_follows_it(browser, srv, tmp_path):  # noqa
 
 
 def test_panel_reconnects_after_rtvc_restarts(browser, tmp_path):  # noqa: F811
-    """The page says rtvc is not running and greys the meters, then comes back by itself."""
+    """The page says rtvc is not running and greys the meters, then comes back by itself; *Quit
+    rtvc* (asked twice) asks the run loop to stop, and the page says rtvc quit."""
+    import threading
+
     from rtvc.control.server import ControlServer
 
     first = Running(tmp_path)
@@ -273,6 +276,17 @@ def test_panel_reconnects_after_rtvc_restarts(browser, tmp_path):  # noqa: F811
                 await cdp.wait_for("document.getElementById('status').textContent === 'live' && "
                                    "document.getElementById('voice-name').textContent === 'whisper'", sess, 30)
                 assert not await cdp.eval("document.body.classList.contains('offline')", sess)
+                # Quit rtvc: the first click only asks, the second quits; the page then says so
+                first.controller.quit_requested = quit_asked = threading.Event()
+                await cdp.click("#btn-quit", sess)
+                assert await cdp.eval("document.getElementById('btn-quit').textContent", sess) == "Click again to quit"
+                await asyncio.sleep(0.3)
+                assert not quit_asked.is_set()
+                await cdp.click("#btn-quit", sess)
+                assert await asyncio.to_thread(quit_asked.wait, 10)
+                first.handle.stop()  # what the run loop does once it sees the event
+                await cdp.wait_for("document.getElementById('status').textContent.startsWith('stopped: rtvc quit')", sess)
+                assert await cdp.eval("document.getElementById('sound-error').textContent", sess) == ""
         asyncio.run(asyncio.wait_for(go(), 90))
     finally:
         first.close()

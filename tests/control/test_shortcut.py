@@ -9,6 +9,7 @@ Windows: only what can run here (the PowerShell text's quoting, a missing PowerS
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import re
@@ -165,7 +166,7 @@ def _wait_for_lines(path: Path, n: int, timeout: float, proc: subprocess.Popen) 
 def test_the_shortcut_starts_rtvc_and_a_second_start_opens_its_panel(pulse_server, tmp_path):  # noqa: F811
     """The Desktop Entry's own command against a real sound server (its default devices): rtvc
     starts, opens the panel in the browser and serves it; started again while it runs, it opens
-    that panel and exits at once; Ctrl-C stops the first."""
+    that panel and exits at once; ``/api/quit`` (the panel's Quit) stops the first, cleanly."""
     browser, opened = _browser(tmp_path)
     env = {**pulse_server.child_env(sink="rtvc_test_out", source="rtvc_test_in.monitor"),
            "XDG_DATA_HOME": str(tmp_path / "share"), "BROWSER": str(browser), "RTVC_HOME": str(tmp_path / "rtvc")}
@@ -186,11 +187,18 @@ def test_the_shortcut_starts_rtvc_and_a_second_start_opens_its_panel(pulse_serve
         assert f"already running on 127.0.0.1:{port}; opened its control panel" in second.stdout
         assert _wait_for_lines(opened, 2, 10, first)[1] == url
         assert first.poll() is None  # the first goes on
-    finally:
-        first.send_signal(2)
+        # the panel's Quit rtvc (its /api equivalent): answered, then rtvc stops as on Ctrl-C
+        token = url.split("token=", 1)[1]
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/api/quit?token={token}", method="POST")
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert r.status == 200 and json.loads(r.read())["ok"] is True
         out, err = first.communicate(timeout=60)
+    finally:
+        if first.poll() is None:
+            first.send_signal(2)
+            out, err = first.communicate(timeout=60)
     assert first.returncode == 0, err
-    assert "rtvc: control panel: " + url in err
+    assert "rtvc: control panel: " + url in err and "rtvc: stopped (quit)" in out, out
 
 
 def test_keep_window_holds_an_error_until_enter_only_in_a_terminal(tmp_path):
