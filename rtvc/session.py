@@ -362,29 +362,37 @@ def _no_device_reason(*, need_output: bool) -> str | None:
 
 
 class _Terminated(Exception):
-    """SIGTERM arrived (``kill``, a service manager, a script): stop like Ctrl-C."""
+    """SIGTERM (``kill``, a service manager, a script) or SIGHUP (the terminal window closed: the
+    desktop shortcut's) arrived: stop like Ctrl-C. ``args[0]`` is ``"sigterm"`` or ``"sighup"``."""
+
+
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n))
+"""What stops the live loop cleanly besides Ctrl-C (Windows has no SIGHUP)."""
 
 
 @contextlib.contextmanager
 def _sigterm_stops() -> Any:
-    """While the live loop runs, the first SIGTERM raises :class:`_Terminated` in it (the streams
-    close, the output file is finished, the summary is printed); later ones are ignored so that
-    clean-up is not cut short. Only the main thread can take signals; elsewhere this does nothing."""
+    """While the live loop runs, the first SIGTERM or SIGHUP raises :class:`_Terminated` in it (the
+    streams close, the speaker memory and the output file are finished, the summary is printed);
+    later ones are ignored so that clean-up is not cut short. Only the main thread can take
+    signals; elsewhere this does nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     told = []
 
-    def on_sigterm(signum: int, frame: Any) -> None:
+    def on_signal(signum: int, frame: Any) -> None:
         if not told:
             told.append(signum)
-            raise _Terminated()
+            raise _Terminated("sighup" if signum == getattr(signal, "SIGHUP", None) else "sigterm")
 
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    # a signal ignored at start stays ignored (``nohup rtvc serve &`` outlives its terminal)
+    previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS if signal.getsignal(s) is not signal.SIG_IGN}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _live_loop(args: argparse.Namespace, engine: Any, runner: Any, ext: Any, out: TextIO) -> str:
@@ -418,8 +426,8 @@ def _live_loop(args: argparse.Namespace, engine: Any, runner: Any, ext: Any, out
             time.sleep(0.05)
     except KeyboardInterrupt:
         return "ctrl-c"
-    except _Terminated:
-        return "sigterm"
+    except _Terminated as e:
+        return str(e.args[0])
     finally:
         try:
             if handle is not None:

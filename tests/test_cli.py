@@ -375,6 +375,25 @@ def test_run_ctrl_c_stops_cleanly(tmp_path: Path) -> None:
     assert summary["stopped_by"] == "ctrl-c" and summary["devices"]["output"] == "null"
 
 
+
+@pytest.mark.parametrize("ignored", [False, True])
+def test_run_sighup_stops_cleanly_unless_ignored_at_start(tmp_path: Path, ignored: bool) -> None:
+    """A closed terminal window (SIGHUP: the desktop shortcut's) stops ``rtvc run`` like Ctrl-C;
+    started with SIGHUP ignored (``nohup``) it runs on and stops at its ``--duration``."""
+    import signal
+    import time
+
+    src, _ = _speech(tmp_path, seconds=0.5)
+    proc, lines = _start_run("--input-file", str(src), "--loop", "--null-output", "--duration", "6",
+                             preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN if ignored
+                                                              else signal.SIG_DFL))
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGHUP)
+    out, err = proc.communicate(timeout=60)
+    err = "".join(lines) + err
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    assert json.loads(out.strip().splitlines()[-1])["stopped_by"] == ("duration" if ignored else "sighup"), err
+
 def test_run_sigterm_stops_cleanly_and_finishes_the_output_file(tmp_path: Path) -> None:
     """``kill`` or a service manager stops ``rtvc run`` like Ctrl-C: the streams close, the
     output WAV is finished (readable, with what was converted), the summary is printed, exit 0."""

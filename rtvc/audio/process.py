@@ -30,6 +30,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -280,6 +281,12 @@ def child_entry(address: str) -> None:
     start message, run. The authentication key comes in the environment, not on the command line."""
     from multiprocessing.connection import Client
 
+    # Ctrl-C and a closed terminal window signal the whole process group: the runner (which takes them
+    # and stops cleanly, the speaker memory saved) stops this process; left to itself it died first
+    # (Ctrl-C: "the audio worker stopped: KeyboardInterrupt", exit 1; SIGHUP: nothing saved)
+    for name in ("SIGINT", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
     key = bytes.fromhex(os.environ.pop("RTVC_WORKER_KEY"))
     cmd = Client(address, authkey=key)
     rep = Client(address, authkey=key)
