@@ -105,11 +105,13 @@ def shortcut_text(system: str | None = None, *, python: str | None = None) -> st
 
 
 def _ours(path: Path) -> bool:
-    """Whether ``path`` is a shortcut rtvc wrote (the marker is in it)."""
+    """Whether ``path`` is a shortcut rtvc wrote: the marker is in it (UTF-8 in the text files,
+    UTF-16 in a ``.lnk``, which stores its description that way)."""
     try:
-        return MARKER.encode() in path.read_bytes()
+        data = path.read_bytes()
     except OSError:
         return False
+    return MARKER.encode() in data or MARKER.encode("utf-16-le") in data
 
 
 def install_shortcut(system: str | None = None, *, python: str | None = None) -> Path:

@@ -118,6 +118,14 @@ def test_windows_shortcut_text_quotes_paths_and_a_missing_powershell_is_named(tm
     monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
     with pytest.raises(ConfigError, match="PowerShell"):
         S.install_shortcut("win32")
+    # a .lnk keeps its description in UTF-16: rtvc's own is recognised there (refreshed, removed)
+    lnk = S.shortcut_path("win32")
+    lnk.parent.mkdir(parents=True, exist_ok=True)  # install_shortcut made it before PowerShell failed
+    lnk.write_bytes(b"L\x00\x00\x00" + (S.COMMENT + " (" + S.MARKER + ")").encode("utf-16-le"))
+    assert S.remove_shortcut("win32") == lnk and not lnk.exists()
+    lnk.write_bytes(b"L\x00\x00\x00" + "someone else's".encode("utf-16-le"))
+    with pytest.raises(ConfigError, match="was not written by rtvc"):
+        S.remove_shortcut("win32")
     monkeypatch.delenv("APPDATA")
     with pytest.raises(ConfigError, match="APPDATA is not set"):
         S.shortcut_path("win32")
