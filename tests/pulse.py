@@ -139,16 +139,17 @@ class RtvcProcess:
     """``python -m rtvc run --input pulse --output pulse --rate RATE --json --quiet ARGS`` as a child
     process of the test server; waits until its streams are open (it prints the latency).
     ``backend="pulse"``: ``--backend pulse`` instead, whose default devices are the same
-    ``PULSE_SINK`` / ``PULSE_SOURCE``."""
+    ``PULSE_SINK`` / ``PULSE_SOURCE``. ``popen``: more ``subprocess.Popen`` arguments (its own
+    process group, as in a terminal: ``start_new_session=True``)."""
 
     def __init__(self, server: PulseServer, args: list[str], *, sink: str, source: str, rate: int,
-                 backend: str = "portaudio") -> None:
+                 backend: str = "portaudio", **popen: Any) -> None:
         devices = ["--input", "pulse", "--output", "pulse"] if backend == "portaudio" else ["--backend", backend]
         self.proc = subprocess.Popen([sys.executable, "-m", "rtvc", "run", *devices,
                                       "--rate", str(rate), "--json", "--quiet", *args],
                                      env=server.child_env(sink=sink, source=source),
                                      cwd=str(Path(__file__).resolve().parents[1]),
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
         self.err: list[str] = []
         self.ready = threading.Event()
         self._t = threading.Thread(target=self._read_err, daemon=True)

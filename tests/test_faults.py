@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -29,6 +28,7 @@ from rtvc.engine import Engine, EngineConfig
 from rtvc.errors import ConfigError, ModelError
 from rtvc.params import Params
 from rtvc.voices import VoiceRegistry
+from tests.control.helpers import free_port
 from tests.pulse import PulseServer, Recorder, RtvcProcess, pulse_server  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,12 +36,6 @@ RATE = 48_000
 
 
 # ---------------------------------------------------------------------- live: device and server faults
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _tone(seconds: float, f_hz: float = 300.0) -> np.ndarray:
     t = np.arange(int(seconds * RATE)) / RATE
     return (0.3 * np.sin(2 * np.pi * f_hz * t)).astype(np.float32)
@@ -52,7 +46,7 @@ class _Run(RtvcProcess):
 
     def __init__(self, srv: PulseServer, duration_s: float, extra: tuple[str, ...] | list[str] = (),
                  backend: str = "portaudio") -> None:
-        self.port = _free_port()
+        self.port = free_port()
         super().__init__(srv, ["--bypass", "--gate-db", "-120", "--duration", str(duration_s),
                                "--control", "--port", str(self.port), "--token", "faults-test", *extra],
                          sink="rtvc_test_out", source="rtvc_test_in.monitor", rate=RATE, backend=backend)

@@ -322,42 +322,32 @@ def test_ctrl_c_or_a_closed_window_stops_cleanly(pulse_server: PulseServer, tmp_
     the speech it heard saved as the speaker memory, no fault, no shared memory left behind. Before:
     Ctrl-C killed the worker first ("the audio worker stopped: KeyboardInterrupt", exit 1) and
     SIGHUP killed both at once (nothing saved, the rings' shared memory left in /dev/shm)."""
-    import json
     import os
     import signal
-    import sys
 
     srv = pulse_server
     shm_before = {n for n in os.listdir("/dev/shm") if n.startswith("rtvc-")}
-    proc = subprocess.Popen([sys.executable, "-m", "rtvc", "run", "--input", "pulse", "--output", "pulse", "--rate",
-                             str(RATE), "--json", "--quiet", "--voice", "neutral", "--duration", "60"],
-                            env=srv.child_env(sink="rtvc_test_out", source="rtvc_test_in.monitor"),
-                            cwd=str(Path(__file__).resolve().parents[1]), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True,  # its own group, as in a terminal
-                            # a terminal's dispositions (a runner started with `&` or nohup passes them ignored)
-                            preexec_fn=lambda: [signal.signal(getattr(signal, n), signal.SIG_DFL)
-                                                for n in ("SIGINT", "SIGHUP")])
+    rtvc = RtvcProcess(srv, ["--voice", "neutral", "--duration", "60"], sink="rtvc_test_out",
+                       source="rtvc_test_in.monitor", rate=RATE,
+                       start_new_session=True,  # its own process group, as in a terminal
+                       # a terminal's dispositions (a runner started with `&` or nohup passes them ignored)
+                       preexec_fn=lambda: [signal.signal(getattr(signal, n), signal.SIG_DFL)
+                                           for n in ("SIGINT", "SIGHUP")])
     try:
-        end = time.monotonic() + 60
-        while proc.poll() is None and time.monotonic() < end:  # the streams are open once the worker runs
-            if any(n.startswith("rtvc-") for n in set(os.listdir("/dev/shm")) - shm_before):
-                break
-            time.sleep(0.1)
-        time.sleep(1.5)
+        time.sleep(0.5)
         _play(srv, np.concatenate([_tone(190.0, 1.5), np.zeros(RATE // 2, np.float32), _tone(170.0, 1.5)]),
               "rtvc_test_in", tmp_path)
         time.sleep(0.5)
-        os.killpg(proc.pid, getattr(signal, sig))
-        out, err = proc.communicate(timeout=60)
+        os.killpg(rtvc.proc.pid, getattr(signal, sig))
+        summary = rtvc.finish()  # exit 0 asserted
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-    assert proc.returncode == 0, err
-    summary = json.loads(out.strip().splitlines()[-1])
-    assert summary["stopped_by"] == stopped_by and summary["faults"] == [], (summary["faults"], err)
+        if rtvc.proc.poll() is None:
+            os.killpg(rtvc.proc.pid, signal.SIGKILL)
+            rtvc.proc.communicate()
+    assert summary["stopped_by"] == stopped_by and summary["faults"] == [], (summary["faults"], "".join(rtvc.err))
     assert summary["speaker_memory"]["saved_s"] >= 2.9, summary["speaker_memory"]
     assert {n for n in os.listdir("/dev/shm") if n.startswith("rtvc-")} <= shm_before
+
 
 def test_pulse_backend_lists_and_resolves_devices(pulse_server: PulseServer) -> None:
     """``rtvc devices --backend pulse --json`` lists the server's sinks and sources; device specs

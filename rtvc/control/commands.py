@@ -18,8 +18,7 @@ import threading
 from typing import Any, Callable
 
 from ..errors import ConfigError, RtvcError
-from . import shortcut
-from .shortcut import open_running_panel
+from .shortcut import add_arguments as _add_shortcut, command as _cmd_shortcut, open_browser, open_running_panel
 
 __all__ = ["SUBCOMMANDS", "prepare_run", "start_for_run", "RunHandle", "open_running_panel"]
 
@@ -137,7 +136,7 @@ def start_for_run(args: argparse.Namespace, engine: Any, runner: Any) -> RunHand
             print(f"rtvc: control panel: {srv.panel_url}", file=sys.stderr)
             print(f"rtvc: OBS overlay: {srv.overlay_url}", file=sys.stderr)
             if getattr(args, "open", False):
-                shortcut.open_browser(srv.panel_url)
+                open_browser(srv.panel_url)
         if getattr(args, "hotkeys", None) is not None:
             from .hotkeys import start_hotkeys
 
@@ -294,6 +293,6 @@ SUBCOMMANDS: dict[str, tuple[AddArguments, Handler]] = {
     "route": (_add_route, _cmd_route),
     "selftest": (_add_selftest, _cmd_selftest),
     "presets": (_add_presets, _cmd_presets),
-    "shortcut": (shortcut.add_arguments, shortcut.command),
+    "shortcut": (_add_shortcut, _cmd_shortcut),
 }
 

@@ -408,5 +408,5 @@ class Unsubscribe(Command):
 
 COMMANDS: dict[str, type[Command]] = {c.method: c for c in (
     GetState, SetParams, ListVoices, SetVoice, ListDevices, SetDevices, ListPresets, SavePreset, LoadPreset,
-    DeletePreset, ForgetSpeaker, Quit, SetOptions, CloneBegin, CloneUpload, CloneStart, CloneCancel, CloneStatus, SelfTest,
-    Subscribe, Unsubscribe)}
+    DeletePreset, ForgetSpeaker, Quit, SetOptions, CloneBegin, CloneUpload, CloneStart, CloneCancel, CloneStatus,
+    SelfTest, Subscribe, Unsubscribe)}

@@ -29,7 +29,8 @@ from .methods import (COMMANDS, DEVICE_ERROR, INTERNAL_ERROR, INVALID_PARAMS, IN
                       METHOD_NOT_FOUND, MIN_RATE_HZ, NOT_AVAILABLE, PARSE_ERROR, RATE_LIMITED, VOICE_LOAD_FAILED,
                       CloneBegin, CloneCancel, CloneStart, CloneStatus, CloneUpload, Command, DeletePreset,
                       ForgetSpeaker, GetState, ListDevices, ListPresets, ListVoices, LoadPreset, Quit, RpcError,
-                      SavePreset, SelfTest, SetDevices, SetOptions, SetParams, SetVoice, Subscribe, Unsubscribe, _params_schema)
+                      SavePreset, SelfTest, SetDevices, SetOptions, SetParams, SetVoice, Subscribe, Unsubscribe,
+                      _params_schema)
 
 __all__ = [
     "PROTOCOL_VERSION", "MAX_BATCH", "MAX_MESSAGE_BYTES", "PARSE_ERROR", "INVALID_REQUEST", "METHOD_NOT_FOUND",

@@ -18,7 +18,8 @@ from urllib.parse import quote, unquote
 from ..errors import ConfigError
 from ..params import PARAM_SPECS, shown, validate_value
 
-__all__ = ["OPTIONS", "PARAM_NAMES", "query_value", "param_value", "device_query", "token_page", "page_address"]
+__all__ = ["OPTIONS", "PARAM_NAMES", "query_value", "param_value", "device_query", "token_page", "server_address",
+           "page_address"]
 
 OPTIONS: dict[str, str] = {"keep_offsets": "a voice switch keeps your pitch/formant offsets (true/false/toggle)"}
 """Controller options settable through ``/api/param/NAME`` beside the parameters."""
@@ -26,12 +27,15 @@ OPTIONS: dict[str, str] = {"keep_offsets": "a voice switch keeps your pitch/form
 PARAM_NAMES: tuple[str, ...] = tuple(PARAM_SPECS) + tuple(OPTIONS)
 
 
+def server_address(host: str, port: int) -> str:
+    """``http://HOST:PORT`` of a control server (an IPv6 host in brackets)."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
 
 def page_address(host: str, port: int, token: str, page: str = "/") -> str:
     """The address of one of the server's pages with the token percent-encoded (a token may hold
-    ``#&+%``; an IPv6 host in brackets)."""
-    h = f"[{host}]" if ":" in host else host
-    return f"http://{h}:{port}{page}?token={quote(token, safe='')}"
+    ``#&+%``)."""
+    return f"{server_address(host, port)}{page}?token={quote(token, safe='')}"
 
 
 _TRUE = ("true", "1", "on", "yes")

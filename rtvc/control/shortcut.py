@@ -159,19 +159,18 @@ def open_running_panel(host: str, port: int, token: str | None, *, timeout: floa
     answers there. What a second click on the shortcut does."""
     import urllib.request
 
+    from .auth import load_or_create_token
+    from .routes import page_address, server_address
+
     if port == 0:
         return None
-    h = f"[{host}]" if ":" in host else host
     try:
-        with urllib.request.urlopen(f"http://{h}:{port}/healthz", timeout=timeout) as r:
+        with urllib.request.urlopen(f"{server_address(host, port)}/healthz", timeout=timeout) as r:
             doc = json.loads(r.read(4096))
     except (OSError, ValueError):
         return None
     if not (isinstance(doc, dict) and doc.get("status") == "ok" and "protocol_version" in doc):
         return None
-    from .auth import load_or_create_token
-    from .routes import page_address
-
     url = page_address(host, port, load_or_create_token(token)[0])
     open_browser(url)
     return url

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,13 @@ class DelayRegistry(VoiceRegistry):
 
     def make_stage(self, info: Any, *, model_rate: int = 16000, hop: int = 80, device: str = "cpu") -> Any:
         return DelayStage(160, hop=hop)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (the OS's pick)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def make_engine(*, models: bool = False) -> Engine:

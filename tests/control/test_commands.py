@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 
 import pytest
 from websockets.asyncio.client import connect
 
 from rtvc.cli import main, make_parser, sample_path
-from tests.control.helpers import recv_json, rpc
+from tests.control.helpers import free_port, recv_json, rpc
 
 TOKEN = "cli-test-token-42"
 
@@ -69,15 +68,9 @@ def test_serve_refuses_a_remote_bind_without_allow_remote(home, capsys):
     assert "'0.0.0.0' is not a loopback address" in capsys.readouterr().err
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_serve_end_to_end(home, capsys):
     assert main(["presets", "save", "start", "voice=higher", "mix=0.75"]) == 0
-    port = _free_port()
+    port = free_port()
     rc = []
     t = threading.Thread(target=lambda: rc.append(main([
         "serve", "--input-file", str(sample_path()), "--null-output", "--loop", "--port", str(port),

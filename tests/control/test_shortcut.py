@@ -25,6 +25,7 @@ import pytest
 
 from rtvc.control import shortcut as S
 from rtvc.errors import ConfigError
+from tests.control.helpers import free_port
 from tests.pulse import pulse_server  # noqa: F401
 
 ODD_PYTHON = '/opt/my "py" $HOME\\bin/py%thon 3'  # a space, quotes, a dollar, a backslash, a percent
@@ -150,14 +151,6 @@ def _browser(tmp_path: Path) -> tuple[Path, Path]:
     return b, log
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _wait_for_lines(path: Path, n: int, timeout: float, proc: subprocess.Popen) -> list[str]:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -179,7 +172,7 @@ def test_the_shortcut_starts_rtvc_and_a_second_start_opens_its_panel(pulse_serve
     env = {**pulse_server.child_env(sink="rtvc_test_out", source="rtvc_test_in.monitor"),
            "XDG_DATA_HOME": str(tmp_path / "share"), "BROWSER": str(browser), "RTVC_HOME": str(tmp_path / "rtvc")}
     path = S.install_shortcut("linux")
-    port = _free_port()
+    port = free_port()
     argv = _exec_argv(_entry(path.read_text())["Exec"]) + ["--port", str(port)]
     repo = str(Path(__file__).resolve().parents[2])
     first = subprocess.Popen(argv, env=env, cwd=repo, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
